@@ -1,0 +1,303 @@
+"""Generate, cache and import the numba kernel of a model.
+
+For each model the generator writes one Python module: the model's right-hand
+side, analytic Jacobian, initial values and outputs as numba functions, followed by
+the integrator template (:mod:`carkinetics.engine.template`). The module is stored
+in the kernel cache under a name that hashes its full text together with the numba,
+numpy and Python versions, so a changed model, a changed engine or an upgraded numba
+can never pick up a stale compilation; numba caches the machine code next to it.
+
+The cache lives in ``$CARKINETICS_CACHE_DIR`` or, by default,
+``~/.cache/carkinetics/kernels``. Deleting it is always safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from . import expressions as ex
+
+_TEMPLATE_PATH = Path(__file__).resolve().parent / "engine" / "template.py"
+_STUB_END = "# ---------------------------------------------------------------------- END OF STUB"
+_lock = threading.Lock()
+_loaded: dict[str, object] = {}
+
+
+def cache_dir() -> Path:
+    """Folder of generated kernels (created when needed)."""
+    env = os.environ.get("CARKINETICS_CACHE_DIR")
+    if env:
+        base = Path(env)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(xdg) if xdg else Path.home() / ".cache") / "carkinetics"
+    return base / "kernels"
+
+
+def _template_body() -> str:
+    text = _TEMPLATE_PATH.read_text(encoding="utf-8")
+    head, sep, body = text.partition(_STUB_END)
+    if not sep:
+        raise RuntimeError(f"engine template {_TEMPLATE_PATH} lost its stub marker")
+    return body
+
+
+# ----------------------------------------------------------------------------------------
+# source generation
+# ----------------------------------------------------------------------------------------
+
+
+def _mangle(model):
+    states = {n: f"s_{n}" for n in model.state_names}
+    params = {n: f"p_{n}" for n in model.parameter_names}
+    exprs = {n: f"x_{n}" for n in model.expressions}
+
+    def rename(name):
+        if name == "t":
+            return "t"
+        if name in states:
+            return states[name]
+        if name in params:
+            return params[name]
+        if name in exprs:
+            return exprs[name]
+        raise KeyError(name)
+
+    return rename
+
+
+def _dependencies(model):
+    """For each intermediate expression: the states and whether ``t`` it depends on."""
+    state_set = set(model.state_names)
+    deps: dict[str, set] = {}
+    for name, expr in model.expressions.items():
+        d = set()
+        for n in ex.names(expr):
+            if n in state_set or n == "t":
+                d.add(n)
+            elif n in deps:
+                d |= deps[n]
+        deps[name] = d
+    return deps
+
+
+def _needed(exprs_needed, model):
+    """Close a set of expression names under their dependencies (in model order)."""
+    need = set(exprs_needed)
+    for name in reversed(list(model.expressions)):
+        if name in need:
+            need |= {n for n in ex.names(model.expressions[name]) if n in model.expressions}
+    return [n for n in model.expressions if n in need]
+
+
+def _preamble(model, rename, used_names, indent="    "):
+    lines = []
+    for i, n in enumerate(model.state_names):
+        if n in used_names:
+            lines.append(f"{indent}{rename(n)} = y[{i}]")
+    for i, n in enumerate(model.parameter_names):
+        if n in used_names:
+            lines.append(f"{indent}{rename(n)} = p[{i}]")
+    return lines
+
+
+def generate_source(model) -> str:
+    """Full text of the kernel module of ``model``."""
+    rename = _mangle(model)
+    deps = _dependencies(model)
+    state_names = model.state_names
+    uses_t = any("t" in ex.names(e) for e in model.odes.values()) or any(
+        "t" in deps[n] for e in model.odes.values() for n in ex.names(e) if n in deps)
+
+    def all_names(exprs):
+        out = set()
+        for e in exprs:
+            out |= ex.names(e)
+        return out
+
+    out = [
+        f"# carkinetics kernel for model '{model.name}' ({model.path.name}).",
+        "# Generated code: do not edit. Regenerated whenever the model, the engine or numba changes.",
+        f"# model sha256: {model.content_hash}",
+        "import math",
+        "",
+        "import numpy as np",
+        "from numba import njit, prange",
+        "",
+        f"N_STATES = {model.n_states}",
+        f"N_PARAMS = {model.n_parameters}",
+        f"N_OUTPUTS = {model.n_outputs}",
+        f"NONAUTONOMOUS = {bool(uses_t)}",
+        "",
+    ]
+
+    # ---- rhs
+    rhs_exprs = _needed({n for e in model.odes.values() for n in ex.names(e)}, model)
+    used = all_names(list(model.odes.values()) + [model.expressions[n] for n in rhs_exprs])
+    out.append('@njit(cache=True, error_model="numpy", nogil=True)')
+    out.append("def model_rhs(t, y, p, dy):")
+    out.extend(_preamble(model, rename, used))
+    for n in rhs_exprs:
+        out.append(f"    {rename(n)} = {ex.to_source(model.expressions[n], rename)}")
+    for i, n in enumerate(state_names):
+        out.append(f"    dy[{i}] = {ex.to_source(model.odes[n], rename)}  # d{n}/dt")
+    out.append("")
+
+    # ---- jacobian: chain rule through intermediate expressions
+    jac_lines = []
+    dnames: dict[tuple[str, str], str] = {}
+
+    def dvar_for(wrt):
+        def dvar(name):
+            if name == wrt:
+                return ex.ONE
+            if name in model.expressions and (name, wrt) in dnames:
+                return ex.Expr.var(dnames[(name, wrt)])
+            return ex.ZERO
+        return dvar
+
+    jac_used = set(used)
+    for n in rhs_exprs:
+        for wrt in [s for s in state_names if s in deps[n]] + (["t"] if "t" in deps[n] else []):
+            d = ex.diff(model.expressions[n], wrt, dvar_for(wrt))
+            if d.is_num(0.0):
+                continue
+            local = f"d_{n}__{wrt}"
+            dnames[(n, wrt)] = local
+            jac_lines.append((local, d))
+            jac_used |= ex.names(d)
+    entries = []
+    for i, n in enumerate(state_names):
+        for j, wrt in enumerate(state_names):
+            d = ex.diff(model.odes[n], wrt, dvar_for(wrt))
+            if not d.is_num(0.0):
+                entries.append((f"jac[{i}, {j}]", d))
+                jac_used |= ex.names(d)
+        if uses_t:
+            d = ex.diff(model.odes[n], "t", dvar_for("t"))
+            if not d.is_num(0.0):
+                entries.append((f"dfdt[{i}]", d))
+                jac_used |= ex.names(d)
+    local_names = set(dnames.values())
+
+    def rename_jac(name):
+        if name in local_names:
+            return name
+        return rename(name)
+
+    out.append('@njit(cache=True, error_model="numpy", nogil=True)')
+    out.append("def model_jac(t, y, p, jac, dfdt):")
+    out.append("    # entries not assigned here are zero (the caller clears jac and dfdt)")
+    out.extend(_preamble(model, rename, jac_used))
+    for n in rhs_exprs:
+        out.append(f"    {rename(n)} = {ex.to_source(model.expressions[n], rename)}")
+    for local, d in jac_lines:
+        out.append(f"    {local} = {ex.to_source(d, rename_jac)}")
+    for target, d in entries:
+        out.append(f"    {target} = {ex.to_source(d, rename_jac)}")
+    out.append("    return")
+    out.append("")
+
+    # ---- initial values
+    out.append('@njit(cache=True, error_model="numpy", nogil=True)')
+    out.append("def model_initial(p, y):")
+    init_used = all_names([s.initial for s in model.states])
+    out.extend(_preamble(model, rename, init_used))
+    for i, s in enumerate(model.states):
+        out.append(f"    y[{i}] = {ex.to_source(s.initial, rename)}  # {s.name}")
+    out.append("")
+
+    # ---- outputs
+    out.append('@njit(cache=True, error_model="numpy", nogil=True)')
+    out.append("def model_outputs(t, y, p, out):")
+    out_exprs = _needed({n for o in model.outputs for n in ex.names(o.expression)}, model)
+    out_used = all_names([o.expression for o in model.outputs] + [model.expressions[n] for n in out_exprs])
+    out.extend(_preamble(model, rename, out_used))
+    for n in out_exprs:
+        out.append(f"    {rename(n)} = {ex.to_source(model.expressions[n], rename)}")
+    for i, o in enumerate(model.outputs):
+        out.append(f"    out[{i}] = {ex.to_source(o.expression, rename)}  # {o.name}")
+    if not model.outputs:
+        out.append("    return")
+    out.append("")
+    out.append("# ---------------------------------------------------------------------- engine template")
+    return "\n".join(out) + _template_body()
+
+
+def python_rhs_source(model, name: str = "rhs") -> str:
+    """Plain-Python right-hand side ``rhs(t, y, p) -> list`` (for peers such as scipy).
+
+    Used by the benchmarks and the Radau cross-check tests: the same expressions as
+    the kernel, run by the Python interpreter.
+    """
+    rename = _mangle(model)
+    used = set()
+    for e in list(model.odes.values()) + list(model.expressions.values()):
+        used |= ex.names(e)
+    lines = ["import math", "", _HILL_PY, "", f"def {name}(t, y, p):"]
+    lines.extend(_preamble(model, rename, used))
+    for n in _needed({n for e in model.odes.values() for n in ex.names(e)}, model):
+        lines.append(f"    {rename(n)} = {ex.to_source(model.expressions[n], rename)}")
+    items = ", ".join(ex.to_source(model.odes[n], rename) for n in model.state_names)
+    lines.append(f"    return [{items}]")
+    return "\n".join(lines) + "\n"
+
+
+_HILL_PY = '''def _hill(x, k, n):
+    if x <= 0.0:
+        return 0.0
+    return 1.0 / (1.0 + (k / x) ** n)'''
+
+
+def python_rhs(model):
+    """Compile :func:`python_rhs_source` into a function (no numba)."""
+    namespace: dict = {}
+    exec(compile(python_rhs_source(model), f"<carkinetics rhs {model.name}>", "exec"), namespace)  # noqa: S102
+    return namespace["rhs"]
+
+
+# ----------------------------------------------------------------------------------------
+# cache
+# ----------------------------------------------------------------------------------------
+
+
+def kernel_path(model) -> Path:
+    import numba
+    import numpy
+
+    source = generate_source(model)
+    key = "\n".join([source, numba.__version__, numpy.__version__, sys.version])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    safe = "".join(c if c.isalnum() else "_" for c in model.name)[:40]
+    return cache_dir() / f"ck_{safe}_{digest}.py", source
+
+
+def build_kernel(model):
+    """Generate (if needed), import and return the kernel module of ``model``."""
+    path, source = kernel_path(model)
+    key = str(path)
+    with _lock:
+        if key in _loaded:
+            return _loaded[key]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text(encoding="utf-8") != source:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(source)
+            if path.exists():  # another process wrote it meanwhile: keep theirs (same text)
+                os.unlink(tmp)
+            else:
+                os.replace(tmp, path)
+        modname = f"_carkinetics_kernel_{path.stem}"
+        spec = importlib.util.spec_from_file_location(modname, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[modname] = module
+        spec.loader.exec_module(module)
+        _loaded[key] = module
+        return module

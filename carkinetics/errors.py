@@ -1,0 +1,119 @@
+"""Exception hierarchy of carkinetics.
+
+Every error caused by user input derives from :class:`CarKineticsError`, so the
+command line can turn it into one ``Error: ...`` line and a non-zero exit status,
+while genuine bugs still show a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class CarKineticsError(Exception):
+    """Base class of all errors caused by input to carkinetics."""
+
+
+class FileProblem:
+    """One problem found in a file: where it is, what was found, what was expected."""
+
+    __slots__ = ("key", "message")
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}" if self.key else self.message
+
+    def __repr__(self) -> str:
+        return f"FileProblem({self.key!r}, {self.message!r})"
+
+
+class FileError(CarKineticsError, ValueError):
+    """A file (model, scenario, data, targets) has one or more problems.
+
+    All problems found in the file are reported together, one per line, each as
+    ``path: key: message``.
+    """
+
+    kind = "file"
+
+    def __init__(self, path, problems: Iterable[FileProblem | str]):
+        self.path = str(path)
+        self.problems = [p if isinstance(p, FileProblem) else FileProblem("", p) for p in problems]
+        if not self.problems:
+            raise ValueError("FileError needs at least one problem")
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        lines = [f"{self.path}: {p}" for p in self.problems]
+        if len(lines) == 1:
+            return lines[0]
+        head = f"{self.path}: {len(lines)} problems in {self.kind} file"
+        return "\n".join([head] + ["  " + line for line in lines])
+
+
+class ModelFileError(FileError):
+    """A model file (``models/*.toml``) is malformed."""
+
+    kind = "model"
+
+
+class ScenarioError(FileError):
+    """A scenario file (``scenarios/*.toml``) is malformed."""
+
+    kind = "scenario"
+
+
+class DataError(FileError):
+    """A data or target table (CSV) is malformed."""
+
+    kind = "data"
+
+
+class ExpressionError(CarKineticsError, ValueError):
+    """An expression string is not in the safe arithmetic subset."""
+
+
+class SolverError(CarKineticsError, RuntimeError):
+    """Integration of a single simulation failed."""
+
+    def __init__(self, message: str, status: int = -1):
+        super().__init__(message)
+        self.status = status
+
+
+class ProblemCollector:
+    """Collects problems while validating a file, then raises them all at once."""
+
+    def __init__(self, path, error_class=FileError):
+        self.path = path
+        self.error_class = error_class
+        self.problems: list[FileProblem] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.problems.append(FileProblem(key, message))
+
+    def unknown_name(self, key: str, name: str, known: Iterable[str], what: str) -> None:
+        """Record an unknown name, with a close-match suggestion when there is one."""
+        self.add(key, unknown_name_message(name, known, what))
+
+    def __bool__(self) -> bool:
+        return bool(self.problems)
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise self.error_class(self.path, self.problems)
+
+
+def suggestion(name: str, known: Iterable[str]) -> str:
+    """Return `` (did you mean 'x'?)`` for the closest known name, or ``''``."""
+    matches = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{matches[0]}'?)" if matches else ""
+
+
+def unknown_name_message(name: str, known: Iterable[str], what: str) -> str:
+    known = list(known)
+    return f"'{name}' is not {what}{suggestion(name, known)}"

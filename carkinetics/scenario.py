@@ -1,0 +1,449 @@
+"""Scenario files: one protocol and one clinical question each.
+
+A scenario names a model (path relative to the scenario file, or a model name),
+output times, parameter overrides, solver options and events; later sections add a
+virtual population, arms, endpoints, survival rules, a sweep grid and the reported
+targets the scenario must reproduce. Every section is validated here, once, and all
+problems in a file are reported together.
+
+Minimal example::
+
+    [scenario]
+    name = "typical"
+    model = "../models/multiphasic.toml"
+
+    [times]
+    end = 730
+    step = 1
+
+    [[events]]
+    name = "infusion"
+    time = 0
+    add = { effector = 1e8 }
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import expressions as ex
+from .errors import CarKineticsError, ExpressionError, ProblemCollector, ScenarioError, suggestion
+from .options import METHODS, OptionsError, SolverOptions
+
+_SCENARIO_KEYS = {"name", "description", "model", "targets", "notes", "seed_file", "arm", "reproduces"}
+_TIMES_KEYS = {"start", "end", "step", "values"}
+_SOLVER_KEYS = {"method", "rtol", "atol", "max_steps", "max_step"}
+_EVENT_KEYS = {"name", "time", "when", "add", "multiply", "set", "set_parameter", "notes", "arms"}
+_PLOT_KEYS = {"outputs", "log_scale", "title"}
+ACTION_KEYS = ("multiply", "set", "add", "set_parameter")
+
+# Sections a scenario may have. Modules that extend scenarios (cohort, endpoints,
+# sweep, validation) register a parser for their section with `register_section`.
+_SECTION_PARSERS: dict = {}
+_CORE_SECTIONS = {"scenario", "times", "parameters", "solver", "events", "plot"}
+
+
+def register_section(name: str, parser) -> None:
+    """Register ``parser(raw_value, context) -> object`` for a top-level section."""
+    _SECTION_PARSERS[name] = parser
+
+
+@dataclass
+class EventSpec:
+    """An event as written in a scenario; values may be expressions."""
+
+    name: str
+    time: ex.Expr
+    when: str | None
+    actions: list  # (kind, target, Expr)
+    arms: tuple[str, ...] | None = None  # None: all arms
+    key: str = ""
+
+
+@dataclass
+class Scenario:
+    """A validated scenario file."""
+
+    path: Path
+    name: str
+    description: str
+    model: object
+    times: np.ndarray
+    t0: float | None
+    parameters: dict  # overrides: name -> float
+    solver: SolverOptions
+    events: list
+    plot_outputs: tuple[str, ...]
+    plot_log: bool
+    targets: tuple[str, ...] = ()
+    sections: dict = field(default_factory=dict)  # extension sections (population, endpoints, ...)
+    raw: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def horizon(self) -> float:
+        return float(self.times[-1])
+
+    def parameter_vector(self) -> np.ndarray:
+        return self.model.parameter_vector(self.parameters)
+
+    def schedule(self, env: dict | None = None, arm: str | None = None):
+        """The events as a :class:`~carkinetics.schedule.Schedule`, for one patient.
+
+        ``env`` maps names used in event expressions (parameters, covariates) to
+        values; by default the typical parameters after overrides.
+        """
+        from .schedule import Action, Event, Schedule
+
+        env = env if env is not None else self.default_env()
+        events = []
+        for spec in self.events_for_arm(arm):
+            t = float(ex.evaluate(spec.time, env))
+            acts = [Action(kind, target, float(ex.evaluate(value, env))) for kind, target, value in spec.actions]
+            events.append(Event(t, acts, when=spec.when, name=spec.name))
+        return Schedule(events)
+
+    def events_for_arm(self, arm: str | None):
+        return [e for e in self.events if e.arms is None or arm is None or arm in e.arms]
+
+    def default_env(self) -> dict:
+        p = self.parameter_vector()
+        return dict(zip(self.model.parameter_names, p))
+
+
+def load_scenario(path) -> Scenario:
+    """Load and validate a scenario file.
+
+    Raises
+    ------
+    ScenarioError
+        Listing every problem in the file (and in the model file it names).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ScenarioError(path, ["file not found"])
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ScenarioError(path, [f"not valid TOML: {err}"]) from None
+    return scenario_from_dict(data, path)
+
+
+def scenario_from_dict(data: dict, path) -> Scenario:
+    from .model import load_model
+
+    path = Path(path)
+    errs = ProblemCollector(path, ScenarioError)
+    known_sections = _CORE_SECTIONS | set(_SECTION_PARSERS)
+    for key in data:
+        if key not in known_sections:
+            errs.unknown_name(key, key, sorted(known_sections), "a section of a scenario file")
+
+    head = data.get("scenario")
+    if not isinstance(head, dict):
+        errs.add("scenario", "missing [scenario] table with at least 'model'")
+        errs.raise_if_any()
+    for key in head:
+        if key not in _SCENARIO_KEYS:
+            errs.unknown_name(f"scenario.{key}", key, _SCENARIO_KEYS, "a key of [scenario]")
+    name = head.get("name", path.stem)
+    model_ref = head.get("model")
+    if not isinstance(model_ref, str) or not model_ref:
+        errs.add("scenario.model", f"expected the path of a model file (relative to this scenario) "
+                                   f"or a model name, got {model_ref!r}")
+        errs.raise_if_any()
+    model_path = path.parent / model_ref
+    try:
+        if model_path.suffix == ".toml" or "/" in model_ref:
+            model = load_model(model_path)
+        else:
+            model = load_model(model_ref)
+    except CarKineticsError as err:
+        errs.add("scenario.model", f"model '{model_ref}' could not be loaded:\n    "
+                 + str(err).replace("\n", "\n    "))
+        errs.raise_if_any()
+    targets = head.get("targets", [])
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        errs.add("scenario.targets", "expected a list of target ids (strings)")
+        targets = []
+
+    # ---- times
+    times, t0 = _parse_times(data.get("times"), errs)
+
+    # ---- parameter overrides
+    overrides = {}
+    raw_params = data.get("parameters", {})
+    if not isinstance(raw_params, dict):
+        errs.add("parameters", "expected a table of parameter = value")
+        raw_params = {}
+    for nm, value in raw_params.items():
+        key = f"parameters.{nm}"
+        if nm not in model.parameter_names:
+            errs.add(key, f"'{nm}' is not a parameter of model '{model.name}'"
+                          f"{suggestion(nm, model.parameter_names)}")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            errs.add(key, f"expected a finite number, got {value!r}")
+            continue
+        par = model.parameter(nm)
+        if par.bounds and not (par.bounds[0] <= value <= par.bounds[1]):
+            errs.add(key, f"{value} is outside the model's bounds [{par.bounds[0]}, {par.bounds[1]}] "
+                          f"({par.unit})")
+            continue
+        overrides[nm] = float(value)
+
+    # ---- solver
+    solver = _parse_solver(data.get("solver", {}), model, errs)
+
+    # ---- context for extension sections and events
+    context = {"model": model, "path": path, "errors": errs, "times": times, "t0": t0, "data": data,
+               "parameters": overrides}
+    sections = {}
+    for sec, parser in _SECTION_PARSERS.items():
+        if sec in data:
+            sections[sec] = parser(data[sec], context)
+    context["sections"] = sections
+
+    # names usable in event expressions: parameters, plus whatever extensions declare
+    extra_names = set(context.get("event_names", ()))
+    arm_names = set(context.get("arm_names", ()))
+    events = _parse_events(data.get("events", []), model, times, t0, errs, extra_names, arm_names)
+
+    # ---- plot
+    plot = data.get("plot", {})
+    plot_outputs = tuple(model.output_names)
+    plot_log = True
+    if not isinstance(plot, dict):
+        errs.add("plot", "expected a table")
+    else:
+        for key in plot:
+            if key not in _PLOT_KEYS:
+                errs.unknown_name(f"plot.{key}", key, _PLOT_KEYS, "a key of [plot]")
+        if "outputs" in plot:
+            outs = plot["outputs"]
+            if not isinstance(outs, list):
+                errs.add("plot.outputs", "expected a list of output or state names")
+            else:
+                names = model.output_names + model.state_names
+                for o in outs:
+                    if o not in names:
+                        errs.add("plot.outputs", f"'{o}' is not an output or state of model "
+                                                 f"'{model.name}'{suggestion(str(o), names)}")
+                plot_outputs = tuple(outs)
+        plot_log = bool(plot.get("log_scale", True))
+
+    errs.raise_if_any()
+    return Scenario(path=path, name=str(name), description=str(head.get("description", "")), model=model,
+                    times=times, t0=t0, parameters=overrides, solver=solver, events=events,
+                    plot_outputs=plot_outputs, plot_log=plot_log, targets=tuple(targets), sections=sections,
+                    raw=data)
+
+
+def _parse_times(raw, errs):
+    if raw is None:
+        errs.add("times", "missing [times] (e.g. end = 365, step = 1, or values = [...])")
+        return np.array([0.0, 1.0]), None
+    if not isinstance(raw, dict):
+        errs.add("times", "expected a table")
+        return np.array([0.0, 1.0]), None
+    for key in raw:
+        if key not in _TIMES_KEYS:
+            errs.unknown_name(f"times.{key}", key, _TIMES_KEYS, "a key of [times]")
+    start = raw.get("start")
+    if start is not None and (isinstance(start, bool) or not isinstance(start, (int, float))
+                              or not math.isfinite(start)):
+        errs.add("times.start", f"expected a number, got {start!r}")
+        start = None
+    if "values" in raw:
+        if "end" in raw or "step" in raw:
+            errs.add("times", "give either 'values' or 'end' (with 'step'), not both")
+        vals = raw["values"]
+        ok = isinstance(vals, list) and vals and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in vals)
+        if not ok:
+            errs.add("times.values", "expected a non-empty list of numbers")
+            return np.array([0.0, 1.0]), start
+        arr = np.array(vals, dtype=float)
+        if arr.size > 1 and not np.all(np.diff(arr) > 0):
+            errs.add("times.values", "output times must be strictly increasing")
+            arr = np.unique(arr)
+    else:
+        end = raw.get("end")
+        step = raw.get("step", 1.0)
+        if isinstance(end, bool) or not isinstance(end, (int, float)) or not math.isfinite(end):
+            errs.add("times.end", f"expected the last output time (a number), got {end!r}")
+            return np.array([0.0, 1.0]), start
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or not step > 0:
+            errs.add("times.step", f"expected a positive number, got {step!r}")
+            step = 1.0
+        first = 0.0 if start is None else float(start)
+        if end <= first:
+            errs.add("times.end", f"end = {end} must be after start = {first}")
+            return np.array([first, first + 1.0]), start
+        n = int(math.floor((end - first) / step + 1e-9))
+        arr = first + step * np.arange(n + 1)
+        if arr[-1] < end - 1e-9 * max(1.0, abs(end)):
+            arr = np.append(arr, float(end))
+    if start is not None and arr[0] < start:
+        errs.add("times.start", f"start = {start} is after the first output time {arr[0]}")
+    return arr, (None if start is None else float(start))
+
+
+def _parse_solver(raw, model, errs) -> SolverOptions:
+    if not isinstance(raw, dict):
+        errs.add("solver", "expected a table")
+        return SolverOptions()
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in _SOLVER_KEYS:
+            errs.unknown_name(f"solver.{key}", key, _SOLVER_KEYS, "a solver option")
+            continue
+        kwargs[key] = value
+    if "method" in kwargs and kwargs["method"] not in METHODS:
+        errs.add("solver.method", f"expected one of {sorted(METHODS)}, got {kwargs['method']!r}"
+                                  f"{suggestion(str(kwargs['method']), METHODS)}")
+        kwargs.pop("method")
+    try:
+        opts = SolverOptions(**kwargs)
+        opts.atol_vector(model)
+        return opts
+    except OptionsError as err:
+        errs.add("solver", str(err))
+        return SolverOptions()
+
+
+def _parse_events(raw, model, times, t0, errs, extra_names, arm_names) -> list:
+    if not isinstance(raw, list):
+        errs.add("events", "expected [[events]] tables (an array of tables)")
+        return []
+    horizon_hi = times[-1]
+    value_names = set(model.parameter_names) | set(extra_names)
+    out = []
+    for k, ev in enumerate(raw):
+        key = f"events[{k}]"
+        if not isinstance(ev, dict):
+            errs.add(key, "expected a table")
+            continue
+        name = ev.get("name", f"event {k}")
+        if not isinstance(name, str):
+            errs.add(f"{key}.name", f"expected a string, got {name!r}")
+            name = f"event {k}"
+        for kk in ev:
+            if kk not in _EVENT_KEYS:
+                errs.unknown_name(f"{key}.{kk}", kk, _EVENT_KEYS, "a key of an event")
+        if "time" not in ev:
+            errs.add(f"{key}.time", "missing (a number or an expression, model time unit)")
+            continue
+        time_expr = _value_expr(ev["time"], f"{key}.time", value_names, errs)
+        if time_expr is not None and time_expr.op == "num":
+            tv = time_expr.value
+            if t0 is not None and tv < t0:
+                errs.add(f"{key}.time", f"{tv} is before the start of the scenario ({t0})")
+            if tv > horizon_hi:
+                errs.add(f"{key}.time", f"{tv} is after the last output time ({horizon_hi}); the event "
+                                        f"would never happen")
+        when = ev.get("when")
+        if when is not None:
+            if not isinstance(when, str):
+                errs.add(f"{key}.when", f"expected a condition string, got {when!r}")
+                when = None
+            else:
+                try:
+                    model.parse_condition(when)
+                except ExpressionError as err:
+                    errs.add(f"{key}.when", str(err))
+                    when = None
+        arms = ev.get("arms")
+        if arms is not None:
+            if not isinstance(arms, list) or not all(isinstance(a, str) for a in arms):
+                errs.add(f"{key}.arms", "expected a list of arm names")
+                arms = None
+            else:
+                for a in arms:
+                    if a not in arm_names:
+                        errs.add(f"{key}.arms", f"'{a}' is not an arm of this scenario"
+                                                f"{suggestion(a, arm_names)}")
+                arms = tuple(arms)
+        actions = []
+        for kind in ACTION_KEYS:
+            table = ev.get(kind)
+            if table is None:
+                continue
+            if not isinstance(table, dict) or not table:
+                errs.add(f"{key}.{kind}", "expected a table of name = value")
+                continue
+            targets = model.parameter_names if kind == "set_parameter" else model.state_names
+            what = "a parameter" if kind == "set_parameter" else "a state"
+            for target, value in table.items():
+                akey = f"{key}.{kind}.{target}"
+                if target not in targets:
+                    errs.add(akey, f"'{target}' is not {what} of model '{model.name}'"
+                                   f"{suggestion(target, targets)}")
+                    continue
+                vexpr = _value_expr(value, akey, value_names, errs)
+                if vexpr is None:
+                    continue
+                if vexpr.op == "num" and kind in ("add", "multiply") and vexpr.value < 0:
+                    word = "amount" if kind == "add" else "factor"
+                    errs.add(akey, f"{word} must be >= 0, got {vexpr.value}")
+                    continue
+                actions.append((kind, target, vexpr))
+        if not any(kind in ev for kind in ACTION_KEYS):
+            errs.add(key, f"event '{name}' has no actions (use add, multiply, set or set_parameter)")
+        out.append(EventSpec(name=name, time=time_expr if time_expr is not None else ex.ZERO, when=when,
+                             actions=actions, arms=arms, key=key))
+    return out
+
+
+def _value_expr(value, key, names, errs):
+    if isinstance(value, bool):
+        errs.add(key, f"expected a number or an expression, got {value!r}")
+        return None
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            errs.add(key, f"expected a finite number, got {value!r}")
+            return None
+        return ex.Expr.num(value)
+    if not isinstance(value, str):
+        errs.add(key, f"expected a number or an expression string, got {value!r}")
+        return None
+    try:
+        e = ex.parse(value)
+    except ExpressionError as err:
+        errs.add(key, str(err))
+        return None
+    bad = [n for n in ex.names(e) if n not in names]
+    for n in bad:
+        errs.add(key, f"unknown name '{n}' in '{value}'{suggestion(n, names)} "
+                      f"(event values may use parameters and covariates)")
+    return None if bad else e
+
+
+def check_file(path) -> str:
+    """Validate a model or scenario file; return a one-line summary or raise."""
+    from .errors import FileError, ModelFileError
+    from .model import load_model
+
+    path = Path(path)
+    if not path.exists():
+        raise FileError(path, ["file not found"])
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise FileError(path, [f"not valid TOML: {err}"]) from None
+    except UnicodeDecodeError:
+        raise FileError(path, ["not a UTF-8 text file"]) from None
+    if "scenario" in data:
+        sc = load_scenario(path)
+        return (f"{path}: scenario '{sc.name}' is valid: model '{sc.model.name}', {len(sc.times)} output times "
+                f"to day {sc.horizon:g}, {len(sc.events)} events")
+    if "odes" in data or "states" in data or "model" in data:
+        m = load_model(path)
+        return (f"{path}: model '{m.name}' is valid: {m.n_states} states, {m.n_parameters} parameters, "
+                f"{len(m.expressions)} expressions, {m.n_outputs} outputs")
+    raise ModelFileError(path, ["neither a model file ([states], [odes]) nor a scenario file ([scenario])"])

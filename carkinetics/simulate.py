@@ -1,0 +1,239 @@
+"""Simulate one patient (:func:`simulate`) or many in parallel (:func:`simulate_batch`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from .errors import CarKineticsError, SolverError
+from .options import SolverOptions
+from .result import BatchResult, Trajectory, status_message
+from .schedule import as_schedule
+
+
+class SimulationInputError(CarKineticsError, ValueError):
+    """Inputs to simulate / simulate_batch are inconsistent."""
+
+
+def _check_times(times) -> np.ndarray:
+    if times is None:
+        raise SimulationInputError("`times` is required: the output times (model time unit)")
+    arr = np.atleast_1d(np.asarray(times, dtype=float))
+    if arr.ndim != 1 or arr.size == 0:
+        raise SimulationInputError("`times` must be a non-empty 1-d sequence of output times")
+    if not np.all(np.isfinite(arr)):
+        raise SimulationInputError("`times` must be finite")
+    if arr.size > 1 and not np.all(np.diff(arr) > 0):
+        raise SimulationInputError("`times` must be strictly increasing")
+    return np.ascontiguousarray(arr)
+
+
+def _parameter_vector(model, parameters) -> np.ndarray:
+    if parameters is None:
+        return model.default_parameters()
+    if isinstance(parameters, Mapping):
+        try:
+            return model.parameter_vector(parameters)
+        except KeyError as err:
+            raise SimulationInputError(err.args[0]) from None
+    arr = np.asarray(parameters, dtype=float)
+    if arr.shape != (model.n_parameters,):
+        raise SimulationInputError(f"`parameters` must be a mapping or an array of shape "
+                                   f"({model.n_parameters},), got shape {arr.shape}")
+    return arr.copy()
+
+
+def _select(names_all, request, what) -> np.ndarray:
+    if request is True or request is None:
+        return np.arange(len(names_all), dtype=np.int64)
+    if request is False:
+        return np.zeros(0, dtype=np.int64)
+    idx = []
+    for name in request:
+        if name not in names_all:
+            from .errors import suggestion
+
+            raise SimulationInputError(f"'{name}' is not {what}{suggestion(name, names_all)}")
+        idx.append(names_all.index(name))
+    return np.array(idx, dtype=np.int64)
+
+
+def _set_threads(n_threads):
+    import numba
+
+    if n_threads is None:
+        return numba.config.NUMBA_NUM_THREADS
+    n = int(n_threads)
+    if n < 1:
+        raise SimulationInputError(f"`n_threads` must be >= 1, got {n_threads}")
+    n = min(n, numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(n)
+    return n
+
+
+def simulate(model, events=None, times=None, parameters=None, options=None, t0=None) -> Trajectory:
+    """Simulate CAR-T cell kinetics for one patient and one schedule of events.
+
+    Parameters
+    ----------
+    model : Model
+        From :func:`carkinetics.load_model`.
+    events : Schedule, Event or sequence of Event, optional
+        Doses and other events; see :mod:`carkinetics.schedule`.
+    times : array_like, shape (n_times,)
+        Output times in the model's time unit (day), strictly increasing.
+    parameters : mapping of str to float, or array of shape (n_parameters,), optional
+        Overrides of the model's typical values by name, or a full vector.
+    options : SolverOptions, optional
+    t0 : float, optional
+        Start of integration (initial values apply here). Defaults to the earlier
+        of ``times[0]`` and the first event.
+
+    Returns
+    -------
+    Trajectory
+        States and outputs at ``times``, the status and solver counters.
+
+    Raises
+    ------
+    SimulationInputError
+        If ``times`` is not increasing or a name is unknown.
+    SolverError
+        If integration fails and ``options.raise_on_failure`` is true.
+
+    Examples
+    --------
+    >>> from carkinetics import load_model, simulate, Dose
+    >>> model = load_model("models/multiphasic.toml")              # doctest: +SKIP
+    >>> traj = simulate(model, [], times=[0, 9.3, 28])              # doctest: +SKIP
+    >>> round(float(traj["transgene"][1]))                          # doctest: +SKIP
+    24000
+    """
+    options = options or SolverOptions()
+    p = _parameter_vector(model, parameters)
+    batch = simulate_batch(model, events, times, p[None, :], options=options, t0=t0, n_threads=1)
+    status = int(batch.status[0])
+    traj = Trajectory(model, batch.times, batch.states[0], batch.outputs[0], p, status,
+                      batch.counters[0].copy(), batch.events_applied[0].astype(bool), batch.event_names)
+    if status != 0 and options.raise_on_failure:
+        t_fail = batch.times[np.argmax(np.isnan(batch.states[0]).any(axis=1))]
+        raise SolverError(f"integration of model '{model.name}' failed near t = {t_fail:g}: "
+                          f"{status_message(status)}", status)
+    return traj
+
+
+def simulate_batch(model, events, times, parameters, *, event_times=None, action_values=None,
+                   options=None, t0=None, n_threads=None, save_states=True, save_outputs=True,
+                   block=None) -> BatchResult:
+    """Simulate N patients in parallel on all cores.
+
+    Parameters
+    ----------
+    model : Model
+    events : Schedule or sequence of Event
+        The schedule shared by all patients; per-patient times and amounts can be
+        overridden with ``event_times`` and ``action_values``.
+    times : array_like, shape (n_times,)
+        Output times, common to all patients.
+    parameters : array_like, shape (N, n_parameters)
+        One parameter vector per patient (see :attr:`Model.parameter_names`).
+    event_times : array_like, shape (N, n_events), optional
+        Per-patient event times (default: the schedule's).
+    action_values : array_like, shape (N, n_actions), optional
+        Per-patient action amounts, in the flattened order of
+        ``Schedule.expand(model).act_labels`` (default: the schedule's).
+    options : SolverOptions, optional
+    t0 : float, optional
+        Common start time (default: earliest of ``times[0]`` and all event times).
+    n_threads : int, optional
+        Number of threads (default: all cores). Results are identical for any
+        number of threads.
+    save_states, save_outputs : bool or sequence of str
+        Which states and outputs to keep at the output times (all by default).
+        Memory is N x n_times x (saved variables) doubles; nothing else grows with
+        the number of steps.
+
+    Returns
+    -------
+    BatchResult
+        Failed patients are flagged in ``status`` (never raised).
+    """
+    options = options or SolverOptions()
+    times = _check_times(times)
+    params = np.ascontiguousarray(np.asarray(parameters, dtype=float))
+    if params.ndim != 2 or params.shape[1] != model.n_parameters:
+        raise SimulationInputError(f"`parameters` must have shape (N, {model.n_parameters}), got {params.shape}")
+    if not np.all(np.isfinite(params)):
+        bad = np.argwhere(~np.isfinite(params))[0]
+        raise SimulationInputError(f"parameter '{model.parameter_names[bad[1]]}' of patient {bad[0]} "
+                                   f"is not finite ({params[bad[0], bad[1]]})")
+    n_pat = params.shape[0]
+    schedule = as_schedule(events)
+    table = schedule.expand(model)
+    E, A = table.n_events, table.n_actions
+    ev_time = np.broadcast_to(table.time, (n_pat, E)) if event_times is None else np.asarray(event_times, float)
+    if ev_time.shape != (n_pat, E):
+        raise SimulationInputError(f"`event_times` must have shape ({n_pat}, {E}), got {ev_time.shape}")
+    act_value = (np.broadcast_to(table.act_value, (n_pat, A)) if action_values is None
+                 else np.asarray(action_values, float))
+    if act_value.shape != (n_pat, A):
+        raise SimulationInputError(f"`action_values` must have shape ({n_pat}, {A}), got {act_value.shape}")
+    if E and not np.all(np.isfinite(ev_time)):
+        raise SimulationInputError("event times must be finite")
+    if A:
+        if not np.all(np.isfinite(act_value)):
+            i, a = np.argwhere(~np.isfinite(act_value))[0]
+            raise SimulationInputError(f"{table.act_labels[a]}: value for patient {i} is not finite")
+        neg = (act_value < 0) & np.isin(table.act_kind, [0, 1])[None, :]
+        if neg.any():
+            i, a = np.argwhere(neg)[0]
+            raise SimulationInputError(f"{table.act_labels[a]}: amount for patient {i} is negative "
+                                       f"({act_value[i, a]}); doses and factors must be >= 0")
+    start = times[0] if E == 0 else min(times[0], float(ev_time.min()))
+    if t0 is None:
+        t0 = start
+    elif t0 > start:
+        raise SimulationInputError(f"t0 = {t0} is after the first output time or event ({start})")
+    # the model's breakpoints are events without actions: integration restarts there
+    n_bp = len(model.breakpoints)
+    if n_bp:
+        bp = model.breakpoint_times(params)
+        bp = np.where(np.isfinite(bp) & (bp > t0), bp, np.inf)  # outside the horizon: never reached
+        ev_time = np.concatenate([ev_time, bp], axis=1)
+        table.cond = np.concatenate([table.cond, -np.ones(n_bp, dtype=np.int64)])
+        table.act_start = np.concatenate([table.act_start,
+                                          np.full(n_bp, table.act_start[-1], dtype=np.int64)])
+    ev_time = np.ascontiguousarray(ev_time, dtype=float)
+    act_value = np.ascontiguousarray(act_value, dtype=float)
+
+    s_idx = _select(model.state_names, save_states, "a state")
+    o_idx = _select(model.output_names, save_outputs, "an output")
+    out_s = np.empty((n_pat, len(times), len(s_idx)))
+    out_o = np.empty((n_pat, len(times), len(o_idx)))
+    status = np.zeros(n_pat, dtype=np.int64)
+    counters = np.zeros((n_pat, 7), dtype=np.int64)
+    applied = np.zeros((n_pat, E + n_bp), dtype=np.int8)
+    final = np.zeros((n_pat, model.n_states))
+    thr = model.extinction_thresholds()
+    atol = options.atol_vector(model)
+    hmax = options.max_step if math.isfinite(options.max_step) else 1e300
+    kernel = model.kernel
+    args = (float(t0), times, params, ev_time, table.cond, table.act_start, table.act_kind, table.act_target,
+            act_value, table.prog_code, table.prog_const, table.prog_start, table.prog_cstart, thr, atol,
+            float(options.rtol), options.method_code, float(hmax), int(options.max_steps), s_idx, o_idx,
+            out_s, out_o, status, counters, applied, final)
+    if n_threads == 1 or n_pat == 1:
+        kernel.run_serial(*args)
+    else:
+        import numba
+
+        n = _set_threads(n_threads)
+        if block is None:
+            block = max(1, min(64, n_pat // (8 * n) or 1))
+        with numba.parallel_chunksize(1):
+            kernel.run_parallel(*args, int(block))
+    return BatchResult(model, times, params, out_s, out_o, tuple(model.state_names[i] for i in s_idx),
+                       tuple(model.output_names[i] for i in o_idx), status, counters,
+                       applied[:, :E].astype(bool), final, table.names)
