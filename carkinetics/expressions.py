@@ -35,6 +35,8 @@ FUNCTIONS: dict[str, tuple[int, int | None, str]] = {
     "sqrt": (1, 1, "square root"),
     "abs": (1, 1, "absolute value"),
     "tanh": (1, 1, "hyperbolic tangent"),
+    "sin": (1, 1, "sine (radians)"),
+    "cos": (1, 1, "cosine (radians)"),
     "min": (2, None, "smallest argument"),
     "max": (2, None, "largest argument"),
     "where": (3, 3, "where(condition, value_if_true, value_if_false)"),
@@ -344,7 +346,7 @@ def _src(e: Expr, rn) -> str:
         return f"(not {_bool_src(a[0], rn)})"
     if op == "where":
         return f"({_src(a[1], rn)} if {_bool_src(a[0], rn)} else {_src(a[2], rn)})"
-    if op in ("exp", "log", "log10", "log1p", "expm1", "sqrt", "tanh"):
+    if op in ("exp", "log", "log10", "log1p", "expm1", "sqrt", "tanh", "sin", "cos"):
         return f"math.{op}({_src(a[0], rn)})"
     if op == "abs":
         return f"abs({_src(a[0], rn)})"
@@ -421,7 +423,7 @@ def _ev(e: Expr, env):
         return np.logical_not(_truth(_ev(a[0], env)))
     if op == "where":
         return np.where(_truth(_ev(a[0], env)), _ev(a[1], env), _ev(a[2], env))
-    if op in ("exp", "log", "log10", "log1p", "expm1", "sqrt", "tanh", "abs"):
+    if op in ("exp", "log", "log10", "log1p", "expm1", "sqrt", "tanh", "abs", "sin", "cos"):
         return getattr(np, op)(_ev(a[0], env))
     if op == "min":
         return np.minimum(_ev(a[0], env), _ev(a[1], env))
@@ -584,6 +586,10 @@ def _d(e: Expr, dv) -> Expr:
         return div(du, mul(Expr.num(2.0), e))
     if op == "tanh":
         return mul(sub(ONE, mul(e, e)), du)
+    if op == "sin":
+        return mul(Expr("cos", (a[0],)), du)
+    if op == "cos":
+        return neg(mul(Expr("sin", (a[0],)), du))
     if op == "abs":
         if du.is_num(0.0):
             return ZERO
@@ -620,6 +626,7 @@ OPCODES = {
     "and": 16, "or": 17, "not": 18,
     "exp": 19, "log": 20, "log10": 21, "sqrt": 22, "abs": 23, "min": 24, "max": 25,
     "where": 26, "hill": 27, "clip": 28, "step": 29, "tanh": 30, "log1p": 31, "expm1": 32,
+    "sin": 33, "cos": 34,
 }
 
 

@@ -440,7 +440,8 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         errs.add("model.breakpoints", f"expected a list of expressions of parameters, got {bp_raw!r}")
         bp_raw = []
     for k, text in enumerate(bp_raw):
-        parsed = _parse(text, f"model.breakpoints[{k}]", set(param_names), errs)
+        parsed = _parse(text, f"model.breakpoints[{k}]", set(param_names), errs,
+                        hint=" (breakpoints may use parameters only)")
         if parsed is not None:
             breakpoints.append(parsed)
 
@@ -491,7 +492,8 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         unit = _string(spec, "unit", key, errs, required=True)
         desc = _string(spec, "description", key, errs, required=True)
         init_raw = spec.get("initial", 0.0)
-        initial = _parse(init_raw, f"{key}.initial", set(param_names), errs)
+        initial = _parse(init_raw, f"{key}.initial", set(param_names), errs,
+                         hint=" (initial values may use parameters only)")
         if initial is not None and isinstance(init_raw, (int, float)) and init_raw < 0:
             errs.add(f"{key}.initial", f"expected a value >= 0, got {init_raw}")
         default_thr = 1.0 if (unit or "").strip().lower() in ("cells", "cell") else 0.0
@@ -581,7 +583,7 @@ def _string(spec, name, key, errs, required=False):
     return v
 
 
-def _parse(text, key, known, errs, later=(), self_name=None):
+def _parse(text, key, known, errs, later=(), self_name=None, hint=""):
     try:
         expr = ex.parse(text)
     except ExpressionError as err:
@@ -595,6 +597,6 @@ def _parse(text, key, known, errs, later=(), self_name=None):
         elif nm in later:
             errs.add(key, f"'{nm}' is used before it is defined (expressions are evaluated in order)")
         else:
-            errs.add(key, f"unknown name '{nm}' in '{text}'{suggestion(nm, known)}")
+            errs.add(key, f"unknown name '{nm}' in '{text}'{suggestion(nm, known)}{hint}")
         expr = None
     return expr

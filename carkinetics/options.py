@@ -40,6 +40,9 @@ class SolverOptions:
     raise_on_failure : bool
         :func:`simulate` raises :class:`SolverError` when integration fails;
         batches always flag the patient instead.
+    extinction : bool
+        Apply the model's extinction thresholds (default). ``False`` integrates the
+        plain ODE, with populations free to fall below one cell.
     """
 
     method: str = "auto"
@@ -48,6 +51,7 @@ class SolverOptions:
     max_steps: int = 200_000
     max_step: float = math.inf
     raise_on_failure: bool = True
+    extinction: bool = True
 
     def __post_init__(self):
         if self.method not in METHODS:

@@ -216,7 +216,7 @@ def simulate_batch(model, events, times, parameters, *, event_times=None, action
     counters = np.zeros((n_pat, 7), dtype=np.int64)
     applied = np.zeros((n_pat, E + n_bp), dtype=np.int8)
     final = np.zeros((n_pat, model.n_states))
-    thr = model.extinction_thresholds()
+    thr = model.extinction_thresholds() if options.extinction else np.zeros(model.n_states)
     atol = options.atol_vector(model)
     hmax = options.max_step if math.isfinite(options.max_step) else 1e300
     kernel = model.kernel

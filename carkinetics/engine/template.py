@@ -185,6 +185,10 @@ T_E7 = -1.0 / 66.0
 # stability interval of Tsit5 on the negative real axis (|R(z)| = 1 at z = -T_STAB),
 # computed from the tableau; used by the stiffness switch
 T_STAB = 3.5
+# automatic switching: to RODAS when h * rho(J) > STIFF_ON * T_STAB, back to Tsit5 when
+# the RODAS step satisfies h * rho(J) < STIFF_OFF * T_STAB for 10 steps (hysteresis)
+STIFF_ON = 0.7
+STIFF_OFF = 0.5
 
 # ---- RODAS4 (Hairer & Wanner; rodas.f) ----------------------------------------------
 R_GAMMA = 0.25
@@ -593,6 +597,7 @@ def _segment(t, t_end, y, p, ext, thr, rtol, atol, method, mode, h, hmax, max_st
     reject = False
     n_stiff = 0
     n_nonstiff = 0
+    n_since_check = 0
     h_acc = 0.0
     err_acc = 1.0
     first_rodas = True
@@ -633,6 +638,7 @@ def _segment(t, t_end, y, p, ext, thr, rtol, atol, method, mode, h, hmax, max_st
             continue
         # ---- accepted
         step_mode = mode
+        jac_at_new = False
         for i in range(n):
             if not (ynew[i] - ynew[i] == 0.0):  # inf or NaN in an accepted state
                 return NON_FINITE, k_out, mode, h
@@ -671,7 +677,10 @@ def _segment(t, t_end, y, p, ext, thr, rtol, atol, method, mode, h, hmax, max_st
                         changed = True
         counters[C_ACCEPTED] += 1
         if mode == TSIT5:
-            # stiffness test (Hairer's DOPRI5): h*|lambda| ~ h*|k7-k6|/|ynew-y6|
+            # stiffness test: Hairer's cheap DOPRI5 estimate h*|lambda| ~ h*|k7-k6|/|ynew-y6|
+            # each step; when it (or a periodic timer) raises suspicion, the spectral
+            # radius of the analytic Jacobian decides: switch when the step is held at
+            # more than STIFF_ON of the explicit stability interval
             if method == AUTO:
                 num = 0.0
                 den = 0.0
@@ -680,18 +689,21 @@ def _segment(t, t_end, y, p, ext, thr, rtol, atol, method, mode, h, hmax, max_st
                     d2 = ynew[i] - W[W_Y6, i]
                     num += d1 * d1
                     den += d2 * d2
-                if den > 0.0 and h * math.sqrt(num / den) > 0.93 * T_STAB:
-                    n_nonstiff = 0
+                if den > 0.0 and h * math.sqrt(num / den) > STIFF_ON * T_STAB:
                     n_stiff += 1
-                    if n_stiff >= 15:
+                else:
+                    n_stiff = 0
+                n_since_check += 1
+                if n_stiff >= 3 or n_since_check >= 50:
+                    n_stiff = 0
+                    n_since_check = 0
+                    _jacobian(t_new, ynew, p, ext, J, W[W_DFDT], counters)
+                    jac_at_new = not changed
+                    if h * _spectral_radius(J, W) > STIFF_ON * T_STAB:
                         mode = RODAS
                         counters[C_STIFF_SWITCHES] += 1
-                        n_stiff = 0
                         first_rodas = True
-                else:
-                    n_nonstiff += 1
-                    if n_nonstiff >= 6:
-                        n_stiff = 0
+                        n_nonstiff = 0
             # step-size control (DOPRI5 PI controller, beta = 0.04)
             fac11 = err ** 0.17
             fac = fac11 / facold ** 0.04
@@ -710,12 +722,14 @@ def _segment(t, t_end, y, p, ext, thr, rtol, atol, method, mode, h, hmax, max_st
             err_acc = max(1e-2, err)
             hnew = h / fac
             if method == AUTO:
-                rho = _spectral_radius(J, W)
-                if hnew * rho < 0.8 * T_STAB:
+                # back to the explicit method when it would be stable at the step the
+                # accuracy allows, for 10 steps in a row
+                if hnew * _spectral_radius(J, W) < STIFF_OFF * T_STAB:
                     n_nonstiff += 1
                     if n_nonstiff >= 10:
                         mode = TSIT5
                         n_nonstiff = 0
+                        n_since_check = 0
                         facold = 1e-4
                 else:
                     n_nonstiff = 0
@@ -733,7 +747,7 @@ def _segment(t, t_end, y, p, ext, thr, rtol, atol, method, mode, h, hmax, max_st
             else:
                 for i in range(n):
                     k1[i] = W[W_K7, i]
-        jac_fresh = False
+        jac_fresh = jac_at_new  # a Jacobian taken at the new point serves the next RODAS step
         h = hnew
     return OK, k_out, mode, h
 
@@ -760,7 +774,7 @@ def _run_program(code, consts, start, stop, cstart, t, y, p, stack):
         elif op == 3:
             stack[sp] = t
             sp += 1
-        elif op == 9 or op == 18 or (op >= 19 and op <= 23) or op == 29 or op == 30 or op == 31 or op == 32:
+        elif op == 9 or op == 18 or (op >= 19 and op <= 23) or (op >= 29 and op <= 34):
             a = stack[sp - 1]
             if op == 9:
                 r = -a
@@ -782,8 +796,12 @@ def _run_program(code, consts, start, stop, cstart, t, y, p, stack):
                 r = math.tanh(a)
             elif op == 31:
                 r = math.log1p(a) if a > -1.0 else math.nan
-            else:
+            elif op == 32:
                 r = math.expm1(a)
+            elif op == 33:
+                r = math.sin(a)
+            else:
+                r = math.cos(a)
             stack[sp - 1] = r
         elif op == 26 or op == 27 or op == 28:
             a = stack[sp - 3]
