@@ -128,7 +128,8 @@ def generate_source(model) -> str:
         "import math",
         "",
         "import numpy as np",
-        "from numba import njit, prange",
+        "from numba import njit, prange, types",
+        "from numba.extending import intrinsic",
         "",
         f"N_STATES = {model.n_states}",
         f"N_PARAMS = {model.n_parameters}",
@@ -140,13 +141,38 @@ def generate_source(model) -> str:
     # ---- rhs
     rhs_exprs = _needed({n for e in model.odes.values() for n in ex.names(e)}, model)
     used = all_names(list(model.odes.values()) + [model.expressions[n] for n in rhs_exprs])
-    out.append('@njit(cache=True, error_model="numpy", nogil=True)')
+    def src(e, rn=rename):
+        return ex.to_source(e, rn, vector_math=True)
+
+    out.append('@njit(cache=True, error_model="numpy", nogil=True, inline="always")')
     out.append("def model_rhs(t, y, p, dy):")
     out.extend(_preamble(model, rename, used))
     for n in rhs_exprs:
-        out.append(f"    {rename(n)} = {ex.to_source(model.expressions[n], rename)}")
+        out.append(f"    {rename(n)} = {src(model.expressions[n])}")
     for i, n in enumerate(state_names):
-        out.append(f"    dy[{i}] = {ex.to_source(model.odes[n], rename)}  # d{n}/dt")
+        out.append(f"    dy[{i}] = {src(model.odes[n])}  # d{n}/dt")
+    out.append("")
+
+    # ---- the same right-hand side for many patients at once: one loop over lanes
+    # (columns of y and p, into out[s]) that LLVM vectorises
+    def rename_lanes(name):
+        return "t_lane" if name == "t" else rename(name)
+
+    out.append('@njit(cache=True, error_model="numpy", nogil=True, inline="always")')
+    out.append("def model_rhs_lanes(t, y, p, out, s, nl):")
+    out.append("    for lane in range(nl):")
+    if "t" in used or any("t" in deps[n] for n in rhs_exprs):
+        out.append("        t_lane = t[lane]")
+    for i, n in enumerate(model.state_names):
+        if n in used:
+            out.append(f"        {rename(n)} = y[{i}, lane]")
+    for i, n in enumerate(model.parameter_names):
+        if n in used:
+            out.append(f"        {rename(n)} = p[{i}, lane]")
+    for n in rhs_exprs:
+        out.append(f"        {rename(n)} = {src(model.expressions[n], rename_lanes)}")
+    for i, n in enumerate(state_names):
+        out.append(f"        out[s, {i}, lane] = {src(model.odes[n], rename_lanes)}  # d{n}/dt")
     out.append("")
 
     # ---- jacobian: chain rule through intermediate expressions
@@ -196,11 +222,11 @@ def generate_source(model) -> str:
     out.append("    # entries not assigned here are zero (the caller clears jac and dfdt)")
     out.extend(_preamble(model, rename, jac_used))
     for n in rhs_exprs:
-        out.append(f"    {rename(n)} = {ex.to_source(model.expressions[n], rename)}")
+        out.append(f"    {rename(n)} = {src(model.expressions[n])}")
     for local, d in jac_lines:
-        out.append(f"    {local} = {ex.to_source(d, rename_jac)}")
+        out.append(f"    {local} = {src(d, rename_jac)}")
     for target, d in entries:
-        out.append(f"    {target} = {ex.to_source(d, rename_jac)}")
+        out.append(f"    {target} = {src(d, rename_jac)}")
     out.append("    return")
     out.append("")
 
@@ -210,7 +236,7 @@ def generate_source(model) -> str:
     init_used = all_names([s.initial for s in model.states])
     out.extend(_preamble(model, rename, init_used))
     for i, s in enumerate(model.states):
-        out.append(f"    y[{i}] = {ex.to_source(s.initial, rename)}  # {s.name}")
+        out.append(f"    y[{i}] = {src(s.initial)}  # {s.name}")
     out.append("")
 
     # ---- outputs
@@ -220,14 +246,37 @@ def generate_source(model) -> str:
     out_used = all_names([o.expression for o in model.outputs] + [model.expressions[n] for n in out_exprs])
     out.extend(_preamble(model, rename, out_used))
     for n in out_exprs:
-        out.append(f"    {rename(n)} = {ex.to_source(model.expressions[n], rename)}")
+        out.append(f"    {rename(n)} = {src(model.expressions[n])}")
     for i, o in enumerate(model.outputs):
-        out.append(f"    out[{i}] = {ex.to_source(o.expression, rename)}  # {o.name}")
+        out.append(f"    out[{i}] = {src(o.expression)}  # {o.name}")
     if not model.outputs:
         out.append("    return")
     out.append("")
     out.append("# ---------------------------------------------------------------------- engine template")
     return "\n".join(out) + _template_body()
+
+
+def rhs_function_source(model, name: str = "rhs", signature: str = "t, y, p, dy") -> str:
+    """Source of a function writing the right-hand side into ``dy``.
+
+    The same code as the kernel's ``model_rhs``, without a decorator: peers in the
+    benchmarks wrap it (a numba ``cfunc`` for numbalsoda, whose order is
+    ``"t, y, dy, p"``); ``y``, ``p`` and ``dy`` may be arrays or C pointers.
+    """
+    rename = _mangle(model)
+    rhs_exprs = _needed({n for e in model.odes.values() for n in ex.names(e)}, model)
+    used = set()
+    for e in list(model.odes.values()) + [model.expressions[n] for n in rhs_exprs]:
+        used |= ex.names(e)
+    if sorted(a.strip() for a in signature.split(",")) != ["dy", "p", "t", "y"]:
+        raise ValueError(f"signature must name t, y, p and dy, got {signature!r}")
+    lines = [f"def {name}({signature}):"]
+    lines.extend(_preamble(model, rename, used))
+    for n in rhs_exprs:
+        lines.append(f"    {rename(n)} = {ex.to_source(model.expressions[n], rename)}")
+    for i, n in enumerate(model.state_names):
+        lines.append(f"    dy[{i}] = {ex.to_source(model.odes[n], rename)}")
+    return "\n".join(lines) + "\n"
 
 
 def python_rhs_source(model, name: str = "rhs") -> str:
@@ -236,17 +285,14 @@ def python_rhs_source(model, name: str = "rhs") -> str:
     Used by the benchmarks and the Radau cross-check tests: the same expressions as
     the kernel, run by the Python interpreter.
     """
-    rename = _mangle(model)
-    used = set()
-    for e in list(model.odes.values()) + list(model.expressions.values()):
-        used |= ex.names(e)
-    lines = ["import math", "", _HILL_PY, "", f"def {name}(t, y, p):"]
-    lines.extend(_preamble(model, rename, used))
-    for n in _needed({n for e in model.odes.values() for n in ex.names(e)}, model):
-        lines.append(f"    {rename(n)} = {ex.to_source(model.expressions[n], rename)}")
-    items = ", ".join(ex.to_source(model.odes[n], rename) for n in model.state_names)
-    lines.append(f"    return [{items}]")
-    return "\n".join(lines) + "\n"
+    body = rhs_function_source(model, "_rhs_into")
+    return "\n".join([
+        "import math", "", _HILL_PY, "", body,
+        f"def {name}(t, y, p):",
+        f"    dy = [0.0] * {model.n_states}",
+        "    _rhs_into(t, y, p, dy)",
+        "    return dy", "",
+    ])
 
 
 _HILL_PY = '''def _hill(x, k, n):

@@ -309,18 +309,26 @@ def _fmt_num(v: float) -> str:
 # ----------------------------------------------------------------------------------------
 
 
-def to_source(e: Expr, rename) -> str:
+def to_source(e: Expr, rename, vector_math: bool = False) -> str:
     """Python/numba source for ``e``; ``rename(name)`` maps variable names to locals.
 
     Helpers ``_hill``, ``_hill_dx``, ``_hill_dk``, ``_hill_dn`` must exist in the
-    generated module.
+    namespace. With ``vector_math`` (the kernels), ``exp``, ``log`` and non-integer
+    powers call the engine's branch-free ``_vexp``, ``_vlog`` and ``_vpow`` so that
+    loops over patients vectorise; otherwise they call :mod:`math`.
     """
-    return _src(e, rename)
+    return _src(e, rename, vector_math)
 
 
-def _src(e: Expr, rn) -> str:
+_INT_POWERS = {2.0: "({x} * {x})", 3.0: "({x} * {x} * {x})", 4.0: "(({x} * {x}) * ({x} * {x}))",
+               -1.0: "(1.0 / {x})", -2.0: "(1.0 / ({x} * {x}))"}
+
+
+def _src(e: Expr, rn, vm=False) -> str:
     op = e.op
     a = e.args
+    if vm is not False:
+        rn = _VM(rn) if not isinstance(rn, _VM) else rn
     if op == "num":
         return _num_src(e.value)
     if op == "var":
@@ -328,13 +336,14 @@ def _src(e: Expr, rn) -> str:
     if op in ("+", "-", "*", "/"):
         return f"({_src(a[0], rn)} {op} {_src(a[1], rn)})"
     if op == "**":
-        if a[1].is_num(2.0):
-            x = _src(a[0], rn)
-            return f"({x} * {x})"
+        if a[1].op == "num" and a[1].value in _INT_POWERS:
+            return _INT_POWERS[a[1].value].format(x=_src(a[0], rn))
         if a[1].is_num(0.5):
             return f"math.sqrt({_src(a[0], rn)})"
         if a[1].is_num(1.0):
             return _src(a[0], rn)
+        if isinstance(rn, _VM):
+            return f"_vpow({_src(a[0], rn)}, {_src(a[1], rn)})"
         return f"({_src(a[0], rn)} ** {_src(a[1], rn)})"
     if op == "neg":
         return f"(-{_src(a[0], rn)})"
@@ -346,6 +355,10 @@ def _src(e: Expr, rn) -> str:
         return f"(not {_bool_src(a[0], rn)})"
     if op == "where":
         return f"({_src(a[1], rn)} if {_bool_src(a[0], rn)} else {_src(a[2], rn)})"
+    if isinstance(rn, _VM) and op in ("exp", "log"):
+        return f"_v{op}({_src(a[0], rn)})"
+    if isinstance(rn, _VM) and op == "log10":
+        return f"(_vlog({_src(a[0], rn)}) / 2.302585092994046)"
     if op in ("exp", "log", "log10", "log1p", "expm1", "sqrt", "tanh", "sin", "cos"):
         return f"math.{op}({_src(a[0], rn)})"
     if op == "abs":
@@ -360,6 +373,18 @@ def _src(e: Expr, rn) -> str:
         name = "_hill" if op == "hill" else op
         return f"{name}({', '.join(_src(x, rn) for x in a)})"
     raise AssertionError(f"unhandled op {op}")
+
+
+class _VM:
+    """A rename function marked for vector math (see to_source)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, name):
+        return self.fn(name)
 
 
 def _bool_src(e: Expr, rn) -> str:

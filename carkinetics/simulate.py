@@ -220,20 +220,21 @@ def simulate_batch(model, events, times, parameters, *, event_times=None, action
     atol = options.atol_vector(model)
     hmax = options.max_step if math.isfinite(options.max_step) else 1e300
     kernel = model.kernel
-    args = (float(t0), times, params, ev_time, table.cond, table.act_start, table.act_kind, table.act_target,
+    prob = (float(t0), times, params, ev_time, table.cond, table.act_start, table.act_kind, table.act_target,
             act_value, table.prog_code, table.prog_const, table.prog_start, table.prog_cstart, thr, atol,
-            float(options.rtol), options.method_code, float(hmax), int(options.max_steps), s_idx, o_idx,
-            out_s, out_o, status, counters, applied, final)
+            float(options.rtol), int(options.method_code), float(hmax), int(options.max_steps), s_idx, o_idx)
+    res = (out_s, out_o, status, counters, applied, final)
     if n_threads == 1 or n_pat == 1:
-        kernel.run_serial(*args)
+        kernel.run_serial(prob, res)
     else:
         import numba
 
         n = _set_threads(n_threads)
         if block is None:
-            block = max(1, min(64, n_pat // (8 * n) or 1))
+            # blocks of several lane-fulls, and several blocks per thread for balance
+            block = max(kernel.LANES, min(16 * kernel.LANES, n_pat // (4 * n) or 1))
         with numba.parallel_chunksize(1):
-            kernel.run_parallel(*args, int(block))
+            kernel.run_parallel(prob, res, int(block))
     return BatchResult(model, times, params, out_s, out_o, tuple(model.state_names[i] for i in s_idx),
                        tuple(model.output_names[i] for i in o_idx), status, counters,
                        applied[:, :E].astype(bool), final, table.names)

@@ -2,11 +2,21 @@
 #
 # This file is not imported as it stands: the code generator (carkinetics/codegen.py)
 # appends its text, from the line after "END OF STUB", to the numba functions it
-# generates for one model (model_rhs, model_jac, model_initial, model_outputs and the
-# constants N_STATES, N_PARAMS, N_OUTPUTS), writes the result to the kernel cache keyed
-# by a content hash, and imports it. Numba compiles each model once and caches the
-# machine code on disk; parameters are arrays, so one compilation serves every
-# patient, fit step and sweep draw.
+# generates for one model (model_rhs, model_rhs_lanes, model_jac, model_initial,
+# model_outputs and the constants N_STATES, N_PARAMS, N_OUTPUTS), writes the result to
+# the kernel cache keyed by a content hash, and imports it. Numba compiles each model
+# once and caches the machine code on disk; parameters are arrays, so one compilation
+# serves every patient, fit step and sweep draw.
+#
+# Patients in SIMD lanes. Each thread integrates up to LANES patients side by side.
+# Every lane has its own time, step size, events, outputs and method; the Tsit5 stages
+# and the model's right-hand side run as loops over lanes that LLVM vectorises, and the
+# transcendental functions are branch-free (fdlibm algorithms, below) so they vectorise
+# too. A lane whose patient turns stiff takes scalar RODAS4 steps while the others go
+# on. When a patient finishes, the next one of the thread's block takes its lane. Each
+# patient's arithmetic is the same whichever lane, block or thread it runs in, so
+# results are bit-identical for any number of threads; a single simulation is the same
+# engine with one lane.
 #
 # Methods
 #   TSIT5  Tsitouras 5(4) explicit Runge-Kutta pair with its free 4th-order
@@ -15,10 +25,10 @@
 #          with 3rd-order dense output (Hairer & Wanner, Solving ODEs II, 2nd ed.,
 #          Springer 1996, sec. IV.7; coefficients of Hairer's rodas.f), with the
 #          analytic Jacobian generated from the model's expressions.
-#   AUTO   starts with TSIT5 and switches to RODAS when stiffness is detected
-#          (Hairer's DOPRI5 test h*|lambda| from the last two stages), and back when
-#          the spectral radius estimate says the explicit method is stable at the
-#          step the accuracy allows.
+#   AUTO   TSIT5, switching a patient to RODAS when its step is held by stability
+#          (spectral radius of the Jacobian, checked when Hairer's cheap DOPRI5
+#          estimate or a periodic timer raises suspicion) and back when the explicit
+#          method would be stable at the step the accuracy allows.
 #
 # Integration is piecewise between event times; events add to, multiply or set
 # states and set parameters, optionally only when a condition (a small stack program,
@@ -35,7 +45,8 @@
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 N_STATES = 1
 N_PARAMS = 1
@@ -45,6 +56,11 @@ NONAUTONOMOUS = False
 
 def model_rhs(t, y, p, dy):  # pragma: no cover - replaced by generated code
     dy[0] = 0.0
+
+
+def model_rhs_lanes(t, y, p, out, s, nl):  # pragma: no cover
+    for lane in range(nl):
+        out[s, 0, lane] = 0.0
 
 
 def model_jac(t, y, p, jac, dfdt):  # pragma: no cover
@@ -61,37 +77,11 @@ def model_outputs(t, y, p, out):  # pragma: no cover
 
 # ---------------------------------------------------------------------- END OF STUB
 
-@njit(cache=True, error_model="numpy", nogil=True)
-def _hill(x, k, n):
-    """x**n / (k**n + x**n) for x > 0, else 0."""
-    if x <= 0.0:
-        return 0.0
-    return 1.0 / (1.0 + (k / x) ** n)
+_JIT = dict(cache=True, error_model="numpy", nogil=True)
+_HOT = dict(_JIT, inline="always")
 
-
-@njit(cache=True, error_model="numpy", nogil=True)
-def _hill_dx(x, k, n):
-    if x <= 0.0:
-        if n == 1.0:
-            return 1.0 / k
-        return 0.0 if n > 1.0 else math.inf
-    h = _hill(x, k, n)
-    return n * h * (1.0 - h) / x
-
-
-@njit(cache=True, error_model="numpy", nogil=True)
-def _hill_dk(x, k, n):
-    h = _hill(x, k, n)
-    return -n * h * (1.0 - h) / k
-
-
-@njit(cache=True, error_model="numpy", nogil=True)
-def _hill_dn(x, k, n):
-    if x <= 0.0:
-        return 0.0
-    h = _hill(x, k, n)
-    return h * (1.0 - h) * math.log(x / k)
-
+# patients integrated side by side per thread (a multiple of the SIMD width)
+LANES = 16
 
 # status codes (keep in sync with carkinetics/result.py STATUS_MESSAGES)
 OK = 0
@@ -100,7 +90,8 @@ STEP_TOO_SMALL = 2
 NON_FINITE = 3
 SINGULAR = 4
 
-# life cycle of a population with an extinction threshold (the ``ext`` arrays):
+# life cycle of a population with an extinction threshold (``ext`` arrays, one entry
+# per state plus a last entry counting the extinct states):
 # NEW: below its threshold since the start, accumulates inflow from other states;
 # ALIVE: has reached its threshold; EXTINCT: fell below it, is exactly zero and its
 # derivative is held at zero until an event raises it to its threshold again.
@@ -129,24 +120,158 @@ ACT_MULTIPLY = 1
 ACT_SET = 2
 ACT_SET_PARAMETER = 3
 
-# workspace rows
-W_K1 = 0
-W_K2 = 1
-W_K3 = 2
-W_K4 = 3
-W_K5 = 4
-W_K6 = 5
-W_K7 = 6
-W_YNEW = 7
-W_TMP = 8
-W_ERR = 9
-W_Y6 = 10
-W_DFDT = 11
-W_CONT3 = 12
-W_CONT4 = 13
-W_INTERP = 14
-W_Y = 15
-N_WORK = 16
+# per-lane bookkeeping fields: floats (LF) and integers (LI)
+F_H = 0  # step size for the next attempt
+F_TEND = 1  # end of the current segment (next event, breakpoint or the last output time)
+F_LOGFAC = 2  # Tsit5 PI controller memory: 0.04 * log(err of the last accepted step)
+F_HACC = 3  # RODAS predictive controller memory: last accepted step ...
+F_ERRACC = 4  # ... and its error
+N_LF = 5
+I_PAT = 0  # patient in this lane (-1: lane idle)
+I_MODE = 1  # TSIT5 or RODAS
+I_KOUT = 2  # next output time index
+I_JE = 3  # next event (index into the lane's event order)
+I_INIT = 4  # 0: ready; 1: needs f(t, y); 2: needs f(t, y) and an initial step size
+I_REJECT = 5  # the last attempt was rejected
+I_HIT = 6  # the step being tried ends the segment
+I_NSTIFF = 7  # consecutive steps flagged stiff by the cheap test
+I_NNONSTIFF = 8  # consecutive RODAS steps at which TSIT5 would be stable
+I_NCHECK = 9  # accepted TSIT5 steps since the last Jacobian check
+I_FIRST_RODAS = 10  # no accepted RODAS step yet in this segment
+I_JACFRESH = 11  # the Jacobian in the lane's scratch is taken at the lane's (t, y)
+N_LI = 12
+
+
+# ---------------------------------------------------------------------- vectorisable math
+#
+# log and exp as straight-line code (the algorithms of fdlibm's e_log.c and e_exp.c,
+# Sun Microsystems 1993), so that loops over lanes containing them vectorise. Accuracy
+# within 1 ulp over the whole double range, special values as in C99 (tests compare
+# them with numpy). Every path of the engine uses them, so a patient's arithmetic does
+# not depend on whether it ran in a vectorised loop.
+
+
+@intrinsic
+def _as_int64(typingctx, x):
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+
+    return sig, codegen
+
+
+@intrinsic
+def _as_float64(typingctx, x):
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+
+    return sig, codegen
+
+
+LN2_HI = 6.93147180369123816490e-01
+LN2_LO = 1.90821492927058770002e-10
+INV_LN2 = 1.44269504088896338700e00
+LG1 = 6.666666666666735130e-01
+LG2 = 3.999999999940941908e-01
+LG3 = 2.857142874366239149e-01
+LG4 = 2.222219843214978396e-01
+LG5 = 1.818357216161805012e-01
+LG6 = 1.531383769920937332e-01
+LG7 = 1.479819860511658591e-01
+EP1 = 1.66666666666666019037e-01
+EP2 = -2.77777777770155933842e-03
+EP3 = 6.61375632143793436117e-05
+EP4 = -1.65339022054652515390e-06
+EP5 = 4.13813679705723846039e-08
+
+
+@njit(**_HOT)
+def _vlog(x):
+    """Natural logarithm (fdlibm e_log.c), branch-free."""
+    tiny = x < 2.2250738585072014e-308
+    xs = x * 18014398509481984.0 if tiny else x  # scale subnormals by 2^54
+    bits = _as_int64(xs)
+    e = (bits >> 52) - 1023
+    m = _as_float64((bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)  # mantissa in [1, 2)
+    big = m > 1.4142135623730951
+    m = m * 0.5 if big else m
+    e = e + 1 if big else e
+    e = e - 54 if tiny else e
+    f = m - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    r = z * (LG1 + w * (LG3 + w * (LG5 + w * LG7))) + w * (LG2 + w * (LG4 + w * LG6))
+    hfsq = 0.5 * f * f
+    dk = float(e)
+    out = dk * LN2_HI - ((hfsq - (s * (hfsq + r) + dk * LN2_LO)) - f)
+    out = -math.inf if x == 0.0 else out
+    out = math.inf if x == math.inf else out
+    return math.nan if (x < 0.0 or x != x) else out
+
+
+@njit(**_HOT)
+def _vexp(x):
+    """Exponential (fdlibm e_exp.c), branch-free."""
+    xc = min(max(x, -746.0), 710.0)
+    k = math.floor(xc * INV_LN2 + 0.5)
+    hi = xc - k * LN2_HI
+    lo = k * LN2_LO
+    r = hi - lo
+    z = r * r
+    c = r - z * (EP1 + z * (EP2 + z * (EP3 + z * (EP4 + z * EP5))))
+    y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
+    ki = np.int64(k)
+    k1 = ki >> 1  # scale by 2^k in two factors, each a normal number
+    k2 = ki - k1
+    y = y * _as_float64((k1 + 1023) << 52) * _as_float64((k2 + 1023) << 52)
+    y = math.inf if x > 709.782712893384 else y
+    y = 0.0 if x < -745.1332191019412 else y
+    return x if x != x else y
+
+
+@njit(**_HOT)
+def _vpow(x, y):
+    """x ** y as exp(y log |x|), with C99 signs and special values."""
+    ax = abs(x)
+    r = _vexp(y * _vlog(ax))
+    yi = math.floor(y)
+    integral = yi == y
+    odd = integral and (abs(yi) < 9007199254740992.0) and (np.int64(yi) & 1) == 1
+    r = -r if (x < 0.0 and odd) else r
+    r = math.nan if (x < 0.0 and not integral) else r
+    r = 1.0 if y == 0.0 else r
+    return r
+
+
+@njit(**_HOT)
+def _hill(x, k, n):
+    """x**n / (k**n + x**n) for x > 0, else 0."""
+    return 1.0 / (1.0 + _vexp(n * _vlog(k / x))) if x > 0.0 else 0.0
+
+
+@njit(**_HOT)
+def _hill_dx(x, k, n):
+    h = _hill(x, k, n)
+    d = n * h * (1.0 - h) / x
+    at0 = (1.0 / k) if n == 1.0 else (0.0 if n > 1.0 else math.inf)
+    return d if x > 0.0 else at0
+
+
+@njit(**_HOT)
+def _hill_dk(x, k, n):
+    h = _hill(x, k, n)
+    return -n * h * (1.0 - h) / k
+
+
+@njit(**_HOT)
+def _hill_dn(x, k, n):
+    h = _hill(x, k, n)
+    return h * (1.0 - h) * _vlog(x / k) if x > 0.0 else 0.0
+
 
 # ---- Tsit5 tableau (Tsitouras 2011) -------------------------------------------------
 T_C2 = 0.161
@@ -182,6 +307,7 @@ T_E4 = T_B4 - 1.2342975669304789856551096738842376540355399307481928483154258335
 T_E5 = T_B5 + 2.707712349983525454881109975059321670689605166938197378763992255714444407154902012702
 T_E6 = T_B6 - 1.866628418170587035753719399566211498666255505244122593996591602841258328965767580089
 T_E7 = -1.0 / 66.0
+T_C = (0.0, T_C2, T_C3, T_C4, T_C5, 1.0, 1.0)
 # stability interval of Tsit5 on the negative real axis (|R(z)| = 1 at z = -T_STAB),
 # computed from the tableau; used by the stiffness switch
 T_STAB = 3.5
@@ -235,17 +361,9 @@ R_D33 = 0.1643084320892478e02
 R_D34 = 0.2476722511418386e02
 R_D35 = -0.6594389125716872e01
 
-_JIT = dict(cache=True, error_model="numpy", nogil=True)
 
 
-@njit(**_JIT)
-def _f(t, y, p, ext, dy, counters):
-    """Right-hand side with extinct states held at zero."""
-    model_rhs(t, y, p, dy)
-    for i in range(N_STATES):
-        if ext[i] == EXTINCT:
-            dy[i] = 0.0
-    counters[C_RHS] += 1
+# ---------------------------------------------------------------------- scalar helpers
 
 
 @njit(**_JIT)
@@ -256,9 +374,17 @@ def _stage_time(tt, t_end):
     ``where(t < tmax, ...)`` change; a step ending there must see the values from
     the left, the next segment starts with those from the right.
     """
-    if tt >= t_end:
-        return np.nextafter(t_end, -np.inf)
-    return tt
+    return np.nextafter(t_end, -np.inf) if tt >= t_end else tt
+
+
+@njit(**_JIT)
+def _f(t, y, p, ext, dy):
+    """Right-hand side of one patient with extinct states held at zero."""
+    model_rhs(t, y, p, dy)
+    if ext[N_STATES] > 0:
+        for i in range(N_STATES):
+            if ext[i] == EXTINCT:
+                dy[i] = 0.0
 
 
 @njit(**_JIT)
@@ -266,109 +392,10 @@ def _norm(err, y0, y1, rtol, atol, ext):
     """Weighted RMS norm of ``err`` (scipy/Hairer convention)."""
     s = 0.0
     for i in range(N_STATES):
-        if ext[i] == EXTINCT:
-            continue
         sc = atol[i] + rtol * max(abs(y0[i]), abs(y1[i]))
         r = err[i] / sc
-        s += r * r
+        s += 0.0 if ext[i] == EXTINCT else r * r
     return math.sqrt(s / N_STATES)
-
-
-@njit(**_JIT)
-def _initial_step(t, t_end, y, f0, p, ext, rtol, atol, W, counters, order):
-    """Initial step size (Hairer, Norsett & Wanner, sec. II.4; as scipy)."""
-    span = t_end - t
-    if span <= 0.0:
-        return 0.0
-    d0 = _norm(y, y, y, rtol, atol, ext)
-    d1 = _norm(f0, y, y, rtol, atol, ext)
-    if d0 < 1e-5 or d1 < 1e-5:
-        h0 = 1e-6
-    else:
-        h0 = 0.01 * d0 / d1
-    h0 = min(h0, span)
-    ytmp = W[W_TMP]
-    f1 = W[W_K2]
-    for i in range(N_STATES):
-        ytmp[i] = y[i] + h0 * f0[i]
-    _f(_stage_time(t + h0, t_end), ytmp, p, ext, f1, counters)
-    for i in range(N_STATES):
-        W[W_ERR, i] = f1[i] - f0[i]
-    d2 = _norm(W[W_ERR], y, y, rtol, atol, ext) / h0
-    if not (d2 == d2):  # NaN: the trial point overflowed
-        return 1e-6 * span
-    if d1 <= 1e-15 and d2 <= 1e-15:
-        h1 = max(1e-6, h0 * 1e-3)
-    else:
-        h1 = (0.01 / max(d1, d2)) ** (1.0 / (order + 1.0))
-    return min(100.0 * h0, h1, span)
-
-
-# ---------------------------------------------------------------------- Tsit5
-
-
-@njit(**_JIT)
-def _tsit5_step(t, h, t_end, y, p, ext, rtol, atol, W, counters):
-    """One Tsit5 trial step from (t, y) with k1 = f(t, y) in W[W_K1].
-
-    Fills W_K2..W_K7, W_Y6 (stage-6 state) and W_YNEW; returns the error norm.
-    Stages at the end of a segment see the left limit of time (see _stage_time).
-    """
-    t1 = _stage_time(t + h, t_end)
-    k1 = W[W_K1]
-    k2 = W[W_K2]
-    k3 = W[W_K3]
-    k4 = W[W_K4]
-    k5 = W[W_K5]
-    k6 = W[W_K6]
-    k7 = W[W_K7]
-    tmp = W[W_TMP]
-    y6 = W[W_Y6]
-    ynew = W[W_YNEW]
-    err = W[W_ERR]
-    for i in range(N_STATES):
-        tmp[i] = y[i] + h * T_A21 * k1[i]
-    _f(t + T_C2 * h, tmp, p, ext, k2, counters)
-    for i in range(N_STATES):
-        tmp[i] = y[i] + h * (T_A31 * k1[i] + T_A32 * k2[i])
-    _f(t + T_C3 * h, tmp, p, ext, k3, counters)
-    for i in range(N_STATES):
-        tmp[i] = y[i] + h * (T_A41 * k1[i] + T_A42 * k2[i] + T_A43 * k3[i])
-    _f(t + T_C4 * h, tmp, p, ext, k4, counters)
-    for i in range(N_STATES):
-        tmp[i] = y[i] + h * (T_A51 * k1[i] + T_A52 * k2[i] + T_A53 * k3[i] + T_A54 * k4[i])
-    _f(t + T_C5 * h, tmp, p, ext, k5, counters)
-    for i in range(N_STATES):
-        y6[i] = y[i] + h * (T_A61 * k1[i] + T_A62 * k2[i] + T_A63 * k3[i] + T_A64 * k4[i] + T_A65 * k5[i])
-    _f(t1, y6, p, ext, k6, counters)
-    for i in range(N_STATES):
-        ynew[i] = y[i] + h * (T_B1 * k1[i] + T_B2 * k2[i] + T_B3 * k3[i] + T_B4 * k4[i]
-                              + T_B5 * k5[i] + T_B6 * k6[i])
-    _f(t1, ynew, p, ext, k7, counters)
-    for i in range(N_STATES):
-        err[i] = h * (T_E1 * k1[i] + T_E2 * k2[i] + T_E3 * k3[i] + T_E4 * k4[i]
-                      + T_E5 * k5[i] + T_E6 * k6[i] + T_E7 * k7[i])
-    return _norm(err, y, ynew, rtol, atol, ext)
-
-
-@njit(**_JIT)
-def _tsit5_interp(theta, h, y, W, out):
-    """Free 4th-order interpolant of Tsit5 at t + theta*h (Tsitouras 2011)."""
-    th = theta
-    th2 = th * th
-    b1 = -1.0530884977290216 * th * (th - 1.3299890189751412) * (th2 - 1.4364028541716351 * th + 0.7139816917074209)
-    b2 = 0.1017 * th2 * (th2 - 2.1966568338249754 * th + 1.2949852507374631)
-    b3 = 2.490627285651252793 * th2 * (th2 - 2.38535645472061657 * th + 1.57803468208092486)
-    b4 = -16.54810288924490272 * (th - 1.21712927295533244) * (th - 0.61620406037800089) * th2
-    b5 = 47.37952196281928122 * (th - 1.203071208372362603) * (th - 0.658047292653547382) * th2
-    b6 = -34.87065786149660974 * (th - 1.2) * (th - 0.666666666666666667) * th2
-    b7 = 2.5 * (th - 1.0) * (th - 0.6) * th2
-    for i in range(N_STATES):
-        out[i] = y[i] + h * (b1 * W[W_K1, i] + b2 * W[W_K2, i] + b3 * W[W_K3, i] + b4 * W[W_K4, i]
-                             + b5 * W[W_K5, i] + b6 * W[W_K6, i] + b7 * W[W_K7, i])
-
-
-# ---------------------------------------------------------------------- RODAS4
 
 
 @njit(**_JIT)
@@ -423,123 +450,37 @@ def _lu_solve(A, piv, b):
 
 
 @njit(**_JIT)
-def _jacobian(t, y, p, ext, J, dfdt, counters):
+def _jacobian(t, y, p, ext, J, dfdt):
     for i in range(N_STATES):
         dfdt[i] = 0.0
         for j in range(N_STATES):
             J[i, j] = 0.0
     model_jac(t, y, p, J, dfdt)
-    for i in range(N_STATES):
-        if ext[i] == EXTINCT:
-            dfdt[i] = 0.0
-            for j in range(N_STATES):
-                J[i, j] = 0.0
-    counters[C_JAC] += 1
+    if ext[N_STATES] > 0:
+        for i in range(N_STATES):
+            if ext[i] == EXTINCT:
+                dfdt[i] = 0.0
+                for j in range(N_STATES):
+                    J[i, j] = 0.0
 
 
 @njit(**_JIT)
-def _rodas_step(t, h, t_end, y, p, ext, rtol, atol, W, J, LU, piv, counters):
-    """One RODAS4 trial step with J = df/dy and W[W_DFDT] = df/dt at (t, y).
-
-    W[W_K1] must hold f(t, y). Stage vectors go to W_K2..W_K7, the solution to
-    W_YNEW and the dense-output vectors to W_CONT3, W_CONT4. Returns the error norm,
-    or -1.0 if the iteration matrix is singular.
-    """
-    n = N_STATES
-    inv_gh = 1.0 / (R_GAMMA * h)
-    for i in range(n):
-        for j in range(n):
-            LU[i, j] = -J[i, j]
-        LU[i, i] += inv_gh
-    counters[C_LU] += 1
-    if not _lu_factor(LU, piv):
-        return -1.0
-    f0 = W[W_K1]
-    dfdt = W[W_DFDT]
-    g1 = W[W_K2]
-    g2 = W[W_K3]
-    g3 = W[W_K4]
-    g4 = W[W_K5]
-    g5 = W[W_K6]
-    g6 = W[W_ERR]
-    ft = W[W_K7]
-    tmp = W[W_TMP]
-    ynew = W[W_YNEW]
-    inv_h = 1.0 / h
-    t1 = _stage_time(t + h, t_end)
-    # stage 1
-    for i in range(n):
-        g1[i] = f0[i] + h * R_D1 * dfdt[i]
-    _lu_solve(LU, piv, g1)
-    # stage 2
-    for i in range(n):
-        tmp[i] = y[i] + R_A21 * g1[i]
-    _f(t + R_C2 * h, tmp, p, ext, ft, counters)
-    for i in range(n):
-        g2[i] = ft[i] + h * R_D2 * dfdt[i] + R_C21 * g1[i] * inv_h
-    _lu_solve(LU, piv, g2)
-    # stage 3
-    for i in range(n):
-        tmp[i] = y[i] + R_A31 * g1[i] + R_A32 * g2[i]
-    _f(t + R_C3 * h, tmp, p, ext, ft, counters)
-    for i in range(n):
-        g3[i] = ft[i] + h * R_D3 * dfdt[i] + (R_C31 * g1[i] + R_C32 * g2[i]) * inv_h
-    _lu_solve(LU, piv, g3)
-    # stage 4
-    for i in range(n):
-        tmp[i] = y[i] + R_A41 * g1[i] + R_A42 * g2[i] + R_A43 * g3[i]
-    _f(t + R_C4 * h, tmp, p, ext, ft, counters)
-    for i in range(n):
-        g4[i] = ft[i] + h * R_D4 * dfdt[i] + (R_C41 * g1[i] + R_C42 * g2[i] + R_C43 * g3[i]) * inv_h
-    _lu_solve(LU, piv, g4)
-    # stage 5
-    for i in range(n):
-        tmp[i] = y[i] + R_A51 * g1[i] + R_A52 * g2[i] + R_A53 * g3[i] + R_A54 * g4[i]
-    _f(t1, tmp, p, ext, ft, counters)
-    for i in range(n):
-        g5[i] = ft[i] + (R_C51 * g1[i] + R_C52 * g2[i] + R_C53 * g3[i] + R_C54 * g4[i]) * inv_h
-    _lu_solve(LU, piv, g5)
-    # stage 6 (embedded error)
-    for i in range(n):
-        tmp[i] += g5[i]
-    _f(t1, tmp, p, ext, ft, counters)
-    for i in range(n):
-        g6[i] = ft[i] + (R_C61 * g1[i] + R_C62 * g2[i] + R_C63 * g3[i] + R_C64 * g4[i] + R_C65 * g5[i]) * inv_h
-    _lu_solve(LU, piv, g6)
-    for i in range(n):
-        ynew[i] = tmp[i] + g6[i]
-        W[W_CONT3, i] = R_D21 * g1[i] + R_D22 * g2[i] + R_D23 * g3[i] + R_D24 * g4[i] + R_D25 * g5[i]
-        W[W_CONT4, i] = R_D31 * g1[i] + R_D32 * g2[i] + R_D33 * g3[i] + R_D34 * g4[i] + R_D35 * g5[i]
-    return _norm(g6, y, ynew, rtol, atol, ext)
-
-
-@njit(**_JIT)
-def _rodas_interp(s, y, ynew, W, out):
-    s1 = 1.0 - s
-    for i in range(N_STATES):
-        out[i] = y[i] * s1 + s * (ynew[i] + s1 * (W[W_CONT3, i] + s * W[W_CONT4, i]))
-
-
-@njit(**_JIT)
-def _spectral_radius(J, W):
+def _spectral_radius(J, v, w):
     """Power-iteration estimate of the spectral radius of J (a few iterations)."""
-    v = W[W_TMP]
-    w = W[W_INTERP]
     for i in range(N_STATES):
         v[i] = 1.0 + 0.1 * i
     rho = 0.0
     for _ in range(6):
         nv = 0.0
+        nold = 0.0
         for i in range(N_STATES):
             s = 0.0
             for j in range(N_STATES):
                 s += J[i, j] * v[j]
             w[i] = s
             nv += s * s
-        nv = math.sqrt(nv)
-        nold = 0.0
-        for i in range(N_STATES):
             nold += v[i] * v[i]
+        nv = math.sqrt(nv)
         nold = math.sqrt(nold)
         if nv == 0.0 or nold == 0.0:
             return 0.0
@@ -549,207 +490,81 @@ def _spectral_radius(J, W):
     return rho
 
 
-# ---------------------------------------------------------------------- outputs
+@njit(**_JIT)
+def _rodas_step(t, h, t_end, y, p, ext, rtol, atol, f0, dfdt, g1, g2, g3, g4, g5, g6, ft, tmp, ynew,
+                cont3, cont4, J, LU, piv):
+    """One RODAS4 trial step with J = df/dy and dfdt = df/dt at (t, y).
+
+    f0 must hold f(t, y). Fills the stage vectors g1..g6 (g6 is the error estimate),
+    the solution ynew and the dense-output vectors cont3, cont4. Returns the error
+    norm, or -1.0 if the iteration matrix is singular.
+    """
+    n = N_STATES
+    inv_gh = 1.0 / (R_GAMMA * h)
+    for i in range(n):
+        for j in range(n):
+            LU[i, j] = -J[i, j]
+        LU[i, i] += inv_gh
+    if not _lu_factor(LU, piv):
+        return -1.0
+    inv_h = 1.0 / h
+    t1 = _stage_time(t + h, t_end)
+    for i in range(n):
+        g1[i] = f0[i] + h * R_D1 * dfdt[i]
+    _lu_solve(LU, piv, g1)
+    for i in range(n):
+        tmp[i] = y[i] + R_A21 * g1[i]
+    _f(t + R_C2 * h, tmp, p, ext, ft)
+    for i in range(n):
+        g2[i] = ft[i] + h * R_D2 * dfdt[i] + R_C21 * g1[i] * inv_h
+    _lu_solve(LU, piv, g2)
+    for i in range(n):
+        tmp[i] = y[i] + R_A31 * g1[i] + R_A32 * g2[i]
+    _f(t + R_C3 * h, tmp, p, ext, ft)
+    for i in range(n):
+        g3[i] = ft[i] + h * R_D3 * dfdt[i] + (R_C31 * g1[i] + R_C32 * g2[i]) * inv_h
+    _lu_solve(LU, piv, g3)
+    for i in range(n):
+        tmp[i] = y[i] + R_A41 * g1[i] + R_A42 * g2[i] + R_A43 * g3[i]
+    _f(t + R_C4 * h, tmp, p, ext, ft)
+    for i in range(n):
+        g4[i] = ft[i] + h * R_D4 * dfdt[i] + (R_C41 * g1[i] + R_C42 * g2[i] + R_C43 * g3[i]) * inv_h
+    _lu_solve(LU, piv, g4)
+    for i in range(n):
+        tmp[i] = y[i] + R_A51 * g1[i] + R_A52 * g2[i] + R_A53 * g3[i] + R_A54 * g4[i]
+    _f(t1, tmp, p, ext, ft)
+    for i in range(n):
+        g5[i] = ft[i] + (R_C51 * g1[i] + R_C52 * g2[i] + R_C53 * g3[i] + R_C54 * g4[i]) * inv_h
+    _lu_solve(LU, piv, g5)
+    for i in range(n):
+        tmp[i] += g5[i]
+    _f(t1, tmp, p, ext, ft)
+    for i in range(n):
+        g6[i] = ft[i] + (R_C61 * g1[i] + R_C62 * g2[i] + R_C63 * g3[i] + R_C64 * g4[i] + R_C65 * g5[i]) * inv_h
+    _lu_solve(LU, piv, g6)
+    for i in range(n):
+        ynew[i] = tmp[i] + g6[i]
+        cont3[i] = R_D21 * g1[i] + R_D22 * g2[i] + R_D23 * g3[i] + R_D24 * g4[i] + R_D25 * g5[i]
+        cont4[i] = R_D31 * g1[i] + R_D32 * g2[i] + R_D33 * g3[i] + R_D34 * g4[i] + R_D35 * g5[i]
+    return _norm(g6, y, ynew, rtol, atol, ext)
+
+
+@njit(**_JIT)
+def _rodas_interp(s, y, ynew, cont3, cont4, out):
+    s1 = 1.0 - s
+    for i in range(N_STATES):
+        out[i] = y[i] * s1 + s * (ynew[i] + s1 * (cont3[i] + s * cont4[i]))
 
 
 @njit(**_JIT)
 def _record(tau, ystate, p, i_pat, k, state_idx, output_idx, out_states, out_outputs, otmp):
-    """Store the state (and outputs) at output time index k."""
+    """Store the state (and outputs) of patient i_pat at output time index k."""
     for j in range(state_idx.shape[0]):
         out_states[i_pat, k, j] = ystate[state_idx[j]]
     if output_idx.shape[0] > 0:
         model_outputs(tau, ystate, p, otmp)
         for j in range(output_idx.shape[0]):
             out_outputs[i_pat, k, j] = otmp[output_idx[j]]
-
-
-@njit(**_JIT)
-def _fill_nan(i_pat, k_out, out_states, out_outputs):
-    for k in range(k_out, out_states.shape[1]):
-        for j in range(out_states.shape[2]):
-            out_states[i_pat, k, j] = np.nan
-    for k in range(k_out, out_outputs.shape[1]):
-        for j in range(out_outputs.shape[2]):
-            out_outputs[i_pat, k, j] = np.nan
-
-
-# ---------------------------------------------------------------------- one segment
-
-
-@njit(**_JIT)
-def _segment(t, t_end, y, p, ext, thr, rtol, atol, method, mode, h, hmax, max_steps,
-             W, J, LU, piv, times, k_out, i_pat, state_idx, output_idx, out_states, out_outputs,
-             otmp, counters):
-    """Integrate from t to t_end (no events inside).
-
-    Records outputs at times[k] with t < times[k] < t_end. Returns
-    (status, k_out, mode, h) where h is a suggestion for the next segment.
-    """
-    n = N_STATES
-    k1 = W[W_K1]
-    ynew = W[W_YNEW]
-    interp = W[W_INTERP]
-    n_times = times.shape[0]
-    _f(t, y, p, ext, k1, counters)
-    if h <= 0.0:
-        h = _initial_step(t, t_end, y, k1, p, ext, rtol, atol, W, counters, 5.0 if mode == TSIT5 else 4.0)
-    facold = 1e-4
-    reject = False
-    n_stiff = 0
-    n_nonstiff = 0
-    n_since_check = 0
-    h_acc = 0.0
-    err_acc = 1.0
-    first_rodas = True
-    jac_fresh = False
-    while t < t_end:
-        if counters[C_ACCEPTED] + counters[C_REJECTED] >= max_steps:
-            return MAX_STEPS, k_out, mode, h
-        if h > hmax:
-            h = hmax
-        hit_end = False
-        if t + 1.01 * h >= t_end:
-            h = t_end - t
-            hit_end = True
-        if h <= 16.0 * 2.220446049250313e-16 * max(abs(t), 1.0):
-            return STEP_TOO_SMALL, k_out, mode, h
-        if mode == TSIT5:
-            err = _tsit5_step(t, h, t_end, y, p, ext, rtol, atol, W, counters)
-        else:
-            if not jac_fresh:
-                _jacobian(t, y, p, ext, J, W[W_DFDT], counters)
-                jac_fresh = True
-            err = _rodas_step(t, h, t_end, y, p, ext, rtol, atol, W, J, LU, piv, counters)
-            if err < 0.0:  # singular iteration matrix: shrink the step
-                counters[C_REJECTED] += 1
-                h *= 0.25
-                reject = True
-                continue
-        if not (err <= 1.0):  # rejected (also when err is NaN: a trial step overflowed)
-            counters[C_REJECTED] += 1
-            if not (err == err) or err > 1e300:
-                h *= 0.1
-            elif mode == TSIT5:
-                fac11 = err ** 0.17
-                h = h / min(10.0, fac11 / 0.9)
-            else:
-                h = h / min(6.0, max(0.2, err ** 0.25 / 0.9))
-            reject = True
-            continue
-        # ---- accepted
-        step_mode = mode
-        jac_at_new = False
-        for i in range(n):
-            if not (ynew[i] - ynew[i] == 0.0):  # inf or NaN in an accepted state
-                return NON_FINITE, k_out, mode, h
-        t_new = t_end if hit_end else t + h
-        # dense output for outputs inside the step (strictly before t_end)
-        while k_out < n_times and times[k_out] <= t_new and times[k_out] < t_end:
-            tau = times[k_out]
-            if tau == t_new:
-                for i in range(n):
-                    interp[i] = ynew[i]
-            elif mode == TSIT5:
-                _tsit5_interp((tau - t) / h, h, y, W, interp)
-            else:
-                _rodas_interp((tau - t) / h, y, ynew, W, interp)
-            for i in range(n):
-                if thr[i] > 0.0 and interp[i] < thr[i] and (ext[i] == EXTINCT or (
-                        ext[i] == ALIVE and ynew[i] < thr[i])):
-                    interp[i] = 0.0
-            _record(tau, interp, p, i_pat, k_out, state_idx, output_idx,
-                    out_states, out_outputs, otmp)
-            k_out += 1
-        # extinction
-        changed = False
-        for i in range(n):
-            if thr[i] > 0.0:
-                if ext[i] == ALIVE:
-                    if ynew[i] < thr[i]:
-                        ynew[i] = 0.0
-                        ext[i] = EXTINCT
-                        changed = True
-                elif ext[i] == NEW:
-                    if ynew[i] >= thr[i]:
-                        ext[i] = ALIVE
-                    elif ynew[i] < 0.0:
-                        ynew[i] = 0.0
-                        changed = True
-        counters[C_ACCEPTED] += 1
-        if mode == TSIT5:
-            # stiffness test: Hairer's cheap DOPRI5 estimate h*|lambda| ~ h*|k7-k6|/|ynew-y6|
-            # each step; when it (or a periodic timer) raises suspicion, the spectral
-            # radius of the analytic Jacobian decides: switch when the step is held at
-            # more than STIFF_ON of the explicit stability interval
-            if method == AUTO:
-                num = 0.0
-                den = 0.0
-                for i in range(n):
-                    d1 = W[W_K7, i] - W[W_K6, i]
-                    d2 = ynew[i] - W[W_Y6, i]
-                    num += d1 * d1
-                    den += d2 * d2
-                if den > 0.0 and h * math.sqrt(num / den) > STIFF_ON * T_STAB:
-                    n_stiff += 1
-                else:
-                    n_stiff = 0
-                n_since_check += 1
-                if n_stiff >= 3 or n_since_check >= 50:
-                    n_stiff = 0
-                    n_since_check = 0
-                    _jacobian(t_new, ynew, p, ext, J, W[W_DFDT], counters)
-                    jac_at_new = not changed
-                    if h * _spectral_radius(J, W) > STIFF_ON * T_STAB:
-                        mode = RODAS
-                        counters[C_STIFF_SWITCHES] += 1
-                        first_rodas = True
-                        n_nonstiff = 0
-            # step-size control (DOPRI5 PI controller, beta = 0.04)
-            fac11 = err ** 0.17
-            fac = fac11 / facold ** 0.04
-            fac = max(0.1, min(5.0, fac / 0.9))
-            hnew = h / fac
-            facold = max(err, 1e-4)
-        else:
-            counters[C_STIFF_STEPS] += 1
-            fac = max(1.0 / 6.0, min(5.0, err ** 0.25 / 0.9))
-            if not first_rodas:  # Gustafsson's predictive controller (as rodas.f)
-                facgus = (h_acc / h) * (err * err / err_acc) ** 0.25 / 0.9
-                facgus = max(1.0 / 6.0, min(5.0, facgus))
-                fac = max(fac, facgus)
-            first_rodas = False
-            h_acc = h
-            err_acc = max(1e-2, err)
-            hnew = h / fac
-            if method == AUTO:
-                # back to the explicit method when it would be stable at the step the
-                # accuracy allows, for 10 steps in a row
-                if hnew * _spectral_radius(J, W) < STIFF_OFF * T_STAB:
-                    n_nonstiff += 1
-                    if n_nonstiff >= 10:
-                        mode = TSIT5
-                        n_nonstiff = 0
-                        n_since_check = 0
-                        facold = 1e-4
-                else:
-                    n_nonstiff = 0
-        if reject:
-            hnew = min(hnew, h)
-        reject = False
-        t = t_new
-        for i in range(n):
-            y[i] = ynew[i]
-        if t < t_end:
-            # FSAL: Tsit5's last stage is f(t_new, y_new), valid unless a state went
-            # extinct or the step was taken by RODAS
-            if step_mode == RODAS or changed:
-                _f(t, y, p, ext, k1, counters)
-            else:
-                for i in range(n):
-                    k1[i] = W[W_K7, i]
-        jac_fresh = jac_at_new  # a Jacobian taken at the new point serves the next RODAS step
-        h = hnew
-    return OK, k_out, mode, h
 
 
 # ---------------------------------------------------------------------- conditions
@@ -853,12 +668,100 @@ def _run_program(code, consts, start, stop, cstart, t, y, p, stack):
     return stack[0]
 
 
-# ---------------------------------------------------------------------- one patient
+
+# ---------------------------------------------------------------------- lanes: vector work
+
+
+@njit(**_HOT)
+def _lanes_f(t, y, p, ext, out, s, nl):
+    """out[s] = f(t[l], y[:, l]) for the first nl lanes, extinct states held at zero."""
+    model_rhs_lanes(t, y, p, out, s, nl)
+    n_ext = 0
+    for lane in range(nl):
+        n_ext += ext[N_STATES, lane]
+    if n_ext > 0:
+        for i in range(N_STATES):
+            for lane in range(nl):
+                out[s, i, lane] = 0.0 if ext[i, lane] == EXTINCT else out[s, i, lane]
+
+
+@njit(**_HOT)
+def _lanes_tsit5(T, HS, TS, TS1, Y, K, XS, P, EXT, ACC, ERRN, rtol, atol, nl):
+    """One Tsit5 trial step in every lane at once (lane l from T[l] with step HS[l]).
+
+    K[0] holds f(T, Y). Stage s (1..6) evaluates f at XS[s] = Y + HS * sum_j a_sj K[j]
+    into K[s]; XS[5] is the stage-6 state and XS[6] the new state. Stages 6 and 7 are
+    evaluated at TS1 (the left limit at a segment end). The loop over stages keeps a
+    single copy of the (inlined, vectorised) right-hand side in the kernel. Lanes with
+    HS = 0 (idle, or taking RODAS steps) compute harmless garbage. Fills ERRN with each
+    lane's error norm.
+    """
+    n = N_STATES
+    for s in range(1, 7):
+        for lane in range(nl):
+            TS[lane] = TS1[lane] if s >= 5 else T[lane] + T_C[s] * HS[lane]
+        # the stage input, written out per stage (a generic sum over the tableau is
+        # measurably slower); the right-hand side below has one call site
+        if s == 1:
+            for i in range(n):
+                for lane in range(nl):
+                    XS[1, i, lane] = Y[i, lane] + HS[lane] * (T_A21 * K[0, i, lane])
+        elif s == 2:
+            for i in range(n):
+                for lane in range(nl):
+                    XS[2, i, lane] = Y[i, lane] + HS[lane] * (T_A31 * K[0, i, lane] + T_A32 * K[1, i, lane])
+        elif s == 3:
+            for i in range(n):
+                for lane in range(nl):
+                    XS[3, i, lane] = Y[i, lane] + HS[lane] * (T_A41 * K[0, i, lane] + T_A42 * K[1, i, lane]
+                                                              + T_A43 * K[2, i, lane])
+        elif s == 4:
+            for i in range(n):
+                for lane in range(nl):
+                    XS[4, i, lane] = Y[i, lane] + HS[lane] * (T_A51 * K[0, i, lane] + T_A52 * K[1, i, lane]
+                                                              + T_A53 * K[2, i, lane] + T_A54 * K[3, i, lane])
+        elif s == 5:
+            for i in range(n):
+                for lane in range(nl):
+                    XS[5, i, lane] = Y[i, lane] + HS[lane] * (T_A61 * K[0, i, lane] + T_A62 * K[1, i, lane]
+                                                              + T_A63 * K[2, i, lane] + T_A64 * K[3, i, lane]
+                                                              + T_A65 * K[4, i, lane])
+        else:
+            for i in range(n):
+                for lane in range(nl):
+                    XS[6, i, lane] = Y[i, lane] + HS[lane] * (T_B1 * K[0, i, lane] + T_B2 * K[1, i, lane]
+                                                              + T_B3 * K[2, i, lane] + T_B4 * K[3, i, lane]
+                                                              + T_B5 * K[4, i, lane] + T_B6 * K[5, i, lane])
+        _lanes_f(TS, XS[s], P, EXT, K, s, nl)
+    for lane in range(nl):
+        ACC[lane] = 0.0
+    for i in range(n):
+        for lane in range(nl):
+            e = HS[lane] * (T_E1 * K[0, i, lane] + T_E2 * K[1, i, lane] + T_E3 * K[2, i, lane]
+                            + T_E4 * K[3, i, lane] + T_E5 * K[4, i, lane] + T_E6 * K[5, i, lane]
+                            + T_E7 * K[6, i, lane])
+            sc = atol[i] + rtol * max(abs(Y[i, lane]), abs(XS[6, i, lane]))
+            r = e / sc
+            ACC[lane] += 0.0 if EXT[i, lane] == EXTINCT else r * r
+    for lane in range(nl):
+        ERRN[lane] = math.sqrt(ACC[lane] / n)
+
+
+# ---------------------------------------------------------------------- lanes: bookkeeping
+#
+# Arrays are passed one by one: numba takes an (atomic) reference count for every
+# array unpacked from a tuple, and in per-lane, per-step code that cost more than the
+# integration itself. Lane arrays: Y (n, LANES); K, XS (7, n, LANES); PL
+# (n_params, LANES); EXT (n + 1, LANES); T, HS, TS1, ERRN (LANES,); LF, LI per-lane
+# fields (LANES, N_LF / N_LI); ORDER (LANES, n_events); JL (LANES, n, n), DFL (LANES, n).
+
+LOGFAC0 = 0.04 * math.log(1e-4)  # PI controller memory at the start of a segment
 
 
 @njit(**_JIT)
 def _init_life(y, ext, thr):
     """Initial life cycle: populations below their threshold start at zero (NEW)."""
+    ext[N_STATES] = 0
     for i in range(N_STATES):
         ext[i] = ALIVE
         if thr[i] > 0.0 and y[i] < thr[i]:
@@ -867,159 +770,650 @@ def _init_life(y, ext, thr):
 
 
 @njit(**_JIT)
-def _run_patient(i_pat, t0, times, params, ev_time, ev_cond, act_start, act_kind, act_target,
-                 act_value, prog_code, prog_const, prog_start, prog_cstart, thr, atol, rtol, method,
-                 hmax, max_steps, state_idx, output_idx, out_states, out_outputs, status, counters,
-                 applied, final, W, J, LU, piv, ext, order, cond, stack, otmp, p):
-    n = N_STATES
-    y = W[W_Y]
-    for j in range(p.shape[0]):
-        p[j] = params[i_pat, j]
-    cnt = counters[i_pat]
-    for c in range(cnt.shape[0]):
-        cnt[c] = 0
-    model_initial(p, y)
-    _init_life(y, ext, thr)
+def _lane_get(li, Y, PL, EXT, y1, p1, ext1):
+    for i in range(N_STATES):
+        y1[i] = Y[i, li]
+    for j in range(p1.shape[0]):
+        p1[j] = PL[j, li]
+    for i in range(N_STATES + 1):
+        ext1[i] = EXT[i, li]
+
+
+@njit(**_JIT)
+def _lane_put(li, Y, PL, EXT, y1, p1, ext1):
+    for i in range(N_STATES):
+        Y[i, li] = y1[i]
+    for j in range(p1.shape[0]):
+        PL[j, li] = p1[j]
+    for i in range(N_STATES + 1):
+        EXT[i, li] = ext1[i]
+
+
+@njit(**_JIT)
+def _lane_finish(li, st, Y, LI, out_states, out_outputs, status, final):
+    """End the patient in lane li with status st; the lane becomes idle."""
+    i_pat = LI[li, I_PAT]
+    if st != OK:
+        for k in range(LI[li, I_KOUT], out_states.shape[1]):
+            for j in range(out_states.shape[2]):
+                out_states[i_pat, k, j] = np.nan
+            for j in range(out_outputs.shape[2]):
+                out_outputs[i_pat, k, j] = np.nan
+    status[i_pat] = st
+    for i in range(N_STATES):
+        final[i_pat, i] = Y[i, li]
+    LI[li, I_PAT] = -1
+
+
+@njit(**_JIT)
+def _lane_at_time(li, Y, PL, EXT, T, LF, LI, ORDER, y1, p1, ext1, otmp, stack, cond, times, ev_time,
+                  ev_cond, act_start, act_kind, act_target, act_value, prog_code, prog_const, prog_start,
+                  prog_cstart, thr, state_idx, output_idx, out_states, out_outputs, status, applied, final):
+    """At the lane's current time: apply due events, record outputs, start a segment.
+
+    Conditions are evaluated on the state before any event of this time; values
+    recorded at an event time are those after the events. Finishes the patient at
+    the last output time.
+    """
+    i_pat = LI[li, I_PAT]
+    t = T[li]
+    _lane_get(li, Y, PL, EXT, y1, p1, ext1)
+    n_ev = ev_time.shape[1]
+    je = LI[li, I_JE]
+    st = OK
+    if je < n_ev and ev_time[i_pat, ORDER[li, je]] <= t:
+        g0 = je
+        while je < n_ev and ev_time[i_pat, ORDER[li, je]] <= t:
+            je += 1
+        for g in range(g0, je):
+            c = ev_cond[ORDER[li, g]]
+            if c < 0:
+                cond[g] = True
+            else:
+                val = _run_program(prog_code, prog_const, prog_start[c], prog_start[c + 1], prog_cstart[c],
+                                   t, y1, p1, stack)
+                cond[g] = val != 0.0 and val == val
+        for g in range(g0, je):
+            if not cond[g]:
+                continue
+            e = ORDER[li, g]
+            applied[i_pat, e] = 1
+            for a in range(act_start[e], act_start[e + 1]):
+                kind = act_kind[a]
+                j = act_target[a]
+                val = act_value[i_pat, a]
+                if kind == ACT_SET_PARAMETER:
+                    p1[j] = val
+                    continue
+                if kind == ACT_ADD:
+                    y1[j] += val
+                elif kind == ACT_MULTIPLY:
+                    y1[j] *= val
+                else:
+                    y1[j] = val
+                if thr[j] > 0.0:
+                    if y1[j] >= thr[j]:
+                        if ext1[j] == EXTINCT:
+                            ext1[N_STATES] -= 1
+                        ext1[j] = ALIVE
+                    else:
+                        y1[j] = 0.0
+                        if ext1[j] == ALIVE:
+                            ext1[j] = EXTINCT
+                            ext1[N_STATES] += 1
+        for i in range(N_STATES):
+            if not (y1[i] - y1[i] == 0.0):
+                st = NON_FINITE
+    LI[li, I_JE] = je
+    _lane_put(li, Y, PL, EXT, y1, p1, ext1)
+    if st != OK:
+        _lane_finish(li, st, Y, LI, out_states, out_outputs, status, final)
+        return
+    kout = LI[li, I_KOUT]
+    while kout < times.shape[0] and times[kout] <= t:
+        _record(times[kout], y1, p1, i_pat, kout, state_idx, output_idx, out_states, out_outputs, otmp)
+        kout += 1
+    LI[li, I_KOUT] = kout
+    t_final = times[times.shape[0] - 1]
+    if t >= t_final:
+        _lane_finish(li, OK, Y, LI, out_states, out_outputs, status, final)
+        return
+    tend = t_final
+    if je < n_ev and ev_time[i_pat, ORDER[li, je]] < tend:
+        tend = ev_time[i_pat, ORDER[li, je]]
+    LF[li, F_TEND] = tend
+    LF[li, F_H] = 0.0
+    LF[li, F_LOGFAC] = LOGFAC0
+    LI[li, I_INIT] = 2
+    LI[li, I_REJECT] = 0
+    LI[li, I_NSTIFF] = 0
+    LI[li, I_NNONSTIFF] = 0
+    LI[li, I_NCHECK] = 0
+    LI[li, I_FIRST_RODAS] = 1
+    LI[li, I_JACFRESH] = 0
+
+
+@njit(**_JIT)
+def _lane_start(li, i_pat, Y, PL, EXT, T, LF, LI, ORDER, y1, p1, ext1, otmp, stack, cond, t0, times,
+                params, ev_time, ev_cond, act_start, act_kind, act_target, act_value, prog_code, prog_const,
+                prog_start, prog_cstart, thr, method, state_idx, output_idx, out_states, out_outputs, status,
+                counters, applied, final):
+    """Put patient i_pat into lane li: initial state, sorted events, events at t0."""
+    LI[li, I_PAT] = i_pat
+    for j in range(p1.shape[0]):
+        p1[j] = params[i_pat, j]
+    model_initial(p1, y1)
+    _init_life(y1, ext1, thr)
+    for c in range(N_COUNTERS):
+        counters[i_pat, c] = 0
     n_ev = ev_time.shape[1]
     for e in range(n_ev):
-        order[e] = e
+        ORDER[li, e] = e
         applied[i_pat, e] = 0
-    # stable insertion sort of this patient's events by time
-    for a in range(1, n_ev):
-        e = order[a]
+    for a in range(1, n_ev):  # stable insertion sort of this patient's events by time
+        e = ORDER[li, a]
         te = ev_time[i_pat, e]
         b = a - 1
-        while b >= 0 and ev_time[i_pat, order[b]] > te:
-            order[b + 1] = order[b]
+        while b >= 0 and ev_time[i_pat, ORDER[li, b]] > te:
+            ORDER[li, b + 1] = ORDER[li, b]
             b -= 1
-        order[b + 1] = e
-    t = t0
-    t_final = times[times.shape[0] - 1]
-    k_out = 0
-    je = 0
-    mode = RODAS if method == RODAS else TSIT5
-    h = 0.0
-    st = OK
-    while True:
-        if je < n_ev and ev_time[i_pat, order[je]] <= t:
-            g0 = je
-            while je < n_ev and ev_time[i_pat, order[je]] <= t:
-                je += 1
-            # conditions are evaluated on the state before any event of this time
-            for g in range(g0, je):
-                e = order[g]
-                c = ev_cond[e]
-                if c < 0:
-                    cond[g] = True
-                else:
-                    v = _run_program(prog_code, prog_const, prog_start[c], prog_start[c + 1],
-                                     prog_cstart[c], t, y, p, stack)
-                    cond[g] = v != 0.0 and v == v
-            for g in range(g0, je):
-                if not cond[g]:
-                    continue
-                e = order[g]
-                applied[i_pat, e] = 1
-                for a in range(act_start[e], act_start[e + 1]):
-                    kind = act_kind[a]
-                    j = act_target[a]
-                    v = act_value[i_pat, a]
-                    if kind == ACT_SET_PARAMETER:
-                        p[j] = v
-                        continue
-                    if kind == ACT_ADD:
-                        y[j] += v
-                    elif kind == ACT_MULTIPLY:
-                        y[j] *= v
-                    else:
-                        y[j] = v
-                    if thr[j] > 0.0:
-                        if y[j] >= thr[j]:
-                            ext[j] = ALIVE
-                        else:
-                            y[j] = 0.0
-                            if ext[j] == ALIVE:
-                                ext[j] = EXTINCT
-            h = 0.0
-            for i in range(n):
-                if not (y[i] - y[i] == 0.0):
-                    st = NON_FINITE
-            if st != OK:
-                break
-        while k_out < times.shape[0] and times[k_out] <= t:
-            _record(times[k_out], y, p, i_pat, k_out, state_idx, output_idx,
-                    out_states, out_outputs, otmp)
-            k_out += 1
-        if t >= t_final:
-            break
-        t_next = t_final
-        if je < n_ev and ev_time[i_pat, order[je]] < t_next:
-            t_next = ev_time[i_pat, order[je]]
-        st, k_out, mode, h = _segment(t, t_next, y, p, ext, thr, rtol, atol, method, mode, h, hmax,
-                                      max_steps, W, J, LU, piv, times, k_out, i_pat, state_idx,
-                                      output_idx, out_states, out_outputs, otmp, cnt)
-        if st != OK:
-            break
-        t = t_next
-    if st != OK:
-        _fill_nan(i_pat, k_out, out_states, out_outputs)
-    status[i_pat] = st
-    for i in range(n):
-        final[i_pat, i] = y[i]
+        ORDER[li, b + 1] = e
+    T[li] = t0
+    LI[li, I_KOUT] = 0
+    LI[li, I_JE] = 0
+    LI[li, I_MODE] = RODAS if method == RODAS else TSIT5
+    _lane_put(li, Y, PL, EXT, y1, p1, ext1)
+    _lane_at_time(li, Y, PL, EXT, T, LF, LI, ORDER, y1, p1, ext1, otmp, stack, cond, times, ev_time, ev_cond,
+                  act_start, act_kind, act_target, act_value, prog_code, prog_const, prog_start, prog_cstart,
+                  thr, state_idx, output_idx, out_states, out_outputs, status, applied, final)
 
 
 @njit(**_JIT)
-def _run_range(start, stop, t0, times, params, ev_time, ev_cond, act_start, act_kind, act_target,
-               act_value, prog_code, prog_const, prog_start, prog_cstart, thr, atol, rtol, method,
-               hmax, max_steps, state_idx, output_idx, out_states, out_outputs, status, counters,
-               applied, final):
+def _initial_step(t, t_end, y, f0, p, ext, rtol, atol, ytmp, f1, order):
+    """Initial step size (Hairer, Norsett & Wanner, sec. II.4; as scipy)."""
+    span = t_end - t
+    d0 = 0.0
+    d1 = 0.0
+    for i in range(N_STATES):
+        if ext[i] == EXTINCT:
+            continue
+        sc = atol[i] + rtol * abs(y[i])
+        d0 += (y[i] / sc) ** 2
+        d1 += (f0[i] / sc) ** 2
+    d0 = math.sqrt(d0 / N_STATES)
+    d1 = math.sqrt(d1 / N_STATES)
+    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+    h0 = min(h0, span)
+    for i in range(N_STATES):
+        ytmp[i] = y[i] + h0 * f0[i]
+    _f(_stage_time(t + h0, t_end), ytmp, p, ext, f1)
+    d2 = 0.0
+    for i in range(N_STATES):
+        if ext[i] == EXTINCT:
+            continue
+        sc = atol[i] + rtol * abs(y[i])
+        d2 += ((f1[i] - f0[i]) / sc) ** 2
+    d2 = math.sqrt(d2 / N_STATES) / h0
+    if not (d2 == d2):  # the trial point overflowed
+        h1 = 1e-6 * span
+    elif d1 <= 1e-15 and d2 <= 1e-15:
+        h1 = max(1e-6, h0 * 1e-3)
+    else:
+        h1 = (0.01 / max(d1, d2)) ** (1.0 / (order + 1.0))
+    return min(100.0 * h0, h1, span)
+
+
+@njit(**_JIT)
+def _lanes_init(nl, Y, K, PL, EXT, T, LF, LI, y1, p1, ext1, f0, f1, tmp1, rtol, atol, counters):
+    """f(t, y) for lanes that start a segment (or whose state changed), and initial steps.
+
+    Scalar, lane by lane: a lane needs this a few times per patient, and keeping it
+    out of the vectorised path keeps one copy of the right-hand side in the kernel.
+    """
+    for li in range(nl):
+        i_pat = LI[li, I_PAT]
+        if i_pat < 0 or LI[li, I_INIT] == 0:
+            continue
+        _lane_get(li, Y, PL, EXT, y1, p1, ext1)
+        _f(T[li], y1, p1, ext1, f0)
+        counters[i_pat, C_RHS] += 1
+        for i in range(N_STATES):
+            K[0, i, li] = f0[i]
+        if LI[li, I_INIT] == 2:
+            order = 5.0 if LI[li, I_MODE] == TSIT5 else 4.0
+            LF[li, F_H] = _initial_step(T[li], LF[li, F_TEND], y1, f0, p1, ext1, rtol, atol, tmp1, f1, order)
+            counters[i_pat, C_RHS] += 1
+        LI[li, I_INIT] = 0
+
+
+@njit(**_JIT)
+def _lane_step_size(li, Y, T, TS1, LF, LI, hmax, max_steps, out_states, out_outputs, status, counters, final):
+    """Step size for the lane's next attempt (sets I_HIT and TS1), or -1.0 on failure."""
+    i_pat = LI[li, I_PAT]
+    if counters[i_pat, C_ACCEPTED] + counters[i_pat, C_REJECTED] >= max_steps:
+        _lane_finish(li, MAX_STEPS, Y, LI, out_states, out_outputs, status, final)
+        return -1.0
+    t = T[li]
+    tend = LF[li, F_TEND]
+    h = min(LF[li, F_H], hmax)
+    hit = 0
+    if t + 1.01 * h >= tend:
+        h = tend - t
+        hit = 1
+    if h <= 16.0 * 2.220446049250313e-16 * max(abs(t), 1.0):
+        _lane_finish(li, STEP_TOO_SMALL, Y, LI, out_states, out_outputs, status, final)
+        return -1.0
+    LI[li, I_HIT] = hit
+    TS1[li] = _stage_time(t + h, tend)
+    return h
+
+
+@njit(**_JIT)
+def _lane_stiff_check(li, t_new, h, YNEW, PL, EXT, LI, JL, DFL, y1, p1, ext1, v, w, counters):
+    """Spectral radius of the Jacobian at the lane's new point; switch to RODAS if stiff.
+
+    The Jacobian is not kept for the first RODAS step: extinction may still change the
+    state at the end of this step.
+    """
+    for i in range(N_STATES):
+        y1[i] = YNEW[i, li]
+    for j in range(p1.shape[0]):
+        p1[j] = PL[j, li]
+    for i in range(N_STATES + 1):
+        ext1[i] = EXT[i, li]
+    i_pat = LI[li, I_PAT]
+    J = JL[li]
+    _jacobian(t_new, y1, p1, ext1, J, DFL[li])
+    counters[i_pat, C_JAC] += 1
+    LI[li, I_JACFRESH] = 0
+    if h * _spectral_radius(J, v, w) > STIFF_ON * T_STAB:
+        LI[li, I_MODE] = RODAS
+        counters[i_pat, C_STIFF_SWITCHES] += 1
+        LI[li, I_FIRST_RODAS] = 1
+        LI[li, I_NNONSTIFF] = 0
+
+
+@njit(**_JIT)
+def _lane_rodas(li, Y, K, PL, EXT, T, LF, LI, JL, DFL, y1, p1, ext1, f0, g1, g2, g3, g4, g5, g6, ft, tmp1,
+                ynew1, cont3, cont4, interp, v, w, LU, piv, otmp, TS1, times, thr, atol, rtol, method, hmax,
+                max_steps, state_idx, output_idx, out_states, out_outputs, status, counters, final):
+    """One RODAS4 attempt for the lane (scalar), with its bookkeeping."""
     n = N_STATES
-    W = np.zeros((N_WORK, n))
-    J = np.zeros((n, n))
+    h = _lane_step_size(li, Y, T, TS1, LF, LI, hmax, max_steps, out_states, out_outputs, status, counters, final)
+    if h < 0.0:
+        return
+    i_pat = LI[li, I_PAT]
+    t = T[li]
+    tend = LF[li, F_TEND]
+    _lane_get(li, Y, PL, EXT, y1, p1, ext1)
+    for i in range(n):
+        f0[i] = K[0, i, li]
+    J = JL[li]
+    dfdt = DFL[li]
+    if LI[li, I_JACFRESH] == 0:
+        _jacobian(t, y1, p1, ext1, J, dfdt)
+        counters[i_pat, C_JAC] += 1
+        LI[li, I_JACFRESH] = 1
+    counters[i_pat, C_LU] += 1
+    err = _rodas_step(t, h, tend, y1, p1, ext1, rtol, atol, f0, dfdt, g1, g2, g3, g4, g5, g6, ft, tmp1, ynew1,
+                      cont3, cont4, J, LU, piv)
+    counters[i_pat, C_RHS] += 5
+    if err < 0.0:  # singular iteration matrix: shrink the step
+        counters[i_pat, C_REJECTED] += 1
+        LF[li, F_H] = h * 0.25
+        LI[li, I_REJECT] = 1
+        return
+    if not (err <= 1.0):
+        counters[i_pat, C_REJECTED] += 1
+        if not (err == err) or err > 1e300:
+            LF[li, F_H] = h * 0.1
+        else:
+            LF[li, F_H] = h / min(6.0, max(0.2, math.sqrt(math.sqrt(err)) / 0.9))
+        LI[li, I_REJECT] = 1
+        return
+    for i in range(n):
+        if not (ynew1[i] - ynew1[i] == 0.0):
+            _lane_finish(li, NON_FINITE, Y, LI, out_states, out_outputs, status, final)
+            return
+    t_new = tend if LI[li, I_HIT] == 1 else t + h
+    kout = LI[li, I_KOUT]
+    while kout < times.shape[0] and times[kout] <= t_new and times[kout] < tend:
+        tau = times[kout]
+        if tau == t_new:
+            for i in range(n):
+                interp[i] = ynew1[i]
+        else:
+            _rodas_interp((tau - t) / h, y1, ynew1, cont3, cont4, interp)
+        for i in range(n):
+            if thr[i] > 0.0 and interp[i] < thr[i] and (ext1[i] == EXTINCT or (
+                    ext1[i] == ALIVE and ynew1[i] < thr[i])):
+                interp[i] = 0.0
+        _record(tau, interp, p1, i_pat, kout, state_idx, output_idx, out_states, out_outputs, otmp)
+        kout += 1
+    LI[li, I_KOUT] = kout
+    for i in range(n):
+        if thr[i] > 0.0:
+            if ext1[i] == ALIVE:
+                if ynew1[i] < thr[i]:
+                    ynew1[i] = 0.0
+                    ext1[i] = EXTINCT
+                    ext1[n] += 1
+            elif ext1[i] == NEW:
+                if ynew1[i] >= thr[i]:
+                    ext1[i] = ALIVE
+                elif ynew1[i] < 0.0:
+                    ynew1[i] = 0.0
+    counters[i_pat, C_ACCEPTED] += 1
+    counters[i_pat, C_STIFF_STEPS] += 1
+    fac = max(1.0 / 6.0, min(5.0, math.sqrt(math.sqrt(err)) / 0.9))
+    if LI[li, I_FIRST_RODAS] == 0:  # Gustafsson's predictive controller (as rodas.f)
+        facgus = (LF[li, F_HACC] / h) * math.sqrt(math.sqrt(err * err / LF[li, F_ERRACC])) / 0.9
+        fac = max(fac, max(1.0 / 6.0, min(5.0, facgus)))
+    LI[li, I_FIRST_RODAS] = 0
+    LF[li, F_HACC] = h
+    LF[li, F_ERRACC] = max(1e-2, err)
+    hnew = h / fac
+    if method == AUTO:
+        # back to Tsit5 when it would be stable at the step the accuracy allows,
+        # for 10 steps in a row
+        if hnew * _spectral_radius(J, v, w) < STIFF_OFF * T_STAB:
+            LI[li, I_NNONSTIFF] += 1
+            if LI[li, I_NNONSTIFF] >= 10:
+                LI[li, I_MODE] = TSIT5
+                LI[li, I_NNONSTIFF] = 0
+                LI[li, I_NCHECK] = 0
+                LF[li, F_LOGFAC] = LOGFAC0
+        else:
+            LI[li, I_NNONSTIFF] = 0
+    if LI[li, I_REJECT] == 1:
+        hnew = min(hnew, h)
+    LI[li, I_REJECT] = 0
+    LI[li, I_JACFRESH] = 0
+    T[li] = t_new
+    _lane_put(li, Y, PL, EXT, ynew1, p1, ext1)
+    if t_new < tend:
+        _f(t_new, ynew1, p1, ext1, f0)
+        counters[i_pat, C_RHS] += 1
+        for i in range(n):
+            K[0, i, li] = f0[i]
+    LF[li, F_H] = hnew
+
+
+# ---------------------------------------------------------------------- drivers
+
+
+@njit(**_JIT)
+def _run_range(start, stop, prob, res):
+    """Simulate patients start..stop-1, LANES at a time, in the calling thread."""
+    (t0, times, params, ev_time, ev_cond, act_start, act_kind, act_target, act_value, prog_code,
+     prog_const, prog_start, prog_cstart, thr, atol, rtol, method, hmax, max_steps, state_idx,
+     output_idx) = prob
+    (out_states, out_outputs, status, counters, applied, final) = res
+    n = N_STATES
+    n_par = params.shape[1]
+    n_ev = ev_time.shape[1]
+    nl = min(LANES, stop - start)
+    L = LANES
+    n_times = times.shape[0]
+    n_save_states = state_idx.shape[0]
+    n_save_outputs = output_idx.shape[0]
+    # lane arrays
+    Y = np.zeros((n, L))
+    K = np.zeros((7, n, L))  # stage derivatives
+    XS = np.zeros((7, n, L))  # stage inputs
+    Y6 = XS[5]  # the stage-6 state (for the stiffness estimate)
+    YNEW = XS[6]  # the new state
+    PL = np.zeros((n_par, L))
+    EXT = np.zeros((n + 1, L), dtype=np.int32)
+    T = np.zeros(L)
+    HS = np.zeros(L)
+    TS = np.zeros(L)
+    TS1 = np.zeros(L)
+    ACC = np.zeros(L)
+    ERRN = np.zeros(L)
+    FIN = np.zeros(L)  # 1.0 where the trial state is finite
+    NUM = np.zeros(L)  # stiffness estimate: |k7 - k6|^2 ...
+    DEN = np.zeros(L)  # ... and |ynew - y6|^2
+    ACPT = np.zeros(L)  # 1.0 where the Tsit5 step was accepted
+    CHG = np.zeros(L)  # number of states set to zero by extinction in the step
+    TNEW = np.zeros(L)
+    LF = np.zeros((L, N_LF))
+    LI = np.zeros((L, N_LI), dtype=np.int64)
+    ORDER = np.zeros((L, max(n_ev, 1)), dtype=np.int64)
+    JL = np.zeros((L, n, n))
+    DFL = np.zeros((L, n))
+    # scratch for the lane being handled
+    y1 = np.zeros(n)
+    p1 = np.zeros(n_par)
+    ext1 = np.zeros(n + 1, dtype=np.int32)
+    f0 = np.zeros(n)
+    g1 = np.zeros(n)
+    g2 = np.zeros(n)
+    g3 = np.zeros(n)
+    g4 = np.zeros(n)
+    g5 = np.zeros(n)
+    g6 = np.zeros(n)
+    ft = np.zeros(n)
+    tmp1 = np.zeros(n)
+    ynew1 = np.zeros(n)
+    cont3 = np.zeros(n)
+    cont4 = np.zeros(n)
+    interp = np.zeros(n)
+    v = np.zeros(n)
+    w = np.zeros(n)
     LU = np.zeros((n, n))
     piv = np.zeros(n, dtype=np.int64)
-    ext = np.zeros(n, dtype=np.int8)
-    n_ev = ev_time.shape[1]
-    order = np.zeros(max(n_ev, 1), dtype=np.int64)
-    cond = np.zeros(max(n_ev, 1), dtype=np.bool_)
-    stack = np.zeros(64)
     otmp = np.zeros(max(N_OUTPUTS, 1))
-    pbuf = np.zeros(params.shape[1])
-    for i_pat in range(start, stop):
-        _run_patient(i_pat, t0, times, params, ev_time, ev_cond, act_start, act_kind, act_target,
-                     act_value, prog_code, prog_const, prog_start, prog_cstart, thr, atol, rtol, method,
-                     hmax, max_steps, state_idx, output_idx, out_states, out_outputs, status, counters,
-                     applied, final, W, J, LU, piv, ext, order, cond, stack, otmp, pbuf)
+    stack = np.zeros(64)
+    cond = np.zeros(max(n_ev, 1), dtype=np.bool_)
+    for li in range(L):
+        LI[li, I_PAT] = -1
+    next_pat = start
+    while True:
+        active = 0
+        for li in range(nl):
+            while LI[li, I_PAT] < 0 and next_pat < stop:
+                _lane_start(li, next_pat, Y, PL, EXT, T, LF, LI, ORDER, y1, p1, ext1, otmp, stack, cond, t0,
+                            times, params, ev_time, ev_cond, act_start, act_kind, act_target, act_value,
+                            prog_code, prog_const, prog_start, prog_cstart, thr, method, state_idx, output_idx,
+                            out_states, out_outputs, status, counters, applied, final)
+                next_pat += 1
+            if LI[li, I_PAT] >= 0:
+                active += 1
+        if active == 0:
+            break
+        need_init = False
+        for li in range(nl):
+            need_init = need_init or (LI[li, I_PAT] >= 0 and LI[li, I_INIT] > 0)
+        if need_init:
+            _lanes_init(nl, Y, K, PL, EXT, T, LF, LI, y1, p1, ext1, f0, g1, tmp1, rtol, atol, counters)
+        # step sizes for the lanes taking Tsit5 steps (idle lanes and lanes taking
+        # RODAS steps get HS = 0 and compute harmless garbage in the vector step)
+        for li in range(nl):
+            HS[li] = 0.0
+            i_pat = LI[li, I_PAT]
+            if i_pat < 0 or LI[li, I_MODE] != TSIT5:
+                continue
+            if counters[i_pat, C_ACCEPTED] + counters[i_pat, C_REJECTED] >= max_steps:
+                _lane_finish(li, MAX_STEPS, Y, LI, out_states, out_outputs, status, final)
+                continue
+            t = T[li]
+            tend = LF[li, F_TEND]
+            h = min(LF[li, F_H], hmax)
+            hit = 0
+            if t + 1.01 * h >= tend:
+                h = tend - t
+                hit = 1
+            if h <= 16.0 * 2.220446049250313e-16 * max(abs(t), 1.0):
+                _lane_finish(li, STEP_TOO_SMALL, Y, LI, out_states, out_outputs, status, final)
+                continue
+            LI[li, I_HIT] = hit
+            TS1[li] = np.nextafter(tend, -np.inf) if t + h >= tend else t + h
+            HS[li] = h
+        _lanes_tsit5(T, HS, TS, TS1, Y, K, XS, PL, EXT, ACC, ERRN, rtol, atol, nl)
+        # ---- after the trial step, vectorised over lanes: finiteness of the new state
+        # and the sums of Hairer's stiffness estimate
+        for lane in range(nl):
+            FIN[lane] = 1.0
+            NUM[lane] = 0.0
+            DEN[lane] = 0.0
+        for i in range(n):
+            for lane in range(nl):
+                FIN[lane] = FIN[lane] if YNEW[i, lane] - YNEW[i, lane] == 0.0 else 0.0
+                d1 = K[6, i, lane] - K[5, i, lane]
+                d2 = YNEW[i, lane] - Y6[i, lane]
+                NUM[lane] += d1 * d1
+                DEN[lane] += d2 * d2
+        # ---- per lane: accept or reject, outputs, step-size control (inline: this runs
+        # for every lane at every step, and calls with many arrays cost more than it)
+        for li in range(nl):
+            ACPT[li] = 0.0
+            i_pat = LI[li, I_PAT]
+            if i_pat < 0:
+                continue
+            if LI[li, I_MODE] == RODAS:
+                _lane_rodas(li, Y, K, PL, EXT, T, LF, LI, JL, DFL, y1, p1, ext1, f0, g1, g2, g3, g4, g5, g6, ft,
+                            tmp1, ynew1, cont3, cont4, interp, v, w, LU, piv, otmp, TS1, times, thr, atol, rtol,
+                            method, hmax, max_steps, state_idx, output_idx, out_states, out_outputs, status,
+                            counters, final)
+                if LI[li, I_PAT] >= 0 and T[li] >= LF[li, F_TEND]:
+                    _lane_at_time(li, Y, PL, EXT, T, LF, LI, ORDER, y1, p1, ext1, otmp, stack, cond, times,
+                                  ev_time, ev_cond, act_start, act_kind, act_target, act_value, prog_code,
+                                  prog_const, prog_start, prog_cstart, thr, state_idx, output_idx, out_states,
+                                  out_outputs, status, applied, final)
+                continue
+            if HS[li] <= 0.0:
+                continue
+            counters[i_pat, C_RHS] += 6
+            err = ERRN[li]
+            h = HS[li]
+            t = T[li]
+            tend = LF[li, F_TEND]
+            if not (err <= 1.0):  # rejected (also when err is NaN: a trial step overflowed)
+                counters[i_pat, C_REJECTED] += 1
+                if not (err == err) or err > 1e300:
+                    LF[li, F_H] = h * 0.1
+                else:
+                    LF[li, F_H] = h / min(10.0, math.exp(0.17 * math.log(err)) / 0.9)
+                LI[li, I_REJECT] = 1
+                continue
+            if FIN[li] == 0.0:  # inf or NaN in an accepted state
+                _lane_finish(li, NON_FINITE, Y, LI, out_states, out_outputs, status, final)
+                continue
+            ACPT[li] = 1.0
+            t_new = tend if LI[li, I_HIT] == 1 else t + h
+            TNEW[li] = t_new
+            # dense output for output times inside the step (strictly before the segment end)
+            kout = LI[li, I_KOUT]
+            while kout < n_times and times[kout] <= t_new and times[kout] < tend:
+                tau = times[kout]
+                if tau == t_new:
+                    for i in range(n):
+                        interp[i] = YNEW[i, li]
+                else:
+                    # Tsit5's free 4th-order interpolant (Tsitouras 2011)
+                    th = (tau - t) / h
+                    th2 = th * th
+                    b1 = -1.0530884977290216 * th * (th - 1.3299890189751412) * (
+                        th2 - 1.4364028541716351 * th + 0.7139816917074209)
+                    b2 = 0.1017 * th2 * (th2 - 2.1966568338249754 * th + 1.2949852507374631)
+                    b3 = 2.490627285651252793 * th2 * (th2 - 2.38535645472061657 * th + 1.57803468208092486)
+                    b4 = -16.54810288924490272 * (th - 1.21712927295533244) * (th - 0.61620406037800089) * th2
+                    b5 = 47.37952196281928122 * (th - 1.203071208372362603) * (th - 0.658047292653547382) * th2
+                    b6 = -34.87065786149660974 * (th - 1.2) * (th - 0.666666666666666667) * th2
+                    b7 = 2.5 * (th - 1.0) * (th - 0.6) * th2
+                    for i in range(n):
+                        interp[i] = Y[i, li] + h * (b1 * K[0, i, li] + b2 * K[1, i, li] + b3 * K[2, i, li]
+                                                    + b4 * K[3, i, li] + b5 * K[4, i, li] + b6 * K[5, i, li]
+                                                    + b7 * K[6, i, li])
+                for i in range(n):
+                    if thr[i] > 0.0 and interp[i] < thr[i] and (EXT[i, li] == EXTINCT or (
+                            EXT[i, li] == ALIVE and YNEW[i, li] < thr[i])):
+                        interp[i] = 0.0
+                for j in range(n_save_states):
+                    out_states[i_pat, kout, j] = interp[state_idx[j]]
+                if n_save_outputs > 0:
+                    for j in range(n_par):
+                        p1[j] = PL[j, li]
+                    model_outputs(tau, interp, p1, otmp)
+                    for j in range(n_save_outputs):
+                        out_outputs[i_pat, kout, j] = otmp[output_idx[j]]
+                kout += 1
+            LI[li, I_KOUT] = kout
+            counters[i_pat, C_ACCEPTED] += 1
+            # stiffness: Hairer's cheap estimate h*|lambda| ~ h*|k7 - k6| / |ynew - y6| each
+            # step; when it (or a periodic timer) raises suspicion, the spectral radius of
+            # the analytic Jacobian decides
+            if method == AUTO:
+                if DEN[li] > 0.0 and h * math.sqrt(NUM[li] / DEN[li]) > STIFF_ON * T_STAB:
+                    LI[li, I_NSTIFF] += 1
+                else:
+                    LI[li, I_NSTIFF] = 0
+                LI[li, I_NCHECK] += 1
+                if LI[li, I_NSTIFF] >= 3 or LI[li, I_NCHECK] >= 100:
+                    LI[li, I_NSTIFF] = 0
+                    LI[li, I_NCHECK] = 0
+                    _lane_stiff_check(li, t_new, h, YNEW, PL, EXT, LI, JL, DFL, y1, p1, ext1, v, w, counters)
+            # step-size control: DOPRI5's PI controller, fac = err^0.17 / err_old^0.04
+            fac = math.exp(0.17 * math.log(max(err, 1e-10)) - LF[li, F_LOGFAC])
+            fac = max(0.1, min(5.0, fac / 0.9))
+            hnew = h / fac
+            LF[li, F_LOGFAC] = 0.04 * math.log(max(err, 1e-4))
+            if LI[li, I_REJECT] == 1:
+                hnew = min(hnew, h)
+            LI[li, I_REJECT] = 0
+            LF[li, F_H] = hnew
+            T[li] = t_new
+        # ---- accepted lanes, vectorised: extinction (a population below its threshold
+        # becomes exactly zero), the new state, and FSAL (k1 of the next step = k7)
+        for lane in range(nl):
+            CHG[lane] = 0.0
+        for i in range(n):
+            if thr[i] > 0.0:
+                for lane in range(nl):
+                    yv = YNEW[i, lane]
+                    e = EXT[i, lane]
+                    ok = ACPT[lane] > 0.0
+                    die = ok and e == ALIVE and yv < thr[i]
+                    clip = ok and e == NEW and yv < 0.0
+                    YNEW[i, lane] = 0.0 if (die or clip) else yv
+                    EXT[i, lane] = EXTINCT if die else (ALIVE if (ok and e == NEW and yv >= thr[i]) else e)
+                    EXT[n, lane] += 1 if die else 0
+                    CHG[lane] += 1.0 if (die or clip) else 0.0
+        for i in range(n):
+            for lane in range(nl):
+                ok = ACPT[lane] > 0.0
+                Y[i, lane] = YNEW[i, lane] if ok else Y[i, lane]
+                K[0, i, lane] = K[6, i, lane] if (ok and CHG[lane] == 0.0) else K[0, i, lane]
+        # ---- per lane: a changed state needs f at the new point; a segment may end
+        for li in range(nl):
+            if ACPT[li] == 0.0 or LI[li, I_PAT] < 0:
+                continue
+            if CHG[li] > 0.0:
+                LI[li, I_INIT] = 1
+                LI[li, I_JACFRESH] = 0
+            if T[li] >= LF[li, F_TEND]:
+                _lane_at_time(li, Y, PL, EXT, T, LF, LI, ORDER, y1, p1, ext1, otmp, stack, cond, times,
+                              ev_time, ev_cond, act_start, act_kind, act_target, act_value, prog_code,
+                              prog_const, prog_start, prog_cstart, thr, state_idx, output_idx, out_states,
+                              out_outputs, status, applied, final)
 
 
 @njit(**_JIT)
-def run_serial(t0, times, params, ev_time, ev_cond, act_start, act_kind, act_target, act_value,
-               prog_code, prog_const, prog_start, prog_cstart, thr, atol, rtol, method, hmax,
-               max_steps, state_idx, output_idx, out_states, out_outputs, status, counters, applied,
-               final):
+def run_serial(prob, res):
     """Simulate all patients in the calling thread."""
-    _run_range(0, params.shape[0], t0, times, params, ev_time, ev_cond, act_start, act_kind,
-               act_target, act_value, prog_code, prog_const, prog_start, prog_cstart, thr, atol, rtol,
-               method, hmax, max_steps, state_idx, output_idx, out_states, out_outputs, status,
-               counters, applied, final)
+    _run_range(0, prob[2].shape[0], prob, res)
 
 
 @njit(cache=True, error_model="numpy", nogil=True, parallel=True)
-def run_parallel(t0, times, params, ev_time, ev_cond, act_start, act_kind, act_target, act_value,
-                 prog_code, prog_const, prog_start, prog_cstart, thr, atol, rtol, method, hmax,
-                 max_steps, state_idx, output_idx, out_states, out_outputs, status, counters, applied,
-                 final, block):
+def run_parallel(prob, res, block):
     """Simulate patients in parallel, in blocks of ``block`` patients.
 
-    Each patient is integrated on its own, so results do not depend on the number
-    of threads or on how blocks are scheduled.
+    Each patient's arithmetic is independent of the others', so results do not
+    depend on the number of threads or on how blocks are scheduled.
     """
-    n_pat = params.shape[0]
+    n_pat = prob[2].shape[0]
     n_blocks = (n_pat + block - 1) // block
     for b in prange(n_blocks):
         start = b * block
-        stop = min(n_pat, start + block)
-        _run_range(start, stop, t0, times, params, ev_time, ev_cond, act_start, act_kind,
-                   act_target, act_value, prog_code, prog_const, prog_start, prog_cstart, thr, atol,
-                   rtol, method, hmax, max_steps, state_idx, output_idx, out_states, out_outputs,
-                   status, counters, applied, final)
+        _run_range(start, min(n_pat, start + block), prob, res)
