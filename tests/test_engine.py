@@ -139,7 +139,7 @@ def test_populations_stay_non_negative_in_a_batch(linear_model):
     rng = np.random.default_rng(3)
     p = linear_model.default_parameters() * np.exp(rng.normal(0, 0.8, (500, linear_model.n_parameters)))
     p[:, linear_model.parameter_names.index("growth_a")] = -np.abs(p[:, 4])  # all declining
-    batch = simulate_batch(linear_model, None, np.linspace(0, 400, 41), p)
+    batch = simulate_batch(linear_model, None, np.linspace(0, 400, 41), p, n_threads=1)
     assert np.all(batch.success)
     assert np.all(batch.states >= 0)
 
@@ -150,7 +150,7 @@ def test_failure_raises_for_one_and_flags_in_batch(extinction_model):
         simulate(extinction_model, None, np.linspace(0, 2, 21), parameters=p)
     params = np.tile(extinction_model.default_parameters(), (4, 1))
     params[1, 3] = 1.0
-    batch = simulate_batch(extinction_model, None, np.linspace(0, 2, 21), params)
+    batch = simulate_batch(extinction_model, None, np.linspace(0, 2, 21), params, n_threads=1)
     assert list(batch.success) == [True, False, True, True]
     assert np.isnan(batch.states[1, -1]).all() and np.isfinite(batch.states[[0, 2, 3]]).all()
     assert batch.failures()[0][0] == 1

@@ -40,7 +40,7 @@ def test_population_matches_analytic_solution_patient_by_patient(multiphasic):
     params = multiphasic.default_parameters() * np.exp(rng.normal(size=(300, 6)) * sd)
     params[:, 4] = np.minimum(params[:, 4], 0.5)
     times = np.linspace(0, 365, 74)
-    batch = simulate_batch(multiphasic, None, times, params)
+    batch = simulate_batch(multiphasic, None, times, params, n_threads=1)
     exact = np.array([stein_analytic(p, times) for p in params])
     np.testing.assert_allclose(batch.output("transgene"), exact, rtol=1e-4)
     assert batch.success.all()

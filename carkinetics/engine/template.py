@@ -235,11 +235,24 @@ def _vexp(x):
 
 @njit(**_HOT)
 def _vpow(x, y):
-    """x ** y as exp(y log |x|), with C99 signs and special values."""
+    """x ** y with C99 signs and special values.
+
+    Integer exponents up to 64 in magnitude by binary powering (exact where the
+    result is representable), others as exp(y log |x|).
+    """
     ax = abs(x)
     r = _vexp(y * _vlog(ax))
     yi = math.floor(y)
     integral = yi == y
+    small = integral and abs(yi) <= 64.0
+    e = np.int64(abs(yi)) if small else np.int64(0)
+    ri = 1.0
+    b = ax
+    for k in range(7):  # branch-free binary powering, unrolled
+        ri = ri * b if (e >> k) & 1 == 1 else ri
+        b = b * b
+    ri = 1.0 / ri if yi < 0.0 else ri
+    r = ri if small else r
     odd = integral and (abs(yi) < 9007199254740992.0) and (np.int64(yi) & 1) == 1
     r = -r if (x < 0.0 and odd) else r
     r = math.nan if (x < 0.0 and not integral) else r
