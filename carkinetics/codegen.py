@@ -141,7 +141,10 @@ def generate_source(model) -> str:
     # ---- rhs
     rhs_exprs = _needed({n for e in model.odes.values() for n in ex.names(e)}, model)
     used = all_names(list(model.odes.values()) + [model.expressions[n] for n in rhs_exprs])
-    def src(e, rn=rename):
+    def src(e, rn=rename):  # per-patient scalar code: libm, helpers not inlined
+        return ex.to_source(e, rn, vector_math=False)
+
+    def vsrc(e, rn=rename):  # the lanes: branch-free inlined math that vectorises
         return ex.to_source(e, rn, vector_math=True)
 
     out.append('@njit(cache=True, error_model="numpy", nogil=True, inline="always")')
@@ -170,9 +173,9 @@ def generate_source(model) -> str:
         if n in used:
             out.append(f"        {rename(n)} = p[{i}, lane]")
     for n in rhs_exprs:
-        out.append(f"        {rename(n)} = {src(model.expressions[n], rename_lanes)}")
+        out.append(f"        {rename(n)} = {vsrc(model.expressions[n], rename_lanes)}")
     for i, n in enumerate(state_names):
-        out.append(f"        out[s, {i}, lane] = {src(model.odes[n], rename_lanes)}  # d{n}/dt")
+        out.append(f"        out[s, {i}, lane] = {vsrc(model.odes[n], rename_lanes)}  # d{n}/dt")
     out.append("")
 
     # ---- jacobian: chain rule through intermediate expressions

@@ -313,9 +313,9 @@ def to_source(e: Expr, rename, vector_math: bool = False) -> str:
     """Python/numba source for ``e``; ``rename(name)`` maps variable names to locals.
 
     Helpers ``_hill``, ``_hill_dx``, ``_hill_dk``, ``_hill_dn`` must exist in the
-    namespace. With ``vector_math`` (the kernels), ``exp``, ``log`` and non-integer
-    powers call the engine's branch-free ``_vexp``, ``_vlog`` and ``_vpow`` so that
-    loops over patients vectorise; otherwise they call :mod:`math`.
+    namespace. With ``vector_math`` (the lane kernel), ``exp``, ``log``, non-integer
+    powers and ``hill`` call the engine's branch-free ``_vexp``, ``_vlog``, ``_vpow``
+    and ``_vhill*`` so that loops over patients vectorise; otherwise :mod:`math`.
     """
     return _src(e, rename, vector_math)
 
@@ -371,6 +371,8 @@ def _src(e: Expr, rn, vm=False) -> str:
         return f"(1.0 if {_src(a[0], rn)} > 0.0 else 0.0)"
     if op in ("hill", "_hill_dx", "_hill_dk", "_hill_dn"):
         name = "_hill" if op == "hill" else op
+        if isinstance(rn, _VM):
+            name = "_v" + name[1:]  # the inlined, branch-free versions for the lanes
         return f"{name}({', '.join(_src(x, rn) for x in a)})"
     raise AssertionError(f"unhandled op {op}")
 

@@ -339,6 +339,7 @@ def load_model(path) -> Model:
 
 def model_from_dict(data: dict, path, text: str = "") -> Model:
     """Validate a parsed model document and build the :class:`Model`."""
+    file_text = text  # the loops below reuse the name `text`
     path = Path(path)
     errs = ProblemCollector(path, ModelFileError)
 
@@ -544,7 +545,7 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         odes=odes,
         outputs=tuple(outputs),
         breakpoints=tuple(breakpoints),
-        source_text=text,
+        source_text=file_text,
     )
 
 

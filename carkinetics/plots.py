@@ -65,3 +65,141 @@ def save_figure(fig, path, formats=("png",)):
         out.append(p)
     plt.close(fig)
     return out
+
+
+_ARM_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=None, time_unit="", title=None):
+    """Median with 25-75% and 5-95% bands over time, one panel per output, one colour per arm.
+
+    Parameters
+    ----------
+    bands : pandas.DataFrame
+        ``arm, output, time, q05, q25, q50, q75, q95`` (:attr:`CohortResult.bands`).
+        The whole-cohort arm ``all`` is drawn only when it is the only arm.
+    outputs : sequence of str, optional
+        Panels to draw (default: every output in ``bands``).
+    log_scale : bool
+        Logarithmic y axis; quantiles at zero are drawn at the bottom of the axis.
+    observed : pandas.DataFrame, optional
+        Observations ``id, time, observable, value`` (optional ``arm``) drawn as
+        points over the bands of the matching output: a visual predictive check.
+    units : mapping of str to str, optional
+    time_unit : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    outputs = list(outputs or dict.fromkeys(bands["output"]))
+    arms = list(dict.fromkeys(bands["arm"].astype(str)))
+    if len(arms) > 1 and "all" in arms:
+        arms.remove("all")
+    rows, cols = _grid(len(outputs))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 3.8 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, outputs):
+        sub = bands[bands["output"] == name]
+        qcols = ["q05", "q25", "q50", "q75", "q95"]
+        floor = None
+        if log_scale:
+            vals = sub[qcols].to_numpy(dtype=float)
+            pos = vals[np.isfinite(vals) & (vals > 0)]
+            if pos.size:
+                floor = 10.0 ** np.floor(np.log10(pos.min()))
+            if observed is not None:
+                ob = observed[(observed["observable"].astype(str) == name) & (observed["value"] > 0)]
+                if len(ob):
+                    floor = min(floor or np.inf, 10.0 ** np.floor(np.log10(ob["value"].min())))
+        for k, arm in enumerate(arms):
+            a = sub[sub["arm"].astype(str) == arm]
+            if not len(a):
+                continue
+            colour = _ARM_COLOURS[k % len(_ARM_COLOURS)]
+            t = a["time"].to_numpy(dtype=float)
+            q = {c: a[c].to_numpy(dtype=float) for c in qcols}
+            if floor is not None:
+                q = {c: np.where(v > 0, v, floor) for c, v in q.items()}
+            label = arm if len(arms) > 1 else "median"
+            ax.fill_between(t, q["q05"], q["q95"], color=colour, alpha=0.15, lw=0,
+                            label="5-95%" if len(arms) == 1 else None)
+            ax.fill_between(t, q["q25"], q["q75"], color=colour, alpha=0.3, lw=0,
+                            label="25-75%" if len(arms) == 1 else None)
+            ax.plot(t, q["q50"], color=colour, lw=2, label=label)
+        if observed is not None:
+            ob = observed[observed["observable"].astype(str) == name]
+            if len(ob):
+                cens = (ob["censored"].to_numpy(dtype=bool) if "censored" in ob.columns
+                        else np.zeros(len(ob), dtype=bool))
+                t_obs = ob["time"].to_numpy(dtype=float)
+                y = ob["value"].to_numpy(dtype=float)
+                keep = ~cens & (y > 0 if log_scale else np.isfinite(y))
+                ax.plot(t_obs[keep], y[keep], "o", ms=3, color="black", alpha=0.6, label="observed")
+                if cens.any() and "lloq" in ob.columns:
+                    lloq = ob["lloq"].to_numpy(dtype=float)
+                    kc = cens & np.isfinite(lloq) & (lloq > 0 if log_scale else True)
+                    if kc.any():
+                        ax.plot(t_obs[kc], lloq[kc], "v", ms=4, mfc="none", color="black", alpha=0.6,
+                                label="below LLOQ (at LLOQ)")
+        if log_scale:
+            ax.set_yscale("log")
+            if floor is not None:
+                ax.set_ylim(bottom=floor)
+        ax.set_title(name)
+        ax.set_xlabel(f"time ({time_unit})" if time_unit else "time")
+        ax.set_ylabel((units or {}).get(name, ""))
+        ax.legend(loc="best")
+    for ax in list(axes.flat)[len(outputs):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_kaplan_meier(km, endpoints=None, time_unit="", title=None):
+    """Kaplan-Meier curves with 95% bands, one panel per time-to-event endpoint, one colour per arm.
+
+    Parameters
+    ----------
+    km : pandas.DataFrame
+        ``arm, endpoint, time, survival, lower, upper`` (:attr:`CohortResult.km`);
+        each curve starts at 1 at time 0 and steps down at the listed times.
+    endpoints : sequence of str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    endpoints = list(endpoints or dict.fromkeys(km["endpoint"]))
+    arms = list(dict.fromkeys(km["arm"].astype(str)))
+    if len(arms) > 1 and "all" in arms:
+        arms.remove("all")
+    rows, cols = _grid(max(1, len(endpoints)))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 3.8 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, endpoints):
+        sub = km[km["endpoint"] == name]
+        for k, arm in enumerate(arms):
+            a = sub[sub["arm"].astype(str) == arm].sort_values("time", kind="stable")
+            if not len(a):
+                continue
+            colour = _ARM_COLOURS[k % len(_ARM_COLOURS)]
+            t = np.concatenate([[0.0], a["time"].to_numpy(dtype=float)])
+            s = np.concatenate([[1.0], a["survival"].to_numpy(dtype=float)])
+            lo = np.concatenate([[1.0], a["lower"].to_numpy(dtype=float)])
+            hi = np.concatenate([[1.0], a["upper"].to_numpy(dtype=float)])
+            ax.fill_between(t, lo, hi, step="post", color=colour, alpha=0.2, lw=0)
+            ax.step(t, s, where="post", color=colour, lw=2, label=arm)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(name)
+        ax.set_xlabel(f"time ({time_unit})" if time_unit else "time")
+        ax.set_ylabel("probability without event")
+        ax.legend(loc="best")
+    for ax in list(axes.flat)[len(endpoints):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -37,3 +37,46 @@ def run_typical(scenario, output_dir) -> dict:
         write_json(staging / "run.json", summary)
     summary["files"] = [str(Path(output_dir) / f) for f in ("trajectory.csv", "outputs.png", "run.json")]
     return summary
+
+
+def is_cohort_run(scenario, n=None) -> bool:
+    """Whether ``carkinetics run`` simulates a cohort: ``--n`` given, or [population] / [arms]."""
+    return n is not None or "population" in scenario.sections or "arms" in scenario.sections
+
+
+def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_size=None, trajectories=False,
+                   progress=None, plots=True):
+    """Simulate the scenario's virtual cohort and write its tables and plots to ``output_dir``.
+
+    Writes, atomically: ``patients.csv`` (one row per patient: arm, covariates, varying
+    parameters, status, endpoints), ``summary.csv`` (endpoint summaries per arm),
+    ``bands.csv`` (quantiles of each plot output over time per arm), ``km.csv`` (when
+    there are time-to-event endpoints), ``trajectories.csv`` (only with
+    ``trajectories=True``: streamed to disk chunk by chunk), ``observed.csv`` (the
+    scenario's ``[data]``), ``bands.png``, ``km.png`` and ``run.json`` (provenance).
+
+    Parameters
+    ----------
+    scenario : Scenario
+    output_dir : path-like
+    n, seed, jobs, chunk_size, progress :
+        As for :func:`carkinetics.cohort.run_cohort`.
+    trajectories : bool
+        Also write every patient's trajectory of the plot outputs (large: N x n_times rows).
+    plots : bool
+
+    Returns
+    -------
+    CohortResult
+        With ``files`` set to the paths written.
+    """
+    from .cohort import run_cohort
+
+    output_dir = Path(output_dir)
+    with atomic_output_dir(output_dir) as staging:
+        result = run_cohort(scenario, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size,
+                            keep_trajectories=(staging / "trajectories.csv") if trajectories else False,
+                            progress=progress)
+        names = result.write_into(staging, plots=plots)
+    result.files = [output_dir / f for f in names]
+    return result

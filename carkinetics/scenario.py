@@ -53,6 +53,23 @@ def register_section(name: str, parser) -> None:
     _SECTION_PARSERS[name] = parser
 
 
+# Modules that register scenario sections, imported (in this order: parsers run in the
+# order they were registered) before a scenario is validated. Imported here, lazily,
+# because they import this module.
+EXTENSION_MODULES = ("population", "endpoints", "validate", "sweep", "cohort")
+
+
+def _load_extensions() -> None:
+    import importlib
+
+    for name in EXTENSION_MODULES:
+        try:
+            importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__package__}.{name}":
+                raise
+
+
 @dataclass
 class EventSpec:
     """An event as written in a scenario; values may be expressions."""
@@ -111,8 +128,18 @@ class Scenario:
         return [e for e in self.events if e.arms is None or arm is None or arm in e.arms]
 
     def default_env(self) -> dict:
+        """Names usable in event expressions, at the typical patient's values.
+
+        The typical parameters after overrides, plus what extension sections add
+        (``typical_values()``: scenario variables, the median of each covariate).
+        """
         p = self.parameter_vector()
-        return dict(zip(self.model.parameter_names, p))
+        env = dict(zip(self.model.parameter_names, p))
+        for section in self.sections.values():
+            typical = getattr(section, "typical_values", None)
+            if callable(typical):
+                env.update(typical())
+        return env
 
 
 def load_scenario(path) -> Scenario:
@@ -138,6 +165,7 @@ def scenario_from_dict(data: dict, path) -> Scenario:
     from .model import load_model
 
     path = Path(path)
+    _load_extensions()
     errs = ProblemCollector(path, ScenarioError)
     known_sections = _CORE_SECTIONS | set(_SECTION_PARSERS)
     for key in data:

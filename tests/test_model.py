@@ -129,3 +129,13 @@ def test_models_pickle_without_kernel(linear_model):
     clone = pickle.loads(pickle.dumps(linear_model))
     assert clone.state_names == linear_model.state_names
     assert clone._kernel is None
+
+
+def test_content_hash_is_the_file_hash():
+    import hashlib
+
+    from carkinetics.model import load_model, resolve_model_path
+
+    path = resolve_model_path("multiphasic")
+    model = load_model(path)
+    assert model.content_hash == hashlib.sha256(path.read_text(encoding="utf-8").encode()).hexdigest()

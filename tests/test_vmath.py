@@ -57,7 +57,21 @@ def test_pow_matches_numpy(kernel):
     assert kernel._vpow(5.0, 0.0) == 1.0
 
 
-def test_hill(kernel):
-    assert kernel._hill(0.0, 2.0, 3.0) == 0.0
-    assert kernel._hill(2.0, 2.0, 3.0) == pytest.approx(0.5, rel=1e-15)
-    assert kernel._hill(6.0, 2.0, 2.0) == pytest.approx(36.0 / 40.0, rel=1e-15)
+@pytest.mark.parametrize("name", ["_hill", "_vhill"])
+def test_hill(kernel, name):
+    hill = getattr(kernel, name)
+    assert hill(0.0, 2.0, 3.0) == 0.0
+    assert hill(2.0, 2.0, 3.0) == pytest.approx(0.5, rel=1e-15)
+    assert hill(6.0, 2.0, 2.0) == pytest.approx(36.0 / 40.0, rel=1e-15)
+
+
+@pytest.mark.parametrize("prefix", ["_", "_v"])
+def test_hill_derivatives_against_finite_differences(kernel, prefix):
+    hill = getattr(kernel, prefix + "hill")
+    x, k, n, h = 3.0, 2.0, 2.5, 1e-6
+    dx = (hill(x + h, k, n) - hill(x - h, k, n)) / (2 * h)
+    dk = (hill(x, k + h, n) - hill(x, k - h, n)) / (2 * h)
+    dn = (hill(x, k, n + h) - hill(x, k, n - h)) / (2 * h)
+    assert getattr(kernel, prefix + "hill_dx")(x, k, n) == pytest.approx(dx, rel=1e-8)
+    assert getattr(kernel, prefix + "hill_dk")(x, k, n) == pytest.approx(dk, rel=1e-8)
+    assert getattr(kernel, prefix + "hill_dn")(x, k, n) == pytest.approx(dn, rel=1e-8)

@@ -261,29 +261,61 @@ def _vpow(x, y):
 
 
 @njit(**_HOT)
-def _hill(x, k, n):
-    """x**n / (k**n + x**n) for x > 0, else 0."""
+def _vhill(x, k, n):
+    """x**n / (k**n + x**n) for x > 0, else 0 (branch-free math, inlined: lanes)."""
     return 1.0 / (1.0 + _vexp(n * _vlog(k / x))) if x > 0.0 else 0.0
 
 
 @njit(**_HOT)
-def _hill_dx(x, k, n):
-    h = _hill(x, k, n)
+def _vhill_dx(x, k, n):
+    h = _vhill(x, k, n)
     d = n * h * (1.0 - h) / x
     at0 = (1.0 / k) if n == 1.0 else (0.0 if n > 1.0 else math.inf)
     return d if x > 0.0 else at0
 
 
 @njit(**_HOT)
+def _vhill_dk(x, k, n):
+    h = _vhill(x, k, n)
+    return -n * h * (1.0 - h) / k
+
+
+@njit(**_HOT)
+def _vhill_dn(x, k, n):
+    h = _vhill(x, k, n)
+    return h * (1.0 - h) * _vlog(x / k) if x > 0.0 else 0.0
+
+
+# Scalar versions for the per-patient code (RODAS4 right-hand side and Jacobian,
+# outputs, initial values, conditions): libm math and not inlined, so that a
+# Jacobian with a hundred Hill terms does not inline a hundred copies of exp and
+# log (which made LLVM take minutes to compile a 16-state model).
+@njit(**_JIT)
+def _hill(x, k, n):
+    """x**n / (k**n + x**n) for x > 0, else 0."""
+    return 1.0 / (1.0 + math.exp(n * math.log(k / x))) if x > 0.0 else 0.0
+
+
+@njit(**_JIT)
+def _hill_dx(x, k, n):
+    if x <= 0.0:
+        return (1.0 / k) if n == 1.0 else (0.0 if n > 1.0 else math.inf)
+    h = _hill(x, k, n)
+    return n * h * (1.0 - h) / x
+
+
+@njit(**_JIT)
 def _hill_dk(x, k, n):
     h = _hill(x, k, n)
     return -n * h * (1.0 - h) / k
 
 
-@njit(**_HOT)
+@njit(**_JIT)
 def _hill_dn(x, k, n):
+    if x <= 0.0:
+        return 0.0
     h = _hill(x, k, n)
-    return h * (1.0 - h) * _vlog(x / k) if x > 0.0 else 0.0
+    return h * (1.0 - h) * math.log(x / k)
 
 
 # ---- Tsit5 tableau (Tsitouras 2011) -------------------------------------------------

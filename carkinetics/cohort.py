@@ -1,0 +1,877 @@
+"""Virtual cohorts: simulate N patients in chunks and reduce them as they stream.
+
+:func:`run_cohort` draws the patients of a scenario (:mod:`carkinetics.population`),
+simulates them chunk by chunk with :func:`~carkinetics.simulate.simulate_batch`, and
+keeps only what is small: the per-patient table (covariates, varying parameters,
+status, endpoints) and, per arm, output and output time, a histogram of the values
+from which the quantile bands are read. Memory therefore does not grow with N beyond
+the patient table (about N x 20 numbers).
+
+Every result is independent of the chunk size and of the number of threads: the
+patients' random numbers depend only on the seed and the patient index, the engine's
+arithmetic per patient is the same in any batch, chunks are reduced in patient order,
+and histogram counts are sums.
+
+Quantile bands
+--------------
+Values are binned by the top bits of their IEEE-754 representation: each octave
+``[2^e, 2^(e+1))`` is split into ``2^BAND_BITS = 64`` equal bins, so a bin is at most
+1.56% of its value wide (0.0068 decade; 64 x 3.32 = 213 bins per decade). Exact zeros
+are counted apart, negative values are binned the same way by magnitude, NaN is left
+out; magnitudes below ``BAND_FLOOR`` (2^-70, about 8.5e-22) share one bin and those
+above ``BAND_CEILING`` (2^100, about 1.3e30) another, so the range, and the memory, is
+bounded whatever N. A quantile is the inverted-CDF order statistic ``k = ceil(q n)``
+placed inside its bin by linear interpolation of the rank: within one bin of
+``numpy.quantile(x, q, method="inverted_cdf")``. Memory is 4 bytes per (arm, output,
+output time, bin between the smallest and largest value seen).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time as _time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+from .errors import CarKineticsError, DataError, ScenarioError, suggestion
+from .population import DEFAULT_ARM, cohort_design
+from .scenario import _SECTION_PARSERS, register_section
+
+BAND_BITS = 6
+_SHIFT = 52 - BAND_BITS
+_MAG = np.int64(0x7FFFFFFFFFFFFFFF)
+BAND_FLOOR = 2.0 ** -70  # ~8.5e-22: smaller magnitudes share one bin [0, floor)
+BAND_CEILING = 2.0 ** 100  # ~1.3e30: larger magnitudes share one bin, read as the ceiling
+_KEY_MIN = int(np.array(BAND_FLOOR).view(np.int64)) >> _SHIFT
+_KEY_UNDER = _KEY_MIN - 1
+_KEY_OVER = int(np.array(BAND_CEILING).view(np.int64)) >> _SHIFT
+_GROW_MARGIN = 4 << BAND_BITS  # bins added beyond the values seen when a histogram grows (4 octaves)
+_SAMPLE_ROWS = 256  # patients whose values size an empty histogram
+_MISSED_BUFFER = 1 << 16  # values outside the range recorded for a second, short pass
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+QUANTILE_COLUMNS = ("q05", "q25", "q50", "q75", "q95")
+BAND_RESOLUTION = (f"log-linear histogram: 2^{BAND_BITS} = {2 ** BAND_BITS} equal bins per octave (a bin is at most "
+                   f"{100 / 2 ** BAND_BITS:.2f}% of its value wide, {math.log10(1 + 2.0 ** -BAND_BITS):.4f} decade); "
+                   f"magnitudes below {BAND_FLOOR:.2g} share one bin [0, {BAND_FLOOR:.2g}), above "
+                   f"{BAND_CEILING:.2g} one bin read as {BAND_CEILING:.2g}; exact zeros counted apart; quantile = "
+                   f"inverted-CDF order statistic placed in its bin by linear interpolation of the rank")
+_CHUNK_BYTES = 64e6  # target size of one chunk's saved outputs
+
+
+class CohortError(CarKineticsError, ValueError):
+    """A cohort run cannot start (no size, unknown output, bad chunk size...)."""
+
+
+# ----------------------------------------------------------------------------------------
+# Streaming histograms for quantile bands
+# ----------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _key(bits):
+    """Bin of a magnitude's bit pattern, clamped to [_KEY_UNDER, _KEY_OVER]."""
+    k = bits >> _SHIFT
+    if k < _KEY_MIN:
+        return _KEY_UNDER
+    if k > _KEY_OVER:
+        return _KEY_OVER
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _accumulate(bits, vals, ok, pos, pos_lo, neg, neg_lo, zeros, nans, missed, buffer):
+    """Count values whose bin lies in the current range; note the others.
+
+    ``pos``/``neg`` have shape (n_bins, n_times), bin ``k`` in row ``k - lo``.
+    ``missed`` = (min, max) key of positive, then negative values outside the
+    current ranges (min > max when none), then their number; the flat indices
+    ``i * n_times + t`` of the first ``len(buffer)`` of them go to ``buffer``.
+    """
+    n, n_t = vals.shape
+    pos_hi = pos_lo + pos.shape[0] - 1
+    neg_hi = neg_lo + neg.shape[0] - 1
+    big = np.int64(1) << 62
+    pmin, pmax, nmin, nmax = big, -big, big, -big
+    n_missed = 0
+    cap = buffer.shape[0]
+    for i in range(n):
+        if not ok[i]:
+            continue
+        for t in range(n_t):
+            x = vals[i, t]
+            if x > 0:
+                k = _key(bits[i, t])
+                if k >= pos_lo and k <= pos_hi:
+                    pos[k - pos_lo, t] += 1
+                else:
+                    pmin = min(pmin, k)
+                    pmax = max(pmax, k)
+                    if n_missed < cap:
+                        buffer[n_missed] = i * n_t + t
+                    n_missed += 1
+            elif x < 0:
+                k = _key(bits[i, t] & _MAG)
+                if k >= neg_lo and k <= neg_hi:
+                    neg[k - neg_lo, t] += 1
+                else:
+                    nmin = min(nmin, k)
+                    nmax = max(nmax, k)
+                    if n_missed < cap:
+                        buffer[n_missed] = i * n_t + t
+                    n_missed += 1
+            elif x == 0:
+                zeros[t] += 1
+            else:
+                nans[t] += 1
+    missed[0] = pmin
+    missed[1] = pmax
+    missed[2] = nmin
+    missed[3] = nmax
+    missed[4] = n_missed
+
+
+@njit(cache=True, nogil=True)
+def _accumulate_listed(bits, vals, buffer, n_listed, pos, pos_lo, neg, neg_lo):
+    """Count the values at the flat indices ``buffer[:n_listed]`` (after the histograms grew)."""
+    n_t = vals.shape[1]
+    for j in range(n_listed):
+        i = buffer[j] // n_t
+        t = buffer[j] - i * n_t
+        if vals[i, t] > 0:
+            pos[_key(bits[i, t]) - pos_lo, t] += 1
+        else:
+            neg[_key(bits[i, t] & _MAG) - neg_lo, t] += 1
+
+
+@njit(cache=True, nogil=True)
+def _accumulate_outside(bits, vals, ok, pos, pos_lo, old_pos_lo, old_pos_hi, neg, neg_lo, old_neg_lo, old_neg_hi):
+    """Count the values that fell outside the old ranges, once the histograms have grown."""
+    n, n_t = vals.shape
+    for i in range(n):
+        if not ok[i]:
+            continue
+        for t in range(n_t):
+            x = vals[i, t]
+            if x > 0:
+                k = _key(bits[i, t])
+                if k < old_pos_lo or k > old_pos_hi:
+                    pos[k - pos_lo, t] += 1
+            elif x < 0:
+                k = _key(bits[i, t] & _MAG)
+                if k < old_neg_lo or k > old_neg_hi:
+                    neg[k - neg_lo, t] += 1
+
+
+def _key_edges(keys: np.ndarray):
+    """Lower and upper edge (magnitudes) of the bins with these keys."""
+    keys = keys.astype(np.int64)
+    lo = (np.clip(keys, _KEY_MIN, _KEY_OVER) << _SHIFT).view(np.float64)
+    hi = ((np.clip(keys, _KEY_MIN, _KEY_OVER) + 1) << _SHIFT).view(np.float64)
+    lo = np.where(keys == _KEY_UNDER, 0.0, lo)
+    hi = np.where(keys == _KEY_UNDER, BAND_FLOOR, np.where(keys == _KEY_OVER, lo, hi))
+    return lo, hi
+
+
+class BandHistogram:
+    """Counts of one output's values at each output time, in log-linear bins.
+
+    See the module documentation for the bins. The bin range grows as values
+    arrive (rows of ``pos``/``neg``, shape (n_bins, n_times)); counts are unsigned
+    32-bit. Sums of histograms are histograms, so the counts do not depend on how
+    the values were split into chunks.
+    """
+
+    def __init__(self, n_times: int):
+        self.n_times = n_times
+        self.pos = np.zeros((0, n_times), dtype=np.uint32)
+        self.pos_lo = 0
+        self.neg = np.zeros((0, n_times), dtype=np.uint32)
+        self.neg_lo = 0
+        self.zeros = np.zeros(n_times, dtype=np.int64)
+        self.nans = np.zeros(n_times, dtype=np.int64)
+
+    @staticmethod
+    def _grow(arr, lo, kmin, kmax):
+        """``arr`` extended to hold keys kmin..kmax, with a margin so that it rarely grows again."""
+        if kmin > kmax:
+            return arr, lo
+        if arr.shape[0] and kmin >= lo and kmax <= lo + arr.shape[0] - 1:
+            return arr, lo
+        new_lo = max(_KEY_UNDER, kmin - _GROW_MARGIN)
+        new_hi = min(_KEY_OVER, kmax + _GROW_MARGIN)
+        if arr.shape[0] == 0:
+            return np.zeros((new_hi - new_lo + 1, arr.shape[1]), dtype=np.uint32), new_lo
+        new_lo, new_hi = min(lo, new_lo), max(lo + arr.shape[0] - 1, new_hi)
+        out = np.zeros((new_hi - new_lo + 1, arr.shape[1]), dtype=np.uint32)
+        out[lo - new_lo:lo - new_lo + arr.shape[0]] = arr
+        return out, new_lo
+
+    @staticmethod
+    def _bounds(arr, lo):
+        return (lo, lo + arr.shape[0] - 1) if arr.shape[0] else (1, 0)  # empty: lo > hi
+
+    @staticmethod
+    def _nonempty(arr):
+        return arr if arr.shape[0] else np.zeros((1, arr.shape[1]), dtype=np.uint32)
+
+    def add(self, values: np.ndarray, ok: np.ndarray) -> None:
+        """Count ``values`` (n_patients, n_times) of the patients where ``ok`` is true."""
+        vals = np.ascontiguousarray(values, dtype=np.float64)
+        ok = np.ascontiguousarray(ok, dtype=np.bool_)
+        bits = vals.view(np.int64)
+        if self.pos.shape[0] == 0 and self.neg.shape[0] == 0:
+            # size the ranges from the first patients, so most values fit in one pass
+            sample = vals[ok][:_SAMPLE_ROWS]
+            keys = np.minimum(np.maximum(np.abs(sample).view(np.int64) >> _SHIFT, _KEY_UNDER), _KEY_OVER)
+            for side, sel in (("pos", sample > 0), ("neg", sample < 0)):
+                if sel.any():
+                    arr, lo = self._grow(getattr(self, side), 0, int(keys[sel].min()), int(keys[sel].max()))
+                    setattr(self, side, arr)
+                    setattr(self, side + "_lo", lo)
+        missed = np.empty(5, dtype=np.int64)
+        buffer = np.empty(_MISSED_BUFFER, dtype=np.int64)
+        p_old, n_old = self._bounds(self.pos, self.pos_lo), self._bounds(self.neg, self.neg_lo)
+        # an empty side gets a dummy row outside every key, so nothing lands in it
+        _accumulate(bits, vals, ok, self._nonempty(self.pos), np.int64(self.pos_lo if self.pos.shape[0] else -9),
+                    self._nonempty(self.neg), np.int64(self.neg_lo if self.neg.shape[0] else -9), self.zeros,
+                    self.nans, missed, buffer)
+        pmin, pmax, nmin, nmax, n_missed = (int(x) for x in missed)
+        if n_missed:
+            self.pos, self.pos_lo = self._grow(self.pos, self.pos_lo, pmin, pmax)
+            self.neg, self.neg_lo = self._grow(self.neg, self.neg_lo, nmin, nmax)
+            pos, neg = self._nonempty(self.pos), self._nonempty(self.neg)
+            if n_missed <= len(buffer):
+                _accumulate_listed(bits, vals, buffer, n_missed, pos, np.int64(self.pos_lo), neg,
+                                   np.int64(self.neg_lo))
+            else:
+                _accumulate_outside(bits, vals, ok, pos, np.int64(self.pos_lo), np.int64(p_old[0]),
+                                    np.int64(p_old[1]), neg, np.int64(self.neg_lo), np.int64(n_old[0]),
+                                    np.int64(n_old[1]))
+
+    def merged(self, other: "BandHistogram") -> "BandHistogram":
+        """The sum of two histograms (e.g. of the arms of a cohort)."""
+        out = BandHistogram(self.n_times)
+        for side in ("pos", "neg"):
+            arrs = [(getattr(h, side), getattr(h, side + "_lo")) for h in (self, other) if getattr(h, side).shape[0]]
+            if not arrs:
+                continue
+            lo = min(a_lo for _, a_lo in arrs)
+            hi = max(a_lo + a.shape[0] - 1 for a, a_lo in arrs)
+            acc = np.zeros((hi - lo + 1, self.n_times), dtype=np.uint32)
+            for a, a_lo in arrs:
+                acc[a_lo - lo:a_lo - lo + a.shape[0]] += a
+            setattr(out, side, acc)
+            setattr(out, side + "_lo", lo)
+        out.zeros = self.zeros + other.zeros
+        out.nans = self.nans + other.nans
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.pos.nbytes + self.neg.nbytes + self.zeros.nbytes + self.nans.nbytes)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Non-NaN values counted per time."""
+        return self.pos.sum(axis=0, dtype=np.int64) + self.neg.sum(axis=0, dtype=np.int64) + self.zeros
+
+    def quantiles(self, qs=QUANTILES) -> np.ndarray:
+        """Quantiles (n_times, len(qs)); NaN where no value was counted."""
+        n_lo, n_hi = _key_edges(self.neg_lo + np.arange(self.neg.shape[0]))
+        p_lo, p_hi = _key_edges(self.pos_lo + np.arange(self.pos.shape[0]))
+        out = np.full((self.n_times, len(qs)), np.nan)
+        _quantiles(self._nonempty(self.pos), p_lo if len(p_lo) else np.zeros(1), p_hi if len(p_hi) else np.zeros(1),
+                   self._nonempty(self.neg), n_lo if len(n_lo) else np.zeros(1),
+                   n_hi if len(n_hi) else np.zeros(1), self.zeros, np.asarray(qs, dtype=np.float64), out)
+        return out
+
+
+@njit(cache=True, nogil=True)
+def _quantiles(pos, p_lo, p_hi, neg, n_lo, n_hi, zeros, qs, out):
+    """Inverted-CDF quantiles from the histograms, interpolated within their bins.
+
+    Values in ascending order: negative bins from the largest magnitude down, the
+    zeros, then positive bins. ``p_lo``/``p_hi`` (``n_lo``/``n_hi``) are the
+    magnitude edges of each row of ``pos`` (``neg``). Rows are walked in order, so
+    memory is read contiguously.
+    """
+    n_t = zeros.shape[0]
+    n_q = qs.shape[0]
+    total = zeros.copy()
+    for r in range(pos.shape[0]):
+        for t in range(n_t):
+            total[t] += pos[r, t]
+    for r in range(neg.shape[0]):
+        for t in range(n_t):
+            total[t] += neg[r, t]
+    target = np.zeros((n_t, n_q), dtype=np.int64)
+    for t in range(n_t):
+        for j in range(n_q):
+            k = int(math.ceil(qs[j] * total[t] - 1e-9))
+            target[t, j] = min(max(k, 1), total[t])
+    seen = np.zeros(n_t, dtype=np.int64)
+    for r in range(neg.shape[0] - 1, -1, -1):
+        for t in range(n_t):
+            c = neg[r, t]
+            if c == 0:
+                continue
+            for j in range(n_q):
+                k = target[t, j]
+                if seen[t] < k <= seen[t] + c:
+                    out[t, j] = -n_hi[r] + (k - seen[t] - 0.5) / c * (n_hi[r] - n_lo[r])
+            seen[t] += c
+    for t in range(n_t):
+        c = zeros[t]
+        for j in range(n_q):
+            k = target[t, j]
+            if c > 0 and seen[t] < k <= seen[t] + c:
+                out[t, j] = 0.0
+        seen[t] += c
+    for r in range(pos.shape[0]):
+        for t in range(n_t):
+            c = pos[r, t]
+            if c == 0:
+                continue
+            for j in range(n_q):
+                k = target[t, j]
+                if seen[t] < k <= seen[t] + c:
+                    out[t, j] = p_lo[r] + (k - seen[t] - 0.5) / c * (p_hi[r] - p_lo[r])
+            seen[t] += c
+
+
+# ----------------------------------------------------------------------------------------
+# Observed data for visual predictive checks: [data] file = "observations.csv"
+# ----------------------------------------------------------------------------------------
+
+def _parse_data(raw, context):
+    errs = context["errors"]
+    if not isinstance(raw, dict):
+        errs.add("data", "expected a table with file = \"observations.csv\"")
+        return None
+    for k in raw:
+        if k not in ("file", "description", "notes", "source"):
+            errs.unknown_name(f"data.{k}", k, ["file", "description", "notes", "source"], "a key of [data]")
+    f = raw.get("file")
+    if not isinstance(f, str) or not f:
+        errs.add("data.file", f"expected the path of a CSV file (relative to the scenario), got {f!r}")
+        return None
+    path = Path(context["path"]).parent / f
+    if not path.exists():
+        errs.add("data.file", f"'{f}' not found (looked for {path})")
+        return None
+    return {"file": path}
+
+
+if "data" not in _SECTION_PARSERS:
+    register_section("data", _parse_data)
+
+
+def load_observations(path, model):
+    """Observations of a data file for a visual predictive check.
+
+    Read with :func:`carkinetics.data.load_data` (the fitting data format: long CSV
+    ``id, time, observable, value``, optional ``lloq``/``blq`` and NONMEM aliases).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id, time, observable, value, lloq, censored``.
+    """
+    from .data import load_data
+
+    obs = load_data(path, model).observations
+    return obs[["id", "time", "observable", "value", "lloq", "censored"]].reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------
+# Events per patient
+# ----------------------------------------------------------------------------------------
+
+_KIND_ORDER = {"multiply": 0, "set": 1, "add": 2, "set_parameter": 3}
+
+
+class _ArmEvents:
+    """The schedule of one arm and the expressions behind its per-patient event arrays."""
+
+    def __init__(self, scenario, arm_name, typical_env):
+        from . import expressions as ex
+
+        self.specs = scenario.events_for_arm(None if arm_name == DEFAULT_ARM else arm_name)
+        self.schedule = scenario.schedule(typical_env, None if arm_name == DEFAULT_ARM else arm_name)
+        self.time_exprs = [s.time for s in self.specs]
+        self.action_exprs = []
+        for s in self.specs:
+            for kind, target, e in sorted(s.actions, key=lambda a: _KIND_ORDER[a[0]]):
+                self.action_exprs.append(e)
+        # constant expressions need no per-patient arrays
+        self.constant = all(e.op == "num" for e in self.time_exprs + self.action_exprs)
+        self._ex = ex
+
+    def arrays(self, env, n):
+        if self.constant:
+            return None, None
+        ex = self._ex
+        times = np.empty((n, len(self.time_exprs)))
+        for j, e in enumerate(self.time_exprs):
+            times[:, j] = np.broadcast_to(np.asarray(ex.evaluate(e, env), dtype=float), (n,))
+        values = np.empty((n, len(self.action_exprs)))
+        for j, e in enumerate(self.action_exprs):
+            values[:, j] = np.broadcast_to(np.asarray(ex.evaluate(e, env), dtype=float), (n,))
+        return times, values
+
+
+# ----------------------------------------------------------------------------------------
+# Results
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class CohortResult:
+    """What :func:`run_cohort` returns.
+
+    Attributes
+    ----------
+    patients : pandas.DataFrame
+        One row per patient: ``patient`` (0-based index), ``arm``, covariates, the
+        parameters that vary between patients (``param_NAME``), ``status`` (0 = solved;
+        see :data:`carkinetics.result.STATUS_MESSAGES`) and the endpoint columns (NaN for
+        failed patients).
+    summary : pandas.DataFrame
+        Cohort summaries of the endpoints per arm (:func:`carkinetics.summary.summarise`),
+        of the patients with status 0. Empty without ``[endpoints]``.
+    bands : pandas.DataFrame or None
+        Long table ``arm, output, time, n, q05, q25, q50, q75, q95``; arm ``all`` is the
+        whole cohort (listed separately only when there are several arms).
+    km : pandas.DataFrame
+        Kaplan-Meier curves ``arm, endpoint, time, survival, lower, upper, n_at_risk``
+        of each time-to-event endpoint, per arm.
+    info : dict
+        Provenance and run facts (seed, n, chunk size, threads, timings, failures,
+        clipped parameter draws, units), written as ``run.json``.
+    trajectories : pandas.DataFrame or None
+        With ``keep_trajectories=True``: ``patient, arm, time`` and one column per
+        band output.
+    observed : pandas.DataFrame or None
+        The scenario's ``[data]`` observations, for the visual predictive check.
+    """
+
+    patients: object
+    summary: object
+    bands: object
+    km: object
+    info: dict
+    trajectories: object = None
+    observed: object = None
+    files: list = field(default_factory=list)
+
+    def plot_bands(self, outputs=None):
+        """Median and 5-95% / 25-75% bands per arm over time, with the observations if any."""
+        from .plots import plot_cohort_bands
+
+        return plot_cohort_bands(self.bands, outputs or self.info.get("band_outputs"),
+                                 log_scale=self.info.get("log_scale", True), observed=self.observed,
+                                 units=self.info.get("units"), time_unit=self.info.get("time_unit", ""),
+                                 title=f"{self.info.get('scenario_name', '')}: "
+                                       f"{self.info.get('n_patients', '')} virtual patients")
+
+    def plot_km(self):
+        """Kaplan-Meier curves of each time-to-event endpoint, per arm."""
+        from .plots import plot_kaplan_meier
+
+        return plot_kaplan_meier(self.km, time_unit=self.info.get("time_unit", ""),
+                                 title=f"{self.info.get('scenario_name', '')}: Kaplan-Meier")
+
+    def write_into(self, folder, plots=True) -> list[str]:
+        """Write the result files into an existing folder (no staging); return their names."""
+        from .io import write_json
+        from .plots import save_figure
+
+        folder = Path(folder)
+        names = ["patients.csv", "summary.csv"]
+        self.patients.to_csv(folder / "patients.csv", index=False)
+        self.summary.to_csv(folder / "summary.csv", index=False)
+        if self.bands is not None:
+            self.bands.to_csv(folder / "bands.csv", index=False)
+            names.append("bands.csv")
+        if self.km is not None and len(self.km):
+            self.km.to_csv(folder / "km.csv", index=False)
+            names.append("km.csv")
+        if self.observed is not None:
+            self.observed.to_csv(folder / "observed.csv", index=False)
+            names.append("observed.csv")
+        if self.trajectories is not None:
+            self.trajectories.to_csv(folder / "trajectories.csv", index=False)
+            names.append("trajectories.csv")
+        elif (folder / "trajectories.csv").exists():
+            names.append("trajectories.csv")
+        if plots and self.bands is not None and len(self.bands):
+            save_figure(self.plot_bands(), folder / "bands", ("png",))
+            names.append("bands.png")
+        if plots and self.km is not None and len(self.km):
+            save_figure(self.plot_km(), folder / "km", ("png",))
+            names.append("km.png")
+        names.append("run.json")
+        self.info["files"] = names
+        write_json(folder / "run.json", self.info)
+        return names
+
+    def write(self, directory, plots=True) -> list[Path]:
+        """Write ``patients.csv``, ``summary.csv``, ``bands.csv``, ``km.csv``, plots and
+        ``run.json`` into ``directory``, atomically."""
+        from .io import atomic_output_dir
+
+        with atomic_output_dir(directory) as staging:
+            names = self.write_into(staging, plots=plots)
+        self.files = [Path(directory) / n for n in names]
+        return self.files
+
+
+def load_cohort_result(directory) -> CohortResult:
+    """Read a result folder written by :meth:`CohortResult.write` (or ``carkinetics run --n``).
+
+    Raises
+    ------
+    DataError
+        If the folder lacks ``run.json`` or ``patients.csv``.
+    """
+    import pandas as pd
+
+    d = Path(directory)
+    missing = [f for f in ("run.json", "patients.csv") if not (d / f).exists()]
+    if missing:
+        raise DataError(d, [f"not a cohort result folder: missing {', '.join(missing)}"])
+    info = json.loads((d / "run.json").read_text(encoding="utf-8"))
+
+    def read(name):
+        p = d / name
+        if not p.exists():
+            return None
+        try:
+            return pd.read_csv(p)
+        except pd.errors.EmptyDataError:
+            return pd.DataFrame()
+
+    patients = read("patients.csv")
+    patients["arm"] = patients["arm"].astype(str)
+    bands = read("bands.csv")
+    if bands is not None and len(bands):
+        bands["arm"] = bands["arm"].astype(str)
+    km = read("km.csv")
+    if km is None:
+        km = pd.DataFrame(columns=["arm", "endpoint", "time", "survival", "lower", "upper", "n_at_risk"])
+    observed = read("observed.csv")
+    summary = read("summary.csv")
+    return CohortResult(patients, summary if summary is not None else pd.DataFrame(), bands, km, info,
+                        observed=observed, files=sorted(d.iterdir()))
+
+
+# ----------------------------------------------------------------------------------------
+# The runner
+# ----------------------------------------------------------------------------------------
+
+
+def default_chunk_size(n_times: int, n_saved: int) -> int:
+    """Patients per chunk: about 64 MB of saved values, a multiple of 4096 where possible."""
+    size = int(_CHUNK_BYTES / (8.0 * max(1, n_times) * max(1, n_saved)))
+    if size >= 4096:
+        return min(16384, size - size % 4096)
+    return max(256, size)
+
+
+def _endpoint_modules():
+    try:
+        from . import summary
+    except ModuleNotFoundError as err:
+        if err.name != f"{__package__}.summary":
+            raise
+        summary = None
+    return summary
+
+
+def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, variables=None, parameters=None,
+               arms=None, keep_trajectories=False, bands=True, progress=None) -> CohortResult:
+    """Simulate a virtual cohort of a scenario and reduce it as it streams.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        From :func:`carkinetics.scenario.load_scenario`.
+    n : int, optional
+        Number of patients (default: ``[population] size``).
+    seed : int, optional
+        Default: ``[population] seed``, else a fresh random seed (recorded in
+        ``result.info["seed"]``). The same seed gives the same cohort whatever
+        ``jobs`` and ``chunk_size``.
+    jobs : int, optional
+        Threads of the engine (default: all cores).
+    chunk_size : int, optional
+        Patients simulated at once (default: about 64 MB of saved outputs per chunk).
+    variables : mapping of str to float, optional
+        Overrides of the scenario's ``[variables]``.
+    parameters : mapping of str to float, optional
+        Overrides of typical parameter values (before arms, covariates, variability).
+    arms : sequence of str, optional
+        Simulate only these arms (shares renormalised).
+    keep_trajectories : bool or path-like
+        True: keep every trajectory of the band outputs in ``result.trajectories``
+        (memory N x n_times x outputs); a path: stream them to that CSV file instead.
+    bands : bool
+        Compute quantile bands of the plot outputs (``[plot] outputs``, default all).
+    progress : callable(n_done, n_total), optional
+        Called after each chunk.
+
+    Returns
+    -------
+    CohortResult
+
+    Raises
+    ------
+    ScenarioError, CohortError
+        For an unknown variable, parameter, arm or output, no cohort size, or bad sizes.
+    """
+    import pandas as pd
+
+    from .simulate import simulate_batch
+
+    t_begin = _time.perf_counter()
+    model = scenario.model
+    design = cohort_design(scenario, seed, variables=variables, parameters=parameters, arms=arms)
+    spec = design.spec
+    if n is None:
+        n = spec.size
+    if n is None:
+        raise CohortError(f"{scenario.path}: no cohort size: set 'size' in [population] or pass n (--n)")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise CohortError(f"the number of patients must be a whole number >= 1, got {n!r}")
+    n = int(n)
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1):
+        raise CohortError(f"jobs must be a whole number >= 1, got {jobs!r}")
+
+    endpoints = scenario.sections.get("endpoints") or scenario.sections.get("outcomes")
+    times = scenario.times
+    horizon = scenario.horizon
+    band_names = list(scenario.plot_outputs) if bands else []
+    traj_names = list(scenario.plot_outputs) if keep_trajectories else []
+    needed = list(dict.fromkeys(band_names + traj_names + list(endpoints.outputs_needed if endpoints else ())))
+    known = set(model.output_names) | set(model.state_names)
+    unknown = [x for x in needed if x not in known]
+    if unknown:
+        raise ScenarioError(scenario.path, [f"'{x}' is not an output or state of model '{model.name}'"
+                                            f"{suggestion(x, known)}" for x in unknown])
+    save_outputs = [x for x in needed if x in model.output_names]
+    save_states = [x for x in needed if x not in model.output_names]
+    if chunk_size is None:
+        chunk_size = default_chunk_size(len(times), len(needed))
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise CohortError(f"chunk_size must be a whole number >= 1, got {chunk_size!r}")
+    chunk_size = int(chunk_size)
+
+    typical_env = scenario.default_env()
+    typical_env.update(design.variables)
+    arm_events = [_ArmEvents(scenario, a.name, {**typical_env, **a.variables}) for a in design.arms]
+    n_uniforms = int(getattr(endpoints, "n_uniforms", 0) or 0) if endpoints else 0
+    hists = {(k, name): BandHistogram(len(times)) for k in range(len(design.arms)) for name in band_names}
+    ep_columns = list(endpoints.columns) if endpoints else []
+    taken = {"patient", "arm", "status", *design.covariate_names, *(f"param_{p}" for p in design.varying)}
+    clash = [c for c in ep_columns if c in taken]
+    if clash:
+        raise ScenarioError(scenario.path, [f"endpoints.{c}: the endpoint column '{c}' has the name of a covariate "
+                                            f"or another column of the patient table; rename one of them"
+                                            for c in clash])
+
+    traj_path = None
+    traj_frames = []
+    if keep_trajectories and not isinstance(keep_trajectories, bool):
+        traj_path = Path(keep_trajectories)
+        traj_path.parent.mkdir(parents=True, exist_ok=True)
+        traj_path.write_text("")
+
+    tables = []
+    n_clipped = np.zeros(model.n_parameters, dtype=np.int64)
+    t_draw = t_sim = t_reduce = 0.0
+    for start in range(0, n, chunk_size):
+        stop = min(n, start + chunk_size)
+        m = stop - start
+        t0 = _time.perf_counter()
+        draws = design.draw(start, stop)
+        uniforms = design.uniforms(start, stop, n_uniforms) if n_uniforms else np.zeros((m, 0))
+        n_clipped += draws.n_clipped
+        status = np.zeros(m, dtype=np.int64)
+        ep_values = {c: np.full(m, np.nan) for c in ep_columns}
+        traj = {name: np.empty((m, len(times))) for name in traj_names}
+        t1 = _time.perf_counter()
+        t_draw += t1 - t0
+        for k, arm_ev in enumerate(arm_events):
+            idx = np.flatnonzero(draws.arm == k)
+            if idx.size == 0:
+                continue
+            ta = _time.perf_counter()
+            mask = draws.arm == k
+            ev_times, act_values = arm_ev.arrays(draws.env(model.parameter_names, mask), idx.size)
+            res = simulate_batch(model, arm_ev.schedule, times, draws.parameters[idx], event_times=ev_times,
+                                 action_values=act_values, options=scenario.solver, t0=scenario.t0,
+                                 n_threads=jobs, save_states=save_states, save_outputs=save_outputs)
+            tb = _time.perf_counter()
+            t_sim += tb - ta
+            status[idx] = res.status
+            ok = res.status == 0
+
+            def series(name, res=res):
+                return res.output(name) if name in res.output_names else res.state(name)
+
+            if endpoints:
+                vals = endpoints.compute(times, {x: np.ascontiguousarray(series(x)) for x in endpoints.outputs_needed},
+                                         uniforms[idx], horizon)
+                for c in ep_columns:
+                    v = np.asarray(vals[c], dtype=float)
+                    ep_values[c][idx] = np.where(ok, v, np.nan)
+            for name in band_names:
+                hists[(k, name)].add(series(name), ok)
+            for name in traj_names:
+                traj[name][idx] = series(name)
+            t_reduce += _time.perf_counter() - tb
+        tc = _time.perf_counter()
+        table = design.table(draws)
+        table["status"] = status
+        for c in ep_columns:
+            table[c] = ep_values[c]
+        tables.append(table)
+        if traj_names:
+            tf = pd.DataFrame({"patient": np.repeat(draws.index, len(times)),
+                               "arm": np.repeat(np.asarray(design.arm_names, dtype=object)[draws.arm], len(times)),
+                               "time": np.tile(times, m)})
+            for name in traj_names:
+                tf[name] = traj[name].reshape(-1)
+            if traj_path is not None:
+                tf.to_csv(traj_path, mode="a", header=(start == 0), index=False)
+            else:
+                traj_frames.append(tf)
+        t_reduce += _time.perf_counter() - tc
+        if progress is not None:
+            progress(stop, n)
+
+    t_post = _time.perf_counter()
+    patients = pd.concat(tables, ignore_index=True)
+    patients["arm"] = patients["arm"].astype(str)
+    ok_patients = patients[patients["status"] == 0]
+
+    # summaries and Kaplan-Meier curves
+    summary_mod = _endpoint_modules() if endpoints else None
+    if endpoints and summary_mod is not None:
+        summary = summary_mod.summarise(patients, endpoints, by="arm")
+        if len(design.arm_names) > 1:
+            summary = pd.concat([summary, summary_mod.summarise(patients, endpoints, by=None)], ignore_index=True)
+    else:
+        summary = pd.DataFrame()
+    km = _km_table(ok_patients, endpoints, design.arm_names, summary_mod)
+
+    # quantile bands
+    band_table = None
+    if band_names:
+        rows = []
+        arm_list = list(enumerate(design.arm_names))
+        for name in band_names:
+            per_arm = [(a, hists[(k, name)]) for k, a in arm_list]
+            if len(per_arm) > 1:
+                total = per_arm[0][1]
+                for _, h in per_arm[1:]:
+                    total = total.merged(h)
+                per_arm.append((DEFAULT_ARM, total))
+            for a, h in per_arm:
+                q = h.quantiles()
+                frame = pd.DataFrame({"arm": a, "output": name, "time": times, "n": h.counts})
+                for j, col in enumerate(QUANTILE_COLUMNS):
+                    frame[col] = q[:, j]
+                rows.append(frame)
+        band_table = pd.concat(rows, ignore_index=True)
+
+    trajectories = pd.concat(traj_frames, ignore_index=True) if traj_frames else None
+    observed = None
+    data_sec = scenario.raw.get("data") if isinstance(scenario.raw.get("data"), dict) else None
+    data_file = None
+    if data_sec and isinstance(data_sec.get("file"), str):
+        data_file = Path(scenario.path).parent / data_sec["file"]
+        observed = load_observations(data_file, model)
+    t_end = _time.perf_counter()
+
+    info = _run_info(scenario, design, n, chunk_size, jobs, patients, n_clipped, band_names, endpoints,
+                     data_file, {"total_s": t_end - t_begin, "draw_s": t_draw, "simulate_s": t_sim,
+                                 "reduce_s": t_reduce, "finalise_s": t_end - t_post})
+    return CohortResult(patients, summary, band_table, km, info, trajectories, observed)
+
+
+def _km_table(patients, endpoints, arm_names, summary_mod):
+    import pandas as pd
+
+    cols = ["arm", "endpoint", "time", "survival", "lower", "upper", "n_at_risk"]
+    if not endpoints or summary_mod is None:
+        return pd.DataFrame(columns=cols)
+    kinds = dict(endpoints.kinds)
+    time_cols = [c for c in endpoints.columns if kinds.get(c) == "time"]
+    frames = []
+    groups = [(a, patients[patients["arm"] == a]) for a in arm_names]
+    if len(arm_names) > 1:
+        groups.append((DEFAULT_ARM, patients))
+    for c in time_cols:
+        ev_col = f"{c}_event"
+        for a, df in groups:
+            if len(df) == 0:
+                continue
+            t = df[c].to_numpy(dtype=float)
+            e = df[ev_col].to_numpy(dtype=float) if ev_col in df.columns else np.isfinite(t).astype(float)
+            keep = np.isfinite(t)
+            km = summary_mod.kaplan_meier(t[keep], e[keep])
+            frames.append(pd.DataFrame({"arm": a, "endpoint": c, "time": km.time, "survival": km.survival,
+                                        "lower": km.lower, "upper": km.upper, "n_at_risk": km.n_at_risk}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+
+
+def _run_info(scenario, design, n, chunk_size, jobs, patients, n_clipped, band_names, endpoints, data_file,
+              timings) -> dict:
+    import numba
+
+    from .io import file_sha256, provenance
+    from .result import status_message
+
+    model = scenario.model
+    units = {s.name: s.unit for s in model.states} | {o.name: o.unit for o in model.outputs}
+    status_counts = patients["status"].value_counts().sort_index()
+    shares = np.diff(np.concatenate([[0.0], design.cum_shares]))
+    info = {
+        "kind": "virtual cohort",
+        "scenario": str(scenario.path),
+        "scenario_name": scenario.name,
+        "scenario_sha256": file_sha256(scenario.path) if Path(scenario.path).exists() else None,
+        "model": str(model.path),
+        "model_name": model.name,
+        "model_sha256": model.content_hash,
+        "n_patients": n,
+        "seed": design.seed,
+        "chunk_size": chunk_size,
+        "jobs": int(jobs) if jobs is not None else int(numba.config.NUMBA_NUM_THREADS),
+        "arms": {a: {"share": float(s), "n": int((patients["arm"] == a).sum())}
+                 for a, s in zip(design.arm_names, shares)},
+        "variables": design.variables,
+        "parameter_overrides": design.parameter_overrides,
+        "varying_parameters": list(design.varying),
+        "log_normal_sd": {nm: float(sd) for nm, sd in zip(model.parameter_names, design.sd) if sd > 0},
+        "clipped_to_bounds": {nm: int(c) for nm, c in zip(model.parameter_names, n_clipped) if c},
+        "covariates": list(design.covariate_names),
+        "n_failed": int((patients["status"] != 0).sum()),
+        "status": {status_message(int(s)): int(c) for s, c in status_counts.items()},
+        "band_outputs": band_names,
+        "band_resolution": BAND_RESOLUTION,
+        "log_scale": bool(scenario.plot_log),
+        "units": units,
+        "time_unit": model.time_unit,
+        "endpoints": ({c: endpoints.kinds.get(c, "") for c in endpoints.columns} if endpoints else {}),
+        "data_file": str(data_file) if data_file else None,
+        "timings": {k: round(v, 4) for k, v in timings.items()},
+        "patients_per_second": round(n / timings["total_s"], 1) if timings["total_s"] > 0 else None,
+        "provenance": provenance(),
+    }
+    return info

@@ -1,0 +1,281 @@
+"""Streaming cohort runner (issue 3, parts 4 and 5): reproducibility, bands, events, files, CLI."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from carkinetics import simulate
+from carkinetics.cli import main
+from carkinetics.cohort import (QUANTILE_COLUMNS, QUANTILES, BandHistogram, CohortError, load_cohort_result,
+                                run_cohort)
+from carkinetics.population import cohort_design
+from carkinetics.scenario import load_scenario
+from carkinetics.schedule import Action, Event, Schedule
+
+from conftest import DATA, SCENARIOS
+
+COHORT = DATA / "scenarios" / "cohort_linear.toml"
+BIN = 2.0 ** -6  # the widest band bin, relative to its value
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    return load_scenario(COHORT)
+
+
+@pytest.fixture(scope="module")
+def reference(scenario):
+    """400 patients, default chunk size, all threads, every trajectory kept."""
+    return run_cohort(scenario, n=400, keep_trajectories=True)
+
+
+# ---------------------------------------------------------------------------------------
+# streaming histograms
+# ---------------------------------------------------------------------------------------
+
+
+def test_band_quantiles_are_within_one_bin_of_the_exact_ones():
+    rng = np.random.default_rng(0)
+    x = np.exp(rng.normal(0, 6, size=(3000, 7)))
+    x[:200, 1] = 0.0                 # exact zeros
+    x[200:400, 2] *= -1              # negative values
+    x[400:420, 3] = 1e-300           # below the floor
+    x[420, 4] = np.nan               # missing
+    ok = np.ones(3000, dtype=bool)
+    ok[-50:] = False                 # failed patients are left out
+    h = BandHistogram(7)
+    h.add(x, ok)
+    q = h.quantiles()
+    for t in range(7):
+        col = x[ok, t]
+        col = col[~np.isnan(col)]
+        exact = np.quantile(col, QUANTILES, method="inverted_cdf")
+        floor = 2.0 ** -70
+        for got, want in zip(q[t], exact):
+            if abs(want) < floor:
+                assert abs(got) <= floor
+            else:
+                assert abs(got - want) <= BIN * abs(want), (t, got, want)
+    assert h.counts[4] == 2950 - 1 and h.nans[4] == 1
+    assert h.counts[0] == 2950
+
+
+@pytest.mark.parametrize("buffer", [1 << 16, 3])  # 3: values outside the range overflow the list
+def test_histograms_do_not_depend_on_how_values_are_split(monkeypatch, buffer):
+    import carkinetics.cohort as cohort
+
+    monkeypatch.setattr(cohort, "_MISSED_BUFFER", buffer)
+    rng = np.random.default_rng(1)
+    x = np.exp(rng.normal(0, 10, size=(2000, 5)))
+    ok = rng.random(2000) > 0.1
+    whole = BandHistogram(5)
+    whole.add(x, ok)
+    parts = BandHistogram(5)
+    for a, b in ((0, 1), (1, 333), (333, 1500), (1500, 2000)):
+        parts.add(x[a:b], ok[a:b])
+    np.testing.assert_array_equal(whole.quantiles(), parts.quantiles())
+    np.testing.assert_array_equal(whole.counts, parts.counts)
+    merged = BandHistogram(5)
+    merged.add(x[:700], ok[:700])
+    other = BandHistogram(5)
+    other.add(x[700:], ok[700:])
+    np.testing.assert_array_equal(merged.merged(other).quantiles(), whole.quantiles())
+    # and the counts are those of numpy's histogram on the same bins
+    keys = x.view(np.int64) >> (52 - 6)
+    for t in range(5):
+        k, c = np.unique(keys[ok, t], return_counts=True)
+        np.testing.assert_array_equal(whole.pos[k - whole.pos_lo, t], c)
+
+
+def test_histogram_memory_is_bounded_whatever_the_values():
+    h = BandHistogram(10)
+    h.add(np.array([[1e-300] * 10, [1e300] * 10, [-1e-300] * 10, [-1e300] * 10]), np.ones(4, dtype=bool))
+    # 170 octaves (2^-70 .. 2^100) x 64 bins x 10 times x 4 bytes, both signs
+    assert h.nbytes <= 2 * (170 * 64 + 2) * 10 * 4 + 2 * 10 * 8
+    q = h.quantiles((0.0, 1.0))
+    assert q[0, 0] == -(2.0 ** 100) and q[0, 1] == 2.0 ** 100
+
+
+# ---------------------------------------------------------------------------------------
+# reproducibility
+# ---------------------------------------------------------------------------------------
+
+
+def test_same_seed_same_tables_for_any_threads_and_chunks(scenario, reference):
+    other = run_cohort(scenario, n=400, jobs=1, chunk_size=97, keep_trajectories=True)
+    two = run_cohort(scenario, n=400, jobs=2, chunk_size=250)
+    for res in (other, two):
+        pd.testing.assert_frame_equal(res.patients, reference.patients)
+        pd.testing.assert_frame_equal(res.bands, reference.bands)
+        pd.testing.assert_frame_equal(res.summary, reference.summary)
+        pd.testing.assert_frame_equal(res.km, reference.km)
+    pd.testing.assert_frame_equal(other.trajectories, reference.trajectories)
+    # the first patients of a larger cohort are the same patients
+    bigger = run_cohort(scenario, n=500, chunk_size=128, bands=False)
+    pd.testing.assert_frame_equal(bigger.patients.iloc[:400].reset_index(drop=True), reference.patients)
+    # another seed, another cohort
+    assert not run_cohort(scenario, n=400, seed=12, bands=False).patients["weight"].equals(
+        reference.patients["weight"])
+
+
+def test_bands_match_the_exact_quantiles_of_the_trajectories(scenario, reference):
+    traj = reference.trajectories
+    ok_ids = reference.patients.loc[reference.patients["status"] == 0, "patient"]
+    traj = traj[traj["patient"].isin(ok_ids)]
+    for arm in ("control", "boost", "all"):
+        sub = traj if arm == "all" else traj[traj["arm"] == arm]
+        for output in ("total", "a"):
+            band = reference.bands[(reference.bands["arm"] == arm) & (reference.bands["output"] == output)]
+            for t, row in zip(band["time"], band[list(QUANTILE_COLUMNS)].to_numpy()):
+                values = sub.loc[sub["time"] == t, output].to_numpy()
+                want = np.quantile(values, QUANTILES, method="inverted_cdf")
+                np.testing.assert_array_less(np.abs(row - want), BIN * np.abs(want) + 1e-300)
+            assert (band["n"] == sub.groupby("time").size().to_numpy()).all()
+
+
+# ---------------------------------------------------------------------------------------
+# patients: events from covariates and variables, arms, endpoints
+# ---------------------------------------------------------------------------------------
+
+
+def test_each_patient_is_the_single_simulation_of_its_own_schedule(scenario, reference):
+    """Trajectories of the cohort equal `simulate` with a schedule built by hand."""
+    m = scenario.model
+    pats = reference.patients.set_index("patient")
+    draws = cohort_design(scenario, 11).draw(0, 400)
+    for i in (0, 1, 2, 57, 399):
+        arm = pats.loc[i, "arm"]
+        w = pats.loc[i, "weight"]
+        dose_per_kg = 2.0e4 if arm == "boost" else 1.0e4
+        events = [Event(0.0, [Action("add", "a", dose_per_kg * w)], name="infusion")]
+        if arm == "boost":
+            events.append(Event(30.0, [Action("add", "a", 0.5 * dose_per_kg * w)], name="boost"))
+        p = draws.parameters[i]
+        # the sampled parameters: typical values, the arm's growth_a, decay_c scaled by weight
+        assert p[m.parameter_index("decay_c")] == pytest.approx(0.05 * (w / 60) ** 0.5, rel=1e-14)
+        assert p[m.parameter_index("growth_a")] == (0.0 if arm == "boost" else 0.02)
+        single = simulate(m, Schedule(events), scenario.times, parameters=p, options=scenario.solver)
+        row = reference.trajectories[reference.trajectories["patient"] == i]
+        np.testing.assert_allclose(row["total"].to_numpy(), single["total"], rtol=1e-12)
+        np.testing.assert_allclose(row["a"].to_numpy(), single["a"], rtol=1e-12)
+        # endpoints from the trajectory: the peak is the largest value on the grid
+        assert pats.loc[i, "peak"] == pytest.approx(single["total"].max(), rel=1e-12)
+
+
+def test_time_to_event_curves_per_arm(reference):
+    km = reference.km
+    pats = reference.patients
+    for arm in ("control", "boost"):
+        grp = pats[pats["arm"] == arm]
+        curve = km[(km["arm"] == arm) & (km["endpoint"] == "low")]
+        # no censoring before the horizon: Kaplan-Meier = the fraction still above the threshold
+        for t in (20.0, 40.0, 80.0):
+            before = curve.loc[curve["time"] <= t, "survival"]
+            s = before.iloc[-1] if len(before) else 1.0
+            assert s == pytest.approx(np.mean(~((grp["low"] <= t) & (grp["low_event"] == 1))), abs=1e-12)
+    assert set(km["arm"]) == {"control", "boost", "all"}
+    # a constant hazard of 0.01/day: fraction without event at 120 days ~ exp(-1.2) = 0.301
+    death = km[(km["arm"] == "all") & (km["endpoint"] == "death")]
+    s120 = death["survival"].iloc[-1]
+    assert s120 == pytest.approx(math.exp(-1.2), abs=4 * math.sqrt(0.3 * 0.7 / 400))
+
+
+def test_arm_subset_and_overrides(scenario, reference):
+    boost = run_cohort(scenario, n=200, arms=["boost"], variables={"boost_day": 60}, bands=False,
+                       keep_trajectories=True)
+    assert (boost.patients["arm"] == "boost").all()
+    # the boost now happens at day 60: compartment a jumps up between day 58 and 60 for every patient
+    tr = boost.trajectories.pivot(index="patient", columns="time", values="a")
+    assert (tr[60.0] > tr[58.0]).all() and (tr[30.0] < tr[28.0]).all()
+    with pytest.raises(CohortError, match="the number of patients must be a whole number >= 1"):
+        run_cohort(scenario, n=0)
+    with pytest.raises(CohortError, match="chunk_size"):
+        run_cohort(scenario, n=10, chunk_size=0)
+
+
+def test_failed_patients_are_flagged_and_left_out(scenario):
+    import dataclasses
+
+    # too few steps for the patients with the fastest exchange: some fail, the others do not
+    solver = dataclasses.replace(scenario.solver, max_steps=60)
+    sc = dataclasses.replace(scenario, solver=solver)
+    res = run_cohort(sc, n=300, keep_trajectories=True)
+    failed = res.patients["status"] != 0
+    assert 0 < failed.sum() < 300
+    assert res.patients.loc[failed, "peak"].isna().all()
+    assert res.info["n_failed"] == int(failed.sum())
+    band = res.bands[(res.bands["arm"] == "all") & (res.bands["output"] == "total")]
+    assert (band["n"] == 300 - failed.sum()).all()
+
+
+# ---------------------------------------------------------------------------------------
+# files and the command line
+# ---------------------------------------------------------------------------------------
+
+
+def test_write_and_load_round_trip(tmp_path, reference):
+    files = reference.write(tmp_path / "out")
+    names = {f.name for f in files}
+    assert {"patients.csv", "summary.csv", "bands.csv", "km.csv", "observed.csv", "bands.png", "km.png",
+            "run.json", "trajectories.csv"} <= names
+    back = load_cohort_result(tmp_path / "out")
+    pd.testing.assert_frame_equal(back.patients, reference.patients, check_exact=True)
+    pd.testing.assert_frame_equal(back.bands, reference.bands, check_exact=True)
+    pd.testing.assert_frame_equal(back.km, reference.km, check_exact=True)
+    assert back.info["seed"] == 11 and back.info["n_patients"] == 400
+    # the observations of [data] are kept for the visual predictive check
+    assert len(back.observed) == 6 and set(back.observed["observable"]) == {"total"}
+
+
+def test_cli_cohort_files_identical_for_one_and_two_jobs(tmp_path):
+    runner = CliRunner()
+    outs = []
+    for jobs, chunk in ((1, 100), (2, 4096)):
+        out = tmp_path / f"j{jobs}"
+        res = runner.invoke(main, ["run", str(COHORT), "--n", "300", "--seed", "4", "--jobs", str(jobs),
+                                   "--chunk-size", str(chunk), "--trajectories", "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        assert "300 virtual patients (seed 4" in res.stdout
+        outs.append(out)
+    for name in ("patients.csv", "summary.csv", "bands.csv", "km.csv", "trajectories.csv", "observed.csv"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+    tr = pd.read_csv(outs[0] / "trajectories.csv")
+    assert len(tr) == 300 * 61 and list(tr.columns) == ["patient", "arm", "time", "total", "a"]
+
+
+def test_cli_population_size_and_typical_patient(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(main, ["run", str(COHORT), "-o", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_csv(tmp_path / "c" / "patients.csv")) == 600  # [population] size
+    assert not (tmp_path / "c" / "trajectories.csv").exists()
+    # no [population], no --n: the typical patient, as before
+    res = runner.invoke(main, ["run", str(SCENARIOS / "multiphasic_typical.toml"), "-o", str(tmp_path / "t")])
+    assert res.exit_code == 0 and (tmp_path / "t" / "trajectory.csv").exists()
+    res = runner.invoke(main, ["run", str(SCENARIOS / "multiphasic_typical.toml"), "--seed", "3",
+                               "-o", str(tmp_path / "t2")])
+    assert res.exit_code == 2 and "need a cohort" in res.output
+
+
+def test_cli_bad_population_is_an_error_without_traceback(tmp_path):
+    res = CliRunner().invoke(main, ["run", str(DATA / "scenarios" / "population_notpd.toml"), "--n", "10",
+                                    "-o", str(tmp_path / "x")])
+    assert res.exit_code == 1
+    assert "Error:" in res.output and "not positive definite" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_shipped_cohort_scenario(tmp_path):
+    sc = load_scenario(SCENARIOS / "multiphasic_cohort.toml")
+    res = run_cohort(sc, n=300, seed=1)
+    p = res.patients
+    assert p["dose_per_kg"].between(0.2e6, 5.0e6).all()
+    # dose exponent 0 (Stein 2019: no dose covariate on Cmax): cmax is the typical value x exp(eta)
+    eta = np.log(p["param_cmax"] / 24000.0)
+    assert abs(eta.mean()) < 4 * 0.806 / math.sqrt(300)
+    # the NCA peak on the daily grid cannot exceed the model's peak parameter
+    assert (p["cmax"] <= p["param_cmax"] * (1 + 1e-9)).all()
+    assert set(res.summary["endpoint"]) == {"cmax", "tmax", "auc_0_28", "level_d365"}

@@ -1,0 +1,202 @@
+"""Cohort summaries (issue 3, part 3): intervals and Kaplan-Meier against scipy, the long table."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import carkinetics.endpoints  # noqa: F401  (registers the [endpoints] and [outcomes] sections)
+from carkinetics.scenario import scenario_from_dict
+from carkinetics.summary import (clopper_pearson_interval, kaplan_meier, mean_interval, quantile_interval,
+                                 summarise, wilson_interval)
+
+from conftest import DATA
+
+CASES = [(0, 10), (1, 10), (7, 20), (20, 20), (13, 57), (500, 1000), (3, 5000)]
+
+
+@pytest.mark.parametrize("k, n", CASES)
+def test_wilson_matches_scipy(k, n):
+    ref = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    lo, hi = wilson_interval(k, n)
+    assert lo == pytest.approx(ref.low, abs=1e-12) and hi == pytest.approx(ref.high, abs=1e-12)
+    ref90 = stats.binomtest(k, n).proportion_ci(confidence_level=0.9, method="wilson")
+    assert wilson_interval(k, n, 0.9) == pytest.approx((ref90.low, ref90.high), abs=1e-12)
+
+
+@pytest.mark.parametrize("k, n", CASES)
+def test_clopper_pearson_matches_scipy_exact(k, n):
+    ref = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    assert clopper_pearson_interval(k, n) == pytest.approx((ref.low, ref.high), abs=1e-12)
+
+
+def test_proportion_intervals_vectorise_and_handle_no_patients():
+    k = np.array([k for k, _ in CASES])
+    n = np.array([n for _, n in CASES])
+    lo, hi = wilson_interval(k, n)
+    for i, (ki, ni) in enumerate(CASES):
+        assert (lo[i], hi[i]) == pytest.approx(wilson_interval(ki, ni), abs=1e-15)
+    assert all(math.isnan(v) for v in wilson_interval(0, 0) + clopper_pearson_interval(0, 0))
+
+
+@pytest.mark.parametrize("q", [0.05, 0.25, 0.5, 0.95])
+@pytest.mark.parametrize("n", [15, 40, 1001])
+def test_quantile_interval_matches_scipy_quantile_test(q, n):
+    x = np.random.default_rng(n).lognormal(size=n)
+    est, lo, hi = quantile_interval(x, q, 0.95)
+    assert est == np.quantile(x, q)
+    ci = stats.quantile_test(x, q=np.median(x), p=q).confidence_interval(0.95)
+    np.testing.assert_equal([lo, hi], [ci.low, ci.high])  # NaN where too few patients
+    assert not np.isnan(lo) or q < 0.5  # small samples lose the bound on their short side
+    assert np.nan_to_num(lo, nan=-np.inf) <= est <= np.nan_to_num(hi, nan=np.inf)
+    if n > 100:
+        assert np.isfinite([lo, hi]).all()
+
+
+def test_quantile_interval_coverage_is_at_least_the_level():
+    # distribution-free: check coverage of the true median of an exponential law by simulation
+    rng = np.random.default_rng(4)
+    true = math.log(2)
+    hits = 0
+    for _ in range(400):
+        _, lo, hi = quantile_interval(rng.exponential(size=30), 0.5, 0.9)
+        hits += lo <= true <= hi
+    assert hits / 400 > 0.86  # nominal >= 0.90; binomial SE 0.015
+
+
+def test_mean_and_geometric_mean_intervals_match_scipy():
+    x = np.random.default_rng(8).lognormal(1.0, 0.7, size=50)
+    ref = stats.ttest_1samp(x, 0.0).confidence_interval(0.95)
+    assert mean_interval(x) == pytest.approx((x.mean(), ref.low, ref.high), rel=1e-12)
+    ref_log = stats.ttest_1samp(np.log(x), 0.0).confidence_interval(0.95)
+    est, lo, hi = mean_interval(np.append(x, np.nan), geometric=True)
+    assert est == pytest.approx(stats.gmean(x), rel=1e-12)
+    assert (lo, hi) == pytest.approx((math.exp(ref_log.low), math.exp(ref_log.high)), rel=1e-12)
+    assert all(math.isnan(v) for v in mean_interval(np.array([1.0, 0.0]), geometric=True))
+
+
+def _censored_sample(seed, n=300):
+    rng = np.random.default_rng(seed)
+    t_event = np.round(rng.exponential(100, n), 0)  # rounding makes ties
+    t_cens = np.round(rng.uniform(20, 250, n), 0)
+    time = np.minimum(t_event, t_cens)
+    return time, (t_event <= t_cens).astype(float)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_kaplan_meier_matches_scipy_ecdf(seed):
+    time, event = _censored_sample(seed)
+    km = kaplan_meier(time, event)
+    data = stats.CensoredData(uncensored=time[event == 1], right=time[event == 0])
+    ref = stats.ecdf(data).sf
+    np.testing.assert_array_equal(km.time, ref.quantiles)
+    np.testing.assert_allclose(km.survival, ref.probabilities, rtol=1e-13)
+    ci = ref.confidence_interval(0.95, method="log-log")
+    inside = (km.survival < 1) & (km.survival > 0)
+    np.testing.assert_allclose(km.lower[inside], ci.low.probabilities[inside], rtol=1e-10)
+    np.testing.assert_allclose(km.upper[inside], ci.high.probabilities[inside], rtol=1e-10)
+    # the step function between and beyond the observed times
+    probe = np.array([-1.0, 0.5, 10.3, 77.7, 150.0])
+    np.testing.assert_allclose(km.at(probe)[0], ref.evaluate(probe), rtol=1e-13)
+    assert math.isnan(km.at(km.time[-1] + 1)[0]) or km.survival[-1] == 0
+
+
+def test_kaplan_meier_small_example_by_hand():
+    # times 1, 2+, 3, 3, 4+, 5 (+ censored): S = 5/6 at 1, 5/6 * 2/4 at 3, 0 at 5
+    km = kaplan_meier([1, 2, 3, 3, 4, 5], [1, 0, 1, 1, 0, 1])
+    np.testing.assert_array_equal(km.time, [1, 2, 3, 4, 5])
+    np.testing.assert_allclose(km.survival, [5 / 6, 5 / 6, 5 / 12, 5 / 12, 0.0])
+    np.testing.assert_array_equal(km.n_at_risk, [6, 5, 4, 2, 1])
+    np.testing.assert_array_equal(km.n_events, [1, 0, 2, 0, 1])
+    assert km.median()[0] == 3.0
+    assert km.at(4.5)[0] == pytest.approx(5 / 12) and km.at(0.5) == (1.0, 1.0, 1.0)
+    assert km.at(9.0)[0] == 0.0  # the curve reached 0: known beyond the last time
+    # Greenwood by hand at t = 3: var(log S) = 1/(6*5) + 2/(4*2)
+    var_log = 1 / 30 + 2 / 8
+    se = math.sqrt(var_log) / abs(math.log(5 / 12))
+    z = stats.norm.ppf(0.975)
+    assert km.lower[2] == pytest.approx((5 / 12) ** math.exp(z * se), rel=1e-12)
+    assert km.upper[2] == pytest.approx((5 / 12) ** math.exp(-z * se), rel=1e-12)
+
+
+def test_kaplan_meier_median_of_exponential_times():
+    rate = 0.01
+    rng = np.random.default_rng(9)
+    t = rng.exponential(1 / rate, 4000)
+    event = (t <= 365).astype(float)
+    km = kaplan_meier(np.minimum(t, 365), event)
+    est, lo, hi = km.median()
+    assert lo < math.log(2) / rate < hi
+    assert lo < est < hi and hi - lo < 12
+    # a median that is not reached has no estimate and no upper bound
+    est, lo, hi = kaplan_meier(np.minimum(t, 30), (t <= 30).astype(float)).median()
+    assert math.isnan(est) and math.isnan(hi)
+
+
+@pytest.fixture(scope="module")
+def endpoint_set():
+    data = {"scenario": {"name": "summary", "model": "endpoints_model.toml"}, "times": {"end": 100, "step": 1},
+            "endpoints": {"cmax": {"type": "cmax", "output": "cart_blood"},
+                          "remission_d28": {"type": "condition", "expr": "blast_fraction < 0.05", "day": 28},
+                          "death": {"type": "hazard", "hazard": 0.01, "report_at": [30, 100]}}}
+    return scenario_from_dict(data, DATA / "scenarios" / "inline.toml").sections["endpoints"]
+
+
+def test_summarise_per_arm_against_the_reference_functions(endpoint_set):
+    rng = np.random.default_rng(21)
+    n = 600
+    arm = np.where(np.arange(n) < 200, "low", "high")
+    df = pd.DataFrame({
+        "arm": arm,
+        "cmax": rng.lognormal(3, 1, n),
+        "remission_d28": (rng.uniform(size=n) < np.where(arm == "low", 0.4, 0.8)).astype(float),
+        "death": np.minimum(rng.exponential(100, n), 100.0),
+    })
+    df["death_event"] = (df["death"] < 100).astype(float)
+    df.loc[[3, 250], ["cmax", "remission_d28", "death", "death_event"]] = np.nan  # failed patients
+    table = summarise(df, endpoint_set)
+    assert list(table.columns) == ["group", "endpoint", "statistic", "value", "lower", "upper", "n"]
+    assert set(table.group) == {"low", "high"}
+
+    def row(group, endpoint, statistic):
+        r = table[(table.group == group) & (table.endpoint == endpoint) & (table.statistic == statistic)]
+        assert len(r) == 1
+        return r.iloc[0]
+
+    for group in ("low", "high"):
+        sub = df[df.arm == group]
+        ok = sub["remission_d28"].notna()
+        k, m = int(sub.loc[ok, "remission_d28"].sum()), int(ok.sum())
+        r = row(group, "remission_d28", "proportion")
+        ref = stats.binomtest(k, m).proportion_ci(method="wilson")
+        assert (r.value, r.lower, r.upper, r.n) == pytest.approx((k / m, ref.low, ref.high, m))
+        assert row(group, "remission_d28", "missing").value == 1
+        x = sub["cmax"].dropna().to_numpy()
+        r = row(group, "cmax", "median")
+        ci = stats.quantile_test(x, q=np.median(x), p=0.5).confidence_interval(0.95)
+        assert (r.value, r.lower, r.upper, r.n) == pytest.approx((np.median(x), ci.low, ci.high, x.size))
+        assert row(group, "cmax", "geomean").value == pytest.approx(stats.gmean(x))
+        assert row(group, "cmax", "q95").value == pytest.approx(np.quantile(x, 0.95))
+        d = sub.dropna(subset=["death"])
+        ecdf = stats.ecdf(stats.CensoredData(uncensored=d.death[d.death_event == 1].to_numpy(),
+                                             right=d.death[d.death_event == 0].to_numpy())).sf
+        for day in (30, 100):
+            assert row(group, "death", f"km_at_{day}").value == pytest.approx(ecdf.evaluate(day))
+        assert row(group, "death", "events").value == d.death_event.sum()
+        assert not any(table.endpoint == "death_event")
+    # the proportions differ between arms as drawn (0.4 vs 0.8)
+    assert row("low", "remission_d28", "proportion").upper < row("high", "remission_d28", "proportion").lower
+
+
+def test_summarise_without_groups_and_with_clopper_pearson(endpoint_set):
+    df = pd.DataFrame({"cmax": [1.0, 2.0, 4.0], "remission_d28": [1.0, 0.0, 1.0],
+                       "death": [10.0, 100.0, 50.0], "death_event": [1.0, 0.0, 1.0]})
+    table = summarise(df, endpoint_set, by=None, interval="clopper-pearson")
+    assert set(table.group) == {"all"}
+    r = table[(table.endpoint == "remission_d28") & (table.statistic == "proportion")].iloc[0]
+    ref = stats.binomtest(2, 3).proportion_ci(method="exact")
+    assert (r.lower, r.upper) == pytest.approx((ref.low, ref.high))
+    with pytest.raises(ValueError, match="interval"):
+        summarise(df, endpoint_set, interval="agresti")

@@ -1,0 +1,130 @@
+"""Validation statistics against hand-computed values, and the [targets] section's checks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+
+from carkinetics.errors import ScenarioError
+from carkinetics.validate import TargetSpec, cohort_statistic, plot_validation, verdict_counts
+
+
+def _spec(endpoint, **kw):
+    base = dict(target_id="x", endpoint=endpoint, statistic=None, arms=None, among=None, time=None, role="outcome")
+    base.update(kw)
+    return TargetSpec(**base)
+
+
+@pytest.fixture
+def patients():
+    rng = np.random.default_rng(5)
+    n = 4000
+    arm = np.where(rng.random(n) < 0.3, "hsct", "none")
+    cr = (rng.random(n) < 0.8).astype(float)
+    death = rng.exponential(400.0, n)
+    horizon = 730.0
+    return pd.DataFrame({
+        "patient": np.arange(n), "arm": arm, "status": np.zeros(n, int), "cr": cr,
+        "os": np.minimum(death, horizon), "os_event": (death < horizon).astype(float),
+        "cmax": rng.lognormal(np.log(1e4), 1.0, n),
+    })
+
+
+def test_proportion_with_arm_and_among(patients):
+    spec = _spec("cr", arms=("hsct",))
+    value, lo, hi, n = cohort_statistic(patients, spec, "proportion", None)
+    sub = patients[patients.arm == "hsct"]
+    k = int(sub.cr.sum())
+    assert n == len(sub)
+    assert value == pytest.approx(k / n)
+    ci = scipy.stats.binomtest(k, n).proportion_ci(method="wilson")
+    assert (lo, hi) == pytest.approx((ci.low, ci.high), rel=1e-9)
+    # among: the denominator is the responders
+    spec = _spec("cr", among="cr")
+    value, *_, n = cohort_statistic(patients, spec, "proportion", None)
+    assert value == 1.0 and n == int(patients.cr.sum())
+
+
+def test_failed_patients_are_excluded(patients):
+    p = patients.copy()
+    p.loc[:99, "status"] = 3
+    p.loc[:99, "cr"] = np.nan
+    value, *_, n = cohort_statistic(p, _spec("cr"), "proportion", None)
+    assert n == len(p) - 100
+    assert value == pytest.approx(p.cr.iloc[100:].mean())
+
+
+def test_km_and_cumulative_incidence_against_exponential(patients):
+    value, lo, hi, n = cohort_statistic(patients, _spec("os"), "km_estimate", 365.0)
+    # no censoring before the horizon: Kaplan-Meier is the empirical survival
+    assert value == pytest.approx(np.mean(patients.os > 365.0))
+    assert lo < value < hi
+    assert lo < math.exp(-365 / 400) < hi
+    ci, *_ = cohort_statistic(patients, _spec("os"), "cumulative_incidence", 365.0)
+    assert ci == pytest.approx(np.mean((patients.os_event == 1) & (patients.os <= 365.0)))
+    assert ci == pytest.approx(1 - value)
+
+
+def test_median_time_to_event_and_geometric_mean(patients):
+    m, lo, hi, _ = cohort_statistic(patients, _spec("os"), "median", None)
+    assert m == pytest.approx(np.quantile(patients.os, 0.5), rel=0.01)
+    assert lo <= 400 * math.log(2) <= hi
+    g, glo, ghi, _ = cohort_statistic(patients, _spec("cmax"), "geometric_mean", None)
+    assert g == pytest.approx(scipy.stats.gmean(patients.cmax))
+    assert glo < 1e4 < ghi
+
+
+def test_km_needs_time_to_event_column(patients):
+    with pytest.raises(ValueError, match="not a time-to-event"):
+        cohort_statistic(patients, _spec("cr"), "km_estimate", 30.0)
+
+
+def test_verdicts_and_plot():
+    table = pd.DataFrame({
+        "target_id": ["a", "b", "c", "d"], "role": ["outcome", "outcome", "outcome", "input"],
+        "statistic": ["proportion", "proportion", "median", "proportion"],
+        "reported": [0.5, 0.5, 100.0, 0.3], "reported_lower": [0.4, 0.4, np.nan, 0.2],
+        "reported_upper": [0.6, 0.6, np.nan, 0.4], "simulated": [0.45, 0.9, 120.0, 0.3],
+        "mc_lower": [0.44, 0.89, 110.0, 0.29], "mc_upper": [0.46, 0.91, 130.0, 0.31],
+        "inside": [True, False, None, True],
+    })
+    assert verdict_counts(table) == {"outcome_rows": 3, "inside": 1, "outside": 1, "no_interval": 1, "inputs": 1}
+    fig = plot_validation(table)
+    ax = fig.axes[0]
+    labels = {t.get_position()[1]: t.get_text() for t in ax.get_yticklabels()}
+    assert labels[max(labels)] == "a" and labels[min(labels)] == "d (input)"  # first target on top
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_bad_targets_section(tmp_path):
+    from carkinetics.scenario import load_scenario
+
+    (tmp_path / "m.toml").write_text((__import__("pathlib").Path(__file__).parent / "data" / "models"
+                                      / "linear.toml").read_text())
+    (tmp_path / "s.toml").write_text("""
+[scenario]
+model = "m.toml"
+[times]
+end = 10
+step = 1
+[targets.s2_cr]
+endpoint = "cr"
+statistc = "proportion"
+[targets.s2_hsct]
+endpoint = "x"
+statistic = "propotion"
+role = "maybe"
+time = -3
+""")
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(tmp_path / "s.toml")
+    msg = str(err.value)
+    assert "targets.s2_cr.statistc" in msg and "did you mean 'statistic'" in msg
+    assert "did you mean 'proportion'" in msg
+    assert "targets.s2_hsct.role" in msg and "targets.s2_hsct.time" in msg
