@@ -44,7 +44,7 @@ import numpy as np
 
 from . import expressions as ex
 from .errors import CarKineticsError, ExpressionError, ScenarioError, suggestion
-from .scenario import register_section
+from .scenario import parameter_items, register_section
 
 RESERVED_NAMES = {"t"} | set(ex.FUNCTIONS) | set(ex.CONSTANTS)
 
@@ -474,16 +474,8 @@ def _parse_population(raw, context) -> PopulationSpec:
     spec.description = str(raw.get("description", ""))
 
     # variability: parameter -> log-normal SD
-    var = raw.get("variability", {})
-    if not isinstance(var, dict):
-        errs.add("population.variability", "expected a table of parameter = log-normal SD")
-        var = {}
-    for name, sd in var.items():
-        key = f"population.variability.{name}"
-        if name not in model.parameter_names:
-            errs.add(key, f"'{name}' is not a parameter of model '{model.name}'"
-                          f"{suggestion(name, model.parameter_names)}")
-            continue
+    for name, sd, key in parameter_items(raw.get("variability", {}), "population.variability", model, errs,
+                                         "log-normal SD"):
         if not _is_number(sd) or sd < 0:
             errs.add(key, f"expected a log-normal SD >= 0 (SD of log(value); 0 switches variability off), "
                           f"got {sd!r}")
@@ -518,16 +510,8 @@ def _parse_population(raw, context) -> PopulationSpec:
 
     # parameter expressions (typical values)
     allowed = set(model.parameter_names) | set(spec.covariates) | set(variables)
-    praw = raw.get("parameters", {})
-    if not isinstance(praw, dict):
-        errs.add("population.parameters", "expected a table of parameter = expression")
-        praw = {}
-    for name, value in praw.items():
-        key = f"population.parameters.{name}"
-        if name not in model.parameter_names:
-            errs.add(key, f"'{name}' is not a parameter of model '{model.name}'"
-                          f"{suggestion(name, model.parameter_names)}")
-            continue
+    for name, value, key in parameter_items(raw.get("parameters", {}), "population.parameters", model, errs,
+                                            "expression"):
         e = _expression(value, key, allowed, errs, "population parameters may use parameters (their typical "
                                                    "values), covariates and variables")
         if e is not None:

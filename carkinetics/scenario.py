@@ -142,6 +142,26 @@ class Scenario:
         return env
 
 
+def parameter_items(raw, section: str, model, errs, expected: str) -> list:
+    """Entries ``(name, value, key)`` of a table keyed by the model's parameter names.
+
+    A table that is not a table, and names that are not parameters of ``model`` (with
+    a close-match suggestion), are recorded in ``errs`` and left out.
+    """
+    if not isinstance(raw, dict):
+        errs.add(section, f"expected a table of parameter = {expected}")
+        return []
+    items = []
+    for nm, value in raw.items():
+        key = f"{section}.{nm}"
+        if nm not in model.parameter_names:
+            errs.add(key, f"'{nm}' is not a parameter of model '{model.name}'"
+                          f"{suggestion(nm, model.parameter_names)}")
+            continue
+        items.append((nm, value, key))
+    return items
+
+
 def load_scenario(path) -> Scenario:
     """Load and validate a scenario file.
 
@@ -205,16 +225,7 @@ def scenario_from_dict(data: dict, path) -> Scenario:
 
     # ---- parameter overrides
     overrides = {}
-    raw_params = data.get("parameters", {})
-    if not isinstance(raw_params, dict):
-        errs.add("parameters", "expected a table of parameter = value")
-        raw_params = {}
-    for nm, value in raw_params.items():
-        key = f"parameters.{nm}"
-        if nm not in model.parameter_names:
-            errs.add(key, f"'{nm}' is not a parameter of model '{model.name}'"
-                          f"{suggestion(nm, model.parameter_names)}")
-            continue
+    for nm, value, key in parameter_items(data.get("parameters", {}), "parameters", model, errs, "value"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             errs.add(key, f"expected a finite number, got {value!r}")
             continue
