@@ -103,7 +103,11 @@ def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=
         sub = bands[bands["output"] == name]
         qcols = ["q05", "q25", "q50", "q75", "q95"]
         floor = None
-        if log_scale:
+        # an output that takes negative values (a log10 MRD, a difference) is drawn on a
+        # linear axis even when the scenario asks for log scales
+        qv = sub[qcols].to_numpy(dtype=float)
+        panel_log = log_scale and not (qv < 0).any() and (qv > 0).any()
+        if panel_log:
             vals = sub[qcols].to_numpy(dtype=float)
             pos = vals[np.isfinite(vals) & (vals > 0)]
             if pos.size:
@@ -134,15 +138,15 @@ def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=
                         else np.zeros(len(ob), dtype=bool))
                 t_obs = ob["time"].to_numpy(dtype=float)
                 y = ob["value"].to_numpy(dtype=float)
-                keep = ~cens & (y > 0 if log_scale else np.isfinite(y))
+                keep = ~cens & (y > 0 if panel_log else np.isfinite(y))
                 ax.plot(t_obs[keep], y[keep], "o", ms=3, color="black", alpha=0.6, label="observed")
                 if cens.any() and "lloq" in ob.columns:
                     lloq = ob["lloq"].to_numpy(dtype=float)
-                    kc = cens & np.isfinite(lloq) & (lloq > 0 if log_scale else True)
+                    kc = cens & np.isfinite(lloq) & (lloq > 0 if panel_log else True)
                     if kc.any():
                         ax.plot(t_obs[kc], lloq[kc], "v", ms=4, mfc="none", color="black", alpha=0.6,
                                 label="below LLOQ (at LLOQ)")
-        if log_scale:
+        if panel_log:
             ax.set_yscale("log")
             if floor is not None:
                 ax.set_ylim(bottom=floor)

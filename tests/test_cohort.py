@@ -279,3 +279,21 @@ def test_shipped_cohort_scenario(tmp_path):
     # the NCA peak on the daily grid cannot exceed the model's peak parameter
     assert (p["cmax"] <= p["param_cmax"] * (1 + 1e-9)).all()
     assert set(res.summary["endpoint"]) == {"cmax", "tmax", "auc_0_28", "level_d365"}
+
+
+def test_band_panels_of_negative_outputs_are_linear():
+    """A log10 output (negative values) gets a linear axis; a count with zeros stays logarithmic."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from carkinetics.plots import plot_cohort_bands
+
+    t = np.arange(5.0)
+    rows = [dict(arm="all", output="mrd_log10", time=x, n=10, q05=-6 + x, q25=-5 + x, q50=-4 + x, q75=-3 + x,
+                 q95=-2 + x) for x in t]
+    rows += [dict(arm="all", output="cells", time=x, n=10, q05=0.0, q25=x, q50=10 * x, q75=100 * x, q95=1e3 * x)
+             for x in t]
+    fig = plot_cohort_bands(pd.DataFrame(rows), log_scale=True)
+    scales = {ax.get_title(): ax.get_yscale() for ax in fig.axes if ax.get_visible()}
+    plt.close(fig)
+    assert scales == {"mrd_log10": "linear", "cells": "log"}
