@@ -440,3 +440,14 @@ def test_integration_matches_scipy_radau(name, method):
     big = np.abs(ref) > 1.0
     rel = np.abs(tr.states - ref)[big] / np.abs(ref)[big]
     assert rel.max() < 1e-6, f"{name}/{method}: max relative error {rel.max():.2e}"
+
+
+@pytest.mark.parametrize("method", ["rodas4", "auto"])
+def test_no_car_t_cells_from_nothing_without_the_growth_guard(tall, method):
+    """With no infusion the CAR-T populations are exactly zero forever, even with the models'
+    guard against growth from zero switched off (viable_cells -> 0): the stiff solver must not
+    seed them with round-off from the other states' stages."""
+    traj = simulate(tall, [], np.linspace(0.0, 120.0, 7), parameters={"viable_cells": 1e-30},
+                    options=SolverOptions(method=method))
+    for s in TALL_CAR:
+        assert np.all(traj[s] == 0.0), f"{s}: {traj[s]}"

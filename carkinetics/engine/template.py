@@ -535,6 +535,36 @@ def _spectral_radius(J, v, w):
     return rho
 
 
+@njit(**_HOT)
+def _solve_stage(LU, piv, g, J, closed):
+    """Solve the stage system (I/(gamma h) - J) x = g in place, keeping exact zeros exact.
+
+    A set of components whose right-hand sides are exactly zero and whose rows of J couple
+    only to each other (e.g. populations that are exactly zero and grow only from
+    themselves: CAR-T never infused) has the exact solution zero. Pivoting in the LU solve
+    would mix the other components' round-off into it and seed those populations with
+    ~1e-16 of their neighbours: cells from nothing. The largest such set is found by
+    peeling off components coupled to the outside; ``closed`` (1.0 = in the set) is scratch.
+    """
+    n = N_STATES
+    for i in range(n):
+        closed[i] = 1.0 if g[i] == 0.0 else 0.0
+    changed = True
+    while changed:
+        changed = False
+        for i in range(n):
+            if closed[i] == 1.0:
+                for j in range(n):
+                    if j != i and closed[j] == 0.0 and J[i, j] != 0.0:
+                        closed[i] = 0.0
+                        changed = True
+                        break
+    _lu_solve(LU, piv, g)
+    for i in range(n):
+        if closed[i] == 1.0:
+            g[i] = 0.0
+
+
 @njit(**_JIT)
 def _rodas_step(t, h, t_end, y, p, ext, rtol, atol, f0, dfdt, g1, g2, g3, g4, g5, g6, ft, tmp, ynew,
                 cont3, cont4, J, LU, piv):
@@ -556,37 +586,37 @@ def _rodas_step(t, h, t_end, y, p, ext, rtol, atol, f0, dfdt, g1, g2, g3, g4, g5
     t1 = _stage_time(t + h, t_end)
     for i in range(n):
         g1[i] = f0[i] + h * R_D1 * dfdt[i]
-    _lu_solve(LU, piv, g1)
+    _solve_stage(LU, piv, g1, J, cont4)
     for i in range(n):
         tmp[i] = y[i] + R_A21 * g1[i]
     _f(t + R_C2 * h, tmp, p, ext, ft)
     for i in range(n):
         g2[i] = ft[i] + h * R_D2 * dfdt[i] + R_C21 * g1[i] * inv_h
-    _lu_solve(LU, piv, g2)
+    _solve_stage(LU, piv, g2, J, cont4)
     for i in range(n):
         tmp[i] = y[i] + R_A31 * g1[i] + R_A32 * g2[i]
     _f(t + R_C3 * h, tmp, p, ext, ft)
     for i in range(n):
         g3[i] = ft[i] + h * R_D3 * dfdt[i] + (R_C31 * g1[i] + R_C32 * g2[i]) * inv_h
-    _lu_solve(LU, piv, g3)
+    _solve_stage(LU, piv, g3, J, cont4)
     for i in range(n):
         tmp[i] = y[i] + R_A41 * g1[i] + R_A42 * g2[i] + R_A43 * g3[i]
     _f(t + R_C4 * h, tmp, p, ext, ft)
     for i in range(n):
         g4[i] = ft[i] + h * R_D4 * dfdt[i] + (R_C41 * g1[i] + R_C42 * g2[i] + R_C43 * g3[i]) * inv_h
-    _lu_solve(LU, piv, g4)
+    _solve_stage(LU, piv, g4, J, cont4)
     for i in range(n):
         tmp[i] = y[i] + R_A51 * g1[i] + R_A52 * g2[i] + R_A53 * g3[i] + R_A54 * g4[i]
     _f(t1, tmp, p, ext, ft)
     for i in range(n):
         g5[i] = ft[i] + (R_C51 * g1[i] + R_C52 * g2[i] + R_C53 * g3[i] + R_C54 * g4[i]) * inv_h
-    _lu_solve(LU, piv, g5)
+    _solve_stage(LU, piv, g5, J, cont4)
     for i in range(n):
         tmp[i] += g5[i]
     _f(t1, tmp, p, ext, ft)
     for i in range(n):
         g6[i] = ft[i] + (R_C61 * g1[i] + R_C62 * g2[i] + R_C63 * g3[i] + R_C64 * g4[i] + R_C65 * g5[i]) * inv_h
-    _lu_solve(LU, piv, g6)
+    _solve_stage(LU, piv, g6, J, cont4)
     for i in range(n):
         ynew[i] = tmp[i] + g6[i]
         cont3[i] = R_D21 * g1[i] + R_D22 * g2[i] + R_D23 * g3[i] + R_D24 * g4[i] + R_D25 * g5[i]
