@@ -44,7 +44,7 @@ import numpy as np
 
 from . import expressions as ex
 from .errors import CarKineticsError, ExpressionError, ScenarioError, suggestion
-from .scenario import parameter_items, register_section
+from .scenario import parameter_items, register_section, value_expression
 
 RESERVED_NAMES = {"t"} | set(ex.FUNCTIONS) | set(ex.CONSTANTS)
 
@@ -430,21 +430,6 @@ def _parse_variables(raw, context) -> Variables:
     return Variables(values, units, descr)
 
 
-def _expression(value, key, allowed, errs, what):
-    if isinstance(value, bool) or not (isinstance(value, str) or _is_number(value)):
-        errs.add(key, f"expected a number or an expression string, got {value!r}")
-        return None
-    try:
-        e = ex.parse(value)
-    except ExpressionError as err:
-        errs.add(key, str(err))
-        return None
-    bad = sorted(n for n in ex.names(e) if n not in allowed)
-    for n in bad:
-        errs.add(key, f"unknown name '{n}' in '{value}'{suggestion(n, allowed)} ({what})")
-    return None if bad else e
-
-
 def _parse_population(raw, context) -> PopulationSpec:
     errs, model = context["errors"], context["model"]
     spec = PopulationSpec()
@@ -512,8 +497,8 @@ def _parse_population(raw, context) -> PopulationSpec:
     allowed = set(model.parameter_names) | set(spec.covariates) | set(variables)
     for name, value, key in parameter_items(raw.get("parameters", {}), "population.parameters", model, errs,
                                             "expression"):
-        e = _expression(value, key, allowed, errs, "population parameters may use parameters (their typical "
-                                                   "values), covariates and variables")
+        e = value_expression(value, key, allowed, errs, "population parameters may use parameters (their typical "
+                                                         "values), covariates and variables")
         if e is not None:
             spec.parameters[name] = e
     context["covariates"] = spec.covariates
@@ -625,18 +610,10 @@ def _parse_arms(raw, context) -> Arms:
                                      f"weights, normalised to sum to 1), got {share!r}")
             share = None
         params = {}
-        praw = a.get("parameters", {})
-        if not isinstance(praw, dict):
-            errs.add(f"{key}.parameters", "expected a table of parameter = value or expression")
-            praw = {}
-        for pname, value in praw.items():
-            pkey = f"{key}.parameters.{pname}"
-            if pname not in model.parameter_names:
-                errs.add(pkey, f"'{pname}' is not a parameter of model '{model.name}'"
-                               f"{suggestion(pname, model.parameter_names)}")
-                continue
-            e = _expression(value, pkey, allowed, errs, "arm parameters may use parameters (their typical "
-                                                        "values), covariates and variables")
+        for pname, value, pkey in parameter_items(a.get("parameters", {}), f"{key}.parameters", model, errs,
+                                                  "value or expression"):
+            e = value_expression(value, pkey, allowed, errs, "arm parameters may use parameters (their typical "
+                                                             "values), covariates and variables")
             if e is not None:
                 params[pname] = e
         avars = {}

@@ -378,7 +378,7 @@ def _parse_events(raw, model, times, t0, errs, extra_names, arm_names) -> list:
         if "time" not in ev:
             errs.add(f"{key}.time", "missing (a number or an expression, model time unit)")
             continue
-        time_expr = _value_expr(ev["time"], f"{key}.time", value_names, errs)
+        time_expr = value_expression(ev["time"], f"{key}.time", value_names, errs)
         if time_expr is not None and time_expr.op == "num":
             tv = time_expr.value
             if t0 is not None and tv < t0:
@@ -424,7 +424,7 @@ def _parse_events(raw, model, times, t0, errs, extra_names, arm_names) -> list:
                     errs.add(akey, f"'{target}' is not {what} of model '{model.name}'"
                                    f"{suggestion(target, targets)}")
                     continue
-                vexpr = _value_expr(value, akey, value_names, errs)
+                vexpr = value_expression(value, akey, value_names, errs)
                 if vexpr is None:
                     continue
                 if vexpr.op == "num" and kind in ("add", "multiply") and vexpr.value < 0:
@@ -439,7 +439,12 @@ def _parse_events(raw, model, times, t0, errs, extra_names, arm_names) -> list:
     return out
 
 
-def _value_expr(value, key, names, errs):
+def value_expression(value, key, names, errs, hint="event values may use parameters and covariates"):
+    """A number or an expression string over ``names`` as an :class:`~carkinetics.expressions.Expr`.
+
+    Problems (wrong type, non-finite number, parse error, unknown names with a
+    close-match suggestion and ``hint``) are recorded in ``errs``; returns None then.
+    """
     if isinstance(value, bool):
         errs.add(key, f"expected a number or an expression, got {value!r}")
         return None
@@ -458,8 +463,7 @@ def _value_expr(value, key, names, errs):
         return None
     bad = [n for n in ex.names(e) if n not in names]
     for n in bad:
-        errs.add(key, f"unknown name '{n}' in '{value}'{suggestion(n, names)} "
-                      f"(event values may use parameters and covariates)")
+        errs.add(key, f"unknown name '{n}' in '{value}'{suggestion(n, names)} ({hint})")
     return None if bad else e
 
 

@@ -111,22 +111,6 @@ register_section("targets", _parse_targets)
 # ----------------------------------------------------------------------------------------
 
 
-def _wilson(k, n, z=1.959963984540054):
-    if n == 0:
-        return math.nan, math.nan, math.nan
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return p, max(0.0, centre - half), min(1.0, centre + half)
-
-
-def _column(df, name, where):
-    if name not in df.columns:
-        raise KeyError(name)
-    return df[name].to_numpy()
-
-
 def cohort_statistic(patients, spec: TargetSpec, statistic: str, time: float | None):
     """Simulated value and Monte Carlo 95% interval of one target statistic.
 
@@ -162,7 +146,7 @@ def cohort_statistic(patients, spec: TargetSpec, statistic: str, time: float | N
     has_event = event_col in df.columns
     if statistic == "proportion":
         k = float(np.nansum(x))
-        return (*_wilson(k, n), n)
+        return (k / n, *summary.wilson_interval(k, n), n)
     if statistic in ("km_estimate", "cumulative_incidence"):
         if not has_event:
             raise ValueError(f"'{spec.endpoint}' is not a time-to-event endpoint (no '{event_col}' column)")
@@ -171,7 +155,7 @@ def cohort_statistic(patients, spec: TargetSpec, statistic: str, time: float | N
         ev = df[event_col].to_numpy(dtype=float)
         if statistic == "cumulative_incidence":
             k = float(np.sum((ev == 1) & (x <= time)))
-            return (*_wilson(k, n), n)
+            return (k / n, *summary.wilson_interval(k, n), n)
         km = summary.kaplan_meier(x, ev)
         s, lo, hi = km.at(time)
         return float(s), float(lo), float(hi), n

@@ -1323,7 +1323,7 @@ def _run_range(start, stop, prob, res):
                 _lane_finish(li, STEP_TOO_SMALL, Y, LI, out_states, out_outputs, status, final)
                 continue
             LI[li, I_HIT] = hit
-            TS1[li] = np.nextafter(tend, -np.inf) if t + h >= tend else t + h
+            TS1[li] = _stage_time(t + h, tend)
             HS[li] = h
         _lanes_tsit5(T, HS, TS, TS1, Y, K, XS, PL, EXT, ACC, ERRN, rtol, atol, nl)
         # ---- after the trial step, vectorised over lanes: finiteness of the new state
