@@ -7,6 +7,10 @@ status, endpoints) and, per arm, output and output time, a histogram of the valu
 from which the quantile bands are read. Memory therefore does not grow with N beyond
 the patient table (about N x 20 numbers).
 
+The engine simulates the next chunks in a worker thread while the calling thread
+reduces the previous one (and, for ``carkinetics run``, streams its rows to
+``patients.csv``), so the reductions cost little on top of the simulation.
+
 Every result is independent of the chunk size and of the number of threads: the
 patients' random numbers depend only on the seed and the patient index, the engine's
 arithmetic per patient is the same in any batch, chunks are reduced in patient order,
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time as _time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +64,8 @@ BAND_RESOLUTION = (f"log-linear histogram: 2^{BAND_BITS} = {2 ** BAND_BITS} equa
                    f"magnitudes below {BAND_FLOOR:.2g} share one bin [0, {BAND_FLOOR:.2g}), above "
                    f"{BAND_CEILING:.2g} one bin read as {BAND_CEILING:.2g}; exact zeros counted apart; quantile = "
                    f"inverted-CDF order statistic placed in its bin by linear interpolation of the rank")
-_CHUNK_BYTES = 64e6  # target size of one chunk's saved outputs
+_FIRST_CHUNKS, _FIRST_BYTES = 4, 100e6  # chunks queued at the start, while the imports run
+_CHUNK_BYTES = 32e6  # target size of one chunk's saved outputs (two chunks are in flight at once)
 
 
 class CohortError(CarKineticsError, ValueError):
@@ -424,6 +430,379 @@ class _ArmEvents:
         return times, values
 
 
+class _Later:
+    """A call made when its result is asked for, with the ``result()`` of a future."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def result(self):
+        return self.fn(*self.args)
+
+
+# ----------------------------------------------------------------------------------------
+# CSV: the bytes of pandas' DataFrame.to_csv(index=False), written faster
+# ----------------------------------------------------------------------------------------
+
+_CSV_SPECIAL = (",", '"', "\r", "\n")
+
+
+def _csv_text_cells(values):
+    """Cells of text values (NaN/None -> empty), or None when one would need quoting."""
+    cells = []
+    for v in values:
+        if v is None or (isinstance(v, float) and v != v):
+            cells.append("")
+            continue
+        v = str(v)
+        if not v or any(ch in v for ch in _CSV_SPECIAL):
+            return None
+        cells.append(v)
+    return cells
+
+
+# Shortest round-trip decimal of a double (what repr() and numpy's str() print), compiled:
+# the Schubfach algorithm (R. Giulietti, "The Schubfach way to render doubles", 2020; the
+# algorithm of Java's Double.toString since JDK 19), then Python's repr layout (positional
+# for decimal exponents -4 < e <= 16, else d.ddde+XX). Subnormal numbers (below 2.2e-308)
+# are left to repr(). The tests compare it with repr() on millions of bit patterns.
+
+_SCHUBFACH_K_MIN, _SCHUBFACH_K_MAX = -324, 292
+_CELL = 24  # bytes per formatted number
+_schubfach_g = None
+
+
+def _schubfach_table() -> np.ndarray:
+    """g = floor(10^-k / 2^r) + 1 with 2^125 <= 10^-k / 2^r < 2^126, as (g >> 63, g mod 2^63) per k."""
+    global _schubfach_g
+    if _schubfach_g is None:
+        g = np.empty((_SCHUBFACH_K_MAX - _SCHUBFACH_K_MIN + 1, 2), dtype=np.uint64)
+        for i, k in enumerate(range(_SCHUBFACH_K_MIN, _SCHUBFACH_K_MAX + 1)):
+            if k <= 0:
+                v = 10 ** (-k)
+                r = v.bit_length() - 126
+                beta = v >> r if r >= 0 else v << -r
+            else:
+                d = 10 ** k
+                s = 125 + d.bit_length()
+                beta = (1 << s) // d
+                while beta >= 1 << 126:
+                    s -= 1
+                    beta = (1 << s) // d
+                while beta < 1 << 125:
+                    s += 1
+                    beta = (1 << s) // d
+            g[i, 0] = (beta + 1) >> 63
+            g[i, 1] = (beta + 1) & ((1 << 63) - 1)
+        _schubfach_g = g
+    return _schubfach_g
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mulhi(a, b):
+    """High 64 bits of the 128-bit product of two uint64."""
+    m32 = np.uint64(0xFFFFFFFF)
+    s32 = np.uint64(32)
+    a_lo, a_hi, b_lo, b_hi = a & m32, a >> s32, b & m32, b >> s32
+    p0, p1, p2 = a_lo * b_lo, a_lo * b_hi, a_hi * b_lo
+    mid = (p0 >> s32) + (p1 & m32) + (p2 & m32)
+    return a_hi * b_hi + (p1 >> s32) + (p2 >> s32) + (mid >> s32)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rop(g1, g0, cp):
+    """Round-to-odd product of g = g1 2^63 + g0 and cp, shifted right by 127 (Schubfach)."""
+    m63 = np.uint64(0x7FFFFFFFFFFFFFFF)
+    x1 = _mulhi(g0, cp)
+    y1 = _mulhi(g1, cp)
+    z = ((g1 * cp) >> np.uint64(1)) + x1
+    return (y1 + (z >> np.uint64(63))) | (((z & m63) + m63) >> np.uint64(63))
+
+
+@njit(cache=True, nogil=True)
+def _repr_floats(bits, g, buf, lens):
+    """Write repr() of each double (given as its bits) to ``buf`` (_CELL = 24 bytes per value: the
+    longest repr, e.g. ``-1.2345678901234567e-308``).
+
+    ``lens[i]``: the length of cell i (at ``buf[24 i:]``); 0 for NaN (an empty CSV
+    cell); -1 for a subnormal number, left to the caller.
+    """
+    one = np.uint64(1)
+    two = np.uint64(2)
+    ten = np.uint64(10)
+    c_min = np.uint64(1 << 52)
+    digits = np.empty(20, dtype=np.uint8)
+    for i in range(bits.shape[0]):
+        ux = bits[i]
+        p = _CELL * i
+        p0 = p
+        bq = np.int64((ux >> np.uint64(52)) & np.uint64(0x7FF))
+        t = ux & np.uint64((1 << 52) - 1)
+        neg = (ux >> np.uint64(63)) != 0
+        if bq == 0x7FF and t != 0:
+            lens[i] = 0  # NaN
+            continue
+        if bq == 0 and t != 0:
+            lens[i] = -1  # subnormal
+            continue
+        if neg:
+            buf[p] = 45  # -
+            p += 1
+        if bq == 0x7FF:
+            buf[p], buf[p + 1], buf[p + 2] = 105, 110, 102  # inf
+            lens[i] = p + 3 - p0
+            continue
+        if bq == 0:
+            buf[p], buf[p + 1], buf[p + 2] = 48, 46, 48  # 0.0
+            lens[i] = p + 3 - p0
+            continue
+        mq = 1075 - bq  # the double is c 2^-mq
+        c = c_min | t
+        f = np.uint64(0)
+        e = 0
+        exact = False
+        if 0 < mq < 53:  # an integer below 2^53: its digits
+            f = c >> np.uint64(mq)
+            exact = (f << np.uint64(mq)) == c
+        if not exact:
+            q = -mq
+            out = c & one
+            cb = c << two
+            cbr = cb + two
+            if c != c_min:
+                cbl = cb - two
+                k = (q * 661971961083) >> 41  # floor(q log10 2)
+            else:
+                cbl = cb - one
+                k = (q * 661971961083 - 274743187321) >> 41  # floor(log10(3/4 2^q))
+            h = np.uint64(q + ((-k * 913124641741) >> 38) + 2)  # q + floor(-k log2 10) + 2
+            g1 = g[k + 324, 0]
+            g0 = g[k + 324, 1]
+            vb = _rop(g1, g0, cb << h)
+            vbl = _rop(g1, g0, cbl << h)
+            vbr = _rop(g1, g0, cbr << h)
+            s = vb >> two
+            e = k
+            found = False
+            if s >= 100:
+                sp10 = ten * _mulhi(s, np.uint64(115292150460684698 << 4))
+                tp10 = sp10 + ten
+                upin = vbl + out <= sp10 << two
+                wpin = (tp10 << two) + out <= vbr
+                if upin != wpin:
+                    f = sp10 if upin else tp10
+                    found = True
+            if not found:
+                t1 = s + one
+                uin = vbl + out <= s << two
+                win = (t1 << two) + out <= vbr
+                if uin != win:
+                    f = s if uin else t1
+                else:
+                    cmp = np.int64(vb) - np.int64((s + t1) << one)
+                    f = s if (cmp < 0 or (cmp == 0 and (s & one) == 0)) else t1
+        while f % ten == 0:
+            f //= ten
+            e += 1
+        n = 0
+        while f > 0:
+            digits[n] = np.uint8(48 + f % ten)
+            f //= ten
+            n += 1
+        decpt = n + e  # value = 0.d1d2...dn x 10^decpt
+        if decpt <= -4 or decpt > 16:  # d.ddde+XX
+            buf[p] = digits[n - 1]
+            p += 1
+            if n > 1:
+                buf[p] = 46
+                p += 1
+                for j in range(n - 2, -1, -1):
+                    buf[p] = digits[j]
+                    p += 1
+            x10 = decpt - 1
+            buf[p] = 101  # e
+            buf[p + 1] = 45 if x10 < 0 else 43
+            p += 2
+            x10 = abs(x10)
+            if x10 >= 100:
+                buf[p] = 48 + x10 // 100
+                p += 1
+                x10 %= 100
+            buf[p] = 48 + x10 // 10
+            buf[p + 1] = 48 + x10 % 10
+            p += 2
+        elif decpt <= 0:  # 0.000ddd
+            buf[p] = 48
+            buf[p + 1] = 46
+            p += 2
+            for j in range(-decpt):
+                buf[p] = 48
+                p += 1
+            for j in range(n - 1, -1, -1):
+                buf[p] = digits[j]
+                p += 1
+        elif decpt >= n:  # ddd000.0
+            for j in range(n - 1, -1, -1):
+                buf[p] = digits[j]
+                p += 1
+            for j in range(decpt - n):
+                buf[p] = 48
+                p += 1
+            buf[p] = 46
+            buf[p + 1] = 48
+            p += 2
+        else:  # ddd.ddd
+            for j in range(n - 1, -1, -1):
+                buf[p] = digits[j]
+                p += 1
+                if n - j == decpt:
+                    buf[p] = 46
+                    p += 1
+        lens[i] = p - p0
+
+
+@njit(cache=True, nogil=True)
+def _format_ints(values, buf, lens):
+    """Decimal integers at ``buf[24 i:]`` (at most 20 characters), lengths in ``lens``."""
+    digits = np.empty(20, dtype=np.uint8)
+    for i in range(values.shape[0]):
+        v = values[i]
+        p = _CELL * i
+        if v < 0:
+            buf[p] = 45
+            p += 1
+        n = 0
+        while True:  # digits from the least significant (no overflow at -2^63: one digit at a time)
+            d = v % 10 if v >= 0 else -(v % -10)
+            digits[n] = 48 + d
+            n += 1
+            v = v // 10 if v >= 0 else -((-(v + d)) // 10)
+            if v == 0:
+                break
+        for j in range(n - 1, -1, -1):
+            buf[p] = digits[j]
+            p += 1
+        lens[i] = p - _CELL * i
+
+
+@njit(cache=True, nogil=True)
+def _join_cells(buf, starts, lens, out):
+    """CSV rows into ``out``: cell (row i, column j) is ``buf[starts[i, j]:][:lens[i, j]]``.
+
+    Returns the number of bytes written.
+    """
+    n, n_cols = starts.shape
+    p = 0
+    for i in range(n):
+        for j in range(n_cols):
+            s = starts[i, j]
+            for b in range(lens[i, j]):
+                out[p] = buf[s + b]
+                p += 1
+            out[p] = 44 if j < n_cols - 1 else 10  # , or newline
+            p += 1
+    return p
+
+
+def _csv_column(col):
+    """One column's CSV cells as (bytes, start offsets, lengths), or None to leave the table to pandas.
+
+    Floats (float64) as their shortest round-trip representation (``repr``, which is what
+    numpy's string conversion and so ``to_csv`` give), NaN as an empty cell; integers and
+    booleans as ``str``; text and categories of text without characters that need quoting.
+    """
+    import pandas as pd
+
+    dtype = col.dtype
+    if dtype == np.float64:
+        a = np.ascontiguousarray(col.to_numpy())
+        buf = np.empty(_CELL * a.size, dtype=np.uint8)
+        lens = np.empty(a.size, dtype=np.int64)
+        _repr_floats(a.view(np.uint64), _schubfach_table(), buf, lens)
+        sub = np.flatnonzero(lens < 0)
+        for i in sub.tolist():  # subnormal numbers: Python's repr
+            text = repr(float(a[i])).encode("ascii")
+            buf[_CELL * i:_CELL * i + len(text)] = np.frombuffer(text, dtype=np.uint8)
+            lens[i] = len(text)
+        return buf, _CELL * np.arange(a.size, dtype=np.int64), lens
+    if isinstance(dtype, pd.CategoricalDtype):  # each category's bytes once, gathered by code
+        cats = _csv_text_cells(list(dtype.categories))
+        if cats is None:
+            return None
+        encoded = [c.encode("utf-8") for c in cats] + [b""]  # code -1 (missing) -> ""
+        cat_lens = np.array([len(c) for c in encoded], dtype=np.int64)
+        cat_starts = np.concatenate([[0], np.cumsum(cat_lens[:-1])]).astype(np.int64)
+        codes = col.cat.codes.to_numpy().astype(np.int64)
+        return (np.frombuffer(b"".join(encoded) or b" ", dtype=np.uint8), cat_starts[codes],
+                cat_lens[codes])
+    if isinstance(dtype, np.dtype) and dtype.kind in "iu" and dtype.itemsize <= 8:
+        if dtype == np.uint64 and col.to_numpy().max(initial=0) >= 2 ** 63:
+            return None
+        a = np.ascontiguousarray(col.to_numpy(), dtype=np.int64)
+        buf = np.empty(_CELL * a.size, dtype=np.uint8)
+        lens = np.empty(a.size, dtype=np.int64)
+        _format_ints(a, buf, lens)
+        return buf, _CELL * np.arange(a.size, dtype=np.int64), lens
+    if dtype == np.bool_:
+        cells = list(map(str, col.to_numpy().tolist()))
+    elif dtype == object or isinstance(dtype, pd.StringDtype):
+        missing = col.isna().to_numpy()
+        cells = _csv_text_cells([None if m else v for v, m in zip(col.tolist(), missing.tolist())])
+        if cells is None:
+            return None
+    else:
+        return None
+    encoded = [c.encode("utf-8") for c in cells]
+    lens = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    starts = np.zeros(len(encoded), dtype=np.int64)
+    np.cumsum(lens[:-1], out=starts[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), starts, lens
+
+
+def write_csv(table, file, header=True) -> None:
+    """Write a table as ``table.to_csv(file, index=False)`` would, several times faster.
+
+    Float, integer, boolean, text and categorical columns are formatted here, to the
+    same bytes as pandas (floats in their shortest round-trip form, so the file reads
+    back exactly); any other column type, or text that needs quoting, is left to pandas.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+    file : path-like or text file object
+        A path is created (replaced); a file object is appended to.
+    header : bool
+        Write the header line.
+    """
+    if not hasattr(file, "write"):
+        with open(file, "w", encoding="utf-8", newline="") as f:
+            write_csv(table, f, header)
+        return
+    names = [str(c) for c in table.columns]
+    cols = []
+    if _csv_text_cells(names) is not None and len(names) > 1 and not table.columns.has_duplicates:
+        for c in table.columns:
+            cells = _csv_column(table[c])
+            if cells is None:
+                cols = []
+                break
+            cols.append(cells)
+    if not cols:
+        table.to_csv(file, index=False, header=header)
+        return
+    if header:
+        file.write(",".join(names) + "\n")
+    if not len(table):
+        return
+    base = np.cumsum([0] + [b.size for b, _, _ in cols[:-1]])
+    buf = np.concatenate([b for b, _, _ in cols])
+    starts = np.stack([s + o for (_, s, _), o in zip(cols, base)], axis=1)
+    lens = np.stack([ln for _, _, ln in cols], axis=1)
+    out = np.empty(int(lens.sum()) + lens.size, dtype=np.uint8)
+    size = _join_cells(buf, starts, lens, out)
+    file.write(out[:size].tobytes().decode("utf-8"))
+
+
 # ----------------------------------------------------------------------------------------
 # Results
 # ----------------------------------------------------------------------------------------
@@ -457,6 +836,10 @@ class CohortResult:
         band output.
     observed : pandas.DataFrame or None
         The scenario's ``[data]`` observations, for the visual predictive check.
+    files : list of Path
+        Files written by :meth:`write` (or ``carkinetics run``).
+    streamed_csv : Path or None
+        Where :func:`run_cohort` streamed ``patients.csv`` (its ``patients_csv``), if anywhere.
     """
 
     patients: object
@@ -467,6 +850,7 @@ class CohortResult:
     trajectories: object = None
     observed: object = None
     files: list = field(default_factory=list)
+    streamed_csv: object = field(default=None, repr=False)
 
     def plot_bands(self, outputs=None):
         """Median and 5-95% / 25-75% bands per arm over time, with the observations if any."""
@@ -492,27 +876,30 @@ class CohortResult:
 
         folder = Path(folder)
         names = ["patients.csv", "summary.csv"]
-        self.patients.to_csv(folder / "patients.csv", index=False)
-        self.summary.to_csv(folder / "summary.csv", index=False)
+        streamed = self.streamed_csv is not None and Path(self.streamed_csv) == folder / "patients.csv"
+        if not (streamed and (folder / "patients.csv").exists()):
+            write_csv(self.patients, folder / "patients.csv")
+        write_csv(self.summary, folder / "summary.csv")
         if self.bands is not None:
-            self.bands.to_csv(folder / "bands.csv", index=False)
+            write_csv(self.bands, folder / "bands.csv")
             names.append("bands.csv")
         if self.km is not None and len(self.km):
-            self.km.to_csv(folder / "km.csv", index=False)
+            write_csv(self.km, folder / "km.csv")
             names.append("km.csv")
         if self.observed is not None:
-            self.observed.to_csv(folder / "observed.csv", index=False)
+            write_csv(self.observed, folder / "observed.csv")
             names.append("observed.csv")
         if self.trajectories is not None:
-            self.trajectories.to_csv(folder / "trajectories.csv", index=False)
+            write_csv(self.trajectories, folder / "trajectories.csv")
             names.append("trajectories.csv")
         elif (folder / "trajectories.csv").exists():
             names.append("trajectories.csv")
+        # fixed margins and one draw per figure (no tight bounding box): cheap at any N
         if plots and self.bands is not None and len(self.bands):
-            save_figure(self.plot_bands(), folder / "bands", ("png",))
+            save_figure(self.plot_bands(), folder / "bands", ("png",), tight=False, dpi=120)
             names.append("bands.png")
         if plots and self.km is not None and len(self.km):
-            save_figure(self.plot_km(), folder / "km", ("png",))
+            save_figure(self.plot_km(), folder / "km", ("png",), tight=False, dpi=120)
             names.append("km.png")
         names.append("run.json")
         self.info["files"] = names
@@ -575,7 +962,7 @@ def load_cohort_result(directory) -> CohortResult:
 
 
 def default_chunk_size(n_times: int, n_saved: int) -> int:
-    """Patients per chunk: about 64 MB of saved values, a multiple of 4096 where possible."""
+    """Patients per chunk: about 32 MB of saved values, a multiple of 4096 where possible."""
     size = int(_CHUNK_BYTES / (8.0 * max(1, n_times) * max(1, n_saved)))
     if size >= 4096:
         return min(16384, size - size % 4096)
@@ -593,7 +980,8 @@ def _endpoint_modules():
 
 
 def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, variables=None, parameters=None,
-               arms=None, keep_trajectories=False, bands=True, progress=None) -> CohortResult:
+               arms=None, keep_trajectories=False, bands=True, progress=None, patients_csv=None,
+               while_simulating=None) -> CohortResult:
     """Simulate a virtual cohort of a scenario and reduce it as it streams.
 
     Parameters
@@ -609,7 +997,7 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
     jobs : int, optional
         Threads of the engine (default: all cores).
     chunk_size : int, optional
-        Patients simulated at once (default: about 64 MB of saved outputs per chunk).
+        Patients simulated at once (default: about 32 MB of saved outputs per chunk, at most 16,384).
     variables : mapping of str to float, optional
         Overrides of the scenario's ``[variables]``.
     parameters : mapping of str to float, optional
@@ -623,6 +1011,14 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
         Compute quantile bands of the plot outputs (``[plot] outputs``, default all).
     progress : callable(n_done, n_total), optional
         Called after each chunk.
+    patients_csv : path-like, optional
+        Also stream the patient table to this CSV file as the chunks are reduced (the
+        bytes :meth:`CohortResult.write` would write; it is then not written again by
+        :meth:`CohortResult.write_into` into the same folder).
+    while_simulating : callable(), optional
+        Called in a helper thread while the engine simulates the first chunks (e.g.
+        imports needed later for the files and plots); an exception it raises is
+        raised by ``run_cohort``.
 
     Returns
     -------
@@ -633,8 +1029,6 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
     ScenarioError, CohortError
         For an unknown variable, parameter, arm or output, no cohort size, or bad sizes.
     """
-    import pandas as pd
-
     from .simulate import simulate_batch
 
     t_begin = _time.perf_counter()
@@ -693,66 +1087,175 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
     tables = []
     n_clipped = np.zeros(model.n_parameters, dtype=np.int64)
     t_draw = t_sim = t_reduce = 0.0
-    for start in range(0, n, chunk_size):
+
+    kernel_ready = threading.Event()
+
+    def prepare_chunk(start):
+        """Draws, uniforms and per-arm event arrays of the chunk at ``start`` (in this thread)."""
         stop = min(n, start + chunk_size)
-        m = stop - start
         t0 = _time.perf_counter()
         draws = design.draw(start, stop)
-        uniforms = design.uniforms(start, stop, n_uniforms) if n_uniforms else np.zeros((m, 0))
-        n_clipped += draws.n_clipped
-        status = np.zeros(m, dtype=np.int64)
-        ep_values = {c: np.full(m, np.nan) for c in ep_columns}
-        traj = {name: np.empty((m, len(times))) for name in traj_names}
-        t1 = _time.perf_counter()
-        t_draw += t1 - t0
+        uniforms = design.uniforms(start, stop, n_uniforms) if n_uniforms else np.zeros((stop - start, 0))
+        arms_in = []
         for k, arm_ev in enumerate(arm_events):
-            idx = np.flatnonzero(draws.arm == k)
-            if idx.size == 0:
-                continue
-            ta = _time.perf_counter()
             mask = draws.arm == k
-            ev_times, act_values = arm_ev.arrays(draws.env(model.parameter_names, mask), idx.size)
-            res = simulate_batch(model, arm_ev.schedule, times, draws.parameters[idx], event_times=ev_times,
-                                 action_values=act_values, options=scenario.solver, t0=scenario.t0,
-                                 n_threads=jobs, save_states=save_states, save_outputs=save_outputs)
+            idx = np.flatnonzero(mask)
+            if idx.size:
+                arms_in.append((k, idx, *arm_ev.arrays(draws.env(model.parameter_names, mask), idx.size)))
+        return draws, uniforms, arms_in, _time.perf_counter() - t0
+
+    def simulate_chunk(prepared):
+        """Simulate a prepared chunk, arm by arm (in the worker thread when pipelined)."""
+        draws, uniforms, arms_in, t_d = prepared
+        sims = []
+        t_s = 0.0
+        kwargs = dict(options=scenario.solver, t0=scenario.t0, n_threads=jobs, save_states=save_states,
+                      save_outputs=save_outputs)
+        for k, idx, ev_times, act_values in arms_in:
+            ta = _time.perf_counter()
+            schedule = arm_events[k].schedule
+            if pool is not None and not kernel_ready.is_set() and idx.size > 2:
+                # two patients first: the compiled kernel is loaded (~0.4 s of interpreter work)
+                # before the calling thread's imports compete with it for the interpreter lock
+                try:
+                    simulate_batch(model, schedule, times, draws.parameters[idx[:2]],
+                                   event_times=None if ev_times is None else ev_times[:2],
+                                   action_values=None if act_values is None else act_values[:2], **kwargs)
+                finally:
+                    kernel_ready.set()
+            res = simulate_batch(model, schedule, times, draws.parameters[idx], event_times=ev_times,
+                                 action_values=act_values, **kwargs)
+            kernel_ready.set()
+            t_s += _time.perf_counter() - ta
+            sims.append((k, idx, res))
+        return draws, uniforms, sims, t_d, t_s
+
+    # Pipeline: while the engine simulates the next chunks in a worker thread (the engine
+    # releases the GIL), this thread reduces chunk c (endpoints, histograms, the patient table
+    # and its CSV lines) and draws the patients of a later chunk. Chunks are still drawn and
+    # reduced in patient order, so nothing depends on the timing. Up to four chunks (about
+    # 100 MB of outputs) are queued at once, so the engine keeps busy while this thread does its
+    # one-off imports; after that one more is queued whenever one is taken, so that the worker
+    # always has the next chunk waiting: at most four chunks of outputs are alive at the start
+    # and three afterwards (the one reduced, one finished or simulating, one simulating). With
+    # jobs=1 everything runs in this thread, one chunk at a time.
+    starts = list(range(0, n, chunk_size))
+    pool = None
+    if len(starts) > 1 or while_simulating is not None:
+        if jobs is None or jobs > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="carkinetics-engine")
+
+    def submit(prepared):
+        if pool is None:
+            return _Later(simulate_chunk, prepared)
+        return pool.submit(simulate_chunk, prepared)
+
+    csv_file = None
+    importer = None
+    import_errors = []
+    try:
+        if pool is None:
+            pending = [_Later(lambda: simulate_chunk(prepare_chunk(starts[0])))]
+            ready = None
+        else:
+            # enough chunks for the engine to keep busy during the imports below (~0.7 s), within
+            # about 100 MB of outputs
+            chunk_bytes = 8.0 * chunk_size * len(times) * max(1, len(needed))
+            first = max(2, min(_FIRST_CHUNKS, int(_FIRST_BYTES // chunk_bytes)))
+            pending = [submit(prepare_chunk(x)) for x in starts[:first]]
+            ready = prepare_chunk(starts[first]) if len(starts) > first else None
+        queued = len(pending)
+        while pool is not None and not kernel_ready.wait(0.005) and not pending[0].done():
+            pass  # the worker loads the engine's kernel
+        # imports needed from here on, while the engine works on the first chunks: pandas now,
+        # the rest in a helper thread while this one goes on with the chunks (mostly in code
+        # that releases the GIL), so that the engine is never left waiting for a chunk
+        import pandas as pd
+
+        def import_later():
+            try:
+                if endpoints:
+                    from scipy import special  # noqa: F401  (summary statistics)
+                if while_simulating is not None:
+                    while_simulating()
+            except BaseException as err:  # re-raised in the calling thread
+                import_errors.append(err)
+
+        if pool is None:  # one thread (jobs=1): everything in this one
+            import_later()
+        else:
+            importer = threading.Thread(target=import_later, name="carkinetics-imports", daemon=True)
+            importer.start()
+        if patients_csv is not None:
+            csv_file = open(patients_csv, "w", encoding="utf-8", newline="")
+        for c, start in enumerate(starts):
+            draws, uniforms, sims, t_d, t_s = pending.pop(0).result()
+            while len(pending) < 2 and queued < len(starts):  # one simulating, one waiting its turn
+                pending.append(submit(ready if ready is not None else prepare_chunk(starts[queued])))
+                queued += 1
+                ready = None
+            t_draw += t_d
+            t_sim += t_s
             tb = _time.perf_counter()
-            t_sim += tb - ta
-            status[idx] = res.status
-            ok = res.status == 0
+            stop = min(n, start + chunk_size)
+            m = stop - start
+            n_clipped += draws.n_clipped
+            status = np.zeros(m, dtype=np.int64)
+            ep_values = {col: np.full(m, np.nan) for col in ep_columns}
+            traj = {name: np.empty((m, len(times))) for name in traj_names}
+            for k, idx, res in sims:
+                status[idx] = res.status
+                ok = res.status == 0
 
-            def series(name, res=res):
-                return res.output(name) if name in res.output_names else res.state(name)
+                def series(name, res=res):
+                    return res.output(name) if name in res.output_names else res.state(name)
 
-            if endpoints:
-                vals = endpoints.compute(times, {x: np.ascontiguousarray(series(x)) for x in endpoints.outputs_needed},
-                                         uniforms[idx], horizon)
-                for c in ep_columns:
-                    v = np.asarray(vals[c], dtype=float)
-                    ep_values[c][idx] = np.where(ok, v, np.nan)
-            for name in band_names:
-                hists[(k, name)].add(series(name), ok)
-            for name in traj_names:
-                traj[name][idx] = series(name)
+                if endpoints:
+                    vals = endpoints.compute(times, {x: np.ascontiguousarray(series(x))
+                                                     for x in endpoints.outputs_needed}, uniforms[idx], horizon)
+                    for col in ep_columns:
+                        v = np.asarray(vals[col], dtype=float)
+                        ep_values[col][idx] = np.where(ok, v, np.nan)
+                for name in band_names:
+                    hists[(k, name)].add(series(name), ok)
+                for name in traj_names:
+                    traj[name][idx] = series(name)
+            sims = res = series = None  # free this chunk's outputs before the next one arrives
+            table = design.table(draws)
+            table["status"] = status
+            for col in ep_columns:
+                table[col] = ep_values[col]
+            tables.append(table)
+            if csv_file is not None:
+                write_csv(table, csv_file, header=(c == 0))
+            if traj_names:
+                tf = pd.DataFrame({"patient": np.repeat(draws.index, len(times)),
+                                   "arm": np.repeat(np.asarray(design.arm_names, dtype=object)[draws.arm],
+                                                    len(times)),
+                                   "time": np.tile(times, m)})
+                for name in traj_names:
+                    tf[name] = traj[name].reshape(-1)
+                if traj_path is not None:
+                    with open(traj_path, "a", encoding="utf-8", newline="") as f:
+                        write_csv(tf, f, header=(start == 0))
+                else:
+                    traj_frames.append(tf)
             t_reduce += _time.perf_counter() - tb
-        tc = _time.perf_counter()
-        table = design.table(draws)
-        table["status"] = status
-        for c in ep_columns:
-            table[c] = ep_values[c]
-        tables.append(table)
-        if traj_names:
-            tf = pd.DataFrame({"patient": np.repeat(draws.index, len(times)),
-                               "arm": np.repeat(np.asarray(design.arm_names, dtype=object)[draws.arm], len(times)),
-                               "time": np.tile(times, m)})
-            for name in traj_names:
-                tf[name] = traj[name].reshape(-1)
-            if traj_path is not None:
-                tf.to_csv(traj_path, mode="a", header=(start == 0), index=False)
-            else:
-                traj_frames.append(tf)
-        t_reduce += _time.perf_counter() - tc
-        if progress is not None:
-            progress(stop, n)
+            if progress is not None:
+                progress(stop, n)
+            if pool is not None and ready is None and queued < len(starts):
+                ready = prepare_chunk(starts[queued])  # while the worker simulates
+    finally:
+        if csv_file is not None:
+            csv_file.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if importer is not None:
+            importer.join()
+    if import_errors:
+        raise import_errors[0]
 
     t_post = _time.perf_counter()
     patients = pd.concat(tables, ignore_index=True)
@@ -801,7 +1304,8 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
     info = _run_info(scenario, design, n, chunk_size, jobs, patients, n_clipped, band_names, endpoints,
                      data_file, {"total_s": t_end - t_begin, "draw_s": t_draw, "simulate_s": t_sim,
                                  "reduce_s": t_reduce, "finalise_s": t_end - t_post})
-    return CohortResult(patients, summary, band_table, km, info, trajectories, observed)
+    return CohortResult(patients, summary, band_table, km, info, trajectories, observed,
+                        streamed_csv=Path(patients_csv) if patients_csv is not None else None)
 
 
 def _km_table(patients, endpoints, arm_names, summary_mod):

@@ -258,7 +258,7 @@ def cmax(times, values, start=None, end=None, lloq=None):
     tpeak = tw[k]
     zero = np.nonzero(peak == 0)[0]  # PKNCA: no Tmax when all values are 0
     tpeak[zero[(vw[zero] == 0).all(axis=1)]] = np.nan
-    bad = np.isnan(vw).any(axis=1)
+    bad = np.isnan(peak)  # the maximum is NaN exactly where a row has a NaN
     peak = np.where(bad, np.nan, peak)
     tpeak = np.where(bad, np.nan, tpeak)
     return _out(peak, single), _out(tpeak, single)
@@ -278,7 +278,7 @@ def cmin(times, values, start=None, end=None):
     tw, vw = times[m], v[:, m]
     low = vw.min(axis=1)
     tlow = tw[vw.argmin(axis=1)]
-    bad = np.isnan(vw).any(axis=1)
+    bad = np.isnan(low)  # the minimum is NaN exactly where a row has a NaN
     return _out(np.where(bad, np.nan, low), single), _out(np.where(bad, np.nan, tlow), single)
 
 
@@ -692,7 +692,8 @@ class EndpointSet:
             raise ValueError(f"uniforms has shape {u.shape}, the endpoints need ({n}, {self.n_uniforms})")
         horizon = min(float(horizon), float(times[-1]))
         state = _State(times, arrays, u, horizon, n, self.uniform_columns)
-        row_nan = {o: np.isnan(a).any(axis=1) for o, a in arrays.items()}
+        # rows with a NaN: where the row maximum is NaN (one pass, no n x T temporary)
+        row_nan = {o: np.isnan(a.max(axis=1)) if a.shape[1] else np.zeros(n, dtype=bool) for o, a in arrays.items()}
         with np.errstate(all="ignore"):
             for e in self.endpoints:
                 cols = _COMPUTE[e.type](e, state)

@@ -1376,6 +1376,102 @@ class TargetFitResult:
         return pd.DataFrame(rows)
 
 
+def target_distance(simulated, observed, se, log_scale, weight):
+    """Distance of simulated statistics (K x S: K targets, S candidates) to reported ones.
+
+    ``sum_k w_k ((h(sim_k) - h(obs_k)) / se_k)^2`` with ``h = log`` where ``log_scale`` and the
+    identity elsewhere; ``observed`` is already on that scale. A statistic that could not be
+    computed (NaN, e.g. no patient in its subgroup) counts as 1000 standard errors away.
+    """
+    st = np.asarray(simulated, float)
+    logs = np.asarray(log_scale, bool)[:, None]
+    h = np.where(logs, np.log(np.maximum(np.where(np.isfinite(st), st, 1e-300), 1e-300)), st)
+    d = (h - np.asarray(observed, float)[:, None]) / np.asarray(se, float)[:, None]
+    d = np.where(np.isfinite(d), d, 1e3)
+    return np.sum(np.asarray(weight, float)[:, None] * d ** 2, axis=0)
+
+
+def _initial_simplex(x0, lo, hi, fraction):
+    """Nelder-Mead simplex: ``x0`` and one vertex per coordinate moved by ``fraction`` of its range,
+    towards the farther bound (so every vertex lies inside the box)."""
+    k = len(x0)
+    step = fraction * (hi - lo)
+    sim = np.repeat(x0[None, :], k + 1, axis=0)
+    for i in range(k):
+        sim[i + 1, i] += step[i] if hi[i] - x0[i] >= x0[i] - lo[i] else -step[i]
+    return sim
+
+
+def minimise_distance(objective, lo, hi, x_init, names, *, method="differential_evolution", starts=3, seed=0,
+                      popsize=10, maxiter=200, tol=1e-7, polish_maxiter=4000, progress=None, counter=None):
+    """Minimise a distance over a box in log-parameter space: the optimiser of the target fits.
+
+    ``objective(X)`` takes candidates in rows (S x k, log scale) and returns S distances.
+    ``method="differential_evolution"`` runs ``scipy.optimize.differential_evolution``
+    (vectorised: a generation is one call, Sobol initialisation) ``starts`` times with seeds
+    ``seed+1, seed+2, ...``, each polished by bounded Nelder-Mead; ``"nelder-mead"`` runs
+    bounded Nelder-Mead from ``x_init`` and then from seeded Latin-hypercube points
+    (``polish_maxiter`` iterations at most per Nelder-Mead run).
+
+    Returns
+    -------
+    (starts, x, n_at_best) : (pandas.DataFrame, ndarray, int)
+        One row per optimiser run (run, seed, objective, converged, n_evaluations, start and
+        final values by name, ``at_best``); the best point; how many runs reached the best
+        objective within :data:`BEST_TOLERANCE`.
+    """
+    import pandas as pd
+    from scipy.optimize import differential_evolution, minimize
+
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    counter = counter if counter is not None else [0]
+    k = len(lo)
+
+    def one(x):
+        return float(objective(np.asarray(x, float)[None, :])[0])
+
+    rows = []
+    for s in range(starts):
+        counter[0] = 0
+        if method == "differential_evolution":
+            res = differential_evolution(lambda x: objective(x.T) if x.ndim == 2 else objective(x[None, :])[0],
+                                         list(zip(lo, hi)), seed=seed + 1 + s, popsize=popsize, maxiter=maxiter,
+                                         tol=tol, atol=1e-6, polish=False, vectorized=True, updating="deferred",
+                                         init="sobol")
+            x0, start = res.x, None
+        elif method == "nelder-mead":
+            if s == 0:
+                start = np.clip(np.asarray(x_init, float), lo, hi)
+            else:
+                from scipy.stats import qmc
+
+                u = qmc.LatinHypercube(d=k, seed=np.random.default_rng(seed)).random(starts)[s]
+                start = lo + u * (hi - lo)
+            x0 = start
+        else:
+            raise FitError(f"method must be 'differential_evolution' or 'nelder-mead', got {method!r}")
+        options = {"xatol": 1e-6, "fatol": 1e-8, "maxiter": polish_maxiter, "adaptive": k > 3}
+        if method == "nelder-mead":
+            # a simplex spanning a tenth of each log-range: scipy's default (5 % of each
+            # coordinate) is almost nothing for log-values near 0 (parameters near 1)
+            options["initial_simplex"] = _initial_simplex(np.asarray(x0, float), lo, hi, 0.1)
+        pol = minimize(one, x0, method="Nelder-Mead", bounds=list(zip(lo, hi)), options=options)
+        f0 = one(x0)
+        x = pol.x if pol.fun <= f0 else np.asarray(x0, float)
+        obj = min(float(pol.fun), f0)
+        conv = bool(pol.success and (method != "differential_evolution" or res.success))
+        rows.append({"run": s, "seed": seed + 1 + s if method == "differential_evolution" else seed,
+                     "objective": obj, "converged": conv, "n_evaluations": counter[0],
+                     **({f"start_{nm}": math.exp(v) for nm, v in zip(names, start)} if start is not None else {}),
+                     **{nm: math.exp(v) for nm, v in zip(names, x)}, "_x": x})
+        _progress(progress, s + 1, starts, "optimiser runs")
+    table = pd.DataFrame(rows)
+    b = int(table["objective"].idxmin())
+    table["at_best"] = table["objective"] - table.loc[b, "objective"] <= BEST_TOLERANCE
+    x = np.asarray(table.loc[b, "_x"], float)
+    return table.drop(columns="_x"), x, int(table["at_best"].sum())
+
+
 def fit_targets(model, targets, estimate, *, cohort=None, n=200, seed=0, events=(), bounds=None, initial=None,
                 quantities=None, starts=3, method="differential_evolution", popsize=10, maxiter=200, tol=1e-7,
                 progress=None, targets_path="", targets_sha256="") -> TargetFitResult:
@@ -1399,7 +1495,6 @@ def fit_targets(model, targets, estimate, *, cohort=None, n=200, seed=0, events=
         patients with ``seed`` and ``events`` (any cohort runner can be plugged in).
     """
     import pandas as pd
-    from scipy.optimize import differential_evolution, minimize
 
     base = model.parameter_vector(initial or {})
     space = ParameterSpace.build(model, estimate, bounds, base)
@@ -1427,43 +1522,14 @@ def fit_targets(model, targets, estimate, *, cohort=None, n=200, seed=0, events=
     def objective(X):
         X = np.atleast_2d(X)
         n_eval[0] += X.shape[0]
-        st = sims(X)
-        h = np.where(logs[:, None], np.log(np.maximum(np.where(np.isfinite(st), st, 1e-300), 1e-300)), st)
-        d = (h - obs[:, None]) / se[:, None]
-        d = np.where(np.isfinite(d), d, 1e3)
-        return np.sum(w[:, None] * d ** 2, axis=0)
+        return target_distance(sims(X), obs, se, logs, w)
 
-    rows = []
     lo, hi = space.log_lower, space.log_upper
     x_init = space.clip(np.log(np.maximum(base[space.index], np.exp(lo))))
-    for s in range(starts):
-        n_eval[0] = 0
-        if method == "differential_evolution":
-            res = differential_evolution(lambda x: objective(x.T) if x.ndim == 2 else objective(x[None, :])[0],
-                                         list(zip(lo, hi)), seed=seed + 1 + s, popsize=popsize, maxiter=maxiter,
-                                         tol=tol, atol=1e-6, polish=False, vectorized=True, updating="deferred",
-                                         init="sobol")
-            x0, start = res.x, None
-        elif method == "nelder-mead":
-            start = x_init if s == 0 else space.latin_hypercube(starts, seed)[s]
-            x0 = start
-        else:
-            raise FitError(f"method must be 'differential_evolution' or 'nelder-mead', got {method!r}")
-        pol = minimize(lambda x: float(objective(x[None, :])[0]), x0, method="Nelder-Mead", bounds=list(zip(lo, hi)),
-                       options={"xatol": 1e-6, "fatol": 1e-8, "maxiter": 4000, "adaptive": space.size > 3})
-        x = pol.x if pol.fun <= objective(np.asarray(x0)[None, :])[0] else np.asarray(x0)
-        obj = float(objective(x[None, :])[0])
-        conv = bool(pol.success and (method != "differential_evolution" or res.success))
-        rows.append({"run": s, "seed": seed + 1 + s if method == "differential_evolution" else seed,
-                     "objective": obj, "converged": conv, "n_evaluations": n_eval[0],
-                     **({f"start_{nm}": math.exp(v) for nm, v in zip(space.names, start)} if start is not None else {}),
-                     **{nm: math.exp(v) for nm, v in zip(space.names, x)}, "_x": x})
-        _progress(progress, s + 1, starts, "optimiser runs")
-    starts_df = pd.DataFrame(rows)
-    b = int(starts_df["objective"].idxmin())
-    best = starts_df.loc[b]
-    starts_df["at_best"] = starts_df["objective"] - best["objective"] <= BEST_TOLERANCE
-    x = np.asarray(best["_x"], float)
+    starts_df, x, n_best = minimise_distance(objective, lo, hi, x_init, space.names, method=method, starts=starts,
+                                             seed=seed, popsize=popsize, maxiter=maxiter, tol=tol,
+                                             progress=progress, counter=n_eval)
+    best = starts_df.loc[int(starts_df["objective"].idxmin())]
     st = sims(x[None, :])[:, 0]
     comp = pd.DataFrame({"target_id": [t.target_id for t in targets], "quantity": [t.quantity for t in targets],
                          "statistic": [t.statistic for t in targets], "reported": [t.value for t in targets],
@@ -1474,7 +1540,7 @@ def fit_targets(model, targets, estimate, *, cohort=None, n=200, seed=0, events=
     return TargetFitResult(model=model, space=space,
                            estimates={nm: float(math.exp(v)) for nm, v in zip(space.names, x)},
                            x=x, objective=float(best["objective"]), comparison=comp,
-                           starts=starts_df.drop(columns="_x"), n_at_best=int(starts_df["at_best"].sum()),
+                           starts=starts_df, n_at_best=n_best,
                            converged=bool(best["converged"]), cohort_size=getattr(cohort, "n", 0), seed=seed,
                            method=method, targets_path=str(targets_path), targets_sha256=targets_sha256)
 

@@ -18,6 +18,19 @@ def _plt():
     return plt
 
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
+
+
+def _log_tick_label(value, pos=None):
+    """``10\u2074``-style label of a log-axis tick, as plain text (no mathtext to lay out)."""
+    if not value > 0 or not np.isfinite(value):
+        return ""
+    e = int(np.round(np.log10(value)))
+    if abs(value / 10.0 ** e - 1.0) < 1e-9:
+        return "10" + str(e).translate(_SUPERSCRIPT)
+    return f"{value:g}"
+
+
 def _grid(n):
     cols = 1 if n == 1 else (2 if n <= 4 else 3)
     rows = int(np.ceil(n / cols))
@@ -52,8 +65,13 @@ def plot_trajectory(trajectory, names=None, log_scale=True, title=None):
     return fig
 
 
-def save_figure(fig, path, formats=("png",)):
-    """Save ``fig`` as ``path`` with each suffix in ``formats``; close it."""
+def save_figure(fig, path, formats=("png",), tight=True, dpi=150):
+    """Save ``fig`` as ``path`` with each suffix in ``formats``; close it.
+
+    ``tight=True`` crops the page to the drawn artists (an extra layout pass); figures
+    laid out with fixed margins (:func:`_fixed_layout`) are saved as they are, faster.
+    ``dpi`` applies to raster formats (png).
+    """
     from pathlib import Path
 
     plt = _plt()
@@ -61,10 +79,25 @@ def save_figure(fig, path, formats=("png",)):
     out = []
     for fmt in formats:
         p = path.with_suffix("." + fmt)
-        fig.savefig(p, bbox_inches="tight", dpi=150 if fmt == "png" else None)
+        fig.savefig(p, bbox_inches="tight" if tight else None, dpi=dpi if fmt == "png" else None)
         out.append(p)
     plt.close(fig)
     return out
+
+
+def _fixed_layout(fig, rows, cols, title=False):
+    """Margins in inches for a grid of panels with titles, axis labels and a legend.
+
+    Without the text measurements of ``tight_layout`` (a full draw of the figure), so
+    cohort figures cost one draw when saved.
+    """
+    w, h = fig.get_size_inches()
+    left, right, bottom, top = 0.9, 0.25, 0.6, 0.4 + (0.35 if title else 0.0)
+    gap_w, gap_h = 0.95, 0.85  # between panels: tick labels, y label, title of the next
+    aw = (w - left - right - (cols - 1) * gap_w) / cols
+    ah = (h - bottom - top - (rows - 1) * gap_h) / rows
+    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h,
+                        wspace=gap_w / aw if cols > 1 else 0.2, hspace=gap_h / ah if rows > 1 else 0.2)
 
 
 _ARM_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -148,9 +181,11 @@ def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=
                                 label="below LLOQ (at LLOQ)")
         if panel_log:
             ax.set_yscale("log")
+            ax.yaxis.set_minor_locator(plt.NullLocator())  # unlabelled; 100+ tick artists to lay out
+            ax.yaxis.set_major_formatter(plt.FuncFormatter(_log_tick_label))
             if floor is not None:
                 ax.set_ylim(bottom=floor)
-        ax.set_title(name)
+        ax.set_title(name, y=1.0)  # a fixed position: no measuring of the tick labels
         ax.set_xlabel(f"time ({time_unit})" if time_unit else "time")
         ax.set_ylabel((units or {}).get(name, ""))
         ax.legend(loc="best")
@@ -158,7 +193,7 @@ def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=
         ax.set_visible(False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    _fixed_layout(fig, rows, cols, bool(title))
     return fig
 
 
@@ -197,7 +232,7 @@ def plot_kaplan_meier(km, endpoints=None, time_unit="", title=None):
             ax.fill_between(t, lo, hi, step="post", color=colour, alpha=0.2, lw=0)
             ax.step(t, s, where="post", color=colour, lw=2, label=arm)
         ax.set_ylim(-0.02, 1.02)
-        ax.set_title(name)
+        ax.set_title(name, y=1.0)
         ax.set_xlabel(f"time ({time_unit})" if time_unit else "time")
         ax.set_ylabel("probability without event")
         ax.legend(loc="best")
@@ -205,5 +240,5 @@ def plot_kaplan_meier(km, endpoints=None, time_unit="", title=None):
         ax.set_visible(False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    _fixed_layout(fig, rows, cols, bool(title))
     return fig

@@ -73,10 +73,17 @@ def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_
     from .cohort import run_cohort
 
     output_dir = Path(output_dir)
+
+    def prepare():
+        if plots:  # most of matplotlib's import (~0.4 s) while the engine simulates; pyplot (and
+            # the choice of its backend) is left to the calling thread, when the figures are drawn
+            import matplotlib.backends.backend_agg  # noqa: F401
+            import matplotlib.figure  # noqa: F401
+
     with atomic_output_dir(output_dir) as staging:
         result = run_cohort(scenario, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size,
                             keep_trajectories=(staging / "trajectories.csv") if trajectories else False,
-                            progress=progress)
+                            progress=progress, patients_csv=staging / "patients.csv", while_simulating=prepare)
         names = result.write_into(staging, plots=plots)
     result.files = [output_dir / f for f in names]
     return result

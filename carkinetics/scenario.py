@@ -35,7 +35,8 @@ from . import expressions as ex
 from .errors import CarKineticsError, ExpressionError, ProblemCollector, ScenarioError, suggestion
 from .options import METHODS, OptionsError, SolverOptions
 
-_SCENARIO_KEYS = {"name", "description", "model", "targets", "notes", "seed_file", "arm", "reproduces"}
+_SCENARIO_KEYS = {"name", "description", "model", "targets", "notes", "seed_file", "arm", "reproduces",
+                  "parameter_set"}
 _TIMES_KEYS = {"start", "end", "step", "values"}
 _SOLVER_KEYS = {"method", "rtol", "atol", "max_steps", "max_step"}
 _EVENT_KEYS = {"name", "time", "when", "add", "multiply", "set", "set_parameter", "notes", "arms"}
@@ -100,6 +101,7 @@ class Scenario:
     targets: tuple[str, ...] = ()
     sections: dict = field(default_factory=dict)  # extension sections (population, endpoints, ...)
     raw: dict = field(default_factory=dict, repr=False)
+    parameter_sets: tuple[Path, ...] = ()  # files whose [parameters] the scenario starts from
 
     @property
     def horizon(self) -> float:
@@ -171,14 +173,20 @@ def load_scenario(path) -> Scenario:
         Listing every problem in the file (and in the model file it names).
     """
     path = Path(path)
-    if not path.exists():
-        raise ScenarioError(path, ["file not found"])
-    text = path.read_text(encoding="utf-8")
+    return scenario_from_dict(read_toml(path, ScenarioError), path)
+
+
+def read_toml(path, error_class=ScenarioError) -> dict:
+    """The tables of a TOML file; a missing, unreadable or malformed file raises ``error_class``."""
+    path = Path(path)
+    if not path.is_file():
+        raise error_class(path, ["file not found"])
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise error_class(path, [f"cannot read the file: {err}"]) from None
     except tomllib.TOMLDecodeError as err:
-        raise ScenarioError(path, [f"not valid TOML: {err}"]) from None
-    return scenario_from_dict(data, path)
+        raise error_class(path, [f"not valid TOML: {err}"]) from None
 
 
 def scenario_from_dict(data: dict, path) -> Scenario:
@@ -223,18 +231,13 @@ def scenario_from_dict(data: dict, path) -> Scenario:
     # ---- times
     times, t0 = _parse_times(data.get("times"), errs)
 
-    # ---- parameter overrides
+    # ---- parameter sets (e.g. a product's calibrated values), then the scenario's own overrides
     overrides = {}
-    for nm, value, key in parameter_items(data.get("parameters", {}), "parameters", model, errs, "value"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            errs.add(key, f"expected a finite number, got {value!r}")
-            continue
-        par = model.parameter(nm)
-        if par.bounds and not (par.bounds[0] <= value <= par.bounds[1]):
-            errs.add(key, f"{value} is outside the model's bounds [{par.bounds[0]}, {par.bounds[1]}] "
-                          f"({par.unit})")
-            continue
-        overrides[nm] = float(value)
+    set_paths = _parameter_set_paths(head.get("parameter_set"), path, errs)
+    for set_path in set_paths:
+        overrides.update(load_parameter_set(set_path, model))
+    _numeric_parameters(parameter_items(data.get("parameters", {}), "parameters", model, errs, "value"),
+                        model, errs, overrides)
 
     # ---- solver
     solver = _parse_solver(data.get("solver", {}), model, errs)
@@ -280,7 +283,65 @@ def scenario_from_dict(data: dict, path) -> Scenario:
     return Scenario(path=path, name=str(name), description=str(head.get("description", "")), model=model,
                     times=times, t0=t0, parameters=overrides, solver=solver, events=events,
                     plot_outputs=plot_outputs, plot_log=plot_log, targets=tuple(targets), sections=sections,
-                    raw=data)
+                    raw=data, parameter_sets=tuple(set_paths))
+
+
+def _numeric_parameters(items, model, errs, out: dict) -> None:
+    """Check ``(name, value, key)`` entries as finite numbers within the model's bounds into ``out``."""
+    for nm, value, key in items:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            errs.add(key, f"expected a finite number, got {value!r}")
+            continue
+        par = model.parameter(nm)
+        if par.bounds and not (par.bounds[0] <= value <= par.bounds[1]):
+            errs.add(key, f"{value} is outside the model's bounds [{par.bounds[0]}, {par.bounds[1]}] "
+                          f"({par.unit})")
+            continue
+        out[nm] = float(value)
+
+
+def _parameter_set_paths(raw, path: Path, errs) -> list:
+    if raw is None:
+        return []
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not items or not all(isinstance(x, str) and x for x in items):
+        errs.add("scenario.parameter_set", f"expected the path of a parameter-set file (relative to this "
+                                           f"scenario) or a list of them, got {raw!r}")
+        return []
+    out = []
+    for x in items:
+        p = path.parent / x
+        if not p.is_file():
+            errs.add("scenario.parameter_set", f"parameter-set file '{x}' not found (looked for {p})")
+        else:
+            out.append(p)
+    return out
+
+
+def load_parameter_set(path, model) -> dict:
+    """Parameter values from a parameter-set file: a TOML file with a ``[parameters]`` table.
+
+    Such files are written by ``carkinetics calibrate`` (one per product, with the fit's
+    provenance in comments and in a ``[calibration]`` table, which is not read here); a
+    scenario names one with ``[scenario] parameter_set = "..."`` and its own
+    ``[parameters]`` apply on top.
+
+    Raises
+    ------
+    ScenarioError
+        Naming the file: not TOML, no ``[parameters]`` table, unknown parameters, values
+        that are not finite numbers within the model's bounds.
+    """
+    path = Path(path)
+    errs = ProblemCollector(path, ScenarioError)
+    data = read_toml(path, ScenarioError)
+    if not isinstance(data.get("parameters"), dict):
+        raise ScenarioError(path, ["parameters: a parameter-set file needs a [parameters] table of "
+                                   "parameter = value"])
+    out = {}
+    _numeric_parameters(parameter_items(data["parameters"], "parameters", model, errs, "value"), model, errs, out)
+    errs.raise_if_any()
+    return out
 
 
 def _parse_times(raw, errs):

@@ -16,6 +16,7 @@ statistic and counted in a ``missing`` row per endpoint and group.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,19 +147,46 @@ def quantile_interval(x, q, level=0.95):
     if not 0 < q < 1:
         raise ValueError(f"`q` must be in (0, 1), got {q!r}")
     x = np.asarray(x, dtype=float).ravel()
-    x = np.sort(x[~np.isnan(x)])
+    return _quantile_interval_sorted(np.sort(x[~np.isnan(x)]), q, level)
+
+
+def _binomial_crossing(n, q, below, threshold):
+    """First ``k`` in 0..n where ``bdtr(k, n, q) >= threshold`` (``below``) or ``bdtrc(k, n, q) <= threshold``.
+
+    The CDF is evaluated only on a window of k around ``n q`` (10 standard deviations and
+    more: a few thousand values for n = 10^5 instead of n + 1), widened to the whole range
+    when the crossing is not strictly inside it: the same index as a search over all of 0..n.
+    """
+    from scipy import special
+
+    def first(ks):
+        if below:
+            return int(np.searchsorted(special.bdtr(ks, n, q), threshold, side="left"))
+        sf = special.bdtrc(ks, n, q)  # decreasing
+        hit = sf <= threshold
+        return int(np.argmax(hit)) if np.any(hit) else ks.size
+
+    half = int(10.0 * math.sqrt(n * q * (1.0 - q))) + 20
+    centre = int(n * q)
+    lo, hi = max(0, centre - half), min(n, centre + half)
+    if lo > 0 or hi < n:
+        ks = np.arange(lo, hi + 1)
+        j = first(ks)
+        if 0 < j < ks.size:  # crossing strictly inside the window: exact
+            return lo + j
+    return first(np.arange(n + 1))
+
+
+def _quantile_interval_sorted(x, q, level):
+    """:func:`quantile_interval` of a sorted sample without NaN (no checks)."""
     n = x.size
     if n == 0:
         return np.nan, np.nan, np.nan
     alpha = (1 - level) / 2
     # binomial quantiles of the count below the true quantile, from scipy.special's
     # binomial cdf (scipy.stats would add ~1 s to every command's start-up)
-    from scipy import special
-
-    k = np.arange(n + 1)
-    lo_index = int(np.searchsorted(special.bdtr(k, n, q), alpha * (1 - 1e-12), side="left")) - 1  # ppf(alpha) - 1
-    sf = special.bdtrc(k, n, q)  # decreasing
-    hi_index = int(np.argmax(sf <= alpha * (1 + 1e-12))) if np.any(sf <= alpha * (1 + 1e-12)) else n  # isf(alpha)
+    lo_index = _binomial_crossing(n, q, True, alpha * (1 - 1e-12)) - 1  # ppf(alpha) - 1
+    hi_index = _binomial_crossing(n, q, False, alpha * (1 + 1e-12))  # isf(alpha)
     lower = x[lo_index] if lo_index >= 0 else np.nan
     upper = x[hi_index] if hi_index < n else np.nan
     return float(np.quantile(x, q)), float(lower), float(upper)
@@ -184,9 +212,9 @@ def mean_interval(x, level=0.95, geometric=False):
     if y.size < 2:
         lo = hi = np.nan
     else:
-        from scipy import stats
+        from scipy import special  # the t quantile as scipy.stats.t.ppf computes it (stdtrit)
 
-        half = float(stats.t.ppf(0.5 + level / 2, y.size - 1) * y.std(ddof=1) / np.sqrt(y.size))
+        half = float(special.stdtrit(y.size - 1, 0.5 + level / 2) * y.std(ddof=1) / np.sqrt(y.size))
         lo, hi = m - half, m + half
     if geometric:
         return float(np.exp(m)), float(np.exp(lo)), float(np.exp(hi))
@@ -408,8 +436,9 @@ def summarise(patients, endpoint_set, by="arm", level=0.95, interval="wilson"):
                 lo, hi = proportion_interval(k, n, level, interval)
                 add("proportion", k / n if n else np.nan, lo, hi)
             elif kind == "continuous":
+                xs = np.sort(x[ok])  # once for every quantile
                 for stat, q in QUANTILES.items():
-                    add(stat, *quantile_interval(x[ok], q, level))
+                    add(stat, *_quantile_interval_sorted(xs, q, level))
                 add("mean", *mean_interval(x[ok], level))
                 add("geomean", *mean_interval(x[ok], level, geometric=True))
             elif kind == "time":

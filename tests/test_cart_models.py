@@ -12,6 +12,8 @@ What is checked, each against an independent reference:
 * the integration against scipy's Radau (tests/reference.py) at tight tolerance.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -166,6 +168,27 @@ def test_typical_cd7_curve_peaks_in_days_7_to_21_then_contracts_and_persists(tal
     neg28, neg180, neg365 = (at(tr, "t_antigen_negative_per_ul", d) for d in (28, 180, 365))
     assert neg180 > 10 * neg28
     assert neg365 < p["t_capacity"] * to_blood
+
+
+@pytest.mark.parametrize("product", ["cd7_donor", "cd7_auto"])
+def test_calibrated_cd7_products_peak_in_days_7_to_21_then_contract_and_persist(tall, targets, product):
+    """The typical curve of each calibrated CD7 product (models/calibrated/cart_tall/): peak in
+    days 7-21 (no peak day in the equations), fast contraction, then a slow persistence phase."""
+    from carkinetics.scenario import load_parameter_set
+
+    calibrated = load_parameter_set(Path(__file__).resolve().parents[1] / "models" / "calibrated" / "cart_tall"
+                                    / f"{product}.toml", tall)
+    tr = run(tall, typical_protocol(tall, calibrated), overrides=calibrated)
+    assert tr.success
+    tmax, cmax = peak(tr)
+    assert 7.0 <= tmax <= 21.0
+    early = np.log(at(tr, "car_t_per_ul", tmax + 7) / at(tr, "car_t_per_ul", tmax + 14)) / 7
+    late = np.log(at(tr, "car_t_per_ul", 180) / at(tr, "car_t_per_ul", 365)) / 185
+    assert np.log(2) / 8 <= early <= np.log(2) / 3
+    assert abs(late) < 0.1 * early
+    assert at(tr, "transgene_copies_per_ug", 183) > 50
+    lo, hi = targets.loc["nct05290155_car_peak", ["lower", "upper"]]
+    assert lo <= tr["transgene_copies_per_ug"][np.argmax(tr["car_t_per_ul"])] <= hi
 
 
 def test_peak_day_and_height_emerge_from_antigen_and_product(tall):

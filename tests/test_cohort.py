@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from carkinetics import simulate
 from carkinetics.cli import main
 from carkinetics.cohort import (QUANTILE_COLUMNS, QUANTILES, BandHistogram, CohortError, load_cohort_result,
-                                run_cohort)
+                                run_cohort, write_csv)
 from carkinetics.population import cohort_design
 from carkinetics.scenario import load_scenario
 from carkinetics.schedule import Action, Event, Schedule
@@ -230,10 +230,39 @@ def test_write_and_load_round_trip(tmp_path, reference):
     assert len(back.observed) == 6 and set(back.observed["observable"]) == {"total"}
 
 
+def test_csv_floats_are_written_as_pythons_repr():
+    """The compiled float formatter against CPython's repr (David Gay's shortest round trip)."""
+    import io
+
+    rng = np.random.default_rng(5)
+    special = [0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -2.5e-320, 2.2250738585072014e-308,
+               1.7976931348623157e308, 1e16, 1e15, 9999999999999998.0, 1e-4, 1e-5, 0.1, 0.3, 1 / 3, 100.0,
+               123456789012345678.0, 2.0 ** 52, 2.0 ** 53 + 2, 4.35e-05, 7.0, -1.5e300]
+    x = np.concatenate([rng.integers(0, 2 ** 64, 100_000, dtype=np.uint64).view(np.float64),  # every exponent
+                        rng.lognormal(0.0, 8.0, 20_000), np.arange(-500, 500) / 8.0,
+                        10.0 ** np.arange(-320, 309), 2.0 ** np.arange(-1074, 1024),
+                        np.nextafter(10.0 ** np.arange(-300, 300), np.inf), special])
+    table = pd.DataFrame({"x": x, "i": np.arange(x.size) - 7})
+    out = io.StringIO()
+    write_csv(table, out)
+    want = ["x,i"] + [f"{'' if v != v else repr(v)},{i - 7}" for i, v in enumerate(x.tolist())]
+    assert out.getvalue().split("\n") == want + [""]
+    # every supported column type: the bytes of pandas' to_csv; text that needs quoting goes to pandas
+    mixed = pd.DataFrame({"a": np.array([0, -1, 2 ** 62, -2 ** 63], dtype=np.int64),
+                          "b": np.array([1, 2, 3, 4], dtype=np.int32), "c": [True, False, True, False],
+                          "d": ["x", None, "y z", "w"], "e": pd.Categorical(["u", None, "v", "u"]),
+                          "f": [np.nan, 1e-310, -0.0, 2.5]})
+    strings = mixed.assign(d=pd.array(["x", None, "y", "z"], dtype="string"))
+    for t in (mixed, strings, mixed.assign(d=["a,b", "c", 'say "x"', "d"]), mixed.iloc[:0]):
+        out = io.StringIO()
+        write_csv(t, out)
+        assert out.getvalue() == t.to_csv(index=False)
+
+
 def test_cli_cohort_files_identical_for_one_and_two_jobs(tmp_path):
     runner = CliRunner()
     outs = []
-    for jobs, chunk in ((1, 100), (2, 4096)):
+    for jobs, chunk in ((1, 100), (2, 4096), (2, 64)):
         out = tmp_path / f"j{jobs}"
         res = runner.invoke(main, ["run", str(COHORT), "--n", "300", "--seed", "4", "--jobs", str(jobs),
                                    "--chunk-size", str(chunk), "--trajectories", "-o", str(out)])
@@ -241,7 +270,9 @@ def test_cli_cohort_files_identical_for_one_and_two_jobs(tmp_path):
         assert "300 virtual patients (seed 4" in res.stdout
         outs.append(out)
     for name in ("patients.csv", "summary.csv", "bands.csv", "km.csv", "trajectories.csv", "observed.csv"):
-        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes() == (outs[2] / name).read_bytes(), name
+    # the streamed patient table is the one pandas writes
+    assert (outs[2] / "patients.csv").read_text() == pd.read_csv(outs[0] / "patients.csv").to_csv(index=False)
     tr = pd.read_csv(outs[0] / "trajectories.csv")
     assert len(tr) == 300 * 61 and list(tr.columns) == ["patient", "arm", "time", "total", "a"]
 

@@ -1,0 +1,263 @@
+"""Joint calibration across products (carkinetics.calibrate) and scenario parameter sets.
+
+The recovery test uses the Stein 2019 multiphasic model, whose typical peak equals its
+``cmax`` parameter, so the reported median peak of a cohort with symmetric log-normal
+variability is known in closed form (the truth); the day-28 medians come from an
+independent, larger cohort with another seed at the true values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from carkinetics.calibrate import CalibrationFileError, calibrate, load_calibration, write_calibration
+from carkinetics.cli import main
+from carkinetics.errors import ScenarioError
+from carkinetics.scenario import load_scenario
+from carkinetics.targets import TARGET_COLUMNS
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+TRUTH = {"alpha": 0.25, "cmax_a": 20000.0, "cmax_b": 60000.0}
+
+
+def _scenario(folder: Path, name: str, ids: tuple[str, str], extra_head: str = "") -> Path:
+    text = f"""
+    [scenario]
+    name = "{name}"
+    model = "{(MODELS / 'multiphasic.toml').as_posix()}"
+    {extra_head}
+
+    [times]
+    start = 0
+    end = 40
+    step = 0.5
+
+    [population]
+    size = 200
+    seed = 5
+    variability = {{ fold_expansion = 0.0, tmax = 0.2, cmax = 0.3, alpha = 0.3, fb = 0.3, beta = 0.3 }}
+
+    [endpoints.peak]
+    type = "cmax"
+    output = "transgene"
+
+    [endpoints.level_d28]
+    type = "level"
+    output = "transgene"
+    day = 28
+
+    [targets.{ids[0]}]
+    endpoint = "peak"
+
+    [targets.{ids[1]}]
+    endpoint = "level_d28"
+    """
+    path = folder / f"{name}.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def _reference(folder: Path, rows) -> Path:
+    import csv
+
+    path = folder / "reference.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=TARGET_COLUMNS)
+        w.writeheader()
+        for tid, value, rel in rows:
+            lo, hi = value / math.exp(1.96 * rel), value * math.exp(1.96 * rel)
+            w.writerow({"target_id": tid, "trial": "synthetic", "arm": "synthetic", "quantity": "car_peak",
+                        "statistic": "median", "value": value, "lower": lo, "upper": hi, "ci_method": "reported",
+                        "n": 100, "unit": "copies/ug gDNA", "product": "CD19", "evidence": "D",
+                        "note": "synthetic target of tests/test_calibrate.py"})
+    return path
+
+
+def _median_level_d28(scenario_path, parameters, n=4000, seed=99):
+    from carkinetics.cohort import run_cohort
+
+    res = run_cohort(load_scenario(scenario_path), n=n, seed=seed, bands=False, parameters=parameters)
+    return float(np.median(res.patients["level_d28"]))
+
+
+@pytest.fixture()
+def synthetic(tmp_path):
+    a = _scenario(tmp_path, "product_a", ("a_peak", "a_d28"))
+    b = _scenario(tmp_path, "product_b", ("b_peak", "b_d28"))
+    d28_a = _median_level_d28(a, {"alpha": TRUTH["alpha"], "cmax": TRUTH["cmax_a"]})
+    d28_b = _median_level_d28(b, {"alpha": TRUTH["alpha"], "cmax": TRUTH["cmax_b"]})
+    # the median peak is the typical cmax (log-symmetric variability): closed form
+    ref = _reference(tmp_path, [("a_peak", TRUTH["cmax_a"], 0.05), ("a_d28", d28_a, 0.05),
+                                ("b_peak", TRUTH["cmax_b"], 0.05), ("b_d28", d28_b, 0.05)])
+    cal = tmp_path / "calibration.toml"
+    cal.write_text(textwrap.dedent(f"""
+    [calibration]
+    name = "synthetic"
+    model = "{(MODELS / 'multiphasic.toml').as_posix()}"
+    reference = "{ref.name}"
+    n = 300
+    seed = 3
+    maxiter = 60
+    output = "calibrated"
+
+    [products.a]
+    scenarios = ["{a.name}"]
+
+    [products.b]
+    scenarios = ["{b.name}"]
+
+    [estimate.alpha]
+    bounds = [0.05, 1.0]
+    note = "shared"
+
+    [estimate.cmax]
+    products = ["a", "b"]
+    bounds = [1000, 1e6]
+
+    [fixed.beta]
+    reason = "day-28 levels do not reach the memory phase"
+    """))
+    return tmp_path, cal
+
+
+def test_shared_and_product_specific_estimates_are_recovered(synthetic):
+    folder, path = synthetic
+    cal = load_calibration(path)
+    assert [e.label for e in cal.estimates] == ["alpha", "cmax[a]", "cmax[b]"]
+    res = calibrate(cal)
+    est = res.estimates
+    assert est["alpha"] == pytest.approx(TRUTH["alpha"], rel=0.1)
+    assert est["cmax[a]"] == pytest.approx(TRUTH["cmax_a"], rel=0.1)
+    assert est["cmax[b]"] == pytest.approx(TRUTH["cmax_b"], rel=0.1)
+    assert res.objective < res.objective_initial
+    # each product's set holds the shared value and only its own specific value
+    assert res.parameter_set("a") == {"alpha": est["alpha"], "cmax": est["cmax[a]"]}
+    assert res.parameter_set("b")["cmax"] == est["cmax[b]"]
+
+    files = write_calibration(res, command="test")
+    out = folder / "calibrated"
+    assert {"a.toml", "b.toml", "calibration.json", "comparison.csv"} <= set(files)
+    info = json.loads((out / "calibration.json").read_text())
+    assert info["fixed"]["beta"]["reason"].startswith("day-28")
+    assert info["provenance"]["calibration_sha256"] and info["provenance"]["patients_per_scenario"] == 300
+
+    # a scenario naming the product's parameter set starts from the calibrated values,
+    # and its own [parameters] still apply on top
+    sc = _scenario(folder, "uses_set", ("x1", "x2"),
+                   extra_head=f'parameter_set = "{(out / "b.toml").as_posix()}"')
+    s = load_scenario(sc)
+    assert s.parameters["cmax"] == pytest.approx(est["cmax[b]"])
+    assert s.parameters["alpha"] == pytest.approx(est["alpha"])
+    text = sc.read_text() + "\n[parameters]\nalpha = 0.5\n"
+    sc.write_text(text)
+    assert load_scenario(sc).parameters["alpha"] == 0.5
+
+
+def test_calibration_file_problems_are_reported_together(synthetic):
+    folder, path = synthetic
+    bad = path.read_text().replace('products = ["a", "b"]', 'products = ["a", "c"]')
+    bad = bad.replace("[estimate.alpha]", "[estimate.alpah]")
+    bad = bad.replace('reason = "day-28 levels do not reach the memory phase"', 'reason = ""')
+    bad += '\n[targets.a_peak]\nse = 0.2\n\n[targets.zz]\nweight = 1\n\n[extra]\nx = 1\n'
+    p = folder / "bad.toml"
+    p.write_text(bad)
+    with pytest.raises(CalibrationFileError) as err:
+        load_calibration(p)
+    msg = str(err.value)
+    assert str(p) in msg
+    for part in ("estimate.alpah: 'alpah' is not a parameter", "did you mean 'alpha'",
+                 "estimate.cmax.products: 'c' is not a product", "fixed.beta.reason",
+                 "targets.a_peak.note: say where the standard error comes from",
+                 "targets.zz: 'zz' is not an outcome target", "extra"):
+        assert part in msg, part
+
+
+def test_an_estimated_parameter_set_by_a_scenario_is_refused(synthetic):
+    folder, path = synthetic
+    sa = folder / "product_a.toml"
+    sa.write_text(sa.read_text() + "\n[parameters]\nalpha = 0.3\n")
+    with pytest.raises(CalibrationFileError, match="product_a.toml sets 'alpha' in its own \\[parameters\\]"):
+        load_calibration(path)
+
+
+def test_parameter_set_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "set.toml"
+    bad.write_text("[parameters]\nalpah = 0.2\ncmax = -1\n")
+    sc = _scenario(tmp_path, "s", ("x1", "x2"), extra_head='parameter_set = "set.toml"')
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(sc)
+    msg = str(err.value)
+    assert str(bad) in msg and "'alpah' is not a parameter" in msg and "outside the model's bounds" in msg
+    missing = _scenario(tmp_path, "m", ("x1", "x2"), extra_head='parameter_set = "nowhere.toml"')
+    with pytest.raises(ScenarioError, match="parameter-set file 'nowhere.toml' not found"):
+        load_scenario(missing)
+
+
+def test_cli_calibrate_dry_run_and_errors(synthetic):
+    folder, path = synthetic
+    r = CliRunner().invoke(main, ["calibrate", str(path), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "3 estimates (alpha, cmax[a], cmax[b]), 4 targets" in r.output
+    assert "a_d28" in r.output
+    r = CliRunner().invoke(main, ["calibrate", str(folder / "nope.toml")])
+    assert r.exit_code == 1 and "file not found" in r.output and "Traceback" not in r.output
+
+
+# ---- the shipped calibrations ------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = {"cart_tall": ("cd7_donor", "cd7_auto", "cd5"), "cart_ball": ("cd19_donor",)}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_calibration_is_consistent_with_its_parameter_sets(name):
+    """The calibration file checks out, every product has its set, each set holds the values
+    recorded in calibration.json, shared values are equal across sets, and the scenarios of
+    each product name that product's set (so what validate runs is what was fitted)."""
+    from carkinetics.scenario import load_parameter_set
+
+    cal = load_calibration(ROOT / "models" / "calibration" / f"{name}.toml")
+    assert set(cal.products) == set(SHIPPED[name])
+    out = ROOT / "models" / "calibrated" / name
+    info = json.loads((out / "calibration.json").read_text())
+    assert info["provenance"]["model_sha256"]
+    for e in cal.estimates:  # every estimate has a value in the record
+        assert e.label in info["estimates"]
+    for product, scenarios in cal.products.items():
+        values = load_parameter_set(out / f"{product}.toml", cal.model)
+        assert values == pytest.approx(info["parameter_sets"][product])
+        for e in cal.estimates:
+            if e.applies_to(product):
+                assert values[e.parameter] == pytest.approx(info["estimates"][e.label])
+        for sc in scenarios:
+            assert [p.resolve() for p in sc.parameter_sets] == [(out / f"{product}.toml").resolve()]
+    for reason in cal.fixed.values():
+        assert reason
+
+
+def test_protocol_design_uses_the_calibrated_product_values():
+    """protocol_design.toml starts from the donor-derived CD7 set; its autologous arm and CD5
+    product option carry the calibrated product-specific values (copied there: this test
+    fails if they go stale after a re-calibration)."""
+    from carkinetics.scenario import load_parameter_set
+
+    sc = load_scenario(ROOT / "scenarios" / "protocol_design.toml")
+    out = ROOT / "models" / "calibrated" / "cart_tall"
+    assert [p.resolve() for p in sc.parameter_sets] == [(out / "cd7_donor.toml").resolve()]
+    auto = load_parameter_set(out / "cd7_auto.toml", sc.model)
+    cd5 = load_parameter_set(out / "cd5.toml", sc.model)
+    arm = sc.raw["arms"]["autologous"]["parameters"]
+    donor = load_parameter_set(out / "cd7_donor.toml", sc.model)
+    for k, v in auto.items():
+        if k not in donor or donor[k] != v:  # the product-specific values of the autologous product
+            assert arm[k] == pytest.approx(v, rel=1e-6), k
+    option = sc.raw["sweep"]["axes"]["product"]["cd5"]
+    for k, v in cd5.items():
+        if k not in donor or donor[k] != v:
+            assert option[k] == pytest.approx(v, rel=1e-6), k
