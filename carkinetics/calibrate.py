@@ -180,8 +180,7 @@ def load_calibration(path) -> Calibration:
         ``[parameters]`` (it would shadow the calibrated value), targets without a
         standard error.
     """
-    from .model import load_model
-    from .scenario import load_scenario, read_toml
+    from .scenario import header_and_model, load_scenario, read_toml
     from .targets import load_targets
     from .validate import TargetSpec  # noqa: F401  (registers the [targets] scenario section)
 
@@ -192,25 +191,7 @@ def load_calibration(path) -> Calibration:
     for key in data:
         if key not in sections:
             errs.unknown_name(key, key, sorted(sections), "a section of a calibration file")
-    head = data.get("calibration")
-    if not isinstance(head, dict):
-        errs.add("calibration", "missing [calibration] table with at least 'model'")
-        errs.raise_if_any()
-    for key in head:
-        if key not in _HEAD_KEYS:
-            errs.unknown_name(f"calibration.{key}", key, sorted(_HEAD_KEYS), "a key of [calibration]")
-    model_ref = head.get("model")
-    if not isinstance(model_ref, str) or not model_ref:
-        errs.add("calibration.model", f"expected the path of a model file (relative to this file) or a model "
-                                      f"name, got {model_ref!r}")
-        errs.raise_if_any()
-    try:
-        mp = path.parent / model_ref
-        model = load_model(mp if (mp.suffix == ".toml" or "/" in model_ref) else model_ref)
-    except CarKineticsError as err:
-        errs.add("calibration.model", f"model '{model_ref}' could not be loaded:\n    "
-                 + str(err).replace("\n", "\n    "))
-        errs.raise_if_any()
+    head, model = header_and_model(data, "calibration", _HEAD_KEYS, path, errs)
     n = _int(head, "n", 500, errs, minimum=2)
     seed = _int(head, "seed", 1, errs, minimum=0)
     starts = _int(head, "starts", 1, errs)
@@ -245,9 +226,7 @@ def load_calibration(path) -> Calibration:
         if not isinstance(spec, dict):
             errs.add(key, "expected a table with 'scenarios' (a list of scenario files)")
             continue
-        for k in spec:
-            if k not in _PRODUCT_KEYS:
-                errs.unknown_name(f"{key}.{k}", k, sorted(_PRODUCT_KEYS), f"a key of [{key}]")
+        errs.unknown_keys(key, spec, _PRODUCT_KEYS, f"a key of [{key}]")
         files = spec.get("scenarios")
         if not isinstance(files, list) or not files or not all(isinstance(f, str) and f for f in files):
             errs.add(f"{key}.scenarios", f"expected a non-empty list of scenario files, got {files!r}")
@@ -360,18 +339,13 @@ def load_calibration(path) -> Calibration:
 def _parameter_tables(raw, section, allowed, model, errs):
     """``(parameter, table, key)`` of the ``[section.<parameter>]`` tables that name a model
     parameter and are tables; unknown parameters and keys are recorded in ``errs``."""
-    for pname, spec in raw.items():
-        key = f"{section}.{pname}"
-        if pname not in model.parameter_names:
-            errs.add(key, f"'{pname}' is not a parameter of model '{model.name}'"
-                          f"{suggestion(pname, model.parameter_names)}")
-            continue
+    from .scenario import parameter_items
+
+    for pname, spec, key in parameter_items(raw, section, model, errs, "table"):
         if not isinstance(spec, dict):
             errs.add(key, f"expected a table (keys: {', '.join(sorted(allowed))})")
             continue
-        for k in spec:
-            if k not in allowed:
-                errs.unknown_name(f"{key}.{k}", k, sorted(allowed), f"a key of [{key}]")
+        errs.unknown_keys(key, spec, allowed, f"a key of [{key}]")
         yield pname, spec, key
 
 
@@ -422,9 +396,7 @@ def _collect_targets(products, raw_targets, reference, errs):
                 if not isinstance(settings, dict):
                     errs.add(f"targets.{tid}", "expected a table (keys: se, weight, exclude, note)")
                     continue
-                for k in settings:
-                    if k not in _TARGET_KEYS:
-                        errs.unknown_name(f"targets.{tid}.{k}", k, sorted(_TARGET_KEYS), f"a key of [targets.{tid}]")
+                errs.unknown_keys(f"targets.{tid}", settings, _TARGET_KEYS, f"a key of [targets.{tid}]")
                 note = str(settings.get("note", ""))
                 if settings.get("exclude", False) is True:
                     if not note:

@@ -358,9 +358,7 @@ def _parse_data(raw, context):
     if not isinstance(raw, dict):
         errs.add("data", "expected a table with file = \"observations.csv\"")
         return None
-    for k in raw:
-        if k not in ("file", "description", "notes", "source"):
-            errs.unknown_name(f"data.{k}", k, ["file", "description", "notes", "source"], "a key of [data]")
+    errs.unknown_keys("data", raw, ("file", "description", "notes", "source"), "a key of [data]")
     f = raw.get("file")
     if not isinstance(f, str) or not f:
         errs.add("data.file", f"expected the path of a CSV file (relative to the scenario), got {f!r}")

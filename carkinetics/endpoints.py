@@ -216,6 +216,16 @@ def _bounds(times, start, end):
     return start, end
 
 
+def _observed_window(times, values, start, end):
+    """Output times inside [start, end] and the rows' values there (no interpolation), and
+    whether ``values`` was one row."""
+    times = np.asarray(times, dtype=float)
+    v, single = _rows(values)
+    start, end = _bounds(times, start, end)
+    m = _grid_window(times, start, end)
+    return times[m], v[:, m], single
+
+
 def _grid_window(times, start, end):
     """Slice of the output times inside [start, end] (a closed window of observed values)."""
     i0 = int(np.searchsorted(times, start, side="left"))
@@ -246,11 +256,7 @@ def cmax(times, values, start=None, end=None, lloq=None):
     -------
     (cmax, tmax) : tuple of ndarray, shape (n,) (floats for one row)
     """
-    times = np.asarray(times, dtype=float)
-    v, single = _rows(values)
-    start, end = _bounds(times, start, end)
-    m = _grid_window(times, start, end)
-    tw, vw = times[m], v[:, m]
+    tw, vw, single = _observed_window(times, values, start, end)
     if lloq is not None:
         vw = np.where(vw < lloq, 0.0, vw)
     peak = vw.max(axis=1)
@@ -271,11 +277,7 @@ def cmin(times, values, start=None, end=None):
     -------
     (cmin, tmin) : tuple of ndarray, shape (n,)
     """
-    times = np.asarray(times, dtype=float)
-    v, single = _rows(values)
-    start, end = _bounds(times, start, end)
-    m = _grid_window(times, start, end)
-    tw, vw = times[m], v[:, m]
+    tw, vw, single = _observed_window(times, values, start, end)
     low = vw.min(axis=1)
     tlow = tw[vw.argmin(axis=1)]
     bad = np.isnan(low)  # the minimum is NaN exactly where a row has a NaN
@@ -357,11 +359,7 @@ def tlast(times, values, lloq=None, start=None, end=None):
     -------
     ndarray, shape (n,)
     """
-    times = np.asarray(times, dtype=float)
-    v, single = _rows(values)
-    start, end = _bounds(times, start, end)
-    m = _grid_window(times, start, end)
-    tw, vw = times[m], v[:, m]
+    tw, vw, single = _observed_window(times, values, start, end)
     quant = vw >= lloq if lloq is not None else vw > 0
     any_q = quant.any(axis=1)
     k = vw.shape[1] - 1 - quant[:, ::-1].argmax(axis=1)
@@ -1004,9 +1002,7 @@ class _Parser:
         return EndpointSet(ordered, self.outputs, declared_order=[n for n in declared if n in by_name])
 
     def common(self, name, key, spec, allowed):
-        for k in spec:
-            if k not in allowed:
-                self.errs.unknown_name(f"{key}.{k}", k, sorted(allowed), f"a key of {key}")
+        self.errs.unknown_keys(key, spec, allowed, f"a key of {key}")
         among = None
         if "among" in spec:
             among = self.expression(spec, "among", key, allow_outputs=False)

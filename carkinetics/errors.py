@@ -100,6 +100,12 @@ class ProblemCollector:
         """Record an unknown name, with a close-match suggestion when there is one."""
         self.add(key, unknown_name_message(name, known, what))
 
+    def unknown_keys(self, key: str, table, allowed: Iterable[str], what: str) -> None:
+        """Record every key of ``table`` (the table at ``key``) that is not in ``allowed``."""
+        for k in table:
+            if k not in allowed:
+                self.unknown_name(f"{key}.{k}", k, allowed, what)
+
     def __bool__(self) -> bool:
         return bool(self.problems)
 

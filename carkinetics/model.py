@@ -347,9 +347,7 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         if key not in _TOP_KEYS:
             errs.unknown_name(key, key, _TOP_KEYS, "a section of a model file")
     meta = _table(data.get("model", {}), "model", errs)
-    for key in meta:
-        if key not in _MODEL_KEYS:
-            errs.unknown_name(f"model.{key}", key, _MODEL_KEYS, "a key of [model]")
+    errs.unknown_keys("model", meta, _MODEL_KEYS, "a key of [model]")
     name = meta.get("name", path.stem)
     if not isinstance(name, str) or not name:
         errs.add("model.name", f"expected a non-empty string, got {name!r}")
@@ -398,9 +396,7 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         if not isinstance(spec, dict):
             errs.add(key, f"expected a table with value, unit, description, source; got {spec!r}")
             continue
-        for k in spec:
-            if k not in _PARAM_KEYS:
-                errs.unknown_name(f"{key}.{k}", k, _PARAM_KEYS, "a parameter key")
+        errs.unknown_keys(key, spec, _PARAM_KEYS, "a parameter key")
         value = _number(spec, "value", key, errs, required=True)
         unit = _string(spec, "unit", key, errs, required=True)
         desc = _string(spec, "description", key, errs, required=True)
@@ -452,9 +448,7 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         key = f"expressions.{nm}"
         text = spec
         if isinstance(spec, dict):
-            for k in spec:
-                if k not in _EXPR_KEYS:
-                    errs.unknown_name(f"{key}.{k}", k, _EXPR_KEYS, "a key of an expression")
+            errs.unknown_keys(key, spec, _EXPR_KEYS, "a key of an expression")
             text = spec.get("expression")
             if text is None:
                 errs.add(key, "missing 'expression'")
@@ -487,9 +481,7 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         if not isinstance(spec, dict):
             errs.add(key, f"expected a table with unit, description, initial; got {spec!r}")
             continue
-        for k in spec:
-            if k not in _STATE_KEYS:
-                errs.unknown_name(f"{key}.{k}", k, _STATE_KEYS, "a state key")
+        errs.unknown_keys(key, spec, _STATE_KEYS, "a state key")
         unit = _string(spec, "unit", key, errs, required=True)
         desc = _string(spec, "description", key, errs, required=True)
         init_raw = spec.get("initial", 0.0)
@@ -520,9 +512,7 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         if not isinstance(spec, dict):
             errs.add(key, f"expected a table with 'expression' and 'unit', got {spec!r}")
             continue
-        for k in spec:
-            if k not in _OUTPUT_KEYS:
-                errs.unknown_name(f"{key}.{k}", k, _OUTPUT_KEYS, "an output key")
+        errs.unknown_keys(key, spec, _OUTPUT_KEYS, "an output key")
         unit = _string(spec, "unit", key, errs, required=True)
         desc = _string(spec, "description", key, errs)
         if "expression" not in spec:

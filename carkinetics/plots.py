@@ -103,6 +103,30 @@ def _fixed_layout(fig, rows, cols, title=False):
 _ARM_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
+def _drawn_arms(table):
+    """Arms of a bands or Kaplan-Meier table in order; the whole-cohort ``all`` only when alone."""
+    arms = list(dict.fromkeys(table["arm"].astype(str)))
+    if len(arms) > 1 and "all" in arms:
+        arms.remove("all")
+    return arms
+
+
+def _panels(plt, n):
+    """A figure with a grid of ``n`` panels (squeezed 2-d array of axes)."""
+    rows, cols = _grid(n)
+    return plt.subplots(rows, cols, figsize=(5.6 * cols, 3.8 * rows), squeeze=False)
+
+
+def _finish_panels(fig, axes, n_used, title):
+    """Hide the unused panels, add the title, lay the grid out."""
+    for ax in list(axes.flat)[n_used:]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    _fixed_layout(fig, axes.shape[0], axes.shape[1], bool(title))
+    return fig
+
+
 def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=None, time_unit="", title=None):
     """Median with 25-75% and 5-95% bands over time, one panel per output, one colour per arm.
 
@@ -127,11 +151,8 @@ def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=
     """
     plt = _plt()
     outputs = list(outputs or dict.fromkeys(bands["output"]))
-    arms = list(dict.fromkeys(bands["arm"].astype(str)))
-    if len(arms) > 1 and "all" in arms:
-        arms.remove("all")
-    rows, cols = _grid(len(outputs))
-    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 3.8 * rows), squeeze=False)
+    arms = _drawn_arms(bands)
+    fig, axes = _panels(plt, len(outputs))
     for ax, name in zip(axes.flat, outputs):
         sub = bands[bands["output"] == name]
         qcols = ["q05", "q25", "q50", "q75", "q95"]
@@ -141,8 +162,7 @@ def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=
         qv = sub[qcols].to_numpy(dtype=float)
         panel_log = log_scale and not (qv < 0).any() and (qv > 0).any()
         if panel_log:
-            vals = sub[qcols].to_numpy(dtype=float)
-            pos = vals[np.isfinite(vals) & (vals > 0)]
+            pos = qv[np.isfinite(qv) & (qv > 0)]
             if pos.size:
                 floor = 10.0 ** np.floor(np.log10(pos.min()))
             if observed is not None:
@@ -189,12 +209,7 @@ def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=
         ax.set_xlabel(f"time ({time_unit})" if time_unit else "time")
         ax.set_ylabel((units or {}).get(name, ""))
         ax.legend(loc="best")
-    for ax in list(axes.flat)[len(outputs):]:
-        ax.set_visible(False)
-    if title:
-        fig.suptitle(title)
-    _fixed_layout(fig, rows, cols, bool(title))
-    return fig
+    return _finish_panels(fig, axes, len(outputs), title)
 
 
 def plot_kaplan_meier(km, endpoints=None, time_unit="", title=None):
@@ -213,11 +228,8 @@ def plot_kaplan_meier(km, endpoints=None, time_unit="", title=None):
     """
     plt = _plt()
     endpoints = list(endpoints or dict.fromkeys(km["endpoint"]))
-    arms = list(dict.fromkeys(km["arm"].astype(str)))
-    if len(arms) > 1 and "all" in arms:
-        arms.remove("all")
-    rows, cols = _grid(max(1, len(endpoints)))
-    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 3.8 * rows), squeeze=False)
+    arms = _drawn_arms(km)
+    fig, axes = _panels(plt, max(1, len(endpoints)))
     for ax, name in zip(axes.flat, endpoints):
         sub = km[km["endpoint"] == name]
         for k, arm in enumerate(arms):
@@ -236,9 +248,4 @@ def plot_kaplan_meier(km, endpoints=None, time_unit="", title=None):
         ax.set_xlabel(f"time ({time_unit})" if time_unit else "time")
         ax.set_ylabel("probability without event")
         ax.legend(loc="best")
-    for ax in list(axes.flat)[len(endpoints):]:
-        ax.set_visible(False)
-    if title:
-        fig.suptitle(title)
-    _fixed_layout(fig, rows, cols, bool(title))
-    return fig
+    return _finish_panels(fig, axes, len(endpoints), title)

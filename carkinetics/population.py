@@ -414,10 +414,7 @@ def _parse_variables(raw, context) -> Variables:
         if not _check_new_name(name, key, model, {}, "variable", errs):
             continue
         if isinstance(v, dict):
-            for k in v:
-                if k not in ("value", "unit", "description", "notes", "source"):
-                    errs.unknown_name(f"{key}.{k}", k, ["value", "unit", "description", "notes", "source"],
-                                      "a key of a variable")
+            errs.unknown_keys(key, v, ("value", "unit", "description", "notes", "source"), "a key of a variable")
             units[name] = str(v.get("unit", ""))
             descr[name] = str(v.get("description", ""))
             v = v.get("value")
@@ -436,9 +433,7 @@ def _parse_population(raw, context) -> PopulationSpec:
     if not isinstance(raw, dict):
         errs.add("population", "expected a table (size, seed, [population.variability], ...)")
         return spec
-    for k in raw:
-        if k not in _POPULATION_KEYS:
-            errs.unknown_name(f"population.{k}", k, sorted(_POPULATION_KEYS), "a key of [population]")
+    errs.unknown_keys("population", raw, _POPULATION_KEYS, "a key of [population]")
     size = raw.get("size")
     if size is not None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
@@ -516,9 +511,7 @@ def _parse_block(raw, key, kind, model, spec, sds, errs):
     if not isinstance(raw, dict):
         errs.add(key, "expected a table: parameters = [...], matrix = [[...], ...]")
         return None
-    for k in raw:
-        if k not in _BLOCK_KEYS:
-            errs.unknown_name(f"{key}.{k}", k, sorted(_BLOCK_KEYS), f"a key of [{key}]")
+    errs.unknown_keys(key, raw, _BLOCK_KEYS, f"a key of [{key}]")
     names = raw.get("parameters")
     if (not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) for n in names)
             or len(set(names)) != len(names)):
@@ -601,9 +594,7 @@ def _parse_arms(raw, context) -> Arms:
         if not isinstance(a, dict):
             errs.add(key, "expected a table with 'share'")
             continue
-        for k in a:
-            if k not in _ARM_KEYS:
-                errs.unknown_name(f"{key}.{k}", k, sorted(_ARM_KEYS), "a key of an arm")
+        errs.unknown_keys(key, a, _ARM_KEYS, "a key of an arm")
         share = a.get("share")
         if not _is_number(share) or share <= 0:
             errs.add(f"{key}.share", f"expected the arm's share of the cohort (a number > 0; shares are relative "

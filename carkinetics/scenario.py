@@ -190,8 +190,6 @@ def read_toml(path, error_class=ScenarioError) -> dict:
 
 
 def scenario_from_dict(data: dict, path) -> Scenario:
-    from .model import load_model
-
     path = Path(path)
     _load_extensions()
     errs = ProblemCollector(path, ScenarioError)
@@ -200,29 +198,8 @@ def scenario_from_dict(data: dict, path) -> Scenario:
         if key not in known_sections:
             errs.unknown_name(key, key, sorted(known_sections), "a section of a scenario file")
 
-    head = data.get("scenario")
-    if not isinstance(head, dict):
-        errs.add("scenario", "missing [scenario] table with at least 'model'")
-        errs.raise_if_any()
-    for key in head:
-        if key not in _SCENARIO_KEYS:
-            errs.unknown_name(f"scenario.{key}", key, _SCENARIO_KEYS, "a key of [scenario]")
+    head, model = header_and_model(data, "scenario", _SCENARIO_KEYS, path, errs)
     name = head.get("name", path.stem)
-    model_ref = head.get("model")
-    if not isinstance(model_ref, str) or not model_ref:
-        errs.add("scenario.model", f"expected the path of a model file (relative to this scenario) "
-                                   f"or a model name, got {model_ref!r}")
-        errs.raise_if_any()
-    model_path = path.parent / model_ref
-    try:
-        if model_path.suffix == ".toml" or "/" in model_ref:
-            model = load_model(model_path)
-        else:
-            model = load_model(model_ref)
-    except CarKineticsError as err:
-        errs.add("scenario.model", f"model '{model_ref}' could not be loaded:\n    "
-                 + str(err).replace("\n", "\n    "))
-        errs.raise_if_any()
     targets = head.get("targets", [])
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         errs.add("scenario.targets", "expected a list of target ids (strings)")
@@ -263,9 +240,7 @@ def scenario_from_dict(data: dict, path) -> Scenario:
     if not isinstance(plot, dict):
         errs.add("plot", "expected a table")
     else:
-        for key in plot:
-            if key not in _PLOT_KEYS:
-                errs.unknown_name(f"plot.{key}", key, _PLOT_KEYS, "a key of [plot]")
+        errs.unknown_keys("plot", plot, _PLOT_KEYS, "a key of [plot]")
         if "outputs" in plot:
             outs = plot["outputs"]
             if not isinstance(outs, list):
@@ -284,6 +259,35 @@ def scenario_from_dict(data: dict, path) -> Scenario:
                     times=times, t0=t0, parameters=overrides, solver=solver, events=events,
                     plot_outputs=plot_outputs, plot_log=plot_log, targets=tuple(targets), sections=sections,
                     raw=data, parameter_sets=tuple(set_paths))
+
+
+def header_and_model(data, table, keys, path, errs):
+    """The ``[table]`` of a file that names a model, and that model.
+
+    Checks the table's keys against ``keys`` and loads ``model`` (a path relative to the
+    file, or a shipped model's name); a missing table, a missing or unloadable model raise
+    ``errs`` at once (nothing else can be checked without them).
+    """
+    from .model import load_model
+
+    head = data.get(table)
+    if not isinstance(head, dict):
+        errs.add(table, f"missing [{table}] table with at least 'model'")
+        errs.raise_if_any()
+    errs.unknown_keys(table, head, keys, f"a key of [{table}]")
+    model_ref = head.get("model")
+    if not isinstance(model_ref, str) or not model_ref:
+        errs.add(f"{table}.model", f"expected the path of a model file (relative to this file) "
+                                   f"or a model name, got {model_ref!r}")
+        errs.raise_if_any()
+    model_path = Path(path).parent / model_ref
+    try:
+        model = load_model(model_path if (model_path.suffix == ".toml" or "/" in model_ref) else model_ref)
+    except CarKineticsError as err:
+        errs.add(f"{table}.model", f"model '{model_ref}' could not be loaded:\n    "
+                 + str(err).replace("\n", "\n    "))
+        errs.raise_if_any()
+    return head, model
 
 
 def _numeric_parameters(items, model, errs, out: dict) -> None:
@@ -351,9 +355,7 @@ def _parse_times(raw, errs):
     if not isinstance(raw, dict):
         errs.add("times", "expected a table")
         return np.array([0.0, 1.0]), None
-    for key in raw:
-        if key not in _TIMES_KEYS:
-            errs.unknown_name(f"times.{key}", key, _TIMES_KEYS, "a key of [times]")
+    errs.unknown_keys("times", raw, _TIMES_KEYS, "a key of [times]")
     start = raw.get("start")
     if start is not None and (isinstance(start, bool) or not isinstance(start, (int, float))
                               or not math.isfinite(start)):
@@ -433,9 +435,7 @@ def _parse_events(raw, model, times, t0, errs, extra_names, arm_names) -> list:
         if not isinstance(name, str):
             errs.add(f"{key}.name", f"expected a string, got {name!r}")
             name = f"event {k}"
-        for kk in ev:
-            if kk not in _EVENT_KEYS:
-                errs.unknown_name(f"{key}.{kk}", kk, _EVENT_KEYS, "a key of an event")
+        errs.unknown_keys(key, ev, _EVENT_KEYS, "a key of an event")
         if "time" not in ev:
             errs.add(f"{key}.time", "missing (a number or an expression, model time unit)")
             continue

@@ -215,9 +215,7 @@ def _parse_sweep(raw, context) -> SweepSpec:
     if not isinstance(raw, dict):
         errs.add("sweep", "expected a table with [sweep.axes]")
         return SweepSpec(axes=())
-    for key in raw:
-        if key not in _SWEEP_KEYS:
-            errs.unknown_name(f"sweep.{key}", key, sorted(_SWEEP_KEYS), "a key of [sweep]")
+    errs.unknown_keys("sweep", raw, _SWEEP_KEYS, "a key of [sweep]")
     n = raw.get("n")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         errs.add("sweep.n", f"expected a positive whole number of virtual patients per point, got {n!r}")
@@ -269,9 +267,7 @@ def _parse_sweep(raw, context) -> SweepSpec:
     if not isinstance(plots, dict):
         errs.add("sweep.plots", "expected a table (x, lines, outcomes, heatmaps, fixed)")
         plots = {}
-    for key in plots:
-        if key not in _PLOT_KEYS:
-            errs.unknown_name(f"sweep.plots.{key}", key, sorted(_PLOT_KEYS), "a key of [sweep.plots]")
+    errs.unknown_keys("sweep.plots", plots, _PLOT_KEYS, "a key of [sweep.plots]")
     axis_names = [a.name for a in axes]
     for key in ("x", "lines"):
         v = plots.get(key)

@@ -67,9 +67,7 @@ def _parse_targets(raw, context) -> dict:
         if not isinstance(spec, dict):
             errs.add(key, "expected a table with at least 'endpoint'")
             continue
-        for k in spec:
-            if k not in _KEYS:
-                errs.unknown_name(f"{key}.{k}", k, sorted(_KEYS), "a key of a [targets] entry")
+        errs.unknown_keys(key, spec, _KEYS, "a key of a [targets] entry")
         endpoint = spec.get("endpoint")
         if not isinstance(endpoint, str) or not endpoint:
             errs.add(f"{key}.endpoint", f"expected the name of an endpoint column, got {endpoint!r}")
