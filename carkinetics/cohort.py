@@ -32,10 +32,13 @@ output time, bin between the smallest and largest value seen).
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import sys
 import threading
 import time as _time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +60,7 @@ _KEY_OVER = int(np.array(BAND_CEILING).view(np.int64)) >> _SHIFT
 _GROW_MARGIN = 4 << BAND_BITS  # bins added beyond the values seen when a histogram grows (4 octaves)
 _SAMPLE_ROWS = 256  # patients whose values size an empty histogram
 _MISSED_BUFFER = 1 << 16  # values outside the range recorded for a second, short pass
+_NO_KEY = 1 << 40  # first key of an empty side's dummy row: above every key of a float64
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 QUANTILE_COLUMNS = ("q05", "q25", "q50", "q75", "q95")
 BAND_RESOLUTION = (f"log-linear histogram: 2^{BAND_BITS} = {2 ** BAND_BITS} equal bins per octave (a bin is at most "
@@ -64,7 +68,8 @@ BAND_RESOLUTION = (f"log-linear histogram: 2^{BAND_BITS} = {2 ** BAND_BITS} equa
                    f"magnitudes below {BAND_FLOOR:.2g} share one bin [0, {BAND_FLOOR:.2g}), above "
                    f"{BAND_CEILING:.2g} one bin read as {BAND_CEILING:.2g}; exact zeros counted apart; quantile = "
                    f"inverted-CDF order statistic placed in its bin by linear interpolation of the rank")
-_FIRST_CHUNKS, _FIRST_BYTES = 4, 100e6  # chunks queued at the start, while the imports run
+_QUEUE_CHUNKS, _QUEUE_BYTES = 4, 100e6  # finished chunks that may wait for their reduction
+_SWITCH_INTERVAL = 0.0005  # s: interpreter-lock hand-over while the engine thread runs
 _CHUNK_BYTES = 32e6  # target size of one chunk's saved outputs (two chunks are in flight at once)
 
 
@@ -104,10 +109,20 @@ def _accumulate(bits, vals, ok, pos, pos_lo, neg, neg_lo, zeros, nans, missed, b
     pmin, pmax, nmin, nmax = big, -big, big, -big
     n_missed = 0
     cap = buffer.shape[0]
+    # Fast path: a positive value whose raw key lies in the positive range (one unsigned
+    # comparison; zero, negative, NaN, infinite values and keys outside the range fail it and
+    # take the full test below, which clamps keys as _key does: same counts, ~2x faster).
+    flat = pos.reshape(-1)
+    n_pos = np.uint64(pos.shape[0])
+    u_t = np.uint64(n_t)
     for i in range(n):
         if not ok[i]:
             continue
         for t in range(n_t):
+            j = np.uint64((bits[i, t] >> _SHIFT) - pos_lo)
+            if j < n_pos:
+                flat[j * u_t + np.uint64(t)] += np.uint32(1)
+                continue
             x = vals[i, t]
             if x > 0:
                 k = _key(bits[i, t])
@@ -231,7 +246,7 @@ class BandHistogram:
         bits = vals.view(np.int64)
         if self.pos.shape[0] == 0 and self.neg.shape[0] == 0:
             # size the ranges from the first patients, so most values fit in one pass
-            sample = vals[ok][:_SAMPLE_ROWS]
+            sample = vals[np.flatnonzero(ok)[:_SAMPLE_ROWS]]
             keys = np.minimum(np.maximum(np.abs(sample).view(np.int64) >> _SHIFT, _KEY_UNDER), _KEY_OVER)
             for side, sel in (("pos", sample > 0), ("neg", sample < 0)):
                 if sel.any():
@@ -241,9 +256,9 @@ class BandHistogram:
         missed = np.empty(5, dtype=np.int64)
         buffer = np.empty(_MISSED_BUFFER, dtype=np.int64)
         p_old, n_old = self._bounds(self.pos, self.pos_lo), self._bounds(self.neg, self.neg_lo)
-        # an empty side gets a dummy row outside every key, so nothing lands in it
-        _accumulate(bits, vals, ok, self._nonempty(self.pos), np.int64(self.pos_lo if self.pos.shape[0] else -9),
-                    self._nonempty(self.neg), np.int64(self.neg_lo if self.neg.shape[0] else -9), self.zeros,
+        # an empty side gets a dummy row at a key no value has, so nothing lands in it
+        _accumulate(bits, vals, ok, self._nonempty(self.pos), np.int64(self.pos_lo if self.pos.shape[0] else _NO_KEY),
+                    self._nonempty(self.neg), np.int64(self.neg_lo if self.neg.shape[0] else _NO_KEY), self.zeros,
                     self.nans, missed, buffer)
         pmin, pmax, nmin, nmax, n_missed = (int(x) for x in missed)
         if n_missed:
@@ -428,14 +443,56 @@ class _ArmEvents:
         return times, values
 
 
-class _Later:
-    """A call made when its result is asked for, with the ``result()`` of a future."""
+class _EngineThread:
+    """Runs ``simulate(start)`` for each chunk start in order in a thread; ``get()`` returns the
+    results in the same order. At most ``depth`` finished chunks wait in the queue (the thread
+    blocks until one is taken); an exception in the thread is raised by ``get()``."""
 
-    def __init__(self, fn, *args):
-        self.fn, self.args = fn, args
+    def __init__(self, simulate, starts, depth):
+        import queue
 
-    def result(self):
-        return self.fn(*self.args)
+        self._queue = queue.Queue(maxsize=depth)
+        self._full = queue.Full
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(simulate, list(starts)),
+                                        name="carkinetics-engine", daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def is_alive(self):
+        return self._thread.is_alive()
+
+    def _put(self, item):
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except self._full:
+                continue
+        return False
+
+    def _run(self, simulate, starts):
+        try:
+            for start in starts:
+                if self._stop.is_set() or not self._put((True, simulate(start))):
+                    return
+        except BaseException as err:  # handed to the calling thread
+            self._put((False, err))
+
+    def get(self):
+        ok, item = self._queue.get()
+        if not ok:
+            raise item
+        return item
+
+    def close(self):
+        """Stop after the chunk being simulated (if any) and wait for the thread."""
+        self._stop.set()
+        while self._thread.is_alive():
+            self._thread.join(0.05)
+        while not self._queue.empty():  # free the outputs of chunks nobody took
+            self._queue.get_nowait()
 
 
 # ----------------------------------------------------------------------------------------
@@ -705,6 +762,8 @@ def _join_cells(buf, starts, lens, out):
 def _csv_column(col):
     """One column's CSV cells as (bytes, start offsets, lengths), or None to leave the table to pandas.
 
+    ``col``: a pandas Series, a pandas Categorical or a numpy array.
+
     Floats (float64) as their shortest round-trip representation (``repr``, which is what
     numpy's string conversion and so ``to_csv`` give), NaN as an empty cell; integers and
     booleans as ``str``; text and categories of text without characters that need quoting.
@@ -713,7 +772,7 @@ def _csv_column(col):
 
     dtype = col.dtype
     if dtype == np.float64:
-        a = np.ascontiguousarray(col.to_numpy())
+        a = np.ascontiguousarray(np.asarray(col))
         buf = np.empty(_CELL * a.size, dtype=np.uint8)
         lens = np.empty(a.size, dtype=np.int64)
         _repr_floats(a.view(np.uint64), _schubfach_table(), buf, lens)
@@ -730,21 +789,21 @@ def _csv_column(col):
         encoded = [c.encode("utf-8") for c in cats] + [b""]  # code -1 (missing) -> ""
         cat_lens = np.array([len(c) for c in encoded], dtype=np.int64)
         cat_starts = np.concatenate([[0], np.cumsum(cat_lens[:-1])]).astype(np.int64)
-        codes = col.cat.codes.to_numpy().astype(np.int64)
+        codes = np.asarray(col.cat.codes if hasattr(col, "cat") else col.codes).astype(np.int64)
         return (np.frombuffer(b"".join(encoded) or b" ", dtype=np.uint8), cat_starts[codes],
                 cat_lens[codes])
     if isinstance(dtype, np.dtype) and dtype.kind in "iu" and dtype.itemsize <= 8:
-        if dtype == np.uint64 and col.to_numpy().max(initial=0) >= 2 ** 63:
+        if dtype == np.uint64 and np.asarray(col).max(initial=0) >= 2 ** 63:
             return None
-        a = np.ascontiguousarray(col.to_numpy(), dtype=np.int64)
+        a = np.ascontiguousarray(np.asarray(col), dtype=np.int64)
         buf = np.empty(_CELL * a.size, dtype=np.uint8)
         lens = np.empty(a.size, dtype=np.int64)
         _format_ints(a, buf, lens)
         return buf, _CELL * np.arange(a.size, dtype=np.int64), lens
     if dtype == np.bool_:
-        cells = list(map(str, col.to_numpy().tolist()))
+        cells = list(map(str, np.asarray(col).tolist()))
     elif dtype == object or isinstance(dtype, pd.StringDtype):
-        missing = col.isna().to_numpy()
+        missing = np.asarray(pd.isna(col))
         cells = _csv_text_cells([None if m else v for v, m in zip(col.tolist(), missing.tolist())])
         if cells is None:
             return None
@@ -766,31 +825,43 @@ def write_csv(table, file, header=True) -> None:
 
     Parameters
     ----------
-    table : pandas.DataFrame
-    file : path-like or text file object
-        A path is created (replaced); a file object is appended to.
+    table : pandas.DataFrame or mapping of str to array
+        A mapping: columns by name (numpy arrays or pandas Categoricals, of one length).
+    file : path-like, text file object or binary file object
+        A path is created (replaced); a file object is appended to (a binary one gets
+        UTF-8, as a path does).
     header : bool
         Write the header line.
     """
     if not hasattr(file, "write"):
-        with open(file, "w", encoding="utf-8", newline="") as f:
+        with open(file, "wb") as f:
             write_csv(table, f, header)
         return
-    names = [str(c) for c in table.columns]
+    binary = not isinstance(file, io.TextIOBase)
+
+    def put(text):
+        file.write(text.encode("utf-8") if binary else text)
+    if isinstance(table, Mapping):
+        names, columns = [str(c) for c in table], list(table.values())
+        n_rows = len(columns[0]) if columns else 0
+    else:
+        names, columns, n_rows = [str(c) for c in table.columns], [table[c] for c in table.columns], len(table)
     cols = []
-    if _csv_text_cells(names) is not None and len(names) > 1 and not table.columns.has_duplicates:
-        for c in table.columns:
-            cells = _csv_column(table[c])
+    if _csv_text_cells(names) is not None and len(names) > 1 and len(set(names)) == len(names):
+        for col in columns:
+            cells = _csv_column(col)
             if cells is None:
                 cols = []
                 break
             cols.append(cells)
     if not cols:
-        table.to_csv(file, index=False, header=header)
+        import pandas as pd
+
+        put((pd.DataFrame(dict(table)) if isinstance(table, Mapping) else table).to_csv(index=False, header=header))
         return
     if header:
-        file.write(",".join(names) + "\n")
-    if not len(table):
+        put(",".join(names) + "\n")
+    if not n_rows:
         return
     base = np.cumsum([0] + [b.size for b, _, _ in cols[:-1]])
     buf = np.concatenate([b for b, _, _ in cols])
@@ -798,7 +869,10 @@ def write_csv(table, file, header=True) -> None:
     lens = np.stack([ln for _, _, ln in cols], axis=1)
     out = np.empty(int(lens.sum()) + lens.size, dtype=np.uint8)
     size = _join_cells(buf, starts, lens, out)
-    file.write(out[:size].tobytes().decode("utf-8"))
+    if binary:
+        file.write(out[:size])  # the UTF-8 bytes as they are (no decoding to text and encoding back)
+    else:
+        file.write(out[:size].tobytes().decode("utf-8"))
 
 
 # ----------------------------------------------------------------------------------------
@@ -850,30 +924,55 @@ class CohortResult:
     files: list = field(default_factory=list)
     streamed_csv: object = field(default=None, repr=False)
 
+    def _figure_args(self, plain=False):
+        """``(function, file name, kwargs)`` of each figure of :meth:`write_into`; with ``plain``,
+        tables as mappings of numpy arrays (for the helper process of :mod:`carkinetics.render`)."""
+
+        def table(t):
+            return None if t is None else ({str(c): t[c].to_numpy() for c in t.columns} if plain else t)
+
+        figures = []
+        name = self.info.get("scenario_name", "")
+        if self.bands is not None and len(self.bands):
+            figures.append(("plot_cohort_bands", "bands.png", dict(
+                bands=table(self.bands), outputs=self.info.get("band_outputs"),
+                log_scale=self.info.get("log_scale", True), observed=table(self.observed),
+                units=self.info.get("units"), time_unit=self.info.get("time_unit", ""),
+                title=f"{name}: {self.info.get('n_patients', '')} virtual patients")))
+        if self.km is not None and len(self.km):
+            figures.append(("plot_kaplan_meier", "km.png", dict(
+                km=table(self.km), time_unit=self.info.get("time_unit", ""), title=f"{name}: Kaplan-Meier")))
+        return figures
+
     def plot_bands(self, outputs=None):
         """Median and 5-95% / 25-75% bands per arm over time, with the observations if any."""
         from .plots import plot_cohort_bands
 
-        return plot_cohort_bands(self.bands, outputs or self.info.get("band_outputs"),
-                                 log_scale=self.info.get("log_scale", True), observed=self.observed,
-                                 units=self.info.get("units"), time_unit=self.info.get("time_unit", ""),
-                                 title=f"{self.info.get('scenario_name', '')}: "
-                                       f"{self.info.get('n_patients', '')} virtual patients")
+        kwargs = dict(next(kw for f, _, kw in self._figure_args() if f == "plot_cohort_bands"))
+        if outputs:
+            kwargs["outputs"] = outputs
+        return plot_cohort_bands(**kwargs)
 
     def plot_km(self):
         """Kaplan-Meier curves of each time-to-event endpoint, per arm."""
         from .plots import plot_kaplan_meier
 
-        return plot_kaplan_meier(self.km, time_unit=self.info.get("time_unit", ""),
-                                 title=f"{self.info.get('scenario_name', '')}: Kaplan-Meier")
+        return plot_kaplan_meier(**next(kw for f, _, kw in self._figure_args() if f == "plot_kaplan_meier"))
 
-    def write_into(self, folder, plots=True) -> list[str]:
-        """Write the result files into an existing folder (no staging); return their names."""
+    def write_into(self, folder, plots=True, figures=None) -> list[str]:
+        """Write the result files into an existing folder (no staging); return their names.
+
+        ``figures``: a :class:`carkinetics.render.FigureHelper` that draws the plots in its
+        own process while the tables are written (else, or if it fails, they are drawn here).
+        """
+        from . import plots as plotting
         from .io import write_json
-        from .plots import save_figure
 
         folder = Path(folder)
         names = ["patients.csv", "summary.csv"]
+        to_draw = self._figure_args(plain=figures is not None) if plots else []
+        if figures is not None:  # the figures not handed over yet (see run_cohort's on_bands)
+            figures.send([(f, folder / file, kw) for f, file, kw in to_draw if f not in figures.sent])
         streamed = self.streamed_csv is not None and Path(self.streamed_csv) == folder / "patients.csv"
         if not (streamed and (folder / "patients.csv").exists()):
             write_csv(self.patients, folder / "patients.csv")
@@ -893,12 +992,11 @@ class CohortResult:
         elif (folder / "trajectories.csv").exists():
             names.append("trajectories.csv")
         # fixed margins and one draw per figure (no tight bounding box): cheap at any N
-        if plots and self.bands is not None and len(self.bands):
-            save_figure(self.plot_bands(), folder / "bands", ("png",), tight=False, dpi=120)
-            names.append("bands.png")
-        if plots and self.km is not None and len(self.km):
-            save_figure(self.plot_km(), folder / "km", ("png",), tight=False, dpi=120)
-            names.append("km.png")
+        if to_draw and not (figures is not None and figures.wait()):
+            for function, file, kwargs in self._figure_args():
+                plotting.save_figure(getattr(plotting, function)(**kwargs), folder / file, ("png",), tight=False,
+                                     dpi=120)
+        names += [file for _, file, _ in to_draw]
         names.append("run.json")
         self.info["files"] = names
         write_json(folder / "run.json", self.info)
@@ -979,7 +1077,7 @@ def _endpoint_modules():
 
 def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, variables=None, parameters=None,
                arms=None, keep_trajectories=False, bands=True, progress=None, patients_csv=None,
-               while_simulating=None) -> CohortResult:
+               while_simulating=None, on_bands=None) -> CohortResult:
     """Simulate a virtual cohort of a scenario and reduce it as it streams.
 
     Parameters
@@ -1017,6 +1115,10 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
         Called in a helper thread while the engine simulates the first chunks (e.g.
         imports needed later for the files and plots); an exception it raises is
         raised by ``run_cohort``.
+    on_bands : callable(CohortResult), optional
+        Called as soon as the quantile bands are known, before the summaries, with a
+        result holding only the bands, the observations and the ``info`` fields the band
+        figure needs (e.g. to start drawing it in a helper process).
 
     Returns
     -------
@@ -1089,7 +1191,7 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
     kernel_ready = threading.Event()
 
     def prepare_chunk(start):
-        """Draws, uniforms and per-arm event arrays of the chunk at ``start`` (in this thread)."""
+        """Draws, uniforms and per-arm event arrays of the chunk at ``start``."""
         stop = min(n, start + chunk_size)
         t0 = _time.perf_counter()
         draws = design.draw(start, stop)
@@ -1102,9 +1204,9 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
                 arms_in.append((k, idx, *arm_ev.arrays(draws.env(model.parameter_names, mask), idx.size)))
         return draws, uniforms, arms_in, _time.perf_counter() - t0
 
-    def simulate_chunk(prepared):
-        """Simulate a prepared chunk, arm by arm (in the worker thread when pipelined)."""
-        draws, uniforms, arms_in, t_d = prepared
+    def simulate_chunk(start):
+        """Draw and simulate the chunk at ``start``, arm by arm (in the engine thread when pipelined)."""
+        draws, uniforms, arms_in, t_d = prepare_chunk(start)
         sims = []
         t_s = 0.0
         kwargs = dict(options=scenario.solver, t0=scenario.t0, n_threads=jobs, save_states=save_states,
@@ -1112,7 +1214,7 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
         for k, idx, ev_times, act_values in arms_in:
             ta = _time.perf_counter()
             schedule = arm_events[k].schedule
-            if pool is not None and not kernel_ready.is_set() and idx.size > 2:
+            if engine is not None and not kernel_ready.is_set() and idx.size > 2:
                 # two patients first: the compiled kernel is loaded (~0.4 s of interpreter work)
                 # before the calling thread's imports compete with it for the interpreter lock
                 try:
@@ -1128,48 +1230,36 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
             sims.append((k, idx, res))
         return draws, uniforms, sims, t_d, t_s
 
-    # Pipeline: while the engine simulates the next chunks in a worker thread (the engine
-    # releases the GIL), this thread reduces chunk c (endpoints, histograms, the patient table
-    # and its CSV lines) and draws the patients of a later chunk. Chunks are still drawn and
-    # reduced in patient order, so nothing depends on the timing. Up to four chunks (about
-    # 100 MB of outputs) are queued at once, so the engine keeps busy while this thread does its
-    # one-off imports; after that one more is queued whenever one is taken, so that the worker
-    # always has the next chunk waiting: at most four chunks of outputs are alive at the start
-    # and three afterwards (the one reduced, one finished or simulating, one simulating). With
-    # jobs=1 everything runs in this thread, one chunk at a time.
+    # Pipeline: an engine thread draws and simulates the chunks in patient order (the engine
+    # releases the GIL) and hands them over through a bounded queue; this thread reduces them
+    # in the same order (endpoints, histograms, the patient table and its CSV lines). The
+    # engine waits only when `depth` finished chunks (about 100 MB of outputs) are queued.
+    # Chunks are drawn, simulated and reduced in patient order, so the results do not depend
+    # on the timing; at most depth + 2 chunks of outputs are alive (queued, being simulated,
+    # being reduced). With jobs=1 everything runs in this thread, one chunk at a time.
     starts = list(range(0, n, chunk_size))
-    pool = None
-    if len(starts) > 1 or while_simulating is not None:
-        if jobs is None or jobs > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
-            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="carkinetics-engine")
-
-    def submit(prepared):
-        if pool is None:
-            return _Later(simulate_chunk, prepared)
-        return pool.submit(simulate_chunk, prepared)
+    engine = None
+    if (len(starts) > 1 or while_simulating is not None) and (jobs is None or jobs > 1):
+        chunk_bytes = 8.0 * chunk_size * len(times) * max(1, len(needed))
+        engine = _EngineThread(simulate_chunk, starts, depth=max(1, min(_QUEUE_CHUNKS,
+                                                                        int(_QUEUE_BYTES // chunk_bytes))))
 
     csv_file = None
     importer = None
     import_errors = []
+    switch_interval = sys.getswitchinterval()
     try:
-        if pool is None:
-            pending = [_Later(lambda: simulate_chunk(prepare_chunk(starts[0])))]
-            ready = None
-        else:
-            # enough chunks for the engine to keep busy during the imports below (~0.7 s), within
-            # about 100 MB of outputs
-            chunk_bytes = 8.0 * chunk_size * len(times) * max(1, len(needed))
-            first = max(2, min(_FIRST_CHUNKS, int(_FIRST_BYTES // chunk_bytes)))
-            pending = [submit(prepare_chunk(x)) for x in starts[:first]]
-            ready = prepare_chunk(starts[first]) if len(starts) > first else None
-        queued = len(pending)
-        while pool is not None and not kernel_ready.wait(0.005) and not pending[0].done():
-            pass  # the worker loads the engine's kernel
+        if engine is not None:
+            # between chunks the engine thread needs the interpreter lock for a moment; while this
+            # thread runs Python it would wait up to the switch interval (5 ms) for it, with one
+            # core idle: ask for the lock to be handed over sooner (restored below)
+            sys.setswitchinterval(min(switch_interval, _SWITCH_INTERVAL))
+            engine.start()
+            while not kernel_ready.wait(0.005) and engine.is_alive():
+                pass  # the engine thread loads the compiled kernel (interpreter work: nothing else meanwhile)
         # imports needed from here on, while the engine works on the first chunks: pandas now,
         # the rest in a helper thread while this one goes on with the chunks (mostly in code
-        # that releases the GIL), so that the engine is never left waiting for a chunk
+        # that releases the GIL)
         import pandas as pd
 
         def import_later():
@@ -1181,19 +1271,15 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
             except BaseException as err:  # re-raised in the calling thread
                 import_errors.append(err)
 
-        if pool is None:  # one thread (jobs=1): everything in this one
+        if engine is None:  # one thread (jobs=1): everything in this one
             import_later()
         else:
             importer = threading.Thread(target=import_later, name="carkinetics-imports", daemon=True)
             importer.start()
         if patients_csv is not None:
-            csv_file = open(patients_csv, "w", encoding="utf-8", newline="")
+            csv_file = open(patients_csv, "wb")
         for c, start in enumerate(starts):
-            draws, uniforms, sims, t_d, t_s = pending.pop(0).result()
-            while len(pending) < 2 and queued < len(starts):  # one simulating, one waiting its turn
-                pending.append(submit(ready if ready is not None else prepare_chunk(starts[queued])))
-                queued += 1
-                ready = None
+            draws, uniforms, sims, t_d, t_s = simulate_chunk(start) if engine is None else engine.get()
             t_draw += t_d
             t_sim += t_s
             tb = _time.perf_counter()
@@ -1221,7 +1307,7 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
                 for name in traj_names:
                     traj[name][idx] = series(name)
             sims = res = series = None  # free this chunk's outputs before the next one arrives
-            table = design.table(draws)
+            table = design.columns(draws)  # a DataFrame per chunk would cost ~3 ms
             table["status"] = status
             for col in ep_columns:
                 table[col] = ep_values[col]
@@ -1236,40 +1322,25 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
                 for name in traj_names:
                     tf[name] = traj[name].reshape(-1)
                 if traj_path is not None:
-                    with open(traj_path, "a", encoding="utf-8", newline="") as f:
+                    with open(traj_path, "ab") as f:
                         write_csv(tf, f, header=(start == 0))
                 else:
                     traj_frames.append(tf)
             t_reduce += _time.perf_counter() - tb
             if progress is not None:
                 progress(stop, n)
-            if pool is not None and ready is None and queued < len(starts):
-                ready = prepare_chunk(starts[queued])  # while the worker simulates
     finally:
         if csv_file is not None:
             csv_file.close()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if engine is not None:
+            engine.close()
+            sys.setswitchinterval(switch_interval)
         if importer is not None:
             importer.join()
     if import_errors:
         raise import_errors[0]
 
     t_post = _time.perf_counter()
-    patients = pd.concat(tables, ignore_index=True)
-    patients["arm"] = patients["arm"].astype(str)
-    ok_patients = patients[patients["status"] == 0]
-
-    # summaries and Kaplan-Meier curves
-    summary_mod = _endpoint_modules() if endpoints else None
-    if endpoints and summary_mod is not None:
-        summary = summary_mod.summarise(patients, endpoints, by="arm")
-        if len(design.arm_names) > 1:
-            summary = pd.concat([summary, summary_mod.summarise(patients, endpoints, by=None)], ignore_index=True)
-    else:
-        summary = pd.DataFrame()
-    km = _km_table(ok_patients, endpoints, design.arm_names, summary_mod)
-
     # quantile bands
     band_table = None
     if band_names:
@@ -1290,13 +1361,34 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
                 rows.append(frame)
         band_table = pd.concat(rows, ignore_index=True)
 
-    trajectories = pd.concat(traj_frames, ignore_index=True) if traj_frames else None
     observed = None
     data_sec = scenario.raw.get("data") if isinstance(scenario.raw.get("data"), dict) else None
     data_file = None
     if data_sec and isinstance(data_sec.get("file"), str):
         data_file = Path(scenario.path).parent / data_sec["file"]
         observed = load_observations(data_file, model)
+    if on_bands is not None and band_table is not None:
+        on_bands(CohortResult(None, None, band_table, None, _figure_info(scenario, n, band_names), None, observed))
+
+    patients = pd.DataFrame({name: (pd.Categorical.from_codes(np.concatenate([t[name].codes for t in tables]),
+                                                              categories=first.categories)
+                                    if isinstance(first, pd.Categorical)
+                                    else np.concatenate([t[name] for t in tables]))
+                             for name, first in tables[0].items()})
+    patients["arm"] = patients["arm"].astype(str)
+    ok_patients = patients[patients["status"] == 0]
+
+    # summaries and Kaplan-Meier curves
+    summary_mod = _endpoint_modules() if endpoints else None
+    if endpoints and summary_mod is not None:
+        summary = summary_mod.summarise(patients, endpoints, by="arm")
+        if len(design.arm_names) > 1:
+            summary = pd.concat([summary, summary_mod.summarise(patients, endpoints, by=None)], ignore_index=True)
+    else:
+        summary = pd.DataFrame()
+    km = _km_table(ok_patients, endpoints, design.arm_names, summary_mod)
+
+    trajectories = pd.concat(traj_frames, ignore_index=True) if traj_frames else None
     t_end = _time.perf_counter()
 
     info = _run_info(scenario, design, n, chunk_size, jobs, patients, n_clipped, band_names, endpoints,
@@ -1332,6 +1424,14 @@ def _km_table(patients, endpoints, arm_names, summary_mod):
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
 
 
+def _figure_info(scenario, n, band_names) -> dict:
+    """The fields of ``run.json`` the figures use."""
+    model = scenario.model
+    return {"scenario_name": scenario.name, "n_patients": n, "band_outputs": band_names,
+            "log_scale": bool(scenario.plot_log), "time_unit": model.time_unit,
+            "units": {s.name: s.unit for s in model.states} | {o.name: o.unit for o in model.outputs}}
+
+
 def _run_info(scenario, design, n, chunk_size, jobs, patients, n_clipped, band_names, endpoints, data_file,
               timings) -> dict:
     import numba
@@ -1340,18 +1440,15 @@ def _run_info(scenario, design, n, chunk_size, jobs, patients, n_clipped, band_n
     from .result import status_message
 
     model = scenario.model
-    units = {s.name: s.unit for s in model.states} | {o.name: o.unit for o in model.outputs}
     status_counts = patients["status"].value_counts().sort_index()
     shares = np.diff(np.concatenate([[0.0], design.cum_shares]))
     info = {
         "kind": "virtual cohort",
         "scenario": str(scenario.path),
-        "scenario_name": scenario.name,
         "scenario_sha256": file_sha256(scenario.path) if Path(scenario.path).exists() else None,
         "model": str(model.path),
         "model_name": model.name,
         "model_sha256": model.content_hash,
-        "n_patients": n,
         "seed": design.seed,
         "chunk_size": chunk_size,
         "jobs": int(jobs) if jobs is not None else int(numba.config.NUMBA_NUM_THREADS),
@@ -1365,15 +1462,12 @@ def _run_info(scenario, design, n, chunk_size, jobs, patients, n_clipped, band_n
         "covariates": list(design.covariate_names),
         "n_failed": int((patients["status"] != 0).sum()),
         "status": {status_message(int(s)): int(c) for s, c in status_counts.items()},
-        "band_outputs": band_names,
         "band_resolution": BAND_RESOLUTION,
-        "log_scale": bool(scenario.plot_log),
-        "units": units,
-        "time_unit": model.time_unit,
         "endpoints": ({c: endpoints.kinds.get(c, "") for c in endpoints.columns} if endpoints else {}),
         "data_file": str(data_file) if data_file else None,
         "timings": {k: round(v, 4) for k, v in timings.items()},
         "patients_per_second": round(n / timings["total_s"], 1) if timings["total_s"] > 0 else None,
         "provenance": provenance(),
+        **_figure_info(scenario, n, band_names),
     }
     return info

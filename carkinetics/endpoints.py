@@ -47,6 +47,7 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 from . import expressions as ex
 from .errors import ExpressionError, suggestion
@@ -121,6 +122,27 @@ def _rows(values):
 
 def _out(x, single):
     return x[0] if single else x
+
+
+@njit(cache=True, nogil=True)
+def _auc_rows(tw, vw, log_rule):
+    """Area under each row (no NaN handling): segments read log-linearly where ``log_rule`` is
+    1 ("log": both ends > 0 and different) or 2 ("lin-up/log-down": also decreasing), else
+    trapezoids."""
+    n, m = vw.shape
+    out = np.zeros(n)
+    for i in range(n):
+        total = 0.0
+        for j in range(m - 1):
+            a = vw[i, j]
+            b = vw[i, j + 1]
+            dt = tw[j + 1] - tw[j]
+            if log_rule > 0 and a > 0 and b > 0 and a != b and (log_rule == 1 or b < a):
+                total += dt * (a - b) / np.log(a / b)
+            else:
+                total += 0.5 * dt * (a + b)
+        out[i] = total
+    return out
 
 
 def _check_method(method, allowed=INTERPOLATIONS):
@@ -259,8 +281,8 @@ def cmax(times, values, start=None, end=None, lloq=None):
     tw, vw, single = _observed_window(times, values, start, end)
     if lloq is not None:
         vw = np.where(vw < lloq, 0.0, vw)
-    peak = vw.max(axis=1)
-    k = vw.argmax(axis=1)
+    k = vw.argmax(axis=1)  # the first maximum, or the first NaN (numpy propagates NaN)
+    peak = vw[np.arange(vw.shape[0]), k]  # one pass instead of max() and argmax()
     tpeak = tw[k]
     zero = np.nonzero(peak == 0)[0]  # PKNCA: no Tmax when all values are 0
     tpeak[zero[(vw[zero] == 0).all(axis=1)]] = np.nan
@@ -340,9 +362,8 @@ def auc(times, values, start=None, end=None, method="lin-up/log-down", lloq=None
         a, b = vw, vw[rows, j]
         dt = tw[j] - tw[None, :]
     else:
-        a, b = vw[:, :-1], vw[:, 1:]
-        dt = np.diff(tw)[None, :]
-        valid = np.ones(a.shape, dtype=bool)
+        total = _auc_rows(tw, vw, {"linear": 0, "log": 1}.get(method, 2))
+        return _out(np.where(bad, np.nan, total), single)
     use_log = _log_segments(a, b, method)
     with np.errstate(all="ignore"):
         seg = np.where(use_log, dt * (a - b) / np.log(a / b), 0.5 * dt * (a + b))
@@ -690,8 +711,18 @@ class EndpointSet:
             raise ValueError(f"uniforms has shape {u.shape}, the endpoints need ({n}, {self.n_uniforms})")
         horizon = min(float(horizon), float(times[-1]))
         state = _State(times, arrays, u, horizon, n, self.uniform_columns)
-        # rows with a NaN: where the row maximum is NaN (one pass, no n x T temporary)
-        row_nan = {o: np.isnan(a.max(axis=1)) if a.shape[1] else np.zeros(n, dtype=bool) for o, a in arrays.items()}
+        row_nan = {}
+
+        def nan_rows(o):
+            """Rows of output ``o`` with a NaN: where its maximum over the whole grid is NaN
+            (a Cmax over the whole grid has it already; else one pass, no n x T temporary)."""
+            if o not in row_nan:
+                peak = state.cache.get(("cmax", o, None, float(times[-1]), None))
+                a = arrays[o]
+                row_nan[o] = (np.isnan(peak[0]) if peak is not None else
+                              np.isnan(a.max(axis=1)) if a.shape[1] else np.zeros(n, dtype=bool))
+            return row_nan[o]
+
         with np.errstate(all="ignore"):
             for e in self.endpoints:
                 cols = _COMPUTE[e.type](e, state)
@@ -699,7 +730,7 @@ class EndpointSet:
                 # the expression gives NaN, even where where() or a window would hide it
                 bad = np.zeros(n, dtype=bool)
                 for o in e.outputs_used(arrays):
-                    bad |= row_nan[o]
+                    bad |= nan_rows(o)
                 if e.expr is not None:
                     for name in ex.names(e.expr):
                         if name in state.results:

@@ -36,6 +36,16 @@ def atomic_output_dir(path):
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _file_mode() -> int:
+    """Permissions of a new file under the process umask (what ``open`` would give)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()  # read once, at import: os.umask is process-wide
+
+
 def atomic_write_text(path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     path = Path(path)
@@ -44,6 +54,7 @@ def atomic_write_text(path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, _FILE_MODE)  # mkstemp creates files readable by their owner only
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

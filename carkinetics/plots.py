@@ -103,9 +103,37 @@ def _fixed_layout(fig, rows, cols, title=False):
 _ARM_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
+class _Columns:
+    """A table's columns as numpy arrays, from a pandas DataFrame or a mapping of name -> array.
+
+    The cohort plots read their tables through it, so they draw the same figure from either
+    (the helper process of :mod:`carkinetics.render` draws without importing pandas).
+    """
+
+    def __init__(self, table):
+        if isinstance(table, _Columns):
+            self.data = table.data
+        elif hasattr(table, "columns") and hasattr(table, "to_numpy"):  # a DataFrame
+            self.data = {str(c): table[c].to_numpy() for c in table.columns}
+        else:
+            self.data = {str(k): np.asarray(v) for k, v in dict(table).items()}
+
+    def __len__(self):
+        return len(next(iter(self.data.values()))) if self.data else 0
+
+    def __contains__(self, name):
+        return name in self.data
+
+    def col(self, name, dtype=float):
+        return np.asarray(self.data[name], dtype=dtype)
+
+    def text(self, name):
+        return np.asarray(self.data[name]).astype(str)
+
+
 def _drawn_arms(table):
     """Arms of a bands or Kaplan-Meier table in order; the whole-cohort ``all`` only when alone."""
-    arms = list(dict.fromkeys(table["arm"].astype(str)))
+    arms = list(dict.fromkeys(_Columns(table).text("arm")))
     if len(arms) > 1 and "all" in arms:
         arms.remove("all")
     return arms
@@ -132,15 +160,15 @@ def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=
 
     Parameters
     ----------
-    bands : pandas.DataFrame
+    bands : pandas.DataFrame or mapping of str to array
         ``arm, output, time, q05, q25, q50, q75, q95`` (:attr:`CohortResult.bands`).
         The whole-cohort arm ``all`` is drawn only when it is the only arm.
     outputs : sequence of str, optional
         Panels to draw (default: every output in ``bands``).
     log_scale : bool
         Logarithmic y axis; quantiles at zero are drawn at the bottom of the axis.
-    observed : pandas.DataFrame, optional
-        Observations ``id, time, observable, value`` (optional ``arm``) drawn as
+    observed : pandas.DataFrame or mapping of str to array, optional
+        Observations ``id, time, observable, value`` (optional ``censored``, ``lloq``) drawn as
         points over the bands of the matching output: a visual predictive check.
     units : mapping of str to str, optional
     time_unit : str
@@ -150,32 +178,41 @@ def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=
     matplotlib.figure.Figure
     """
     plt = _plt()
-    outputs = list(outputs or dict.fromkeys(bands["output"]))
+    bands = _Columns(bands)
+    observed = None if observed is None or not len(_Columns(observed)) else _Columns(observed)
+    qcols = ["q05", "q25", "q50", "q75", "q95"]
+    band_outputs, band_arms, band_times = bands.text("output"), bands.text("arm"), bands.col("time")
+    quantiles = np.column_stack([bands.col(c) for c in qcols]) if len(bands) else np.zeros((0, len(qcols)))
+    if observed is not None:
+        obs_names, obs_times, obs_values = observed.text("observable"), observed.col("time"), observed.col("value")
+        obs_censored = (observed.col("censored", bool) if "censored" in observed
+                        else np.zeros(len(observed), dtype=bool))
+        obs_lloq = observed.col("lloq") if "lloq" in observed else None
+    outputs = list(outputs or dict.fromkeys(band_outputs))
     arms = _drawn_arms(bands)
     fig, axes = _panels(plt, len(outputs))
     for ax, name in zip(axes.flat, outputs):
-        sub = bands[bands["output"] == name]
-        qcols = ["q05", "q25", "q50", "q75", "q95"]
+        sel = band_outputs == name
         floor = None
         # an output that takes negative values (a log10 MRD, a difference) is drawn on a
         # linear axis even when the scenario asks for log scales
-        qv = sub[qcols].to_numpy(dtype=float)
+        qv = quantiles[sel]
         panel_log = log_scale and not (qv < 0).any() and (qv > 0).any()
         if panel_log:
             pos = qv[np.isfinite(qv) & (qv > 0)]
             if pos.size:
                 floor = 10.0 ** np.floor(np.log10(pos.min()))
             if observed is not None:
-                ob = observed[(observed["observable"].astype(str) == name) & (observed["value"] > 0)]
-                if len(ob):
-                    floor = min(floor or np.inf, 10.0 ** np.floor(np.log10(ob["value"].min())))
+                ob = (obs_names == name) & (obs_values > 0)
+                if ob.any():
+                    floor = min(floor or np.inf, 10.0 ** np.floor(np.log10(obs_values[ob].min())))
         for k, arm in enumerate(arms):
-            a = sub[sub["arm"].astype(str) == arm]
-            if not len(a):
+            a = sel & (band_arms == arm)
+            if not a.any():
                 continue
             colour = _ARM_COLOURS[k % len(_ARM_COLOURS)]
-            t = a["time"].to_numpy(dtype=float)
-            q = {c: a[c].to_numpy(dtype=float) for c in qcols}
+            t = band_times[a]
+            q = dict(zip(qcols, quantiles[a].T))
             if floor is not None:
                 q = {c: np.where(v > 0, v, floor) for c, v in q.items()}
             label = arm if len(arms) > 1 else "median"
@@ -185,16 +222,13 @@ def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=
                             label="25-75%" if len(arms) == 1 else None)
             ax.plot(t, q["q50"], color=colour, lw=2, label=label)
         if observed is not None:
-            ob = observed[observed["observable"].astype(str) == name]
-            if len(ob):
-                cens = (ob["censored"].to_numpy(dtype=bool) if "censored" in ob.columns
-                        else np.zeros(len(ob), dtype=bool))
-                t_obs = ob["time"].to_numpy(dtype=float)
-                y = ob["value"].to_numpy(dtype=float)
+            ob = obs_names == name
+            if ob.any():
+                cens, t_obs, y = obs_censored[ob], obs_times[ob], obs_values[ob]
                 keep = ~cens & (y > 0 if panel_log else np.isfinite(y))
                 ax.plot(t_obs[keep], y[keep], "o", ms=3, color="black", alpha=0.6, label="observed")
-                if cens.any() and "lloq" in ob.columns:
-                    lloq = ob["lloq"].to_numpy(dtype=float)
+                if cens.any() and obs_lloq is not None:
+                    lloq = obs_lloq[ob]
                     kc = cens & np.isfinite(lloq) & (lloq > 0 if panel_log else True)
                     if kc.any():
                         ax.plot(t_obs[kc], lloq[kc], "v", ms=4, mfc="none", color="black", alpha=0.6,
@@ -217,7 +251,7 @@ def plot_kaplan_meier(km, endpoints=None, time_unit="", title=None):
 
     Parameters
     ----------
-    km : pandas.DataFrame
+    km : pandas.DataFrame or mapping of str to array
         ``arm, endpoint, time, survival, lower, upper`` (:attr:`CohortResult.km`);
         each curve starts at 1 at time 0 and steps down at the listed times.
     endpoints : sequence of str, optional
@@ -227,20 +261,22 @@ def plot_kaplan_meier(km, endpoints=None, time_unit="", title=None):
     matplotlib.figure.Figure
     """
     plt = _plt()
-    endpoints = list(endpoints or dict.fromkeys(km["endpoint"]))
+    km = _Columns(km)
+    km_endpoints, km_arms = km.text("endpoint"), km.text("arm")
+    endpoints = list(endpoints or dict.fromkeys(km_endpoints))
     arms = _drawn_arms(km)
     fig, axes = _panels(plt, max(1, len(endpoints)))
     for ax, name in zip(axes.flat, endpoints):
-        sub = km[km["endpoint"] == name]
         for k, arm in enumerate(arms):
-            a = sub[sub["arm"].astype(str) == arm].sort_values("time", kind="stable")
-            if not len(a):
+            a = np.flatnonzero((km_endpoints == name) & (km_arms == arm))
+            if not a.size:
                 continue
+            a = a[np.argsort(km.col("time")[a], kind="stable")]
             colour = _ARM_COLOURS[k % len(_ARM_COLOURS)]
-            t = np.concatenate([[0.0], a["time"].to_numpy(dtype=float)])
-            s = np.concatenate([[1.0], a["survival"].to_numpy(dtype=float)])
-            lo = np.concatenate([[1.0], a["lower"].to_numpy(dtype=float)])
-            hi = np.concatenate([[1.0], a["upper"].to_numpy(dtype=float)])
+            t = np.concatenate([[0.0], km.col("time")[a]])
+            s = np.concatenate([[1.0], km.col("survival")[a]])
+            lo = np.concatenate([[1.0], km.col("lower")[a]])
+            hi = np.concatenate([[1.0], km.col("upper")[a]])
             ax.fill_between(t, lo, hi, step="post", color=colour, alpha=0.2, lw=0)
             ax.step(t, s, where="post", color=colour, lw=2, label=arm)
         ax.set_ylim(-0.02, 1.02)

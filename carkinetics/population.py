@@ -845,8 +845,9 @@ class CohortDesign:
             out[:, j] = _stream(self.seed, STREAMS["events"], j, start, stop, lambda g, b: _uniform_open(g, b))
         return out
 
-    def table(self, draws: Draws):
-        """The patient table columns of ``draws``: patient, arm, covariates, varying parameters."""
+    def columns(self, draws: Draws) -> dict:
+        """The patient table columns of ``draws`` by name: patient, arm (a pandas Categorical),
+        covariates, varying parameters."""
         import pandas as pd
 
         data = {"patient": draws.index,
@@ -855,7 +856,13 @@ class CohortDesign:
             data[k] = draws.covariates[k]
         for nm in self.varying:
             data[f"param_{nm}"] = draws.parameters[:, self.model.parameter_index(nm)]
-        return pd.DataFrame(data)
+        return data
+
+    def table(self, draws: Draws):
+        """The patient table of ``draws`` (:meth:`columns` as a DataFrame)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.columns(draws))
 
 
 def _as_column(v, n) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Streaming cohort runner (issue 3, parts 4 and 5): reproducibility, bands, events, files, CLI."""
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -263,7 +264,7 @@ def test_cli_cohort_files_identical_for_one_and_two_jobs(tmp_path):
     runner = CliRunner()
     outs = []
     for jobs, chunk in ((1, 100), (2, 4096), (2, 64)):
-        out = tmp_path / f"j{jobs}"
+        out = tmp_path / f"j{jobs}_c{chunk}"
         res = runner.invoke(main, ["run", str(COHORT), "--n", "300", "--seed", "4", "--jobs", str(jobs),
                                    "--chunk-size", str(chunk), "--trajectories", "-o", str(out)])
         assert res.exit_code == 0, res.output
@@ -275,6 +276,22 @@ def test_cli_cohort_files_identical_for_one_and_two_jobs(tmp_path):
     assert (outs[2] / "patients.csv").read_text() == pd.read_csv(outs[0] / "patients.csv").to_csv(index=False)
     tr = pd.read_csv(outs[0] / "trajectories.csv")
     assert len(tr) == 300 * 61 and list(tr.columns) == ["patient", "arm", "time", "total", "a"]
+    # the figures drawn by the helper process of `carkinetics run` (the bands sent before the
+    # summaries were computed) are the ones drawn here from the written files
+    import matplotlib.image
+
+    from carkinetics.plots import save_figure
+
+    back = load_cohort_result(outs[1])
+    for figure, name in ((back.plot_bands(), "bands"), (back.plot_km(), "km")):
+        save_figure(figure, tmp_path / name, ("png",), tight=False, dpi=120)
+        np.testing.assert_array_equal(matplotlib.image.imread(tmp_path / f"{name}.png"),
+                                      matplotlib.image.imread(outs[1] / f"{name}.png"))
+    # every file as open() would create it under the umask (run.json too, written through mkstemp)
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in outs[1].iterdir():
+        assert f.stat().st_mode & 0o777 == 0o666 & ~umask, f.name
 
 
 def test_cli_population_size_and_typical_patient(tmp_path):
@@ -328,3 +345,93 @@ def test_band_panels_of_negative_outputs_are_linear():
     scales = {ax.get_title(): ax.get_yscale() for ax in fig.axes if ax.get_visible()}
     plt.close(fig)
     assert scales == {"mrd_log10": "linear", "cells": "log"}
+
+
+# ---------------------------------------------------------------------------------------
+# the pipeline's engine thread, figures drawn by a helper process, tables as mappings
+# ---------------------------------------------------------------------------------------
+
+
+def test_an_error_in_the_engine_thread_is_raised_and_the_thread_ends(scenario, monkeypatch):
+    import importlib
+    import threading
+
+    sim_module = importlib.import_module("carkinetics.simulate")  # the package's `simulate` is the function
+    real = sim_module.simulate_batch
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(len(args[3]))
+        if len(calls) == 4:  # (the first call loads the kernel; each chunk is simulated arm by arm)
+            raise RuntimeError("engine failure in chunk 2")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sim_module, "simulate_batch", failing)
+    with pytest.raises(RuntimeError, match="engine failure in chunk 2"):
+        run_cohort(scenario, n=500, chunk_size=100, jobs=2)
+    assert not [t for t in threading.enumerate() if t.name == "carkinetics-engine"]
+    assert calls[0] == 2 and len(calls) == 4  # stopped: nothing simulated after the failure
+
+
+def test_patient_table_as_a_mapping_writes_the_bytes_of_to_csv():
+    import io
+
+    rng = np.random.default_rng(3)
+    cols = {"patient": np.arange(50), "arm": pd.Categorical.from_codes(rng.integers(0, 2, 50), ["a", "b"]),
+            "dose": rng.lognormal(0, 3, 50), "status": np.zeros(50, dtype=np.int64),
+            "peak": np.where(rng.random(50) < 0.2, np.nan, rng.random(50))}
+    for header in (True, False):
+        out = io.StringIO()
+        write_csv(cols, out, header=header)
+        assert out.getvalue() == pd.DataFrame(cols).to_csv(index=False, header=header)
+
+
+def _pixels(fig):
+    import matplotlib.pyplot as plt
+
+    fig.canvas.draw()
+    img = np.asarray(fig.canvas.buffer_rgba()).copy()
+    plt.close(fig)
+    return img
+
+
+def test_cohort_figures_are_the_same_from_mappings_of_arrays(reference):
+    """The helper process draws from plain arrays (no pandas): the very same pixels."""
+    from carkinetics import plots
+
+    for function, _, kwargs in reference._figure_args():
+        plain = dict(next(kw for f, _, kw in reference._figure_args(plain=True) if f == function))
+        assert not any(isinstance(v, pd.DataFrame) for v in plain.values())
+        np.testing.assert_array_equal(_pixels(getattr(plots, function)(**kwargs)),
+                                      _pixels(getattr(plots, function)(**plain)))
+
+
+def test_figures_drawn_by_the_helper_process_or_here_when_it_fails(tmp_path, reference, monkeypatch):
+    import matplotlib.image
+
+    from carkinetics import render
+
+    here = tmp_path / "here"
+    reference.write(here)
+    helper_dir = tmp_path / "helper"
+    helper_dir.mkdir()
+    with render.FigureHelper() as figures:
+        assert figures.available
+        names = reference.write_into(helper_dir, figures=figures)
+    assert {"bands.png", "km.png"} <= set(names)
+    for name in ("bands.png", "km.png"):
+        np.testing.assert_array_equal(matplotlib.image.imread(helper_dir / name), matplotlib.image.imread(here / name))
+    # a helper that dies before drawing: the figures are drawn in this process instead
+    monkeypatch.setattr(render, "_COMMAND", "import sys; sys.exit(3)")
+    failed_dir = tmp_path / "failed"
+    failed_dir.mkdir()
+    with render.FigureHelper() as figures:
+        reference.write_into(failed_dir, figures=figures)
+        assert not figures.available
+    for name in ("bands.png", "km.png"):
+        np.testing.assert_array_equal(matplotlib.image.imread(failed_dir / name), matplotlib.image.imread(here / name))
+    # an unused helper is stopped
+    unused = render.FigureHelper()
+    proc = unused._proc
+    unused.close()
+    assert proc.poll() is not None

@@ -67,6 +67,22 @@ def test_log_down_auc_is_exact_for_exponential_decay_on_a_coarse_grid():
     assert ep.auc(times, conc, method="linear") > exact * 1.05
 
 
+def test_auc_per_row_rules_and_failed_rows():
+    """Rows at once: the "log" rule is exact for growth too, equal ends are trapezoids, a zero
+    end is linear, and a row with a NaN gives NaN."""
+    times = np.array([0.0, 1.0, 3.0, 4.0])
+    grow = 2.0 * np.exp(0.5 * times)
+    rows = np.array([grow, [1.0, 1.0, 1.0, 1.0], [0.0, 2.0, 2.0, 0.0], [1.0, np.nan, 1.0, 1.0]])
+    exact_growth = 2.0 / 0.5 * (math.exp(0.5 * 4.0) - 1.0)
+    log = ep.auc(times, rows, method="log")
+    assert log[0] == pytest.approx(exact_growth, rel=1e-13)
+    assert log[1] == 4.0 and log[2] == 1.0 + 4.0 + 1.0 and np.isnan(log[3])
+    updown = ep.auc(times, rows)  # lin-up/log-down: growth by trapezoids (above the exact area)
+    trapezoids = float(np.sum(np.diff(times) * (grow[1:] + grow[:-1]) / 2))
+    assert updown[0] == pytest.approx(trapezoids, rel=1e-14) and updown[0] > exact_growth
+    assert np.array_equal(updown[1:3], log[1:3]) and np.isnan(updown[3])
+
+
 def test_cmax_tmax_first_maximum_window_and_lloq():
     times = np.arange(6.0)
     v = np.array([[1.0, 3.0, 2.0, 3.0, 0.5, 4.0],
@@ -296,6 +312,22 @@ def test_compute_from_a_scenario_matches_the_array_functions(good):
     assert 0 < np.isnan(res["leukaemia_death"]).sum() < n
     assert np.all(res["leukaemia_death"][~np.isnan(res["leukaemia_death"])]
                   >= res["relapse"][~np.isnan(res["leukaemia_death"])])
+
+
+def test_a_failed_row_gives_nan_for_every_endpoint_even_outside_its_window():
+    # the shipped Stein cohort scenario: Cmax (whole grid) first, then Tmax, AUC 0-28 and the day-365
+    # level; a NaN at day 700 (a failed integration) must blank all four, not only the peak
+    from conftest import SCENARIOS
+
+    sc = load_scenario(SCENARIOS / "multiphasic_cohort.toml")
+    eps = sc.sections["endpoints"]
+    times = sc.times
+    rows = np.vstack([1e4 * np.exp(-0.01 * times)] * 3)
+    rows[1, 700] = np.nan
+    got = eps.compute(times, {"transgene": rows}, np.zeros((3, 0)), sc.horizon)
+    for col in ("cmax", "tmax", "auc_0_28", "level_d365"):
+        assert np.isnan(got[col][1]) and not np.isnan(got[col][[0, 2]]).any(), col
+    assert got["cmax"][0] == 1e4 and got["tmax"][0] == 0.0
 
 
 def test_outcome_is_the_first_event_and_censoring_is_respected(good):
