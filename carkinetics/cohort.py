@@ -1370,11 +1370,18 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
     if on_bands is not None and band_table is not None:
         on_bands(CohortResult(None, None, band_table, None, _figure_info(scenario, n, band_names), None, observed))
 
-    patients = pd.DataFrame({name: (pd.Categorical.from_codes(np.concatenate([t[name].codes for t in tables]),
-                                                              categories=first.categories)
-                                    if isinstance(first, pd.Categorical)
-                                    else np.concatenate([t[name] for t in tables]))
-                             for name, first in tables[0].items()})
+    # one column at a time, each chunk's part dropped as it is joined: the table is held once
+    # (plus a column), not twice; the DataFrame keeps the joined arrays as they are
+    columns = {}
+    for name in list(tables[0]):
+        parts = [t.pop(name) for t in tables]
+        columns[name] = (pd.Categorical.from_codes(np.concatenate([x.codes for x in parts]),
+                                                   categories=parts[0].categories)
+                         if isinstance(parts[0], pd.Categorical) else np.concatenate(parts))
+        parts = None
+    tables = None
+    patients = pd.DataFrame(columns, copy=False)
+    columns = None
     patients["arm"] = patients["arm"].astype(str)
     ok_patients = patients[patients["status"] == 0]
 

@@ -55,6 +55,19 @@ def test_quantile_interval_matches_scipy_quantile_test(q, n):
         assert np.isfinite([lo, hi]).all()
 
 
+def test_binomial_order_statistics_by_bisection_match_scipy():
+    """The order statistics of the quantile intervals (bisection over the binomial CDF) are
+    scipy.stats.binom.ppf / isf, for small samples and for the 10^5-10^6 of a large cohort."""
+    from carkinetics.summary import _binomial_crossing
+
+    for n in [1, 2, 3, 7, 30, 59, 1000, 12345, 100_000, 1_000_000]:
+        for q in (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99):
+            lo = _binomial_crossing(n, q, True, 0.025 * (1 - 1e-12))
+            hi = _binomial_crossing(n, q, False, 0.025 * (1 + 1e-12))
+            assert lo == stats.binom.ppf(0.025, n, q), (n, q)
+            assert hi == stats.binom.isf(0.025, n, q), (n, q)
+
+
 def test_quantile_interval_coverage_is_at_least_the_level():
     # distribution-free: check coverage of the true median of an exponential law by simulation
     rng = np.random.default_rng(4)
