@@ -7,9 +7,9 @@ status, endpoints) and, per arm, output and output time, a histogram of the valu
 from which the quantile bands are read. Memory therefore does not grow with N beyond
 the patient table (about N x 20 numbers).
 
-The engine simulates the next chunks in a worker thread while the calling thread
-reduces the previous one (and, for ``carkinetics run``, streams its rows to
-``patients.csv``), so the reductions cost little on top of the simulation.
+An engine thread draws and simulates the chunks while the calling thread reduces the
+finished ones (and, for ``carkinetics run``, streams their rows to ``patients.csv``), so
+that the reductions overlap the simulation (see docs/cohorts.md, "Speed and memory").
 
 Every result is independent of the chunk size and of the number of threads: the
 patients' random numbers depend only on the seed and the patient index, the engine's
