@@ -272,6 +272,29 @@ class Outcome:
 _DEFAULT_STATISTIC = {"binary": "proportion", "continuous": "median", "time": "km_median"}
 
 
+def split_outcome(text):
+    """Split ``endpoint``, ``endpoint:statistic`` or ``endpoint@day`` into (endpoint, statistic or
+    None, day or None); the grammar of outcomes here and in :meth:`SweepResult.parse_outcome
+    <carkinetics.sweep.SweepResult.parse_outcome>`.
+
+    Raises
+    ------
+    ValueError
+        When the day after ``@`` is not a number.
+    """
+    text = str(text)
+    if "@" in text:
+        endpoint, d = text.split("@", 1)
+        try:
+            return endpoint, None, float(d)
+        except ValueError:
+            raise ValueError("expected endpoint@day with a number of days") from None
+    if ":" in text:
+        endpoint, statistic = text.split(":", 1)
+        return endpoint, statistic, None
+    return text, None, None
+
+
 def parse_outcome(text, endpoint_set) -> Outcome:
     """Parse ``endpoint``, ``endpoint:statistic`` or ``endpoint@day`` against a scenario's endpoints.
 
@@ -286,18 +309,12 @@ def parse_outcome(text, endpoint_set) -> Outcome:
         raise SensitivityError("the scenario has no [endpoints]: an outcome needs an endpoint")
     kinds = {c: k for c, k in endpoint_set.kinds.items() if k != "event_flag"}
     text = str(text).strip()
-    day = None
-    if "@" in text:
-        endpoint, d = text.split("@", 1)
-        try:
-            day = float(d)
-        except ValueError:
-            raise SensitivityError(f"outcome '{text}': expected endpoint@day with a number of days") from None
+    try:
+        endpoint, statistic, day = split_outcome(text)
+    except ValueError as err:
+        raise SensitivityError(f"outcome '{text}': {err}") from None
+    if day is not None:
         statistic = "survival"
-    elif ":" in text:
-        endpoint, statistic = text.split(":", 1)
-    else:
-        endpoint, statistic = text, None
     if endpoint not in kinds:
         raise SensitivityError(f"outcome '{text}': '{endpoint}' is not an endpoint of the scenario"
                                f"{suggestion(endpoint, list(kinds))} (endpoints: {', '.join(kinds)})")

@@ -507,16 +507,16 @@ class SweepResult:
 
         ``endpoint@day`` is Kaplan-Meier survival at that day (statistic ``survival@day``).
         """
+        from .sensitivity import split_outcome
+
         spec = str(spec)
-        if "@" in spec:
-            endpoint, day = spec.split("@", 1)
-            try:
-                day = float(day)
-            except ValueError:
-                raise SweepError(f"'{spec}': expected endpoint@day with a number of days") from None
+        try:
+            endpoint, statistic, day = split_outcome(spec)
+        except ValueError as err:
+            raise SweepError(f"'{spec}': {err}") from None
+        if day is not None:
             return endpoint, f"survival@{day:g}"
-        if ":" in spec:
-            endpoint, statistic = spec.split(":", 1)
+        if statistic is not None:
             return endpoint, statistic
         s = self.summary
         if spec not in set(s["endpoint"]):
@@ -562,7 +562,6 @@ class SweepResult:
         on = ["point", "arm"] if "arm" in self.grid.columns else ["point"]
         out = self.grid.merge(rows.drop(columns=["endpoint", "statistic"]), on=on, how="inner")
         return out.sort_values(on).reset_index(drop=True)
-
 
     def _km_outcome(self, endpoint, day, arm=None):
         km = self.km[self.km["endpoint"] == endpoint]

@@ -120,6 +120,8 @@ def test_parse_outcome(toy):
         parse_outcome("cmaxx", es)
     with pytest.raises(SensitivityError, match="is not a statistic of the continuous endpoint"):
         parse_outcome("cmax:proportion", es)
+    with pytest.raises(SensitivityError, match="'overall_survival@a year': expected endpoint@day with a number"):
+        parse_outcome("overall_survival@a year", es)
     with pytest.raises(SensitivityError, match="needs a time-to-event endpoint"):
         parse_outcome("cmax@30", es)
 

@@ -310,6 +310,9 @@ def test_outcome_table_and_survival_at_a_day(full_run):
         res.outcome("remision_d28")
     with pytest.raises(SweepError, match="not one of the Kaplan-Meier summary days"):
         res.outcome("overall_survival", "survival@123.5")
+    with pytest.raises(SweepError, match="'overall_survival@day 365': expected endpoint@day with a number"):
+        res.parse_outcome("overall_survival@day 365")
+    assert res.parse_outcome("cmax:q95") == ("cmax", "q95")
 
 
 def test_cli_sweep_then_plot(tmp_path):
