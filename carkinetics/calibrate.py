@@ -61,7 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CarKineticsError, ProblemCollector, ScenarioError, suggestion
+from .errors import CarKineticsError, ProblemCollector, ScenarioError, is_whole_number, suggestion
 
 METHODS = ("nelder-mead", "differential_evolution")
 _HEAD_KEYS = {"name", "description", "model", "n", "seed", "method", "starts", "maxiter", "popsize",
@@ -162,7 +162,7 @@ def _int(head, key, default, errs, minimum=1):
     v = head.get(key, default)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+    if not is_whole_number(v, minimum):
         errs.add(f"calibration.{key}", f"expected a whole number >= {minimum}, got {v!r}")
         return default
     return int(v)

@@ -42,7 +42,6 @@ reference event (``after = "remission"``) did not happen.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 
@@ -50,7 +49,7 @@ import numpy as np
 from numba import njit
 
 from . import expressions as ex
-from .errors import ExpressionError, suggestion
+from .errors import ExpressionError, is_number, suggestion
 from .scenario import register_section
 
 # ----------------------------------------------------------------------------------------
@@ -907,10 +906,6 @@ _COMPUTE = {
 # ----------------------------------------------------------------------------------------
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 class _Parser:
     """Parses [endpoints] and [outcomes] together (outcomes refer to endpoints)."""
 
@@ -927,7 +922,7 @@ class _Parser:
     # -- helpers ----------------------------------------------------------------------
     def number(self, spec, k, key, *, positive=False):
         value = spec[k]
-        if not _is_number(value):
+        if not is_number(value):
             self.errs.add(f"{key}.{k}", f"expected a finite number, got {value!r}")
             return None
         if positive and not value > 0:
@@ -962,7 +957,7 @@ class _Parser:
 
     def days_list(self, spec, k, key):
         value = spec[k]
-        if not isinstance(value, list) or not all(_is_number(v) for v in value):
+        if not isinstance(value, list) or not all(is_number(v) for v in value):
             self.errs.add(f"{key}.{k}", f"expected a list of days (numbers), got {value!r}")
             return None
         bad = [v for v in value if not float(self.times[0]) <= v <= float(self.times[-1])]
@@ -1045,7 +1040,7 @@ class _Parser:
 
     def expression(self, spec, k, key, *, allow_outputs=True):
         text = spec[k]
-        if _is_number(text) and k in ("hazard", "probability"):
+        if is_number(text) and k in ("hazard", "probability"):
             return ex.Expr.num(float(text))
         if not isinstance(text, str):
             self.errs.add(f"{key}.{k}", f"expected an expression string, got {text!r}")
@@ -1125,10 +1120,10 @@ class _Parser:
                                f"endpoint) for type '{typ}', not both")
             ok = False
         start, end = times.get("start"), times.get("end")
-        if _is_number(start) and _is_number(end) and not start < end:
+        if is_number(start) and is_number(end) and not start < end:
             self.errs.add(f"{key}.end", f"end = {end:g} must be after start = {start:g}")
             ok = False
-        elif _is_number(start) and end is None and not start < self.times[-1]:
+        elif is_number(start) and end is None and not start < self.times[-1]:
             self.errs.add(f"{key}.start", f"start = {start:g} must be before the last output time "
                                           f"{float(self.times[-1]):g}")
             ok = False

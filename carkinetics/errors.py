@@ -8,6 +8,7 @@ while genuine bugs still show a traceback.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable
 
 
@@ -112,6 +113,16 @@ class ProblemCollector:
     def raise_if_any(self) -> None:
         if self.problems:
             raise self.error_class(self.path, self.problems)
+
+
+def is_number(value) -> bool:
+    """Whether a value read from a file is a finite number (an int or a float, not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_whole_number(value, minimum: int = 0) -> bool:
+    """Whether a value read from a file is a whole number (an int, not a bool) >= ``minimum``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 def suggestion(name: str, known: Iterable[str]) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import keyword
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import expressions as ex
-from .errors import ExpressionError, ModelFileError, ProblemCollector, suggestion
+from .errors import ExpressionError, ModelFileError, ProblemCollector, is_number, suggestion
 
 PARAMETER_STATUSES = ("published", "derived", "fitted", "assumption", "fixed")
 RESERVED_NAMES = {"t", "pi"} | set(ex.FUNCTIONS)
@@ -408,7 +407,7 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
             errs.add(f"{key}.status", f"expected one of {list(PARAMETER_STATUSES)}, got {status!r}"
                                       f"{suggestion(str(status), PARAMETER_STATUSES)}")
         iiv = spec.get("iiv_log_sd", 0.0)
-        if isinstance(iiv, bool) or not isinstance(iiv, (int, float)) or not math.isfinite(iiv) or iiv < 0:
+        if not is_number(iiv) or iiv < 0:
             errs.add(f"{key}.iiv_log_sd", f"expected a number >= 0 (SD of log(value) between patients), got {iiv!r}")
             iiv = 0.0
         bounds = spec.get("bounds")
@@ -491,7 +490,7 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
             errs.add(f"{key}.initial", f"expected a value >= 0, got {init_raw}")
         default_thr = 1.0 if (unit or "").strip().lower() in ("cells", "cell") else 0.0
         thr = spec.get("extinction", default_thr)
-        if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not math.isfinite(thr) or thr < 0:
+        if not is_number(thr) or thr < 0:
             errs.add(f"{key}.extinction", f"expected a threshold >= 0 (0 disables extinction), got {thr!r}")
             thr = 0.0
         atol = spec.get("atol")
@@ -556,7 +555,7 @@ def _number(spec, name, key, errs, required=False):
             errs.add(f"{key}.{name}", "missing (expected a number)")
         return None
     v = spec[name]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if not is_number(v):
         errs.add(f"{key}.{name}", f"expected a finite number, got {v!r}")
         return None
     return float(v)

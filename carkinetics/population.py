@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import expressions as ex
-from .errors import CarKineticsError, ExpressionError, ScenarioError, suggestion
+from .errors import CarKineticsError, ScenarioError, is_number, is_whole_number, suggestion
 from .scenario import parameter_items, register_section, value_expression
 
 RESERVED_NAMES = {"t"} | set(ex.FUNCTIONS) | set(ex.CONSTANTS)
@@ -159,14 +159,14 @@ def _lognormal_params(raw, add):
         return {"median": raw.get("median"), "sd_log": raw.get("sd_log")}, ("median", "sd_log")
     if "geometric_mean" in raw or "geometric_sd" in raw:
         gm, gsd = raw.get("geometric_mean"), raw.get("geometric_sd")
-        if _is_number(gsd) and gsd < 1:
+        if is_number(gsd) and gsd < 1:
             add("geometric_sd", f"a geometric SD is a factor >= 1, got {gsd}")
             return None, ()
-        sd_log = math.log(gsd) if _is_number(gsd) else gsd
+        sd_log = math.log(gsd) if is_number(gsd) else gsd
         return {"median": gm, "sd_log": sd_log}, ("geometric_mean", "geometric_sd")
     if "mean" in raw or "sd" in raw:
         mean, sd = raw.get("mean"), raw.get("sd")
-        if _is_number(mean) and _is_number(sd) and mean > 0 and sd >= 0:
+        if is_number(mean) and is_number(sd) and mean > 0 and sd >= 0:
             cv2 = (sd / mean) ** 2
             return {"median": mean / math.sqrt(1 + cv2), "sd_log": math.sqrt(math.log1p(cv2))}, ("mean", "sd")
         return {"median": mean, "sd_log": sd}, ("mean", "sd")
@@ -189,10 +189,6 @@ DISTRIBUTIONS = {
 }
 DISTRIBUTION_ALIASES = {"choice": "categorical", "truncated_normal": "truncnormal", "log_normal": "lognormal",
                         "fixed": "constant"}
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _parse_covariate(name, raw, key, add_problem) -> Covariate | None:
@@ -234,7 +230,7 @@ def _parse_covariate(name, raw, key, add_problem) -> Covariate | None:
         if not ok:
             return None
         for k in given:
-            if not _is_number(raw[k]):
+            if not is_number(raw[k]):
                 add(k, f"expected a number, got {raw[k]!r}")
                 ok = False
         if not ok:
@@ -248,11 +244,11 @@ def _parse_covariate(name, raw, key, add_problem) -> Covariate | None:
         params = conv
     elif dist == "categorical":
         values = raw["values"]
-        if not isinstance(values, list) or not values or not all(_is_number(v) for v in values):
+        if not isinstance(values, list) or not values or not all(is_number(v) for v in values):
             add("values", f"expected a non-empty list of numbers (use arms for named groups), got {values!r}")
             return None
         probs = raw.get("probabilities", [1.0 / len(values)] * len(values))
-        if (not isinstance(probs, list) or len(probs) != len(values) or not all(_is_number(q) for q in probs)
+        if (not isinstance(probs, list) or len(probs) != len(values) or not all(is_number(q) for q in probs)
                 or any(q < 0 for q in probs) or abs(sum(probs) - 1) > 1e-6):
             add("probabilities", f"expected {len(values)} probabilities >= 0 that sum to 1, got {probs!r}")
             return None
@@ -260,7 +256,7 @@ def _parse_covariate(name, raw, key, add_problem) -> Covariate | None:
     else:
         for k in sorted(required | (optional - {"lower", "upper"})):
             if k in raw:
-                if not _is_number(raw[k]):
+                if not is_number(raw[k]):
                     add(k, f"expected a number, got {raw[k]!r}")
                     ok = False
                 else:
@@ -279,7 +275,7 @@ def _parse_covariate(name, raw, key, add_problem) -> Covariate | None:
     else:
         for k in ("lower", "upper"):
             if k in raw:
-                if not _is_number(raw[k]):
+                if not is_number(raw[k]):
                     add(k, f"expected a number, got {raw[k]!r}")
                     return None
         lower = float(raw.get("lower", -math.inf))
@@ -418,7 +414,7 @@ def _parse_variables(raw, context) -> Variables:
             units[name] = str(v.get("unit", ""))
             descr[name] = str(v.get("description", ""))
             v = v.get("value")
-        if not _is_number(v):
+        if not is_number(v):
             errs.add(key, f"expected a finite number, got {v!r}")
             continue
         values[name] = float(v)
@@ -436,13 +432,13 @@ def _parse_population(raw, context) -> PopulationSpec:
     errs.unknown_keys("population", raw, _POPULATION_KEYS, "a key of [population]")
     size = raw.get("size")
     if size is not None:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        if not is_whole_number(size, 1):
             errs.add("population.size", f"expected a whole number of patients >= 1, got {size!r}")
         else:
             spec.size = size
     seed = raw.get("seed")
     if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        if not is_whole_number(seed, 0):
             errs.add("population.seed", f"expected a whole number >= 0, got {seed!r}")
         else:
             spec.seed = seed
@@ -456,7 +452,7 @@ def _parse_population(raw, context) -> PopulationSpec:
     # variability: parameter -> log-normal SD
     for name, sd, key in parameter_items(raw.get("variability", {}), "population.variability", model, errs,
                                          "log-normal SD"):
-        if not _is_number(sd) or sd < 0:
+        if not is_number(sd) or sd < 0:
             errs.add(key, f"expected a log-normal SD >= 0 (SD of log(value); 0 switches variability off), "
                           f"got {sd!r}")
             continue
@@ -526,7 +522,7 @@ def _parse_block(raw, key, kind, model, spec, sds, errs):
     mat = raw.get("matrix")
     k = len(names)
     if (not isinstance(mat, list) or len(mat) != k
-            or not all(isinstance(r, list) and len(r) == k and all(_is_number(x) for x in r) for r in mat)):
+            or not all(isinstance(r, list) and len(r) == k and all(is_number(x) for x in r) for r in mat)):
         errs.add(f"{key}.matrix", f"expected a {k} x {k} matrix of numbers (a list of {k} rows), one row and "
                                   f"column per parameter in 'parameters'")
         return None
@@ -596,7 +592,7 @@ def _parse_arms(raw, context) -> Arms:
             continue
         errs.unknown_keys(key, a, _ARM_KEYS, "a key of an arm")
         share = a.get("share")
-        if not _is_number(share) or share <= 0:
+        if not is_number(share) or share <= 0:
             errs.add(f"{key}.share", f"expected the arm's share of the cohort (a number > 0; shares are relative "
                                      f"weights, normalised to sum to 1), got {share!r}")
             share = None
@@ -618,7 +614,7 @@ def _parse_arms(raw, context) -> Arms:
                 errs.add(vkey, f"'{vname}' is not a variable of this scenario (declare it in [variables])"
                                f"{suggestion(vname, variables)}")
                 continue
-            if not _is_number(value):
+            if not is_number(value):
                 errs.add(vkey, f"expected a finite number, got {value!r}")
                 continue
             avars[vname] = float(value)
@@ -717,7 +713,7 @@ class CohortDesign:
             if name not in base_vars:
                 problems.append(f"variables.{name}: '{name}' is not a variable of this scenario"
                                 f"{suggestion(name, base_vars)}")
-            elif not _is_number(value):
+            elif not is_number(value):
                 problems.append(f"variables.{name}: expected a finite number, got {value!r}")
             else:
                 base_vars[name] = float(value)
@@ -727,7 +723,7 @@ class CohortDesign:
             if name not in model.parameter_names:
                 problems.append(f"parameters.{name}: '{name}' is not a parameter of model '{model.name}'"
                                 f"{suggestion(name, model.parameter_names)}")
-            elif not _is_number(value):
+            elif not is_number(value):
                 problems.append(f"parameters.{name}: expected a finite number, got {value!r}")
             else:
                 typical[model.parameter_index(name)] = float(value)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from . import expressions as ex
-from .errors import CarKineticsError, ExpressionError, ProblemCollector, ScenarioError, suggestion
+from .errors import CarKineticsError, ExpressionError, ProblemCollector, ScenarioError, is_number, suggestion
 from .options import METHODS, OptionsError, SolverOptions
 
 _SCENARIO_KEYS = {"name", "description", "model", "targets", "notes", "seed_file", "arm", "reproduces",
@@ -293,7 +293,7 @@ def header_and_model(data, table, keys, path, errs):
 def _numeric_parameters(items, model, errs, out: dict) -> None:
     """Check ``(name, value, key)`` entries as finite numbers within the model's bounds into ``out``."""
     for nm, value, key in items:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_number(value):
             errs.add(key, f"expected a finite number, got {value!r}")
             continue
         par = model.parameter(nm)
@@ -357,16 +357,14 @@ def _parse_times(raw, errs):
         return np.array([0.0, 1.0]), None
     errs.unknown_keys("times", raw, _TIMES_KEYS, "a key of [times]")
     start = raw.get("start")
-    if start is not None and (isinstance(start, bool) or not isinstance(start, (int, float))
-                              or not math.isfinite(start)):
+    if start is not None and not is_number(start):
         errs.add("times.start", f"expected a number, got {start!r}")
         start = None
     if "values" in raw:
         if "end" in raw or "step" in raw:
             errs.add("times", "give either 'values' or 'end' (with 'step'), not both")
         vals = raw["values"]
-        ok = isinstance(vals, list) and vals and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in vals)
+        ok = isinstance(vals, list) and vals and all(is_number(v) for v in vals)
         if not ok:
             errs.add("times.values", "expected a non-empty list of numbers")
             return np.array([0.0, 1.0]), start
@@ -377,7 +375,7 @@ def _parse_times(raw, errs):
     else:
         end = raw.get("end")
         step = raw.get("step", 1.0)
-        if isinstance(end, bool) or not isinstance(end, (int, float)) or not math.isfinite(end):
+        if not is_number(end):
             errs.add("times.end", f"expected the last output time (a number), got {end!r}")
             return np.array([0.0, 1.0]), start
         if isinstance(step, bool) or not isinstance(step, (int, float)) or not step > 0:

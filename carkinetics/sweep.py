@@ -58,7 +58,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import sys
 import time as _time
 import uuid
@@ -68,7 +67,7 @@ from pathlib import Path
 import numpy as np
 
 from . import expressions as ex
-from .errors import CarKineticsError, ScenarioError, suggestion
+from .errors import CarKineticsError, ScenarioError, is_number, is_whole_number, suggestion
 from .scenario import register_section
 
 #: The value a "none" entry of a variable axis stands for: an event at this time never happens.
@@ -175,10 +174,6 @@ class SweepSpec:
                 "km_times": None if self.km_times is None else list(self.km_times), "plots": self.plots}
 
 
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _variable_names(context) -> list:
     """Names of the scenario's [variables] (parsed by the cohort module, or read raw)."""
     names = context.get("variables")
@@ -217,11 +212,11 @@ def _parse_sweep(raw, context) -> SweepSpec:
         return SweepSpec(axes=())
     errs.unknown_keys("sweep", raw, _SWEEP_KEYS, "a key of [sweep]")
     n = raw.get("n")
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+    if n is not None and not is_whole_number(n, 1):
         errs.add("sweep.n", f"expected a positive whole number of virtual patients per point, got {n!r}")
         n = None
     seed = raw.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+    if seed is not None and not is_whole_number(seed, 0):
         errs.add("sweep.seed", f"expected a non-negative integer, got {seed!r}")
         seed = None
     per_patient = raw.get("per_patient", False)
@@ -229,12 +224,12 @@ def _parse_sweep(raw, context) -> SweepSpec:
         errs.add("sweep.per_patient", f"expected true or false, got {per_patient!r}")
         per_patient = False
     km_step = raw.get("km_step", 7.0)
-    if not _is_number(km_step) or km_step <= 0:
+    if not is_number(km_step) or km_step <= 0:
         errs.add("sweep.km_step", f"expected a positive number of days, got {km_step!r}")
         km_step = 7.0
     km_times = raw.get("km_times")
     if km_times is not None:
-        if (not isinstance(km_times, list) or not km_times or not all(_is_number(t) and t >= 0 for t in km_times)):
+        if (not isinstance(km_times, list) or not km_times or not all(is_number(t) and t >= 0 for t in km_times)):
             errs.add("sweep.km_times", "expected a non-empty list of days >= 0")
             km_times = None
         else:
@@ -307,7 +302,7 @@ def _parse_axis(name, values, key, errs, model, variables, arms, params, event_t
             vs, ps = {}, {}
             for target, v in table.items():
                 tkey = f"{okey}.{target}"
-                if not _is_number(v):
+                if not is_number(v):
                     errs.add(tkey, f"expected a finite number, got {v!r}")
                     continue
                 if target in params:
@@ -339,7 +334,7 @@ def _parse_axis(name, values, key, errs, model, variables, arms, params, event_t
     if name in params:
         settings = []
         for v in values:
-            if not _is_number(v):
+            if not is_number(v):
                 errs.add(key, f"expected finite numbers for parameter '{name}', got {v!r}")
                 return None
             if not _check_bounds(model, name, v, key, errs):
@@ -355,7 +350,7 @@ def _parse_axis(name, values, key, errs, model, variables, arms, params, event_t
                                   f"happens); '{name}' is not used in any event's time")
                     return None
                 settings.append({"variables": {name: NEVER}, "parameters": {}, "arm": None})
-            elif _is_number(v):
+            elif is_number(v):
                 settings.append({"variables": {name: float(v)}, "parameters": {}, "arm": None})
             else:
                 errs.add(key, f"expected numbers (or \"none\" for an event time), got {v!r}")
@@ -640,7 +635,7 @@ def grid_frame(spec: SweepSpec):
     rows = [{"point": p.id, **p.labels} for p in points]
     df = pd.DataFrame(rows, columns=["point"] + spec.axis_names)
     for a in spec.axes:
-        if not all(_is_number(v) for v in a.labels):
+        if not all(is_number(v) for v in a.labels):
             df[a.name] = df[a.name].astype(str)
     return df
 
