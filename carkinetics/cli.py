@@ -30,7 +30,7 @@ def main():
 
 
 def _engine_threads_sleep_when_idle():
-    """For the commands that simulate cohorts chunk by chunk: unless the user chose otherwise,
+    """For ``carkinetics run``, which simulates cohorts chunk by chunk: unless the user chose otherwise,
     the engine's OpenMP threads sleep as soon as a chunk is done instead of spinning for the
     next one (``OMP_WAIT_POLICY=PASSIVE``), which leaves the core to the thread that reduces
     the finished chunks meanwhile (about 0.25 core-seconds per 100,000 patients of the

@@ -35,6 +35,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import queue
 import sys
 import threading
 import time as _time
@@ -70,7 +71,7 @@ BAND_RESOLUTION = (f"log-linear histogram: 2^{BAND_BITS} = {2 ** BAND_BITS} equa
                    f"inverted-CDF order statistic placed in its bin by linear interpolation of the rank")
 _QUEUE_CHUNKS, _QUEUE_BYTES = 4, 100e6  # finished chunks that may wait for their reduction
 _SWITCH_INTERVAL = 0.0005  # s: interpreter-lock hand-over while the engine thread runs
-_CHUNK_BYTES = 32e6  # target size of one chunk's saved outputs (two chunks are in flight at once)
+_CHUNK_BYTES = 32e6  # target size of one chunk's saved outputs (up to _QUEUE_CHUNKS + 2 are alive at once)
 
 
 class CohortError(CarKineticsError, ValueError):
@@ -449,10 +450,7 @@ class _EngineThread:
     blocks until one is taken); an exception in the thread is raised by ``get()``."""
 
     def __init__(self, simulate, starts, depth):
-        import queue
-
         self._queue = queue.Queue(maxsize=depth)
-        self._full = queue.Full
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(simulate, list(starts)),
                                         name="carkinetics-engine", daemon=True)
@@ -468,7 +466,7 @@ class _EngineThread:
             try:
                 self._queue.put(item, timeout=0.05)
                 return True
-            except self._full:
+            except queue.Full:
                 continue
         return False
 
@@ -841,6 +839,7 @@ def write_csv(table, file, header=True) -> None:
 
     def put(text):
         file.write(text.encode("utf-8") if binary else text)
+
     if isinstance(table, Mapping):
         names, columns = [str(c) for c in table], list(table.values())
         n_rows = len(columns[0]) if columns else 0
@@ -924,31 +923,38 @@ class CohortResult:
     files: list = field(default_factory=list)
     streamed_csv: object = field(default=None, repr=False)
 
-    def _figure_args(self, plain=False):
-        """``(function, file name, kwargs)`` of each figure of :meth:`write_into`; with ``plain``,
-        tables as mappings of numpy arrays (for the helper process of :mod:`carkinetics.render`)."""
+    @staticmethod
+    def _table(t, plain):
+        """``t``, or with ``plain`` its columns as numpy arrays (for :mod:`carkinetics.render`)."""
+        return None if t is None else ({str(c): t[c].to_numpy() for c in t.columns} if plain else t)
 
-        def table(t):
-            return None if t is None else ({str(c): t[c].to_numpy() for c in t.columns} if plain else t)
+    def _bands_kwargs(self, plain=False) -> dict:
+        """Arguments of :func:`~carkinetics.plots.plot_cohort_bands` for this result."""
+        return dict(bands=self._table(self.bands, plain), outputs=self.info.get("band_outputs"),
+                    log_scale=self.info.get("log_scale", True), observed=self._table(self.observed, plain),
+                    units=self.info.get("units"), time_unit=self.info.get("time_unit", ""),
+                    title=f"{self.info.get('scenario_name', '')}: {self.info.get('n_patients', '')} virtual patients")
 
+    def _km_kwargs(self, plain=False) -> dict:
+        """Arguments of :func:`~carkinetics.plots.plot_kaplan_meier` for this result."""
+        return dict(km=self._table(self.km, plain), time_unit=self.info.get("time_unit", ""),
+                    title=f"{self.info.get('scenario_name', '')}: Kaplan-Meier")
+
+    def _figure_args(self, plain=False, skip=()):
+        """``(function, file name, kwargs)`` of each figure of :meth:`write_into` whose function
+        is not in ``skip``; with ``plain``, tables as mappings of numpy arrays."""
         figures = []
-        name = self.info.get("scenario_name", "")
-        if self.bands is not None and len(self.bands):
-            figures.append(("plot_cohort_bands", "bands.png", dict(
-                bands=table(self.bands), outputs=self.info.get("band_outputs"),
-                log_scale=self.info.get("log_scale", True), observed=table(self.observed),
-                units=self.info.get("units"), time_unit=self.info.get("time_unit", ""),
-                title=f"{name}: {self.info.get('n_patients', '')} virtual patients")))
-        if self.km is not None and len(self.km):
-            figures.append(("plot_kaplan_meier", "km.png", dict(
-                km=table(self.km), time_unit=self.info.get("time_unit", ""), title=f"{name}: Kaplan-Meier")))
+        if self.bands is not None and len(self.bands) and "plot_cohort_bands" not in skip:
+            figures.append(("plot_cohort_bands", "bands.png", self._bands_kwargs(plain)))
+        if self.km is not None and len(self.km) and "plot_kaplan_meier" not in skip:
+            figures.append(("plot_kaplan_meier", "km.png", self._km_kwargs(plain)))
         return figures
 
     def plot_bands(self, outputs=None):
         """Median and 5-95% / 25-75% bands per arm over time, with the observations if any."""
         from .plots import plot_cohort_bands
 
-        kwargs = dict(next(kw for f, _, kw in self._figure_args() if f == "plot_cohort_bands"))
+        kwargs = self._bands_kwargs()
         if outputs:
             kwargs["outputs"] = outputs
         return plot_cohort_bands(**kwargs)
@@ -957,7 +963,7 @@ class CohortResult:
         """Kaplan-Meier curves of each time-to-event endpoint, per arm."""
         from .plots import plot_kaplan_meier
 
-        return plot_kaplan_meier(**next(kw for f, _, kw in self._figure_args() if f == "plot_kaplan_meier"))
+        return plot_kaplan_meier(**self._km_kwargs())
 
     def write_into(self, folder, plots=True, figures=None) -> list[str]:
         """Write the result files into an existing folder (no staging); return their names.
@@ -970,9 +976,9 @@ class CohortResult:
 
         folder = Path(folder)
         names = ["patients.csv", "summary.csv"]
-        to_draw = self._figure_args(plain=figures is not None) if plots else []
-        if figures is not None:  # the figures not handed over yet (see run_cohort's on_bands)
-            figures.send([(f, folder / file, kw) for f, file, kw in to_draw if f not in figures.sent])
+        to_draw = self._figure_args() if plots else []
+        if figures is not None and to_draw:  # the figures not handed over yet (see run_cohort's on_bands)
+            figures.send([(f, folder / file, kw) for f, file, kw in self._figure_args(plain=True, skip=figures.sent)])
         streamed = self.streamed_csv is not None and Path(self.streamed_csv) == folder / "patients.csv"
         if not (streamed and (folder / "patients.csv").exists()):
             write_csv(self.patients, folder / "patients.csv")
@@ -993,7 +999,7 @@ class CohortResult:
             names.append("trajectories.csv")
         # fixed margins and one draw per figure (no tight bounding box): cheap at any N
         if to_draw and not (figures is not None and figures.wait()):
-            for function, file, kwargs in self._figure_args():
+            for function, file, kwargs in to_draw:
                 plotting.save_figure(getattr(plotting, function)(**kwargs), folder / file, ("png",), tight=False,
                                      dpi=120)
         names += [file for _, file, _ in to_draw]
