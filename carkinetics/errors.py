@@ -134,3 +134,53 @@ def suggestion(name: str, known: Iterable[str]) -> str:
 def unknown_name_message(name: str, known: Iterable[str], what: str) -> str:
     known = list(known)
     return f"'{name}' is not {what}{suggestion(name, known)}"
+
+
+# ---- reading input files -------------------------------------------------------------------
+#: Largest input file read (model, scenario, calibration, parameter set, data or target table).
+#: Real files are kilobytes to a few megabytes; the limit keeps ``/dev/zero`` or a wrong path
+#: to a disk image from being read whole.
+MAX_INPUT_BYTES = 64 * 1024 * 1024
+
+
+def read_input_text(path, error_class=None, what: str = "file", max_bytes: int = MAX_INPUT_BYTES) -> str:
+    """The text of one input file, or ``error_class(path, [reason])`` naming what is wrong.
+
+    The one reader of every input file: refuses missing paths, folders, special files
+    (devices, FIFOs, sockets), files over ``max_bytes`` and text that is not UTF-8,
+    each with one message naming the file; nothing is read before the checks pass, and
+    at most ``max_bytes + 1`` bytes are ever read (a file growing meanwhile cannot
+    exhaust memory).
+    """
+    import os
+    import stat
+    from pathlib import Path
+
+    error_class = error_class or FileError
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise error_class(p, [f"{what} not found"]) from None
+    except OSError as err:
+        raise error_class(p, [f"cannot read the {what}: {err.strerror or err}"]) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise error_class(p, [f"is a folder, expected a {what}"])
+    if not stat.S_ISREG(st.st_mode):
+        raise error_class(p, [f"is not a regular file (a device, pipe or socket), expected a {what}"])
+    if st.st_size > max_bytes:
+        raise error_class(p, [f"is {st.st_size:,} bytes; a {what} may be at most {max_bytes:,} bytes"])
+    try:
+        with open(p, "rb") as fh:
+            raw = fh.read(max_bytes + 1)
+    except OSError as err:
+        raise error_class(p, [f"cannot read the {what}: {err.strerror or err}"]) from None
+    if len(raw) > max_bytes:
+        raise error_class(p, [f"is larger than {max_bytes:,} bytes, the limit for a {what}"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise error_class(p, [f"not UTF-8 text (byte 0x{raw[err.start]:02x} at line {line}); "
+                              f"save the {what} as UTF-8"]) from None
+    return text.removeprefix("\ufeff")

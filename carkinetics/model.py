@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import expressions as ex
-from .errors import ExpressionError, ModelFileError, ProblemCollector, is_number, suggestion
+from .errors import ExpressionError, ModelFileError, ProblemCollector, is_number, read_input_text, suggestion
 
 PARAMETER_STATUSES = ("published", "derived", "fitted", "assumption", "fixed")
 RESERVED_NAMES = {"t", "pi"} | set(ex.FUNCTIONS)
@@ -325,7 +325,7 @@ def load_model(path) -> Model:
         p = resolve_model_path(path)
     except FileNotFoundError as err:
         raise ModelFileError(str(path), [str(err)]) from None
-    text = p.read_text(encoding="utf-8")
+    text = read_input_text(p, ModelFileError, "model file")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from . import expressions as ex
-from .errors import CarKineticsError, ExpressionError, ProblemCollector, ScenarioError, is_number, suggestion
+from .errors import CarKineticsError, ExpressionError, ProblemCollector, ScenarioError, is_number, read_input_text, suggestion
 from .options import METHODS, OptionsError, SolverOptions
 
 _SCENARIO_KEYS = {"name", "description", "model", "targets", "notes", "seed_file", "arm", "reproduces",
@@ -179,12 +179,9 @@ def load_scenario(path) -> Scenario:
 def read_toml(path, error_class=ScenarioError) -> dict:
     """The tables of a TOML file; a missing, unreadable or malformed file raises ``error_class``."""
     path = Path(path)
-    if not path.is_file():
-        raise error_class(path, ["file not found"])
+    text = read_input_text(path, error_class, "TOML file")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise error_class(path, [f"cannot read the file: {err}"]) from None
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise error_class(path, [f"not valid TOML: {err}"]) from None
 
