@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 
 from . import expressions as ex
+from .errors import ModelFileError
 
 _TEMPLATE_PATH = Path(__file__).resolve().parent / "engine" / "template.py"
 _STUB_END = "# ---------------------------------------------------------------------- END OF STUB"
@@ -53,7 +54,61 @@ def _template_body() -> str:
 # ----------------------------------------------------------------------------------------
 
 
+# ---- what of a model may enter generated code ---------------------------------------------
+# Only validated names (ASCII identifiers, see expressions.name_problem), always mangled
+# with a prefix (s_, p_, x_) or used in comments after a check, numbers written by repr(),
+# and free text (model name, file name) through _inert. Nothing else from a model file.
+
+_TEXT_LIMIT = 120  # characters of free text kept in a comment
+
+
+def _inert(text) -> str:
+    """Free text for a comment of generated code: the one way text enters a kernel.
+
+    ``ascii()`` escapes quotes, backslashes, every line break Python or an editor knows
+    (``\\n \\r \\x0b \\x0c \\x1c-\\x1e \\x85 \\u2028 \\u2029``), NUL and all non-ASCII; the
+    result is one line of printable ASCII in quotes, inert in a comment.
+    """
+    text = str(text)
+    if len(text) > _TEXT_LIMIT:
+        text = text[:_TEXT_LIMIT] + "..."
+    out = ascii(text)
+    if not (out.isascii() and out.isprintable()):  # cannot happen: ascii() escapes all of it
+        raise RuntimeError(f"unsafe text for generated code: {out!r}")
+    return out
+
+
+def _slug(text, limit: int = 40) -> str:
+    """ASCII letters, digits and _ only (file and module names)."""
+    out = "".join(c if (c.isascii() and c.isalnum()) else "_" for c in str(text))[:limit].strip("_")
+    return out or "model"
+
+
+def _check_names(model) -> None:
+    """ModelFileError unless every name that enters generated code is a valid identifier.
+
+    load_model already checks them; this guards models built in other ways.
+    """
+    problems = []
+    for section, names in (("states", model.state_names), ("parameters", model.parameter_names),
+                           ("expressions", list(model.expressions)), ("outputs", model.output_names)):
+        for n in names:
+            why = ex.name_problem(n)
+            if why is None and n in _RESERVED:
+                why = f"'{n}' is reserved"
+            if why is not None:
+                problems.append((f"{section}.{_inert(n)[1:-1]}", why))
+    if problems:
+        from .errors import FileProblem
+
+        raise ModelFileError(model.path, [FileProblem(k, m) for k, m in problems])
+
+
+_RESERVED = {"t", "pi"} | set(ex.FUNCTIONS)
+
+
 def _mangle(model):
+    _check_names(model)
     states = {n: f"s_{n}" for n in model.state_names}
     params = {n: f"p_{n}" for n in model.parameter_names}
     exprs = {n: f"x_{n}" for n in model.expressions}
@@ -122,9 +177,9 @@ def generate_source(model) -> str:
         return out
 
     out = [
-        f"# carkinetics kernel for model '{model.name}' ({model.path.name}).",
+        f"# carkinetics kernel for model {_inert(model.name)}, file {_inert(model.path.name)}.",
         "# Generated code: do not edit. Regenerated whenever the model, the engine or numba changes.",
-        f"# model sha256: {model.content_hash}",
+        f"# model sha256: {_inert(model.content_hash)[1:-1]}",
         "import math",
         "",
         "import numpy as np",
@@ -147,13 +202,19 @@ def generate_source(model) -> str:
     def vsrc(e, rn=rename):  # the lanes: branch-free inlined math that vectorises
         return ex.to_source(e, rn, vector_math=True)
 
+    keys: dict[int, str] = {}  # line of generated code -> key of the model file it comes from
+
+    def put(line, key):
+        keys[len(out)] = key
+        out.append(line)
+
     out.append('@njit(cache=True, error_model="numpy", nogil=True, inline="always")')
     out.append("def model_rhs(t, y, p, dy):")
     out.extend(_preamble(model, rename, used))
     for n in rhs_exprs:
-        out.append(f"    {rename(n)} = {src(model.expressions[n])}")
+        put(f"    {rename(n)} = {src(model.expressions[n])}", f"expressions.{n}")
     for i, n in enumerate(state_names):
-        out.append(f"    dy[{i}] = {src(model.odes[n])}  # d{n}/dt")
+        put(f"    dy[{i}] = {src(model.odes[n])}  # d{n}/dt", f"odes.{n}")
     out.append("")
 
     # ---- the same right-hand side for many patients at once: one loop over lanes
@@ -173,14 +234,18 @@ def generate_source(model) -> str:
         if n in used:
             out.append(f"        {rename(n)} = p[{i}, lane]")
     for n in rhs_exprs:
-        out.append(f"        {rename(n)} = {vsrc(model.expressions[n], rename_lanes)}")
+        put(f"        {rename(n)} = {vsrc(model.expressions[n], rename_lanes)}", f"expressions.{n}")
     for i, n in enumerate(state_names):
-        out.append(f"        out[s, {i}, lane] = {vsrc(model.odes[n], rename_lanes)}  # d{n}/dt")
+        put(f"        out[s, {i}, lane] = {vsrc(model.odes[n], rename_lanes)}  # d{n}/dt", f"odes.{n}")
     out.append("")
 
-    # ---- jacobian: chain rule through intermediate expressions
+    # ---- jacobian: chain rule through intermediate expressions. The derivative of
+    # expression n with respect to state (or t) wrt is the local jd<k>, numbered: in the
+    # trees it is the variable "<jd k>", which no name of a model can spell, so neither
+    # a parameter nor another expression/state pair can ever reach it.
     jac_lines = []
-    dnames: dict[tuple[str, str], str] = {}
+    dnames: dict[tuple[str, str], str] = {}  # (expression, wrt) -> placeholder variable
+    jac_locals: dict[str, str] = {}  # placeholder variable -> local in the generated code
 
     def dvar_for(wrt):
         def dvar(name):
@@ -197,27 +262,28 @@ def generate_source(model) -> str:
             d = ex.diff(model.expressions[n], wrt, dvar_for(wrt))
             if d.is_num(0.0):
                 continue
-            local = f"d_{n}__{wrt}"
-            dnames[(n, wrt)] = local
-            jac_lines.append((local, d))
+            k = len(jac_lines)
+            placeholder = f"<jd {k}>"
+            dnames[(n, wrt)] = placeholder
+            jac_locals[placeholder] = f"jd{k}"
+            jac_lines.append((f"jd{k}", d, n, wrt))
             jac_used |= ex.names(d)
     entries = []
     for i, n in enumerate(state_names):
         for j, wrt in enumerate(state_names):
             d = ex.diff(model.odes[n], wrt, dvar_for(wrt))
             if not d.is_num(0.0):
-                entries.append((f"jac[{i}, {j}]", d))
+                entries.append((f"jac[{i}, {j}]", d, n))
                 jac_used |= ex.names(d)
         if uses_t:
             d = ex.diff(model.odes[n], "t", dvar_for("t"))
             if not d.is_num(0.0):
-                entries.append((f"dfdt[{i}]", d))
+                entries.append((f"dfdt[{i}]", d, n))
                 jac_used |= ex.names(d)
-    local_names = set(dnames.values())
 
     def rename_jac(name):
-        if name in local_names:
-            return name
+        if name in jac_locals:
+            return jac_locals[name]
         return rename(name)
 
     out.append('@njit(cache=True, error_model="numpy", nogil=True)')
@@ -225,11 +291,11 @@ def generate_source(model) -> str:
     out.append("    # entries not assigned here are zero (the caller clears jac and dfdt)")
     out.extend(_preamble(model, rename, jac_used))
     for n in rhs_exprs:
-        out.append(f"    {rename(n)} = {src(model.expressions[n])}")
-    for local, d in jac_lines:
-        out.append(f"    {local} = {src(d, rename_jac)}")
-    for target, d in entries:
-        out.append(f"    {target} = {src(d, rename_jac)}")
+        put(f"    {rename(n)} = {src(model.expressions[n])}", f"expressions.{n}")
+    for local, d, n, wrt in jac_lines:
+        put(f"    {local} = {src(d, rename_jac)}  # d{n}/d{wrt}", f"expressions.{n}")
+    for target, d, n in entries:
+        put(f"    {target} = {src(d, rename_jac)}", f"odes.{n}")
     out.append("    return")
     out.append("")
 
@@ -239,7 +305,7 @@ def generate_source(model) -> str:
     init_used = all_names([s.initial for s in model.states])
     out.extend(_preamble(model, rename, init_used))
     for i, s in enumerate(model.states):
-        out.append(f"    y[{i}] = {src(s.initial)}  # {s.name}")
+        put(f"    y[{i}] = {src(s.initial)}  # {s.name}", f"states.{s.name}.initial")
     out.append("")
 
     # ---- outputs
@@ -249,14 +315,46 @@ def generate_source(model) -> str:
     out_used = all_names([o.expression for o in model.outputs] + [model.expressions[n] for n in out_exprs])
     out.extend(_preamble(model, rename, out_used))
     for n in out_exprs:
-        out.append(f"    {rename(n)} = {src(model.expressions[n])}")
+        put(f"    {rename(n)} = {src(model.expressions[n])}", f"expressions.{n}")
     for i, o in enumerate(model.outputs):
-        out.append(f"    out[{i}] = {src(o.expression)}  # {o.name}")
+        put(f"    out[{i}] = {src(o.expression)}  # {o.name}", f"outputs.{o.name}.expression")
     if not model.outputs:
         out.append("    return")
     out.append("")
     out.append("# ---------------------------------------------------------------------- engine template")
-    return "\n".join(out) + _template_body()
+    head = "\n".join(out)
+    _check_generated(model, head, out, keys)
+    return head + _template_body()
+
+
+def _check_generated(model, head: str, lines, keys) -> None:
+    """The generated part of a kernel must be plain ASCII lines that Python can compile.
+
+    Anything else is a bug (RuntimeError), except expressions whose generated code is
+    nested too deeply (their derivatives grow) or too large for Python: a ModelFileError
+    naming the key of each.
+    """
+    if not head.isascii() or any(not line.isprintable() for line in lines):
+        raise RuntimeError(f"generated kernel of {model.path} contains unsafe characters")
+    try:
+        compile(head, "<carkinetics kernel>", "exec", dont_inherit=True)
+        return
+    except (SyntaxError, RecursionError, MemoryError, ValueError) as err:
+        first = err
+    problems = {}
+    for i, key in keys.items():
+        try:
+            compile(lines[i].strip(), "<carkinetics kernel line>", "exec", dont_inherit=True)
+        except (SyntaxError, RecursionError, MemoryError, ValueError) as err:
+            why = getattr(err, "msg", None) or type(err).__name__
+            problems.setdefault(key, f"the generated code of this expression or of its derivative is too "
+                                     f"deeply nested or too large for Python to compile ({why}); split it "
+                                     f"into intermediate [expressions]")
+    if not problems:
+        raise RuntimeError(f"generated kernel of {model.path} does not compile: {first}") from first
+    from .errors import FileProblem
+
+    raise ModelFileError(model.path, [FileProblem(k, m) for k, m in problems.items()])
 
 
 def rhs_function_source(model, name: str = "rhs", signature: str = "t, y, p, dy") -> str:
@@ -273,6 +371,8 @@ def rhs_function_source(model, name: str = "rhs", signature: str = "t, y, p, dy"
         used |= ex.names(e)
     if sorted(a.strip() for a in signature.split(",")) != ["dy", "p", "t", "y"]:
         raise ValueError(f"signature must name t, y, p and dy, got {signature!r}")
+    if not (name.isascii() and name.isidentifier()):
+        raise ValueError(f"function name must be an ASCII identifier, got {name!r}")
     lines = [f"def {name}({signature}):"]
     lines.extend(_preamble(model, rename, used))
     for n in rhs_exprs:
@@ -307,7 +407,7 @@ _HILL_PY = '''def _hill(x, k, n):
 def python_rhs(model):
     """Compile :func:`python_rhs_source` into a function (no numba)."""
     namespace: dict = {}
-    exec(compile(python_rhs_source(model), f"<carkinetics rhs {model.name}>", "exec"), namespace)  # noqa: S102
+    exec(compile(python_rhs_source(model), f"<carkinetics rhs {_slug(model.name)}>", "exec"), namespace)  # noqa: S102
     return namespace["rhs"]
 
 
@@ -323,8 +423,7 @@ def kernel_path(model) -> Path:
     source = generate_source(model)
     key = "\n".join([source, numba.__version__, numpy.__version__, sys.version])
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
-    safe = "".join(c if c.isalnum() else "_" for c in model.name)[:40]
-    return cache_dir() / f"ck_{safe}_{digest}.py", source
+    return cache_dir() / f"ck_{_slug(model.name)}_{digest}.py", source
 
 
 def build_kernel(model):

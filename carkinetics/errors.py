@@ -32,6 +32,30 @@ class FileProblem:
         return f"FileProblem({self.key!r}, {self.message!r})"
 
 
+#: Characters that end or hide a line on a terminal, besides the plain newline.
+_LINE_BREAKERS = {c: ascii(c)[1:-1] for c in "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\x00\x1b"}
+
+
+def printable(text, limit: int = 1000, keep_newlines: bool = False) -> str:
+    """``text`` made safe to print as part of one message line.
+
+    Control characters and Unicode line separators (which would let a file name or a
+    value from a file start a new, forged line of output) are written as escapes; text
+    longer than ``limit`` characters is cut with a note of its length. Newlines are
+    escaped too unless ``keep_newlines`` (a message of several lines composed by
+    carkinetics itself).
+    """
+    text = str(text)
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text):,} characters)"
+    if not keep_newlines:
+        text = text.replace("\n", "\\n").replace("\t", "\\t")
+    if any(c in _LINE_BREAKERS or (ord(c) < 32 and c not in "\n\t") for c in text):
+        text = "".join(_LINE_BREAKERS.get(c) or (ascii(c)[1:-1] if ord(c) < 32 and c not in "\n\t" else c)
+                       for c in text)
+    return text
+
+
 class FileError(CarKineticsError, ValueError):
     """A file (model, scenario, data, targets) has one or more problems.
 
@@ -49,10 +73,12 @@ class FileError(CarKineticsError, ValueError):
         super().__init__(self._format())
 
     def _format(self) -> str:
-        lines = [f"{self.path}: {p}" for p in self.problems]
+        path = printable(self.path)
+        lines = [f"{path}: {printable(p.key)}: {printable(p.message, keep_newlines=True)}" if p.key
+                 else f"{path}: {printable(p.message, keep_newlines=True)}" for p in self.problems]
         if len(lines) == 1:
             return lines[0]
-        head = f"{self.path}: {len(lines)} problems in {self.kind} file"
+        head = f"{path}: {len(lines)} problems in {self.kind} file"
         return "\n".join([head] + ["  " + line for line in lines])
 
 
@@ -117,7 +143,14 @@ class ProblemCollector:
 
 def is_number(value) -> bool:
     """Whether a value read from a file is a finite number (an int or a float, not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(value, int):  # a TOML integer may exceed every float (math.isfinite would overflow)
+        return -_FLOAT_MAX <= value <= _FLOAT_MAX
+    return math.isfinite(value)
+
+
+_FLOAT_MAX = 1.7976931348623157e308
 
 
 def is_whole_number(value, minimum: int = 0) -> bool:
@@ -184,3 +217,17 @@ def read_input_text(path, error_class=None, what: str = "file", max_bytes: int =
         raise error_class(p, [f"not UTF-8 text (byte 0x{raw[err.start]:02x} at line {line}); "
                               f"save the {what} as UTF-8"]) from None
     return text.removeprefix("\ufeff")
+
+
+def parse_toml(text: str, path, error_class=None) -> dict:
+    """The tables of TOML ``text`` read from ``path``; malformed or absurdly nested text
+    raises ``error_class(path, [reason])`` (``tomllib`` recurses once per nesting level)."""
+    import tomllib
+
+    error_class = error_class or FileError
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise error_class(path, [f"not valid TOML: {err}"]) from None
+    except RecursionError:
+        raise error_class(path, ["not valid TOML: arrays or tables nested too deeply"]) from None

@@ -48,6 +48,43 @@ FUNCTIONS: dict[str, tuple[int, int | None, str]] = {
 
 CONSTANTS = {"pi": math.pi}
 
+#: Longest expression text accepted (characters, after stripping blanks).
+MAX_EXPRESSION_LENGTH = 10_000
+#: Deepest nesting accepted (parentheses, and levels of the parsed tree). Real model
+#: expressions are a few levels deep; the limit keeps the parser, the recursive tree
+#: walks and the generated kernel (Python allows 200 nested parentheses) in bounds.
+MAX_DEPTH = 100
+
+#: Longest name (state, parameter, expression, output, covariate) accepted.
+MAX_NAME_LENGTH = 64
+
+
+def name_problem(name) -> str | None:
+    """Why ``name`` cannot name a state, parameter, expression or output, or None if it can.
+
+    Names enter generated code (mangled with a prefix), so they are ASCII identifiers
+    only: letters, digits and ``_``, starting with a letter, at most
+    :data:`MAX_NAME_LENGTH` characters, not a Python keyword. ASCII only, because
+    Python folds look-alike letters together (``ℌ`` is read as ``H``).
+    """
+    import keyword
+
+    if not isinstance(name, str) or not name:
+        return f"expected a non-empty name, got {_shown(repr(name))}"
+    shown = _shown(name, 40)
+    if len(name) > MAX_NAME_LENGTH:
+        return f"'{shown}' is {len(name):,} characters long; names may have at most {MAX_NAME_LENGTH}"
+    if not name.isascii():
+        bad = next(c for c in name if not c.isascii())
+        return (f"'{shown}' contains the non-ASCII character {ascii(bad)}; names may use ASCII letters, "
+                f"digits and _ only")
+    if name.startswith("_"):
+        return f"'{shown}': names must not start with '_'"
+    if not name.isidentifier() or keyword.iskeyword(name):
+        return f"'{shown}' is not a valid name (letters, digits and _, not starting with a digit)"
+    return None
+
+
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
 _CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
 
@@ -143,18 +180,27 @@ def parse(text, known_names=None) -> Expr:
     if isinstance(text, bool):
         raise ExpressionError(f"expected a number or an expression string, got {text!r}")
     if isinstance(text, (int, float)):
-        return Expr.num(float(text))
+        return Expr.num(_finite(text, None))
     if not isinstance(text, str):
-        raise ExpressionError(f"expected a number or an expression string, got {type(text).__name__} {text!r}")
+        raise ExpressionError(f"expected a number or an expression string, got {type(text).__name__} "
+                              f"{_shown(repr(text))}")
     source = text.strip()
     if not source:
         raise ExpressionError("empty expression")
+    _check_text(source)
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as err:
         col = f" at column {err.offset}" if err.offset else ""
-        raise ExpressionError(f"cannot parse '{source}'{col}: {err.msg}") from None
+        raise ExpressionError(f"cannot parse '{_shown(source)}'{col}: {err.msg}") from None
+    except ValueError as err:
+        raise ExpressionError(f"cannot parse '{_shown(source)}': {err}") from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"'{_shown(source)}' is nested too deeply to parse "
+                              f"(at most {MAX_DEPTH} levels)") from None
+    _check_depth(tree.body, source, lambda n: ast.iter_child_nodes(n), lambda n: isinstance(n, ast.expr))
     expr = _convert(tree.body, source)
+    _check_depth(expr, source, lambda n: n.args, lambda n: True)
     if known_names is not None:
         allowed = set(known_names) | {"t"} | set(CONSTANTS)
         for name in sorted(names(expr)):
@@ -166,8 +212,9 @@ def parse(text, known_names=None) -> Expr:
 def _convert(node, source: str) -> Expr:
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
-            raise ExpressionError(f"only numbers are allowed as constants, got {node.value!r} in '{source}'")
-        return Expr.num(float(node.value))
+            raise ExpressionError(f"only numbers are allowed as constants, got {_shown(repr(node.value))} "
+                                  f"in '{_shown(source)}'")
+        return Expr.num(_finite(node.value, source))
     if isinstance(node, ast.Name):
         if node.id in CONSTANTS:
             return Expr.num(CONSTANTS[node.id])
@@ -255,6 +302,60 @@ def _convert(node, source: str) -> Expr:
     raise ExpressionError(f"{hint} is not allowed in expressions, in '{source}'")
 
 
+def _shown(text: str, limit: int = 200) -> str:
+    """``text`` for an error message: control characters escaped, at most ``limit`` characters."""
+    short = text if len(text) <= limit else text[:limit]
+    if not short.isprintable():
+        short = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in short)
+    return short if len(text) <= limit else short + f"... ({len(text):,} characters)"
+
+
+def _finite(value, source) -> float:
+    """A number literal as a finite float, or ExpressionError (too large, inf, nan)."""
+    where = f" in '{_shown(source)}'" if source is not None else ""
+    try:
+        v = float(value)
+    except OverflowError:
+        exponent = int(abs(value).bit_length() * math.log10(2.0))
+        raise ExpressionError(f"number of about 1e{exponent} is too large (the largest is about 1.8e308)"
+                              f"{where}") from None
+    if not math.isfinite(v):
+        raise ExpressionError(f"expected a finite number, got {_shown(repr(value))}{where}")
+    return v
+
+
+def _check_text(source: str) -> None:
+    """Length, characters and parenthesis depth, before the parser may recurse on them."""
+    if len(source) > MAX_EXPRESSION_LENGTH:
+        raise ExpressionError(f"expression is {len(source):,} characters long; at most "
+                              f"{MAX_EXPRESSION_LENGTH:,} are allowed ('{_shown(source, 60)}')")
+    for i, ch in enumerate(source):
+        if not ch.isascii():
+            raise ExpressionError(f"character {ascii(ch)} at column {i + 1} of '{_shown(source)}' is not "
+                                  f"ASCII; names, numbers and operators must be ASCII")
+    level = 0
+    for ch in source:
+        if ch in "([{":
+            level += 1
+            if level > MAX_DEPTH:
+                raise ExpressionError(f"'{_shown(source)}' nests parentheses more than {MAX_DEPTH} "
+                                      f"levels deep")
+        elif ch in ")]}":
+            level -= 1
+
+
+def _check_depth(root, source, children, counts) -> None:
+    """ExpressionError if the tree at ``root`` is more than MAX_DEPTH levels deep (no recursion)."""
+    stack = [(root, 1 if counts(root) else 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ExpressionError(f"'{_shown(source)}' is nested more than {MAX_DEPTH} levels deep; "
+                                  f"split it into intermediate expressions")
+        for child in children(node):
+            stack.append((child, depth + (1 if counts(child) else 0)))
+
+
 def _num(e: Expr) -> Expr:
     """Use a boolean as a number (1.0/0.0)."""
     if e.is_bool:
@@ -322,6 +423,9 @@ def to_source(e: Expr, rename, vector_math: bool = False) -> str:
 
 _INT_POWERS = {2.0: "({x} * {x})", 3.0: "({x} * {x} * {x})", 4.0: "(({x} * {x}) * ({x} * {x}))",
                -1.0: "(1.0 / {x})", -2.0: "(1.0 / ({x} * {x}))"}
+# Small powers repeat their base; a longer base is written once, with ** (else nested
+# squares, ((x**2)**2)**2..., would double the code at every level).
+_REPEAT_LIMIT = 1000
 
 
 def _src(e: Expr, rn, vm=False) -> str:
@@ -337,7 +441,10 @@ def _src(e: Expr, rn, vm=False) -> str:
         return f"({_src(a[0], rn)} {op} {_src(a[1], rn)})"
     if op == "**":
         if a[1].op == "num" and a[1].value in _INT_POWERS:
-            return _INT_POWERS[a[1].value].format(x=_src(a[0], rn))
+            base = _src(a[0], rn)
+            if len(base) <= _REPEAT_LIMIT or a[1].value == -1.0:
+                return _INT_POWERS[a[1].value].format(x=base)
+            return f"({base} ** {_num_src(a[1].value)})"
         if a[1].is_num(0.5):
             return f"math.sqrt({_src(a[0], rn)})"
         if a[1].is_num(1.0):
@@ -396,8 +503,11 @@ def _bool_src(e: Expr, rn) -> str:
 
 
 def _num_src(v: float) -> str:
+    # parsed literals are finite; inf and nan can only come from folding constants in diff()
     if math.isinf(v):
         return "math.inf" if v > 0 else "(-math.inf)"
+    if math.isnan(v):
+        return "math.nan"
     return repr(float(v))
 
 
@@ -686,5 +796,9 @@ def to_program(e: Expr, slot) -> tuple[list[tuple[int, int]], list[float], int]:
         code.append((OPCODES[op], len(node.args)))
         return max(depth, 1)
 
-    depth = emit(e)
+    try:
+        depth = emit(e)
+    except RecursionError:  # intermediate expressions are inlined: chains of them add up
+        raise ExpressionError(f"condition '{_shown(to_text(e))}' is nested too deeply once its "
+                              f"intermediate expressions are inlined") from None
     return code, consts, depth

@@ -15,18 +15,22 @@ Example
 from __future__ import annotations
 
 import hashlib
-import keyword
-import tomllib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import expressions as ex
-from .errors import ExpressionError, ModelFileError, ProblemCollector, is_number, read_input_text, suggestion
+from .errors import (ExpressionError, ModelFileError, ProblemCollector, is_number, parse_toml, read_input_text,
+                     suggestion)
 
 PARAMETER_STATUSES = ("published", "derived", "fitted", "assumption", "fixed")
 RESERVED_NAMES = {"t", "pi"} | set(ex.FUNCTIONS)
+#: Longest ``[model] name`` (free text, one line; never part of generated code).
+MAX_MODEL_NAME_LENGTH = 200
+#: Whole numbers in a model file must fit a 64-bit integer.
+MAX_INTEGER = 2**63 - 1
 
 _MODEL_KEYS = {"name", "description", "time_unit", "references", "notes", "version", "breakpoints"}
 _STATE_KEYS = {"unit", "description", "initial", "extinction", "atol", "notes"}
@@ -319,41 +323,84 @@ def load_model(path) -> Model:
     FileNotFoundError
         If the file does not exist.
     """
-    from .errors import CarKineticsError
-
     try:
         p = resolve_model_path(path)
     except FileNotFoundError as err:
         raise ModelFileError(str(path), [str(err)]) from None
+    except OSError as err:  # a name too long for the file system, a loop of links, ...
+        raise ModelFileError(str(path), [f"cannot open the model file: {err.strerror or err}"]) from None
     text = read_input_text(p, ModelFileError, "model file")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ModelFileError(p, [f"not valid TOML: {err}"]) from None
-    try:
-        return model_from_dict(data, p, text)
-    except CarKineticsError:
-        raise
+    return model_from_dict(parse_toml(text, p, ModelFileError), p, text)
+
+
+def _printable(text, limit: int) -> str:
+    """One line of printable text: control characters and line breaks escaped, length capped."""
+    text = str(text)
+    short = text[:limit]
+    if not short.isprintable():
+        short = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in short)
+    return short if len(text) <= limit else short + f"... ({len(text):,} characters)"
+
+
+class _Problems(ProblemCollector):
+    """Every problem one printable line: keys and values from the file may hold anything."""
+
+    def add(self, key: str, message: str) -> None:
+        super().add(_printable(key, 200), _printable(message, 2000))
+
+
+def _check_integers(value, key, errs) -> None:
+    """Record every whole number of the document outside the 64-bit range (TOML reads any size)."""
+    stack = [(value, key)]
+    while stack:
+        v, k = stack.pop()
+        if isinstance(v, dict):
+            stack.extend((x, f"{k}.{n}" if k else str(n)) for n, x in v.items())
+        elif isinstance(v, list):
+            stack.extend((x, f"{k}[{i}]") for i, x in enumerate(v))
+        elif isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_INTEGER:
+            errs.add(k, f"whole number of about 1e{int(v.bit_length() * math.log10(2.0))} is too large; "
+                        f"whole numbers must lie within +-{MAX_INTEGER} (write large values as floats, "
+                        f"e.g. 1e30)")
 
 
 def model_from_dict(data: dict, path, text: str = "") -> Model:
     """Validate a parsed model document and build the :class:`Model`."""
     file_text = text  # the loops below reuse the name `text`
     path = Path(path)
-    errs = ProblemCollector(path, ModelFileError)
+    errs = _Problems(path, ModelFileError)
+    _check_integers(data, "", errs)
+    errs.raise_if_any()  # later checks convert numbers to floats
 
     for key in data:
         if key not in _TOP_KEYS:
             errs.unknown_name(key, key, _TOP_KEYS, "a section of a model file")
     meta = _table(data.get("model", {}), "model", errs)
     errs.unknown_keys("model", meta, _MODEL_KEYS, "a key of [model]")
-    name = meta.get("name", path.stem)
-    if not isinstance(name, str) or not name:
+    default_name = _printable(path.stem, MAX_MODEL_NAME_LENGTH)  # file names may hold anything
+    name = meta.get("name", default_name)
+    if not isinstance(name, str) or not name.strip():
         errs.add("model.name", f"expected a non-empty string, got {name!r}")
-        name = path.stem
+        name = default_name
+    elif len(name) > MAX_MODEL_NAME_LENGTH:
+        errs.add("model.name", f"is {len(name):,} characters long; a model name may have at most "
+                               f"{MAX_MODEL_NAME_LENGTH}")
+    elif not name.isprintable():
+        bad = next(c for c in name if not c.isprintable())
+        errs.add("model.name", f"{name!r} contains the control character or line break {ascii(bad)}; "
+                               f"a model name is one line of text")
     time_unit = meta.get("time_unit", "day")
     if not isinstance(time_unit, str):
         errs.add("model.time_unit", f"expected a string such as 'day', got {time_unit!r}")
+    elif not time_unit.isprintable() or len(time_unit) > 64:
+        errs.add("model.time_unit", f"expected a unit such as 'day' (one line, at most 64 characters), "
+                                    f"got {time_unit!r}")
+    for k in ("description", "notes"):
+        if k in meta and not isinstance(meta[k], str):
+            errs.add(f"model.{k}", f"expected a string, got {meta[k]!r}")
+    version = meta.get("version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, (str, int))):
+        errs.add("model.version", f"expected a string such as \"1\", got {version!r}")
     refs = meta.get("references", [])
     if isinstance(refs, str):
         refs = [refs]
@@ -373,12 +420,11 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
                            ("outputs", outs_t)):
         for nm in table:
             key = f"{section}.{nm}"
-            if not nm.isidentifier() or keyword.iskeyword(nm):
-                errs.add(key, f"'{nm}' is not a valid name (letters, digits and _, not starting with a digit)")
+            why = ex.name_problem(nm)
+            if why is not None:
+                errs.add(key, why)
             elif nm in RESERVED_NAMES:
                 errs.add(key, f"'{nm}' is reserved (time 't', constant 'pi' or a function name)")
-            elif nm.startswith("_"):
-                errs.add(key, f"'{nm}': names must not start with '_'")
             if nm in seen:
                 errs.add(key, f"'{nm}' is already declared in [{seen[nm]}]; names must be unique")
             else:
@@ -390,6 +436,7 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
 
     # ---- parameters
     parameters = []
+    n_problems = len(errs.problems)
     for nm, spec in params_t.items():
         key = f"parameters.{nm}"
         if not isinstance(spec, dict):
@@ -412,10 +459,9 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
             iiv = 0.0
         bounds = spec.get("bounds")
         if bounds is not None:
-            ok = (isinstance(bounds, list) and len(bounds) == 2
-                  and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds))
+            ok = isinstance(bounds, list) and len(bounds) == 2 and all(is_number(b) for b in bounds)
             if not ok:
-                errs.add(f"{key}.bounds", f"expected [lower, upper], got {bounds!r}")
+                errs.add(f"{key}.bounds", f"expected [lower, upper] (two finite numbers), got {bounds!r}")
                 bounds = None
             elif not bounds[0] < bounds[1]:
                 errs.add(f"{key}.bounds", f"lower bound {bounds[0]} must be below upper bound {bounds[1]}")
@@ -428,6 +474,9 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
             errs.add(f"{key}.iiv_log_sd", f"log-normal variability needs a positive value, got value = {value}")
         parameters.append(Parameter(nm, float(value if value is not None else 0.0), unit or "", desc or "",
                                     source or "", symbol or "", bounds, float(iiv), str(status), notes or ""))
+    # typical parameter values, to check breakpoints and initial values (None: a parameter is bad)
+    typical = ({p.name: p.value for p in parameters} if len(errs.problems) == n_problems
+               and len(parameters) == len(params_t) else None)
 
     # ---- breakpoints: times (from parameters) where integration restarts
     breakpoints = []
@@ -436,9 +485,14 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         errs.add("model.breakpoints", f"expected a list of expressions of parameters, got {bp_raw!r}")
         bp_raw = []
     for k, text in enumerate(bp_raw):
-        parsed = _parse(text, f"model.breakpoints[{k}]", set(param_names), errs,
-                        hint=" (breakpoints may use parameters only)")
+        key = f"model.breakpoints[{k}]"
+        parsed = _parse(text, key, set(param_names), errs, hint=" (breakpoints may use parameters only)",
+                        allow_t=False)
         if parsed is not None:
+            v = _typical_value(parsed, typical)
+            if v is not None and not math.isfinite(v):
+                errs.add(key, f"'{_printable(text, 100)}' is {v} at the parameters' typical values; "
+                              f"breakpoints must be finite numbers")
             breakpoints.append(parsed)
 
     # ---- expressions (in order)
@@ -448,6 +502,8 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         text = spec
         if isinstance(spec, dict):
             errs.unknown_keys(key, spec, _EXPR_KEYS, "a key of an expression")
+            for k in ("unit", "description", "notes"):
+                _string(spec, k, key, errs)
             text = spec.get("expression")
             if text is None:
                 errs.add(key, "missing 'expression'")
@@ -483,18 +539,27 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         errs.unknown_keys(key, spec, _STATE_KEYS, "a state key")
         unit = _string(spec, "unit", key, errs, required=True)
         desc = _string(spec, "description", key, errs, required=True)
+        _string(spec, "notes", key, errs)
         init_raw = spec.get("initial", 0.0)
         initial = _parse(init_raw, f"{key}.initial", set(param_names), errs,
-                         hint=" (initial values may use parameters only)")
-        if initial is not None and isinstance(init_raw, (int, float)) and init_raw < 0:
-            errs.add(f"{key}.initial", f"expected a value >= 0, got {init_raw}")
+                         hint=" (initial values may use parameters only)", allow_t=False)
+        if initial is not None:
+            v = _typical_value(initial, typical)
+            if v is None:
+                pass
+            elif not math.isfinite(v) or v < 0:
+                if not ex.names(initial):  # a constant: a number or e.g. "-5"
+                    errs.add(f"{key}.initial", f"expected a value >= 0, got {_printable(init_raw, 100)}")
+                else:
+                    errs.add(f"{key}.initial", f"'{_printable(init_raw, 100)}' is {v} at the parameters' "
+                                               f"typical values; initial values must be finite and >= 0")
         default_thr = 1.0 if (unit or "").strip().lower() in ("cells", "cell") else 0.0
         thr = spec.get("extinction", default_thr)
         if not is_number(thr) or thr < 0:
             errs.add(f"{key}.extinction", f"expected a threshold >= 0 (0 disables extinction), got {thr!r}")
             thr = 0.0
         atol = spec.get("atol")
-        if atol is not None and (isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol > 0):
+        if atol is not None and (not is_number(atol) or not atol > 0):
             errs.add(f"{key}.atol", f"expected a positive absolute tolerance, got {atol!r}")
             atol = None
         states.append(State(nm, unit or "", desc or "", initial if initial is not None else ex.ZERO,
@@ -514,6 +579,7 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         errs.unknown_keys(key, spec, _OUTPUT_KEYS, "an output key")
         unit = _string(spec, "unit", key, errs, required=True)
         desc = _string(spec, "description", key, errs)
+        _string(spec, "notes", key, errs)
         if "expression" not in spec:
             errs.add(key, "missing 'expression'")
             continue
@@ -525,7 +591,7 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
     return Model(
         path=path,
         name=name,
-        description=str(meta.get("description", "")),
+        description=meta["description"] if isinstance(meta.get("description"), str) else "",
         time_unit=str(time_unit),
         references=tuple(refs),
         states=tuple(states),
@@ -573,14 +639,32 @@ def _string(spec, name, key, errs, required=False):
     return v
 
 
-def _parse(text, key, known, errs, later=(), self_name=None, hint=""):
+def _typical_value(expr, typical):
+    """``expr`` (of parameters only) at the typical parameter values, or None if unknown."""
+    if typical is None:
+        return None
+    try:
+        v = ex.evaluate(expr, typical)
+    except (ExpressionError, ArithmeticError, ValueError, TypeError):
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _parse(text, key, known, errs, later=(), self_name=None, hint="", allow_t=True):
     try:
         expr = ex.parse(text)
     except ExpressionError as err:
         errs.add(key, str(err))
         return None
     for nm in sorted(ex.names(expr)):
-        if nm in known or nm == "t":
+        if nm in known or (nm == "t" and allow_t):
+            continue
+        if nm == "t":
+            errs.add(key, f"time 't' cannot be used here{hint}")
+            expr = None
             continue
         if nm == self_name:
             errs.add(key, f"expression '{nm}' refers to itself")

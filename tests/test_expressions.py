@@ -150,3 +150,104 @@ def test_text_round_trip():
     for text in EXPRESSIONS:
         e = ex.parse(text)
         assert ex.parse(ex.to_text(e)) == e
+
+
+# ---- limits (issue 12): nothing a file holds may crash the parser or the code generator ------
+
+
+@pytest.mark.parametrize("text, message", [
+    ("x" * 10_001, "10,001 characters long; at most 10,000"),
+    ("(" * 101 + "x" + ")" * 101, "nests parentheses more than 100 levels"),
+    ("(" * 300 + "x" + ")" * 300, "nests parentheses more than 100 levels"),
+    ("-" * 5000 + "x", "nested too deeply to parse"),  # RecursionError inside ast.parse
+    ("+".join(["x"] * 3000), "nested too deeply to parse"),
+    ("**".join(["x"] * 3000), "nested too deeply to parse"),  # MemoryError inside ast.parse
+    ("+".join(["x"] * 101), "nested more than 100 levels deep"),
+    ("not " * 500 + "x", "nested more than 100 levels deep"),
+    ("min(" + ", ".join(["x"] * 150) + ")", "nested more than 100 levels deep"),  # flat call, nested tree
+    (" and ".join(["x"] * 150), "nested more than 100 levels deep"),
+])
+def test_rejects_overlong_and_deeply_nested_expressions(text, message):
+    with pytest.raises(ExpressionError, match=message) as info:
+        ex.parse(text)
+    assert len(str(info.value)) < 600  # the text is shortened in the message
+
+
+def test_accepts_nesting_up_to_the_limit():
+    e = ex.parse("+".join(["x"] * 99))
+    assert ex.names(e) == {"x"}
+    assert ex.parse("(" * 99 + "x" + ")" * 99) == ex.Expr.var("x")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("1" + "0" * 400, "number of about 1e400 is too large"),
+    ("-1" + "0" * 400, "number of about 1e400 is too large"),
+    ("1" + "0" * 5000, "cannot parse"),  # beyond Python's digit limit for integer literals
+    (10**400, "number of about 1e400 is too large"),
+    ("1e999", "expected a finite number, got inf"),
+    ("2 * 1e999", "expected a finite number, got inf"),
+    (float("nan"), "expected a finite number, got nan"),
+    (float("inf"), "expected a finite number, got inf"),
+    (float("-inf"), "expected a finite number, got -inf"),
+])
+def test_rejects_huge_and_non_finite_numbers(value, message):
+    with pytest.raises(ExpressionError, match=message):
+        ex.parse(value)
+
+
+def test_largest_finite_numbers_are_accepted():
+    assert ex.parse("1" + "0" * 308).value == 1e308
+    assert ex.parse(10**300).value == 1e300
+
+
+def test_rejects_non_ascii_names():
+    # Python folds look-alike letters: 'ℌ' would be read as the name 'H'
+    with pytest.raises(ExpressionError, match=r"character '\\u210c' at column 1 .* is not ASCII"):
+        ex.parse("ℌ * 2", known_names={"H"})
+    assert ex.names(ex.parse("H * 2", known_names={"H"})) == {"H"}
+
+
+@pytest.mark.parametrize("name, message", [
+    ("ℌ", "non-ASCII character '\\\\u210c'"),
+    ("x" * 65, "65 characters long; names may have at most 64"),
+    ("x" * 10_000, "10,000 characters long"),
+    ("if", "not a valid name"),
+    ("1a", "not a valid name"),
+    ("a b", "not a valid name"),
+    ("a\nb", "not a valid name"),
+    ("_a", "must not start with '_'"),
+    ("", "non-empty name"),
+    (5, "non-empty name"),
+])
+def test_name_problem(name, message):
+    why = ex.name_problem(name)
+    assert why is not None and why.isprintable()
+    assert message.replace("\\\\", "\\") in why
+
+
+def test_valid_names():
+    for name in ["x", "k_ab", "H", "car_t__memory", "x" * 64, "match", "case"]:
+        assert ex.name_problem(name) is None
+
+
+def test_folded_constants_give_valid_source():
+    # diff() folds constants; inf - inf is nan, which must still be valid code
+    assert ex.to_source(ex.Expr.num(float("nan")), str) == "math.nan"
+    assert ex.to_source(ex.Expr.num(float("-inf")), str) == "(-math.inf)"
+
+
+def test_nested_squares_are_not_repeated_without_bound():
+    e = ex.parse("(" * 60 + "x" + "**2)" * 60)
+    assert len(ex.to_source(e, str)) < 20_000
+    assert len(ex.to_source(ex.diff(e, "x"), str)) < 200_000
+
+
+def test_program_of_too_deep_inlined_expressions():
+    def slot(name):  # a chain of 5000 intermediate expressions, each inlined
+        i = int(name[1:])
+        if i == 5000:
+            return ("state", 0)
+        return ("expr", ex.Expr("+", (ex.Expr.var(f"v{i + 1}"), ex.ONE)))
+
+    with pytest.raises(ExpressionError, match="nested too deeply"):
+        ex.to_program(ex.Expr.var("v0"), slot)

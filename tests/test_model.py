@@ -139,3 +139,193 @@ def test_content_hash_is_the_file_hash():
     path = resolve_model_path("multiphasic")
     model = load_model(path)
     assert model.content_hash == hashlib.sha256(path.read_text(encoding="utf-8").encode()).hexdigest()
+
+
+# ---- values and names that would reach generated code (issue 12) ------------------------------
+
+_STATE = {"unit": "cells", "description": "x", "initial": 1.0}
+_PARAM = {"value": 2.0, "unit": "1/day", "description": "rate", "source": "test"}
+
+
+def _doc(**changes):
+    doc = {"model": {"name": "m"}, "states": {"x": dict(_STATE)}, "parameters": {"k": dict(_PARAM)},
+           "odes": {"x": "-k * x"}}
+    for path, value in changes.items():
+        *tables, key = path.split("__")
+        node = doc
+        for t in tables:
+            node = node.setdefault(t, {})
+        node[key] = value
+    return doc
+
+
+def _dict_problems(doc):
+    with pytest.raises(ModelFileError) as info:
+        model_from_dict(doc, "m.toml")
+    probs = [str(p) for p in info.value.problems]
+    assert all(p.isprintable() for p in probs), probs
+    return probs
+
+
+def _toml_problems(tmp_path, text):
+    path = tmp_path / "m.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ModelFileError) as info:
+        load_model(path)
+    return [str(p) for p in info.value.problems]
+
+
+_TOML = """
+[model]
+name = "m"
+{model}
+[states.x]
+unit = "cells"
+description = "x"
+initial = {initial}
+[parameters.k]
+value = {value}
+unit = "1/day"
+description = "rate"
+source = "test"
+{bounds}
+[odes]
+x = "-k * x"
+"""
+
+
+def _toml(initial="1.0", value="2.0", bounds="", model=""):
+    return _TOML.format(initial=initial, value=value, bounds=bounds, model=model)
+
+
+@pytest.mark.parametrize("initial, message", [
+    ("nan", "states.x.initial: expected a finite number, got nan"),
+    ("inf", "states.x.initial: expected a finite number, got inf"),
+    ("-inf", "states.x.initial: expected a finite number, got -inf"),
+    ('"1e999"', "states.x.initial: expected a finite number, got inf"),
+    ("-5", "states.x.initial: expected a value >= 0, got -5"),
+    ('"-5"', "states.x.initial: expected a value >= 0, got -5"),
+    ('"2 - 7"', "states.x.initial: expected a value >= 0, got 2 - 7"),
+    ('"-k"', "states.x.initial: '-k' is -2.0 at the parameters' typical values; initial values must be finite"),
+    ('"k / 0"', "states.x.initial: 'k / 0' is inf at the parameters' typical values"),
+    ('"t"', "states.x.initial: time 't' cannot be used here (initial values may use parameters only)"),
+    ("1" + "0" * 30, "states.x.initial: whole number of about 1e30 is too large"),
+])
+def test_bad_initial_values(tmp_path, initial, message):
+    probs = _toml_problems(tmp_path, _toml(initial=initial))
+    assert any(p.startswith(message) for p in probs), probs
+
+
+@pytest.mark.parametrize("breakpoints, message", [
+    ('["t"]', "model.breakpoints[0]: time 't' cannot be used here (breakpoints may use parameters only)"),
+    ("[nan]", "model.breakpoints[0]: expected a finite number, got nan"),
+    ("[1.0, inf]", "model.breakpoints[1]: expected a finite number, got inf"),
+    ('["k / 0"]', "model.breakpoints[0]: 'k / 0' is inf at the parameters' typical values; breakpoints must be finite"),
+    ('["log(k - 2)"]', "model.breakpoints[0]: 'log(k - 2)' is -inf"),
+    ("[true]", "model.breakpoints[0]: expected a number or an expression string"),
+    ('"k"', "model.breakpoints: expected a list"),
+])
+def test_bad_breakpoints(tmp_path, breakpoints, message):
+    probs = _toml_problems(tmp_path, _toml(model=f"breakpoints = {breakpoints}"))
+    assert any(p.startswith(message) for p in probs), probs
+
+
+def test_good_breakpoints(tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text(_toml(model='breakpoints = ["k", 3.5, "2 * k"]'), encoding="utf-8")
+    model = load_model(path)
+    assert model.breakpoint_times(model.default_parameters()).tolist() == [[2.0, 3.5, 4.0]]
+
+
+@pytest.mark.parametrize("value, bounds, message", [
+    ("nan", "", "parameters.k.value: expected a finite number, got nan"),
+    ("inf", "", "parameters.k.value: expected a finite number, got inf"),
+    ("1" + "0" * 30, "", "parameters.k.value: whole number of about 1e30 is too large"),
+    ("1" + "0" * 400, "", "parameters.k.value: whole number of about 1e400 is too large"),
+    ("2.0", "bounds = [0.0, inf]", "parameters.k.bounds: expected [lower, upper] (two finite numbers)"),
+    ("2.0", "bounds = [nan, 1.0]", "parameters.k.bounds: expected [lower, upper] (two finite numbers)"),
+    ("2.0", "bounds = [0.0, 1.0]", "parameters.k.value: 2.0 is outside bounds [0.0, 1.0]"),
+    ("2.0", "bounds = [3.0, 1.0]", "parameters.k.bounds: lower bound 3.0 must be below upper bound 1.0"),
+    ("2.0", 'bounds = [0, "x"]', "parameters.k.bounds: expected [lower, upper]"),
+])
+def test_bad_parameter_values_and_bounds(tmp_path, value, bounds, message):
+    probs = _toml_problems(tmp_path, _toml(value=value, bounds=bounds))
+    assert any(p.startswith(message) for p in probs), probs
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"model__name": 5}, "model.name: expected a non-empty string, got 5"),
+    ({"model__name": "  "}, "model.name: expected a non-empty string"),
+    ({"model__name": "x" * 201}, "model.name: is 201 characters long; a model name may have at most 200"),
+    ({"model__name": "a\rb"}, "model.name: 'a\\rb' contains the control character or line break '\\r'"),
+    ({"model__name": "a\u2028b"}, "model.name: 'a\\u2028b' contains the control character or line break"),
+    ({"model__description": 5}, "model.description: expected a string, got 5"),
+    ({"model__notes": ["a"]}, "model.notes: expected a string"),
+    ({"model__time_unit": "day\nimport os"}, "model.time_unit: expected a unit such as 'day'"),
+    ({"model__version": 1.5}, "model.version: expected a string"),
+    ({"states__x__notes": 1}, "states.x.notes: expected a string, got 1"),
+    ({"states__x__atol": float("inf")}, "states.x.atol: expected a positive absolute tolerance"),
+    ({"outputs__o": {"expression": "x", "unit": "cells", "notes": 2}}, "outputs.o.notes: expected a string"),
+    ({"expressions__e": {"expression": "x", "unit": 3}}, "expressions.e.unit: expected a string, got 3"),
+])
+def test_bad_model_fields(changes, message):
+    probs = _dict_problems(_doc(**changes))
+    assert any(p.startswith(message) for p in probs), probs
+
+
+@pytest.mark.parametrize("name, message", [
+    ("ℌ", "states.ℌ: 'ℌ' contains the non-ASCII character '\\u210c'; names may use ASCII letters"),
+    ("x" * 10_000, "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... (10,000 characters)' is 10,000 characters long"),
+    ("a\nimport os\n#", "states.a\\nimport os\\n#: 'a\\nimport os\\n#' is not a valid name"),
+    ("lambda", "states.lambda: 'lambda' is not a valid name"),
+    ("pi", "states.pi: 'pi' is reserved"),
+    ("_x", "states._x: '_x': names must not start with '_'"),
+])
+def test_bad_state_names(name, message):
+    doc = _doc()
+    doc["states"][name] = dict(_STATE)
+    doc["odes"][name] = "-k"
+    probs = _dict_problems(doc)
+    assert any(message in p for p in probs), probs
+    assert all(len(p) < 3000 for p in probs)
+
+
+def test_look_alike_names_are_not_two_names():
+    """'H' and 'ℌ' are the same name to Python: only the ASCII one is accepted."""
+    doc = _doc()
+    doc["states"]["H"] = dict(_STATE)
+    doc["states"]["ℌ"] = dict(_STATE)
+    doc["odes"]["H"] = "-k * H"
+    doc["odes"]["ℌ"] = "-2 * k * H"
+    probs = _dict_problems(doc)
+    assert [p for p in probs if "non-ASCII" in p] and len(probs) == 1, probs
+    doc = _doc()
+    doc["states"]["H"] = dict(_STATE)
+    doc["odes"]["H"] = "-k * ℌ"
+    probs = _dict_problems(doc)
+    assert probs == ["odes.H: character '\\u210c' at column 6 of '-k * ℌ' is not ASCII; names, numbers and "
+                     "operators must be ASCII"]
+
+
+def test_expression_limits_name_the_key():
+    probs = _dict_problems(_doc(expressions__long="+".join(["x"] * 6000)))
+    assert any(p.startswith("expressions.long: expression is 11,999 characters long") for p in probs), probs
+    probs = _dict_problems(_doc(expressions__deep="+".join(["x"] * 150)))
+    assert any(p.startswith("expressions.deep: 'x+x+") and "nested more than 100 levels" in p for p in probs)
+    probs = _dict_problems(_doc(odes__x="-" * 5000 + "x"))
+    assert any(p.startswith("odes.x: '----") and "nested too deeply to parse" in p for p in probs), probs
+    probs = _dict_problems(_doc(outputs__o={"expression": "1" + "0" * 400 + " * x", "unit": "cells"}))
+    assert any(p.startswith("outputs.o.expression: number of about 1e400 is too large") for p in probs), probs
+
+
+def test_whole_numbers_beyond_int64_anywhere():
+    probs = _dict_problems(_doc(states__x__extinction=10**19, model__version=-(10**40)))
+    assert any(p.startswith("states.x.extinction: whole number of about 1e19 is too large") for p in probs)
+    assert any(p.startswith("model.version: whole number of about 1e40") for p in probs), probs
+
+
+def test_file_name_with_line_breaks_gives_a_printable_default_name(tmp_path):
+    path = tmp_path / "a\nb'c.toml"
+    path.write_text(_toml().replace('name = "m"\n', ""), encoding="utf-8")
+    model = load_model(path)
+    assert model.name == "a\\nb'c"
