@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,15 @@ class _Group(click.Group):
             raise click.ClickException(str(err)) from None
         except FileNotFoundError as err:
             raise click.ClickException(str(err)) from None
+        except OSError as err:  # a file that cannot be read or written (no space, permissions): not a bug
+            if err.filename is None and err.errno not in _DISK_ERRNOS:
+                raise
+            where = f"{os.fsdecode(err.filename)}: " if err.filename is not None else ""
+            raise click.ClickException(f"{where}{err.strerror or err}") from None
+
+
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+                errno.ENAMETOOLONG}
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -85,8 +95,9 @@ class _PatientProgress:
 
 @main.command()
 @click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--output", "-o", "output", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for the results (created; files are replaced atomically).")
+@click.option("--output", "-o", "output", type=str, required=True, metavar="DIRECTORY",
+              help="Folder for the results (created; files are replaced atomically, files of an earlier run "
+                   "there are removed; a folder with other files is refused).")
 @click.option("--n", "n", type=click.IntRange(1), default=None,
               help="Virtual patients (default: [population] size). Without --n and without [population] or "
                    "[arms], the scenario's typical patient is simulated.")
@@ -110,6 +121,10 @@ def run(scenario, output, n, seed, jobs, chunk_size, trajectories):
     # among them is still freed when its last reference goes) before the collector is switched
     # back on, so that neither re-enabling it nor exiting starts a pass over ~10^6 objects (0.06 s
     # and 0.3 s).
+    from .run import check_run_output
+
+    check_run_output(output)  # before anything is computed (or a helper started)
+    output = Path(output)
     was_enabled = gc.isenabled()
     gc.disable()
     from .render import FigureHelper
@@ -189,8 +204,9 @@ def models(folder):
 # ---- validate (issue 5: carkinetics/validate.py) ---------------------------------------------
 @main.command()
 @click.argument("scenarios", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--output", "-o", "output", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for validation.csv, validation.png and validation.json.")
+@click.option("--output", "-o", "output", type=str, default=None, metavar="DIRECTORY",
+              help="Folder for validation.csv, validation.png and validation.json (files of an earlier run there "
+                   "are removed; a folder with other files is refused).")
 @click.option("--n", "n", type=click.IntRange(1), default=2000, show_default=True,
               help="Virtual patients per seed scenario.")
 @click.option("--seed", type=click.IntRange(0), default=1, show_default=True, help="Random seed.")
@@ -201,8 +217,12 @@ def validate(scenarios, output, n, seed, jobs):
 
     The exit status is 0 whatever the verdicts: they are data.
     """
-    from .validate import run_validation, verdict_counts
+    from .io import check_output_dir
+    from .validate import VALIDATION_FILES, run_validation, verdict_counts
 
+    if output is not None:
+        check_output_dir(output, clean=True, known=VALIDATION_FILES)  # before anything is simulated
+        output = Path(output)
     table = run_validation(scenarios or None, n=n, seed=seed, jobs=jobs, output=output,
                            progress_factory=lambda sc, total: _PatientProgress(sc.name))
     fmt = "{:<34s} {:<8s} {:>9s} [{:>9s}, {:>9s}]  {:>9s} [{:>9s}, {:>9s}]  {}"
@@ -266,7 +286,7 @@ def _progress_bars():
 @click.option("--bootstrap", default=0, type=click.IntRange(0),
               help="Parametric bootstrap replicates (individual fits).")
 @click.option("--n", "n", default=200, show_default=True, type=click.IntRange(2), help="Cohort size for --targets.")
-@click.option("--output", "-o", "output", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--output", "-o", "output", type=str, required=True, metavar="DIRECTORY",
               help="Folder for the results (created; files are replaced atomically).")
 def fit(model, data, estimate, targets, target_ids, starts, seed, sigma, patient, method, profile, bootstrap, n,
         output):
@@ -274,10 +294,13 @@ def fit(model, data, estimate, targets, target_ids, starts, seed, sigma, patient
     import warnings
 
     from . import fit as fitting
+    from .io import check_output_dir
     from .model import load_model
 
     if (data is None) == (targets is None):
         raise click.UsageError("give either DATA (observations) or --targets FILE (reported numbers)")
+    check_output_dir(output)  # before anything is fitted
+    output = Path(output)
     m = load_model(model)
     progress = _progress_bars()
     command = "carkinetics fit " + " ".join(sys.argv[2:])
@@ -335,7 +358,7 @@ def _int_list(text):
 
 @main.command()
 @click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--output", "-o", "output", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--output", "-o", "output", type=str, required=True,
               help="Results folder (grid.csv, summary.csv, km.csv, points/, sweep.json, figures/).")
 @click.option("--n", "n", type=click.IntRange(min=1), default=None,
               help="Virtual patients per grid point (default: [sweep] n, then [population] size).")
@@ -358,22 +381,28 @@ def sweep(scenario, output, n, seed, jobs, chunk_size, per_patient, resume, sche
           progress, plots):
     """Run a virtual cohort at every point of the scenario's [sweep] grid."""
     from .scenario import load_scenario
+    from .sweep import check_output_folder
     from .sweep import sweep as run_sweep
 
+    check_output_folder(output)  # a bad -o is refused before anything is read or computed
+    point_ids = _int_list(points)
     sc = load_scenario(scenario)
+    output = Path(output)
     try:
         result = run_sweep(sc, output, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size, per_patient=per_patient,
                            resume=resume, scheduler=scheduler, dask_workers=dask_workers,
-                           progress=progress, points=_int_list(points))
+                           progress=progress, points=point_ids)
     except KeyboardInterrupt:
         import json
 
-        meta = output / "sweep.json"
-        if meta.exists():
-            info = json.loads(meta.read_text(encoding="utf-8"))
-            click.echo(f"\ninterrupted: {len(info['finished'])} of {info['n_points']} grid points finished and "
-                       f"kept in {output}; continue with: carkinetics sweep {scenario} -o {output} --resume",
-                       err=True)
+        try:
+            info = json.loads((output / "sweep.json").read_text(encoding="utf-8"))
+            finished, command = len(info["finished"]), info["resume_command"]
+        except (OSError, ValueError, KeyError, TypeError):
+            finished = command = None
+        if finished:
+            click.echo(f"\ninterrupted: {finished} of {info['n_points']} grid points finished and kept in "
+                       f"{output}; continue with: {command}", err=True)
         else:
             click.echo("\ninterrupted before any grid point finished", err=True)
         sys.exit(130)
@@ -401,12 +430,17 @@ def sweep(scenario, output, n, seed, jobs, chunk_size, per_patient, resume, sche
               help="Range typical/FOLD .. typical*FOLD (within bounds) instead of the model's bounds.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=200, show_default=True,
               help="Virtual patients per tornado run.")
-@click.option("--samples", type=click.IntRange(min=8), default=256, show_default=True,
-              help="Latin-hypercube samples (PRCC) or base samples, a power of 2 (Sobol).")
+@click.option("--samples", type=click.IntRange(min=8), default=None,
+              help="Latin-hypercube samples for PRCC (default 4096) or base samples for Sobol, a power of 2 "
+                   "(default 256).")
 @click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None)
+@click.option("--keep-unreachable", is_flag=True, default=False,
+              help="Also simulate parameters that cannot reach the outcome (only in unused outputs or in events "
+                   "after its day); they are flagged either way.")
 @click.option("--plots/--no-plots", default=True)
-def sensitivity(scenario, outcome, output, methods, parameters, fold, n, samples, seed, jobs, plots):
+def sensitivity(scenario, outcome, output, methods, parameters, fold, n, samples, seed, jobs, keep_unreachable,
+                plots):
     """Which parameters drive an outcome: tornado (one at a time) and PRCC or Sobol (global)."""
     from .scenario import load_scenario
     from .sensitivity import run_sensitivity
@@ -415,7 +449,7 @@ def sensitivity(scenario, outcome, output, methods, parameters, fold, n, samples
     names = [p for p in parameters.replace(" ", "").split(",") if p] if parameters else None
     res = run_sensitivity(sc, outcome, output, methods=[m for m in methods.replace(" ", "").split(",") if m],
                           parameters=names, fold=fold, n=n, n_samples=samples, seed=seed, jobs=jobs,
-                          progress=True)
+                          progress=True, keep_unreachable=keep_unreachable)
     for line in res.report_lines():
         click.echo(line)
     if plots:
@@ -432,10 +466,13 @@ def plot(results, formats):
     """Redraw every figure of a saved sweep or sensitivity folder (nothing is simulated)."""
     from .sweepplots import plot_results
 
+    from .io import check_output_dir
+
     fmts = tuple(f for f in formats.replace(" ", "").split(",") if f)
     bad = [f for f in fmts if f not in ("png", "pdf", "svg")]
     if bad:
         raise click.BadParameter(f"unknown format(s) {bad}; expected png, pdf or svg", param_hint="--format")
+    check_output_dir(results / "figures")  # before anything is drawn
     files = plot_results(results, formats=fmts)
     click.echo(f"{len(files)} figures in {results / 'figures'}")
 
@@ -447,8 +484,11 @@ def plot(results, formats):
 
 @main.command()
 @click.argument("calibration", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--output", "-o", "output", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for the parameter sets and the record (default: [calibration] output of the file).")
+@click.option("--output", "-o", "output", type=str, default=None,
+              help="Folder for the parameter sets and the record (default: results/calibration/<name>).")
+@click.option("--write-parameter-sets", is_flag=True,
+              help="Write into the folder named by [calibration] output in the file (e.g. models/calibrated/<name>), "
+                   "replacing the parameter sets the scenarios read. Not with --output.")
 @click.option("--n", "n", default=None, type=click.IntRange(2), help="Virtual patients per scenario (default: file).")
 @click.option("--method", type=click.Choice(["nelder-mead", "differential_evolution"]), default=None,
               help="Optimiser (default: file).")
@@ -456,12 +496,32 @@ def plot(results, formats):
               help="Iteration budget: generations (differential evolution) or iterations per estimate (Nelder-Mead).")
 @click.option("--jobs", "-j", default=None, type=click.IntRange(1), help="Threads (default: all cores).")
 @click.option("--dry-run", is_flag=True, help="Check the file and list estimates and targets; simulate nothing.")
-def calibrate(calibration, output, n, method, maxiter, jobs, dry_run):
-    """Fit one parameter set per product to the reported targets of the products' seed scenarios."""
-    from .calibrate import calibrate as run_calibration
-    from .calibrate import load_calibration, write_calibration
+def calibrate(calibration, output, write_parameter_sets, n, method, maxiter, jobs, dry_run):
+    """Fit one parameter set per product to the reported targets of the products' seed scenarios.
 
+    Results go to --output (default results/calibration/<name>); the parameter sets the
+    scenarios read (the file's [calibration] output) are replaced only with --write-parameter-sets.
+    """
+    import shlex
+
+    from .calibrate import calibrate as run_calibration
+    from .calibrate import check_calibration_output, default_output, load_calibration, write_calibration
+    from .sweep import check_output_folder
+
+    if write_parameter_sets and output is not None:
+        raise click.UsageError("--write-parameter-sets writes to the folder of [calibration] output in the file; "
+                               "give either it or --output")
+    if output is not None:
+        check_output_folder(output)  # before the file is read: a bad -o is refused at once
     cal = load_calibration(calibration)
+    if write_parameter_sets:
+        if cal.output is None:
+            raise click.UsageError(f"--write-parameter-sets: {calibration} names no folder of parameter sets "
+                                   f"([calibration] output)")
+        out = cal.output
+    else:
+        out = Path(output) if output is not None else default_output(cal)
+    out = check_calibration_output(cal, out)  # before anything is fitted
     click.echo(f"{cal.name}: {len(cal.products)} products, {len(cal.estimates)} estimates "
                f"({', '.join(cal.labels)}), {len(cal.targets)} targets, {len(cal.excluded)} excluded, "
                f"{len(cal.fixed)} documented as fixed")
@@ -471,10 +531,8 @@ def calibrate(calibration, output, n, method, maxiter, jobs, dry_run):
                        f"({t.se_source})")
         for tid, why in cal.excluded.items():
             click.echo(f"  excluded {tid}: {why}")
+        click.echo(f"would write to {os.path.normpath(out)}")
         return
-    out = output or cal.output
-    if out is None:
-        raise click.UsageError("no output folder: give --output or set [calibration] output in the file")
 
     def progress(line):
         click.echo("\r" + line, nl=False, err=True)
@@ -489,10 +547,14 @@ def calibrate(calibration, output, n, method, maxiter, jobs, dry_run):
         flag = "  (at a bound)" if row["at_bound"] else ""
         click.echo(f"  {row['parameter']:32s} {row['product']:14s} {row['initial']:11.4g} -> {row['estimate']:11.4g}"
                    f"{flag}")
-    files = write_calibration(result, out, command="carkinetics calibrate " + " ".join(sys.argv[2:]))
-    import os
-
+    files = write_calibration(result, out, command=shlex.join(["carkinetics", "calibrate", *sys.argv[2:]]))
     click.echo(f"wrote {len(files)} files to {os.path.normpath(out)}")
+    if not write_parameter_sets and cal.output is not None:
+        same = os.path.realpath(out) == os.path.realpath(cal.output)
+        if not same:
+            click.echo(f"  the scenarios still read the parameter sets in {os.path.normpath(cal.output)} (unchanged); "
+                       f"to replace them, copy the product files there after review, or run "
+                       f"{shlex.join(['carkinetics', 'calibrate', str(calibration), '--write-parameter-sets'])}")
 
 # ---- end of calibration ---------------------------------------------------------------------
 

@@ -33,7 +33,6 @@ output time, bin between the smallest and largest value seen).
 from __future__ import annotations
 
 import io
-import json
 import math
 import queue
 import sys
@@ -47,7 +46,7 @@ import numpy as np
 from numba import njit
 
 from .errors import CarKineticsError, DataError, ScenarioError, suggestion
-from .population import DEFAULT_ARM, cohort_design
+from .population import DEFAULT_ARM, MAX_POPULATION, cohort_design
 from .scenario import _SECTION_PARSERS, register_section
 
 BAND_BITS = 6
@@ -1010,10 +1009,15 @@ class CohortResult:
 
     def write(self, directory, plots=True) -> list[Path]:
         """Write ``patients.csv``, ``summary.csv``, ``bands.csv``, ``km.csv``, plots and
-        ``run.json`` into ``directory``, atomically."""
-        from .io import atomic_output_dir
+        ``run.json`` into ``directory``, atomically.
 
-        with atomic_output_dir(directory) as staging:
+        As for ``carkinetics run``, the folder belongs to the result: the files of an earlier
+        run there are replaced or removed, and a folder holding files carkinetics did not
+        write is refused (:class:`carkinetics.io.OutputError`)."""
+        from .io import atomic_output_dir
+        from .run import RUN_FILES
+
+        with atomic_output_dir(directory, clean=True, known=RUN_FILES) as staging:
             names = self.write_into(staging, plots=plots)
         self.files = [Path(directory) / n for n in names]
         return self.files
@@ -1029,20 +1033,19 @@ def load_cohort_result(directory) -> CohortResult:
     """
     import pandas as pd
 
+    from .io import read_result_csv, read_result_json
+
     d = Path(directory)
     missing = [f for f in ("run.json", "patients.csv") if not (d / f).exists()]
     if missing:
         raise DataError(d, [f"not a cohort result folder: missing {', '.join(missing)}"])
-    info = json.loads((d / "run.json").read_text(encoding="utf-8"))
+    info = read_result_json(d / "run.json")
 
     def read(name):
         p = d / name
         if not p.exists():
             return None
-        try:
-            return pd.read_csv(p)
-        except pd.errors.EmptyDataError:
-            return pd.DataFrame()
+        return read_result_csv(p)
 
     patients = read("patients.csv")
     patients["arm"] = patients["arm"].astype(str)
@@ -1055,7 +1058,7 @@ def load_cohort_result(directory) -> CohortResult:
     observed = read("observed.csv")
     summary = read("summary.csv")
     return CohortResult(patients, summary if summary is not None else pd.DataFrame(), bands, km, info,
-                        observed=observed, files=sorted(d.iterdir()))
+                        observed=observed, files=sorted(p for p in d.iterdir() if not p.name.startswith(".")))
 
 
 # ----------------------------------------------------------------------------------------
@@ -1068,7 +1071,11 @@ def default_chunk_size(n_times: int, n_saved: int) -> int:
     size = int(_CHUNK_BYTES / (8.0 * max(1, n_times) * max(1, n_saved)))
     if size >= 4096:
         return min(16384, size - size % 4096)
-    return max(256, size)
+    return max(16, size)
+
+
+#: Largest chunk of saved values (patients x times x outputs, 8 bytes each) simulated at once.
+_MAX_CHUNK_GIB = 2.0
 
 
 def _endpoint_modules():
@@ -1145,8 +1152,9 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
         n = spec.size
     if n is None:
         raise CohortError(f"{scenario.path}: no cohort size: set 'size' in [population] or pass n (--n)")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise CohortError(f"the number of patients must be a whole number >= 1, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_POPULATION:
+        raise CohortError(f"the number of patients must be a whole number from 1 to {MAX_POPULATION:,}, "
+                          f"got {n!r}")
     n = int(n)
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1):
         raise CohortError(f"jobs must be a whole number >= 1, got {jobs!r}")
@@ -1169,6 +1177,11 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise CohortError(f"chunk_size must be a whole number >= 1, got {chunk_size!r}")
     chunk_size = int(chunk_size)
+    chunk_gib = 8.0 * chunk_size * len(times) * max(1, len(needed)) / 1024**3
+    if chunk_gib > _MAX_CHUNK_GIB:
+        raise CohortError(f"{scenario.path}: chunk_size = {chunk_size:,} patients x {len(times):,} output times x "
+                          f"{max(1, len(needed))} saved outputs needs {chunk_gib:,.1f} GiB per chunk; at most "
+                          f"{_MAX_CHUNK_GIB:g} GiB (choose a smaller chunk size)")
 
     typical_env = scenario.default_env()
     typical_env.update(design.variables)

@@ -24,7 +24,22 @@ FIGURES = ("plot_cohort_bands", "plot_kaplan_meier")
 #: Seconds to wait for the helper once the last figure is sent.
 TIMEOUT = 120.0
 
-_COMMAND = "from carkinetics.render import _serve; _serve()"
+# The helper ends with the process that started it, even one killed by SIGKILL: on Linux the
+# kernel sends it SIGKILL when its parent ends (PR_SET_PDEATHSIG, set before anything else is
+# imported; a parent gone before that is seen by getppid). Elsewhere it ends when it reads the
+# end of its input, which a parent that ends closes.
+_COMMAND = """\
+import os, sys
+try:
+    import ctypes
+    ctypes.CDLL(None).prctl(1, 9)
+except Exception:
+    pass
+if os.getppid() != int(sys.argv[1]):
+    os._exit(1)
+from carkinetics.render import _serve
+_serve()
+"""
 
 
 class FigureHelper:
@@ -41,8 +56,8 @@ class FigureHelper:
         if not sys.executable:
             return
         try:
-            self._proc = subprocess.Popen([sys.executable, "-c", _COMMAND], stdin=subprocess.PIPE,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            self._proc = subprocess.Popen([sys.executable, "-c", _COMMAND, str(os.getpid())],
+                                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                           env=dict(os.environ, MPLBACKEND="Agg"))
         except OSError:
             self._proc = None
@@ -84,6 +99,10 @@ class FigureHelper:
             proc.kill()
             proc.wait()
             return False
+        except BaseException:  # interrupted (SIGTERM, SIGINT) while waiting: the helper goes too
+            proc.kill()
+            proc.wait()
+            raise
         return code == 0 and not self._failed and bool(self.sent)
 
     def close(self) -> None:
@@ -93,19 +112,29 @@ class FigureHelper:
         if self.sent:
             self.wait()
         else:
-            proc, self._proc = self._proc, None
-            proc.kill()
-            proc.wait()
-            try:
-                proc.stdin.close()
-            except OSError:  # a broken pipe to a killed process: nothing to flush
-                pass
+            self.kill()
+
+    def kill(self) -> None:
+        """Stop the helper now, whatever it was given (the run failed or was interrupted: it must
+        not go on writing into a folder that is being removed)."""
+        if self._proc is None:
+            return
+        proc, self._proc = self._proc, None
+        proc.kill()
+        proc.wait()
+        try:
+            proc.stdin.close()
+        except OSError:  # a broken pipe to a killed process: nothing to flush
+            pass
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.kill()
 
 
 def _serve() -> None:

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .io import atomic_output_dir, file_sha256, provenance, write_json
+from .io import atomic_output_dir, check_output_dir, file_sha256, provenance, write_json
 from .simulate import simulate
+
+#: Files ``carkinetics run`` writes (typical patient or cohort). The output folder belongs to the
+#: run: the files of an earlier run are replaced or removed, files carkinetics did not write make
+#: it refuse before it computes (:func:`carkinetics.io.atomic_output_dir` with ``clean=True``).
+#: These names are recognised as an earlier run's in a folder without manifest (written before
+#: manifests were kept).
+RUN_FILES = ("trajectory.csv", "outputs.png", "run.json", "patients.csv", "summary.csv", "bands.csv", "km.csv",
+             "observed.csv", "trajectories.csv", "bands.png", "km.png")
+
+
+def check_run_output(output_dir):
+    """Refuse an output folder ``carkinetics run`` cannot write, or one holding files it did not
+    write (:func:`carkinetics.io.check_output_dir`), before anything is computed."""
+    return check_output_dir(output_dir, clean=True, known=RUN_FILES)
 
 
 def run_typical(scenario, output_dir) -> dict:
@@ -15,6 +29,7 @@ def run_typical(scenario, output_dir) -> dict:
     """
     from .plots import plot_trajectory, save_figure
 
+    check_run_output(output_dir)
     trajectory = simulate(scenario.model, scenario.schedule(), scenario.times,
                           parameters=scenario.parameter_vector(), options=scenario.solver, t0=scenario.t0)
     summary = {
@@ -29,7 +44,7 @@ def run_typical(scenario, output_dir) -> dict:
         "events_applied": dict(zip(trajectory.event_names, map(bool, trajectory.events_applied))),
         "provenance": provenance(),
     }
-    with atomic_output_dir(output_dir) as staging:
+    with atomic_output_dir(output_dir, clean=True, known=RUN_FILES) as staging:
         trajectory.to_wide().to_csv(staging / "trajectory.csv", index=False)
         fig = plot_trajectory(trajectory, scenario.plot_outputs, scenario.plot_log,
                               title=f"{scenario.name}: typical patient")
@@ -83,7 +98,8 @@ def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_
             import matplotlib.backends.backend_agg  # noqa: F401
             import matplotlib.figure  # noqa: F401
 
-    with atomic_output_dir(output_dir) as staging:
+    # the folder is checked (and files of others in it refused) before anything is simulated
+    with atomic_output_dir(output_dir, clean=True, known=RUN_FILES) as staging:
         def draw_bands(partial):  # the helper draws the bands while the summaries are computed here
             figures.send([(f, staging / file, kw) for f, file, kw in partial._figure_args(plain=True)])
 
@@ -94,6 +110,10 @@ def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_
                                 while_simulating=prepare,
                                 on_bands=draw_bands if plots and figures is not None else None)
             names = result.write_into(staging, plots=plots, figures=figures)
+        except BaseException:
+            if figures is not None:  # failed or interrupted: the helper stops now, not after its figures
+                figures.kill()
+            raise
         finally:
             if figures is not None:  # it writes into the staging folder: done before the folder goes
                 figures.close()

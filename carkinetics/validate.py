@@ -187,9 +187,9 @@ _COLUMNS = ["scenario", "target_id", "arm", "quantity", "role", "statistic", "ti
 
 def seed_scenarios() -> list[Path]:
     """The shipped scenarios that declare ``[targets]`` (the seed trials)."""
-    import tomllib
-
+    from .errors import CarKineticsError
     from .model import model_search_paths
+    from .scenario import read_toml
 
     found = {}
     for models_dir in model_search_paths():
@@ -200,8 +200,8 @@ def seed_scenarios() -> list[Path]:
             if path.name in found:
                 continue
             try:
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError):
+                data = read_toml(path)
+            except CarKineticsError:  # unreadable or malformed: not a seed scenario
                 continue
             if isinstance(data.get("targets"), dict):
                 found[path.name] = path
@@ -313,18 +313,29 @@ def plot_validation(table, title="carkinetics validate"):
     return fig
 
 
+#: Files of ``carkinetics validate -o``.
+VALIDATION_FILES = ("validation.csv", "validation.png", "validation.json")
+
+
 def run_validation(paths=None, n=2000, seed=1, jobs=None, output=None, progress_factory=None):
-    """Validate seed scenarios; write ``validation.csv`` and ``validation.png`` to ``output``.
+    """Validate seed scenarios; write ``validation.csv``, ``validation.png`` and ``validation.json``
+    to ``output``.
+
+    The output folder belongs to the validation: the files of an earlier run there are replaced or
+    removed, and a folder holding files carkinetics did not write is refused before anything is
+    simulated (:class:`carkinetics.io.OutputError`).
 
     Returns the combined table.
     """
     import pandas as pd
 
-    from .io import atomic_output_dir, provenance, write_json
+    from .io import atomic_output_dir, check_output_dir, provenance, write_json
     from .plots import save_figure
     from .scenario import load_scenario
     from .targets import load_targets
 
+    if output is not None:
+        check_output_dir(output, clean=True, known=VALIDATION_FILES)
     reference = load_targets()
     paths = [Path(p) for p in paths] if paths else seed_scenarios()
     if not paths:
@@ -341,7 +352,7 @@ def run_validation(paths=None, n=2000, seed=1, jobs=None, output=None, progress_
                 progress.close()
     table = pd.concat(tables, ignore_index=True)
     if output is not None:
-        with atomic_output_dir(output) as staging:
+        with atomic_output_dir(output, clean=True, known=VALIDATION_FILES) as staging:
             table.to_csv(staging / "validation.csv", index=False)
             save_figure(plot_validation(table), staging / "validation", ("png",))
             write_json(staging / "validation.json", {

@@ -191,7 +191,7 @@ def test_arm_subset_and_overrides(scenario, reference):
     # the boost now happens at day 60: compartment a jumps up between day 58 and 60 for every patient
     tr = boost.trajectories.pivot(index="patient", columns="time", values="a")
     assert (tr[60.0] > tr[58.0]).all() and (tr[30.0] < tr[28.0]).all()
-    with pytest.raises(CohortError, match="the number of patients must be a whole number >= 1"):
+    with pytest.raises(CohortError, match="the number of patients must be a whole number from 1 to 100,000,000"):
         run_cohort(scenario, n=0)
     with pytest.raises(CohortError, match="chunk_size"):
         run_cohort(scenario, n=10, chunk_size=0)
@@ -215,6 +215,25 @@ def test_failed_patients_are_flagged_and_left_out(scenario):
 # ---------------------------------------------------------------------------------------
 # files and the command line
 # ---------------------------------------------------------------------------------------
+
+
+def test_write_owns_its_folder(tmp_path, reference):
+    """CohortResult.write, like `carkinetics run`: a rewrite leaves no file of the earlier result
+    beside the new ones, and a folder with files carkinetics did not write is refused."""
+    from carkinetics.io import OutputError
+
+    out = tmp_path / "out"
+    reference.write(out)
+    (out / "extra.csv").write_text("mine")
+    with pytest.raises(OutputError, match="extra.csv"):
+        reference.write(out)
+    assert (out / "extra.csv").read_text() == "mine"
+    (out / "extra.csv").unlink()
+    no_traj = load_cohort_result(out)  # the same result, read back without its trajectory table
+    assert no_traj.trajectories is None and (out / "trajectories.csv").exists()
+    no_traj.write(out)
+    assert not (out / "trajectories.csv").exists()
+    assert [f.name for f in load_cohort_result(out).files] == sorted(f.name for f in no_traj.files)
 
 
 def test_write_and_load_round_trip(tmp_path, reference):
