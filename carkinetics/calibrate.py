@@ -21,7 +21,11 @@ evolution polished by Nelder-Mead, or Nelder-Mead from the model values.
 :func:`calibrate` runs it; :func:`write_calibration` writes one parameter-set file per
 product (``[parameters]``, read by a scenario's ``[scenario] parameter_set``), the
 comparison of every target before and after, the optimiser runs and ``calibration.json``
-(provenance: file hashes, cohort size, seed, objective, versions, command).
+(provenance: file hashes, cohort size, seed, objective, versions, command) to a results
+folder: ``carkinetics calibrate`` writes to ``--output``, by default
+``results/calibration/<name>`` (:func:`default_output`). The file's ``[calibration] output``
+names the folder of the parameter sets that scenarios read (e.g. ``models/calibrated/...``):
+it is written only when asked (``--write-parameter-sets``), never by default.
 
 Example calibration file::
 
@@ -31,6 +35,8 @@ Example calibration file::
     n = 500                    # virtual patients per scenario and evaluation
     seed = 1                   # common random numbers
     method = "nelder-mead"
+    output = "../calibrated/cart_tall"   # the parameter sets scenarios read; written only with
+                                         # carkinetics calibrate --write-parameter-sets
 
     [products.cd7_donor]
     scenarios = ["../../scenarios/seed_s2_pan2021_cd7.toml"]
@@ -56,12 +62,14 @@ Example calibration file::
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import CarKineticsError, ProblemCollector, ScenarioError, is_whole_number, suggestion
+from .errors import CarKineticsError, ProblemCollector, ScenarioError, is_number, is_whole_number, printable, suggestion
+from .population import MAX_POPULATION
 
 METHODS = ("nelder-mead", "differential_evolution")
 _HEAD_KEYS = {"name", "description", "model", "n", "seed", "method", "starts", "maxiter", "popsize",
@@ -71,6 +79,7 @@ _ESTIMATE_KEYS = {"products", "bounds", "note"}
 _FIXED_KEYS = {"reason"}
 _TARGET_KEYS = {"se", "weight", "exclude", "note"}
 _PROBABILITY_STATISTICS = ("proportion", "km_estimate", "cumulative_incidence")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class CalibrationError(CarKineticsError, ValueError):
@@ -140,7 +149,7 @@ class Calibration:
     starts: int = 1
     maxiter: int | None = None
     popsize: int = 8
-    output: Path | None = None
+    output: Path | None = None  # [calibration] output: the parameter sets scenarios read
     reference_path: Path | None = None
     jobs: int | None = None
     raw: dict = field(default_factory=dict, repr=False)
@@ -158,12 +167,13 @@ class Calibration:
                          else 0.5 * (e.log_lower + e.log_upper) for e in self.estimates])
 
 
-def _int(head, key, default, errs, minimum=1):
+def _int(head, key, default, errs, minimum=1, maximum=10**9):
     v = head.get(key, default)
     if v is None:
         return None
-    if not is_whole_number(v, minimum):
-        errs.add(f"calibration.{key}", f"expected a whole number >= {minimum}, got {v!r}")
+    if not is_whole_number(v, minimum) or v > maximum:
+        top = "2**63 - 1" if maximum == 2**63 - 1 else f"{maximum:,}"
+        errs.add(f"calibration.{key}", f"expected a whole number from {minimum} to {top}, got {printable(v, 60)}")
         return default
     return int(v)
 
@@ -192,19 +202,25 @@ def load_calibration(path) -> Calibration:
         if key not in sections:
             errs.unknown_name(key, key, sorted(sections), "a section of a calibration file")
     head, model = header_and_model(data, "calibration", _HEAD_KEYS, path, errs)
-    n = _int(head, "n", 500, errs, minimum=2)
-    seed = _int(head, "seed", 1, errs, minimum=0)
+    n = _int(head, "n", 500, errs, minimum=2, maximum=MAX_POPULATION)
+    seed = _int(head, "seed", 1, errs, minimum=0, maximum=2**63 - 1)
     starts = _int(head, "starts", 1, errs)
     maxiter = _int(head, "maxiter", None, errs)
     popsize = _int(head, "popsize", 8, errs, minimum=2)
     jobs = _int(head, "jobs", None, errs)
+    name = head.get("name", path.stem)
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        errs.add("calibration.name", f"expected a name of letters, digits, '_', '-' or '.' (it names the "
+                                     f"results folder results/calibration/<name>), got {name!r}")
+        name = "calibration"
     method = head.get("method", "nelder-mead")
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         errs.add("calibration.method", f"expected one of {', '.join(METHODS)}, got {method!r}"
                                        f"{suggestion(str(method), METHODS)}")
     output = head.get("output")
-    if output is not None and not (isinstance(output, str) and output):
-        errs.add("calibration.output", f"expected a directory path (relative to this file), got {output!r}")
+    if output is not None and not (isinstance(output, str) and output.strip()):
+        errs.add("calibration.output", f"expected the folder of the parameter sets (relative to this file; "
+                                       f"written only with --write-parameter-sets), got {output!r}")
         output = None
     reference_path = None
     if "reference" in head:
@@ -232,6 +248,10 @@ def load_calibration(path) -> Calibration:
             errs.add(f"{key}.scenarios", f"expected a non-empty list of scenario files, got {files!r}")
             continue
         loaded = []
+        twice = sorted({f for f in files if files.count(f) > 1})
+        if twice:
+            errs.add(f"{key}.scenarios", f"listed more than once: {', '.join(twice)}")
+            continue
         for f in files:
             try:
                 sc = load_scenario(path.parent / f)
@@ -280,7 +300,10 @@ def load_calibration(path) -> Calibration:
             errs.add(f"{key}.products", f"expected \"all\" (one shared value) or a list of product names, "
                                         f"got {which!r}")
             continue
-        note = str(spec.get("note", ""))
+        note = spec.get("note", "")
+        if not isinstance(note, str):
+            errs.add(f"{key}.note", f"expected a text, got {note!r}")
+            note = ""
         for p in targets_of:
             scs = products.get(p, []) if p else [s for v in products.values() for s in v]
             values = [s.parameter_vector()[model.parameter_index(pname)] for s in scs] or [par.value]
@@ -330,7 +353,7 @@ def load_calibration(path) -> Calibration:
         errs.add("estimate", "nothing to estimate")
     errs.raise_if_any()
     out = (path.parent / output) if output else None
-    return Calibration(path=path, name=str(head.get("name", path.stem)), description=str(head.get("description", "")),
+    return Calibration(path=path, name=name, description=str(head.get("description", "")),
                        model=model, products=products, estimates=estimates, fixed=fixed, targets=targets,
                        excluded=excluded, n=n, seed=seed, method=method, starts=starts, maxiter=maxiter,
                        popsize=popsize, output=out, reference_path=reference_path, jobs=jobs, raw=data)
@@ -397,7 +420,13 @@ def _collect_targets(products, raw_targets, reference, errs):
                     errs.add(f"targets.{tid}", "expected a table (keys: se, weight, exclude, note)")
                     continue
                 errs.unknown_keys(f"targets.{tid}", settings, _TARGET_KEYS, f"a key of [targets.{tid}]")
-                note = str(settings.get("note", ""))
+                note = settings.get("note", "")
+                if not isinstance(note, str):
+                    errs.add(f"targets.{tid}.note", f"expected a text, got {note!r}")
+                    note = ""
+                if not isinstance(settings.get("exclude", False), bool):
+                    errs.add(f"targets.{tid}.exclude", f"expected true or false, got {settings['exclude']!r}")
+                    continue
                 if settings.get("exclude", False) is True:
                     if not note:
                         errs.add(f"targets.{tid}.note", "say why the target is excluded")
@@ -413,7 +442,7 @@ def _collect_targets(products, raw_targets, reference, errs):
                             ci_method=str(ref.get("ci_method") or "none"), n=_float(ref.get("n")))
                 se_given = settings.get("se")
                 if se_given is not None:
-                    if isinstance(se_given, bool) or not isinstance(se_given, (int, float)) or not se_given > 0:
+                    if not is_number(se_given) or not se_given > 0:
                         errs.add(f"targets.{tid}.se", f"expected a standard error > 0 on the fitting scale, "
                                                       f"got {se_given!r}")
                         continue
@@ -427,8 +456,8 @@ def _collect_targets(products, raw_targets, reference, errs):
                                          "(give [targets.%s] se = ... with its reason to fit it)" % tid)
                         continue
                 weight = settings.get("weight", 1.0)
-                if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
-                    errs.add(f"targets.{tid}.weight", f"expected a number >= 0, got {weight!r}")
+                if not is_number(weight) or not weight >= 0:
+                    errs.add(f"targets.{tid}.weight", f"expected a finite number >= 0, got {weight!r}")
                     continue
                 targets.append(CalibrationTarget(
                     target_id=tid, product=product, scenario=sc, spec=spec, statistic=statistic, time=time,
@@ -616,6 +645,39 @@ def _inside(v, g):
 # ----------------------------------------------------------------------------------------
 # outputs
 # ----------------------------------------------------------------------------------------
+def default_output(cal: Calibration) -> Path:
+    """Where ``carkinetics calibrate`` writes without ``--output``: ``results/calibration/<name>``
+    (relative to the current folder). Never the parameter sets the scenarios read (the
+    file's ``[calibration] output``): those are replaced only when asked."""
+    return Path("results") / "calibration" / cal.name
+
+
+#: Files :func:`write_calibration` writes besides one ``<product>.toml`` per product.
+RECORD_FILES = ("estimates.csv", "comparison.csv", "starts.csv", "calibration.json", "comparison.png")
+
+
+def calibration_files(cal: Calibration) -> list:
+    """Names of the files a calibration writes into its folder."""
+    return [f"{p}.toml" for p in cal.products] + list(RECORD_FILES)
+
+
+def check_calibration_output(cal: Calibration, directory) -> Path:
+    """Refuse a folder the calibration cannot write to, before anything is fitted.
+
+    With :func:`carkinetics.io.check_output_dir` (when it exists): also a folder holding
+    files that no carkinetics run wrote (the folder belongs to the calibration: the files of
+    an earlier calibration there are replaced, and those it does not write again removed).
+    """
+    from . import io
+    from .sweep import check_output_folder
+
+    directory = check_output_folder(directory)
+    common = getattr(io, "check_output_dir", None)
+    if common is not None:
+        common(directory, clean=True, known=calibration_files(cal))
+    return directory
+
+
 def calibration_provenance(result: CalibrationResult, command="") -> dict:
     """Where a calibration came from: files and their hashes, settings, objective, versions."""
     from .io import file_sha256, provenance
@@ -624,10 +686,13 @@ def calibration_provenance(result: CalibrationResult, command="") -> dict:
     cal = result.calibration
     ref = cal.reference_path or default_targets_path()
     scen = {sc.path.name: file_sha256(sc.path) for scs in cal.products.values() for sc in scs}
+    sets = {str(p): file_sha256(p) for scs in cal.products.values() for sc in scs
+            for p in getattr(sc, "parameter_sets", ())}
     info = {"kind": "joint calibration to reported targets (carkinetics calibrate)",
             "calibration_file": str(cal.path), "calibration_sha256": file_sha256(cal.path),
             "model": str(cal.model.path), "model_sha256": file_sha256(cal.model.path),
             "reference_table": str(ref), "reference_sha256": file_sha256(ref), "scenarios_sha256": scen,
+            "parameter_sets_read_sha256": sets,
             "patients_per_scenario": result.n, "seed": cal.seed, "method": cal.method,
             "objective": result.objective, "objective_initial": result.objective_initial,
             "objective_definition": "sum over targets of weight * ((h(simulated) - h(reported)) / se)^2, "
@@ -700,8 +765,12 @@ def plot_calibration(result: CalibrationResult):
     return fig
 
 
-def write_calibration(result: CalibrationResult, directory=None, *, command="", plots=True) -> list:
-    """Write the parameter set of each product and the calibration's record (atomically).
+def write_calibration(result: CalibrationResult, directory, *, command="", plots=True) -> list:
+    """Write the parameter set of each product and the calibration's record (atomically) to ``directory``.
+
+    ``directory`` is required: a results folder (:func:`default_output`), or, to replace the
+    parameter sets the scenarios read, the file's ``[calibration] output``
+    (``result.calibration.output``) passed explicitly.
 
     Files: ``<product>.toml`` (one per product: ``[parameters]`` with the calibrated values),
     ``estimates.csv``, ``comparison.csv`` (every target: reported, simulated before and
@@ -713,12 +782,14 @@ def write_calibration(result: CalibrationResult, directory=None, *, command="", 
     from .plots import save_figure
 
     cal = result.calibration
-    directory = Path(directory) if directory is not None else cal.output
     if directory is None:
-        raise CalibrationError(f"{cal.path}: no output directory: set [calibration] output or pass one")
+        raise CalibrationError(f"{cal.path}: no output folder: pass a results folder (e.g. "
+                               f"{default_output(cal)}), or the calibration's output ({cal.output}) to "
+                               f"replace the parameter sets the scenarios read")
+    directory = Path(directory)
     prov = calibration_provenance(result, command)
     files = []
-    with atomic_output_dir(directory) as tmp:
+    with atomic_output_dir(directory, clean=True, known=calibration_files(cal)) as tmp:
         for product in cal.products:
             (tmp / f"{product}.toml").write_text(parameter_set_text(result, product, prov), encoding="utf-8")
             files.append(f"{product}.toml")

@@ -23,7 +23,10 @@ A scenario's ``[sweep]`` section names the grid. Each axis is one protocol choic
     lines = "arm"
     outcomes = ["cr_d28", "antigen_negative_relapse", "prolonged_aplasia", "os"]
 
-Every combination of axis values is a grid point (the first axis varies slowest). At each
+Every combination of axis values is a grid point (the first axis varies slowest; point ``i``
+is decoded from its id, so ``points=[...]`` builds only those points). A grid may have at
+most :data:`MAX_GRID_POINTS` points (checked from the axis lengths when the scenario is
+read). At each
 point :func:`carkinetics.cohort.run_cohort` simulates ``n`` virtual patients with the
 point's variables, parameter values and arm; only the point's summary (outcome
 probabilities with Wilson 95% intervals, quantiles, Kaplan-Meier summaries on a fixed time
@@ -42,22 +45,31 @@ never happens. This is only accepted for variables used as an event time.
 
 **On disk** (one folder per sweep)::
 
-    grid.csv            point + one column per axis (labels as written: numbers, "none", option names)
+    grid.csv            point + one column per axis (labels as written: numbers, "none", option names);
+                        the points asked for (all of them unless ``points`` was given) and those finished
     summary.csv         point, arm, endpoint, statistic, value, lower, upper, n
     km.csv              point, arm, endpoint, time, survival, lower, upper, n_at_risk, n
     points/<id>/        summary.csv and km.csv of that point; patients.csv.gz when asked
-    sweep.json          provenance, the grid fingerprint and which points are finished
+    sweep.json          provenance, the inputs (each file with its SHA-256) and settings, which points
+                        are finished, and the command that resumes the sweep
     figures/            written by `carkinetics plot` (and at the end of `carkinetics sweep`)
 
 Each finished point is written atomically (staged, then renamed) before ``sweep.json``
 records it, so an interrupted sweep keeps what finished and ``resume=True`` continues.
+``sweep.json`` (and ``grid.csv``) are written once the first point has finished: a sweep that
+fails before that leaves nothing a corrected rerun would have to resume. A resume is refused,
+naming the input, unless the scenario, model, parameter-set and data files (SHA-256), the
+grid, n, seed, per-patient tables, Kaplan-Meier days and carkinetics version are unchanged.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
+import math
+import os
+import re
+import shlex
 import sys
 import time as _time
 import uuid
@@ -67,11 +79,19 @@ from pathlib import Path
 import numpy as np
 
 from . import expressions as ex
-from .errors import CarKineticsError, ScenarioError, is_number, is_whole_number, suggestion
+from .errors import CarKineticsError, ScenarioError, is_number, is_whole_number, printable, suggestion
 from .scenario import register_section
 
-#: The value a "none" entry of a variable axis stands for: an event at this time never happens.
-NEVER = 1.0e12
+try:  # the largest event time the engine accepts
+    from .simulate import MAX_TIME as _MAX_TIME
+except ImportError:  # pragma: no cover
+    _MAX_TIME = 1.0e6
+#: The value a "none" entry of a variable axis stands for: an event at this time never happens
+#: (the latest time an event may have, 2,700 years, beyond any follow-up).
+NEVER = float(_MAX_TIME)
+#: An outcome named in [sweep.plots]: endpoint, endpoint:statistic or endpoint@day (checked against
+#: the scenario's endpoints when the figures are drawn).
+_OUTCOME_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}(:[A-Za-z0-9_.]{1,32})?(@[0-9]+(\.[0-9]+)?)?")
 #: Labels of a variable axis meaning "this event does not happen".
 NONE_LABELS = ("none",)
 
@@ -80,10 +100,45 @@ KM_COLUMNS = ["point", "arm", "endpoint", "time", "survival", "lower", "upper", 
 _SWEEP_KEYS = {"n", "seed", "per_patient", "km_step", "km_times", "axes", "plots", "notes", "description"}
 _PLOT_KEYS = {"x", "lines", "outcomes", "heatmaps", "fixed", "km_endpoints"}
 AXIS_KINDS = ("variable", "parameter", "arm", "options")
+#: The largest grid a sweep accepts. A million points of even 100 patients each is 10^8
+#: simulated patients; a larger grid is almost always a mistake (an axis written as a long
+#: range), and its bookkeeping (grid.csv, sweep.json) would no longer be small.
+MAX_GRID_POINTS = 1_000_000
+#: Most Kaplan-Meier summary days (km.csv has one row per day, endpoint, arm and point).
+MAX_KM_TIMES = 10_000
+#: Largest seed (the random streams take a 63-bit seed).
+MAX_SEED = 2 ** 63 - 1
 
 
 class SweepError(CarKineticsError, ValueError):
     """A sweep cannot run as asked (e.g. resuming into a folder that holds another sweep)."""
+
+
+def max_patients() -> int:
+    """Most virtual patients per grid point (the largest cohort carkinetics simulates)."""
+    try:
+        from .population import MAX_POPULATION
+    except ImportError:  # pragma: no cover
+        return 100_000_000
+    return int(MAX_POPULATION)
+
+
+def grid_size(lengths) -> int:
+    """Points of a grid with axes of these lengths (an exact integer, however large)."""
+    return math.prod(int(k) for k in lengths)
+
+
+def _too_large(axes, size) -> str:
+    dims = " x ".join(f"{len(a.labels)} {a.name}" for a in axes)
+    return (f"the grid has {size:,} points ({dims}); a sweep accepts at most {MAX_GRID_POINTS:,}: "
+            f"use fewer values per axis or split it into several sweeps")
+
+
+def check_grid_size(spec) -> None:
+    """Refuse a grid above :data:`MAX_GRID_POINTS` (computed from the axis lengths alone)."""
+    size = spec.n_points
+    if size > MAX_GRID_POINTS:
+        raise SweepError(_too_large(spec.axes, size))
 
 
 # ----------------------------------------------------------------------------------------
@@ -150,23 +205,38 @@ class SweepSpec:
 
     @property
     def n_points(self) -> int:
-        return int(np.prod([len(a.labels) for a in self.axes])) if self.axes else 1
+        """Points of the grid: the product of the axis lengths (computed, nothing is built)."""
+        return grid_size(len(a.labels) for a in self.axes)
 
-    def points(self) -> list:
-        """All grid points, the first axis varying slowest."""
-        out = []
-        ranges = [range(len(a.labels)) for a in self.axes]
-        for pid, combo in enumerate(itertools.product(*ranges)):
-            labels, variables, parameters, arm = {}, {}, {}, None
-            for axis, k in zip(self.axes, combo):
-                labels[axis.name] = axis.labels[k]
-                s = axis.settings[k]
-                variables.update(s.get("variables", {}))
-                parameters.update(s.get("parameters", {}))
-                if s.get("arm") is not None:
-                    arm = s["arm"]
-            out.append(GridPoint(pid, labels, variables, parameters, arm))
-        return out
+    def point(self, pid: int) -> GridPoint:
+        """Grid point ``pid``, decoded from its id (mixed radix, the first axis varying slowest)."""
+        pid = int(pid)
+        if not 0 <= pid < self.n_points:
+            raise SweepError(f"grid point {pid} does not exist (the grid has {self.n_points:,} points)")
+        combo, rest = [], pid
+        for axis in reversed(self.axes):
+            rest, k = divmod(rest, len(axis.labels))
+            combo.append(k)
+        combo.reverse()
+        labels, variables, parameters, arm = {}, {}, {}, None
+        for axis, k in zip(self.axes, combo):
+            labels[axis.name] = axis.labels[k]
+            s = axis.settings[k]
+            variables.update(s.get("variables", {}))
+            parameters.update(s.get("parameters", {}))
+            if s.get("arm") is not None:
+                arm = s["arm"]
+        return GridPoint(pid, labels, variables, parameters, arm)
+
+    def points(self, ids=None) -> list:
+        """Grid points ``ids`` (default: all of them), the first axis varying slowest.
+
+        Only the points asked for are built: a few points of a large grid cost nothing.
+        """
+        if ids is None:
+            check_grid_size(self)
+            ids = range(self.n_points)
+        return [self.point(i) for i in ids]
 
     def to_json(self) -> dict:
         return {"axes": [a.to_json() for a in self.axes], "n": self.n, "seed": self.seed,
@@ -212,25 +282,39 @@ def _parse_sweep(raw, context) -> SweepSpec:
         return SweepSpec(axes=())
     errs.unknown_keys("sweep", raw, _SWEEP_KEYS, "a key of [sweep]")
     n = raw.get("n")
-    if n is not None and not is_whole_number(n, 1):
-        errs.add("sweep.n", f"expected a positive whole number of virtual patients per point, got {n!r}")
+    if n is not None and not (is_whole_number(n, 1) and n <= max_patients()):
+        errs.add("sweep.n", f"expected a whole number of virtual patients per point from 1 to "
+                            f"{max_patients():,}, got {n!r}")
         n = None
     seed = raw.get("seed")
-    if seed is not None and not is_whole_number(seed, 0):
-        errs.add("sweep.seed", f"expected a non-negative integer, got {seed!r}")
+    if seed is not None and not (is_whole_number(seed, 0) and seed <= MAX_SEED):
+        errs.add("sweep.seed", f"expected a whole number from 0 to 2**63 - 1, got {seed!r}")
         seed = None
     per_patient = raw.get("per_patient", False)
     if not isinstance(per_patient, bool):
         errs.add("sweep.per_patient", f"expected true or false, got {per_patient!r}")
         per_patient = False
     km_step = raw.get("km_step", 7.0)
+    times = context.get("times")
+    horizon = float(np.max(times)) if times is not None and len(times) else 0.0
     if not is_number(km_step) or km_step <= 0:
         errs.add("sweep.km_step", f"expected a positive number of days, got {km_step!r}")
+        km_step = 7.0
+    elif horizon / km_step > MAX_KM_TIMES:
+        errs.add("sweep.km_step", f"{km_step!r} days over {horizon:g} days of follow-up gives more than "
+                                  f"{MAX_KM_TIMES:,} Kaplan-Meier summary days; use a longer step")
         km_step = 7.0
     km_times = raw.get("km_times")
     if km_times is not None:
         if (not isinstance(km_times, list) or not km_times or not all(is_number(t) and t >= 0 for t in km_times)):
             errs.add("sweep.km_times", "expected a non-empty list of days >= 0")
+            km_times = None
+        elif times is not None and max(km_times) > horizon:
+            errs.add("sweep.km_times", f"{max(km_times):g} is after the end of follow-up ({horizon:g} days)")
+            km_times = None
+        elif len(km_times) > MAX_KM_TIMES:
+            errs.add("sweep.km_times", f"{len(km_times):,} days; at most {MAX_KM_TIMES:,} Kaplan-Meier summary "
+                                       f"days are kept")
             km_times = None
         else:
             km_times = tuple(sorted({float(t) for t in km_times}))
@@ -244,11 +328,13 @@ def _parse_sweep(raw, context) -> SweepSpec:
         errs.add("sweep.axes", "expected a table of axes, e.g. dose_per_kg = [5e5, 1e6, 2e6]")
         axes_raw = {}
     axes = []
+    failed = set()  # axes with problems (already reported): not reported again under [sweep.plots]
     set_by = {}  # name -> axis, to catch two axes setting the same thing
     for name, values in axes_raw.items():
         key = f"sweep.axes.{name}"
         axis = _parse_axis(name, values, key, errs, model, variables, arms, params, event_time_names)
         if axis is None:
+            failed.add(name)
             continue
         for s in axis.settings:
             for target in list(s.get("variables", {})) + list(s.get("parameters", {})) + (
@@ -258,19 +344,35 @@ def _parse_sweep(raw, context) -> SweepSpec:
                     errs.add(key, f"'{target}' is also set by axis '{other}'; each name may vary along one axis")
                 set_by[target] = name
         axes.append(axis)
+    size = grid_size(len(a.labels) for a in axes)
+    if size > MAX_GRID_POINTS:
+        errs.add("sweep.axes", _too_large(axes, size))
     plots = raw.get("plots", {})
     if not isinstance(plots, dict):
         errs.add("sweep.plots", "expected a table (x, lines, outcomes, heatmaps, fixed)")
         plots = {}
     errs.unknown_keys("sweep.plots", plots, _PLOT_KEYS, "a key of [sweep.plots]")
     axis_names = [a.name for a in axes]
+    known = set(axis_names) | failed | {"arm"}
     for key in ("x", "lines"):
         v = plots.get(key)
-        if v is not None and v not in axis_names and v != "arm":
+        if v is not None and not isinstance(v, str):
+            errs.add(f"sweep.plots.{key}", f"expected the name of an axis, got {v!r}")
+        elif v is not None and v not in known:
             errs.add(f"sweep.plots.{key}", f"'{v}' is not an axis of the sweep{suggestion(str(v), axis_names)}")
-    for k, pair in enumerate(plots.get("heatmaps", []) or []):
+    for key in ("outcomes", "km_endpoints"):
+        v = plots.get(key)
+        if v is not None and (not isinstance(v, list)
+                              or not all(isinstance(x, str) and _OUTCOME_NAME.fullmatch(x) for x in v)):
+            errs.add(f"sweep.plots.{key}", f"expected a list of endpoint names (e.g. [\"cr_d28\", \"os@365\"]), "
+                                           f"got {v!r}")
+    heatmaps = plots.get("heatmaps", []) or []
+    if not isinstance(heatmaps, list):
+        errs.add("sweep.plots.heatmaps", f"expected a list of pairs of axis names, got {heatmaps!r}")
+        heatmaps = []
+    for k, pair in enumerate(heatmaps):
         if (not isinstance(pair, list) or len(pair) != 2
-                or not all(p in axis_names or p == "arm" for p in pair)):
+                or not all(isinstance(p, str) and p in known for p in pair)):
             errs.add(f"sweep.plots.heatmaps[{k}]", f"expected a pair of axis names from {axis_names}, got {pair!r}")
     fixed = plots.get("fixed", {})
     if not isinstance(fixed, dict):
@@ -278,6 +380,8 @@ def _parse_sweep(raw, context) -> SweepSpec:
     else:
         by_name = {a.name: a for a in axes}
         for ax_name, v in fixed.items():
+            if ax_name in failed:
+                continue
             if ax_name not in by_name:
                 errs.add(f"sweep.plots.fixed.{ax_name}", f"'{ax_name}' is not an axis of the sweep"
                                                          f"{suggestion(ax_name, axis_names)}")
@@ -350,6 +454,10 @@ def _parse_axis(name, values, key, errs, model, variables, arms, params, event_t
                                   f"happens); '{name}' is not used in any event's time")
                     return None
                 settings.append({"variables": {name: NEVER}, "parameters": {}, "arm": None})
+            elif is_number(v) and name in event_time_names and not 0 <= v <= NEVER:
+                errs.add(key, f"'{name}' times an event: expected days in [0, {NEVER:g}] (or \"none\"), "
+                              f"got {printable(v, 60)}")
+                return None
             elif is_number(v):
                 settings.append({"variables": {name: float(v)}, "parameters": {}, "arm": None})
             else:
@@ -596,18 +704,20 @@ def load_sweep(path) -> SweepResult:
     """Read a sweep results folder written by :func:`sweep` (finished points only)."""
     import pandas as pd
 
+    from .io import read_result_csv, read_result_json
+
     path = Path(path)
     meta_path = path / "sweep.json"
     if not meta_path.exists():
         raise SweepError(f"{path}: not a sweep results folder (no sweep.json)")
-    info = json.loads(meta_path.read_text(encoding="utf-8"))
+    info = read_result_json(meta_path)
     grid = _read_grid(path / "grid.csv")
     finished = sorted(info.get("finished", []))
     summaries, kms = [], []
     for pid in finished:
         folder = path / "points" / f"{pid:04d}"
-        summaries.append(pd.read_csv(folder / "summary.csv", keep_default_na=False, na_values=[""]))
-        kms.append(pd.read_csv(folder / "km.csv", keep_default_na=False, na_values=[""]))
+        summaries.append(read_result_csv(folder / "summary.csv", keep_default_na=False, na_values=[""]))
+        kms.append(read_result_csv(folder / "km.csv", keep_default_na=False, na_values=[""]))
     summary = (pd.concat(summaries, ignore_index=True) if summaries
                else pd.DataFrame(columns=SUMMARY_COLUMNS))
     km = pd.concat(kms, ignore_index=True) if kms else pd.DataFrame(columns=KM_COLUMNS)
@@ -618,20 +728,23 @@ def load_sweep(path) -> SweepResult:
 
 
 def _read_grid(path):
-    import pandas as pd
+    from .io import read_result_csv
 
-    grid = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    grid = read_result_csv(path, keep_default_na=False, na_values=[""])
     for col in grid.columns:
         if col != "point" and grid[col].dtype == object:
             grid[col] = grid[col].astype(str)
     return grid
 
 
-def grid_frame(spec: SweepSpec):
-    """The grid as a table: ``point`` and one column per axis (labels)."""
+def grid_frame(spec: SweepSpec, ids=None):
+    """The grid as a table: ``point`` and one column per axis (labels).
+
+    ``ids``: only these points (default: the whole grid).
+    """
     import pandas as pd
 
-    points = spec.points()
+    points = spec.points(ids)
     rows = [{"point": p.id, **p.labels} for p in points]
     df = pd.DataFrame(rows, columns=["point"] + spec.axis_names)
     for a in spec.axes:
@@ -766,10 +879,12 @@ def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=Non
         A scenario with a ``[sweep]`` section.
     output : path, optional
         Results folder (see the module docstring). Without it nothing is written and
-        ``resume`` is not available.
+        ``resume`` is not available. Checked before anything is computed (see
+        :func:`check_output_folder`).
     n, seed : int, optional
         Virtual patients per grid point and the seed (default: ``[sweep]``, then the
-        scenario's population). The same seed at every point: common random numbers.
+        scenario's population; without any seed one is drawn, recorded in ``sweep.json``
+        and reused on resume). The same seed at every point: common random numbers.
     jobs : int, optional
         Threads per cohort (local runs) or per Dask task.
     chunk_size : int, optional
@@ -777,7 +892,10 @@ def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=Non
     per_patient : bool, optional
         Also write each point's per-patient table (``points/<id>/patients.csv.gz``).
     resume : bool
-        Continue the sweep in ``output``: finished points are kept, the rest run.
+        Continue the sweep in ``output``: finished points are kept, the rest run. Refused,
+        naming what differs, unless every input is unchanged: the scenario, model and
+        parameter-set files and the data file (SHA-256), the grid, n, seed, per-patient
+        tables, Kaplan-Meier days and the carkinetics version.
     scheduler : str, optional
         Run on Dask: ``"local"`` for a local cluster, or the address of a scheduler
         (``tcp://host:8786``). Needs ``pip install 'carkinetics[distributed]'``.
@@ -786,80 +904,106 @@ def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=Non
     progress : bool or Progress, optional
         ``True`` for a progress line on stderr.
     points : sequence of int, optional
-        Only these grid points (ids); for tests and partial reruns.
+        Only these grid points (ids); for tests and partial reruns. Only these points
+        are built, whatever the size of the grid.
 
     Returns
     -------
     SweepResult
+
+    Raises
+    ------
+    SweepError
+        A bad output folder, a grid above :data:`MAX_GRID_POINTS` points, unknown point
+        ids, a folder that holds another sweep (without ``resume``), or a resume whose
+        inputs differ from those of the sweep in the folder.
     """
     import pandas as pd
 
-    from .io import file_sha256, provenance, write_json
+    from .io import provenance, write_json
     from .scenario import load_scenario
 
+    out = check_output_folder(output) if output is not None else None  # before anything is computed
     if not hasattr(scenario, "sections"):
         scenario = load_scenario(scenario)
     spec = scenario.sections.get("sweep")
     if spec is None:
         raise ScenarioError(scenario.path, ["sweep: this scenario has no [sweep] section (add [sweep.axes])"])
-    n = n if n is not None else spec.n
-    seed = seed if seed is not None else spec.seed
+    check_grid_size(spec)
+    n_points = spec.n_points
+    todo_ids = _point_ids(points, n_points)
     keep = spec.per_patient if per_patient is None else bool(per_patient)
     es = scenario.sections.get("endpoints") or scenario.sections.get("outcomes")
     report_days = [d for days in getattr(es, "report_at", {}).values() for d in (days or ())]
     km_times = np.asarray(spec.km_times if spec.km_times is not None
                           else km_time_grid(scenario.horizon, spec.km_step, report_days), float)
-    all_points = spec.points()
-    todo_ids = list(range(len(all_points))) if points is None else sorted(set(int(p) for p in points))
-    bad = [p for p in todo_ids if not 0 <= p < len(all_points)]
-    if bad:
-        raise SweepError(f"grid points {bad} do not exist (the grid has {len(all_points)} points)")
-    grid = grid_frame(spec)
-    fingerprint = _fingerprint(scenario, spec, n, seed, keep)
+
+    old = _previous_sweep(out) if out is not None else None
+    if old is not None and not resume:
+        hint = old.get("resume_command")
+        raise SweepError(f"{out} already holds a sweep ({len(old['finished'])} of {old.get('n_points')} points "
+                         f"finished); pass --resume to continue it"
+                         + (f" ({hint})" if hint else "") + " or choose another --output folder")
+    if resume and out is not None and old is None and not _holds_only_sweep_files(out):
+        raise SweepError(f"{out}: nothing to resume (no sweep.json with a finished grid point)")
+    n = _resolve_n(scenario, spec, n)
+    seed, seed_source = _resolve_seed(scenario, spec, seed, old)
+    inputs = sweep_inputs(scenario)
+    settings = _settings(scenario, spec, n, seed, keep, km_times)
+    fingerprint = _fingerprint(inputs, settings)
+    if old is not None:
+        differences = compare_runs(old, inputs, settings)
+        if differences:
+            raise SweepError(f"{out}: cannot resume: " + "; ".join(differences)
+                             + ". Resuming would mix results of different inputs in one sweep: restore the "
+                               "inputs of the sweep there, or run this one into another --output folder")
     info = {
         "scenario": str(scenario.path), "scenario_name": scenario.name,
-        "scenario_sha256": file_sha256(scenario.path), "model": str(scenario.model.path),
-        "model_sha256": scenario.model.content_hash, "n": n, "seed": seed, "per_patient": keep,
+        "scenario_sha256": inputs["scenario"]["sha256"], "model": str(scenario.model.path),
+        "model_sha256": scenario.model.content_hash, "n": n, "seed": seed, "seed_source": seed_source,
+        "per_patient": keep,
         "common_random_numbers": "the same seed at every grid point: the same virtual patients everywhere",
-        "km_times": km_times.tolist(), "sweep": spec.to_json(), "fingerprint": fingerprint,
-        "n_points": len(all_points), "finished": [], "point_stats": {}, "status": "running",
+        "km_times": km_times.tolist(), "sweep": spec.to_json(), "inputs": inputs, "settings": settings,
+        "fingerprint": fingerprint, "n_points": n_points, "points_requested": None if points is None else todo_ids,
+        "finished": [], "point_stats": {}, "status": "running",
         "backend": "dask" if scheduler else "local",
         "endpoint_kinds": dict(getattr(es, "kinds", {}) or {}),
         "endpoint_descriptions": {k: v for k, v in (getattr(es, "descriptions", {}) or {}).items() if v},
     }
-    out = Path(output) if output is not None else None
-    done = {}
     if out is not None:
-        meta_path = out / "sweep.json"
-        if meta_path.exists():
-            old = json.loads(meta_path.read_text(encoding="utf-8"))
-            if not resume:
-                raise SweepError(f"{out} already holds a sweep ({len(old.get('finished', []))} of "
-                                 f"{old.get('n_points')} points finished); pass --resume to continue it or "
-                                 f"choose another --output folder")
-            if old.get("fingerprint") != fingerprint:
-                raise SweepError(f"{out}: cannot resume: the sweep there was run with a different scenario, "
-                                 f"model, grid, n, seed or per-patient setting (compare {meta_path})")
-            info["finished"] = [p for p in old.get("finished", [])
-                                if (out / "points" / f"{p:04d}" / "summary.csv").exists()]
-            info["point_stats"] = old.get("point_stats", {})
-            info["created"] = old.get("created")
-        elif resume and not meta_path.exists() and out.exists() and any(out.iterdir()):
-            raise SweepError(f"{out}: nothing to resume (no sweep.json)")
-        out.mkdir(parents=True, exist_ok=True)
+        info["resume_command"] = resume_command(scenario.path, output, n=n, seed=seed, per_patient=keep,
+                                                points=None if points is None else todo_ids,
+                                                chunk_size=chunk_size)
         info["provenance"] = provenance()
-        info.setdefault("created", info["provenance"]["created"])
-        if info.get("created") is None:
-            info["created"] = info["provenance"]["created"]
-        grid.to_csv(out / ".grid.csv.tmp", index=False)
-        (out / ".grid.csv.tmp").replace(out / "grid.csv")
-        write_json(out / "sweep.json", info)
-        done = {p: None for p in info["finished"]}
-    todo = [all_points[i] for i in todo_ids if i not in done]
-    n_total = None if n is None else n * len(todo)
+        info["created"] = info["provenance"]["created"]
+    if old is not None:
+        info["finished"] = sorted(old["finished"])
+        info["point_stats"] = old.get("point_stats", {}) if isinstance(old.get("point_stats"), dict) else {}
+        info["created"] = old.get("created") or info["created"]
+    done = set(info["finished"])
+    todo = spec.points([i for i in todo_ids if i not in done])  # only the points asked for are built
+    if out is not None:
+        _remove_stale_staging(out)
+    n_total = n * len(todo)
     bar = progress if isinstance(progress, Progress) else (
         Progress(len(todo), n_total, label=scenario.name) if progress else None)
     results = {}
+    grid_ids = sorted(set(todo_ids) | done)
+    grid_written = [False]
+
+    def record():
+        """sweep.json (and grid.csv the first time): only once a grid point has finished, so a
+        sweep that fails on its first point leaves nothing that a corrected rerun would refuse."""
+        from . import io
+
+        first = not grid_written[0]
+        if first:
+            io.atomic_write_text(out / "grid.csv", grid_frame(spec, grid_ids).to_csv(index=False))
+        write_json(out / "sweep.json", info)
+        if first:
+            if hasattr(io, "register_outputs"):  # the folder's manifest: these files are carkinetics'
+                io.register_outputs(out, ["grid.csv", "sweep.json"])
+            grid_written[0] = True
 
     def finish(point, res):
         if out is not None:
@@ -868,7 +1012,7 @@ def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=Non
             info["point_stats"][str(point.id)] = {"n_patients": res["n_patients"],
                                                   "seconds": round(res["seconds"], 3)}
             info["endpoint_kinds"] = info["endpoint_kinds"] or res["kinds"]
-            write_json(out / "sweep.json", info)
+            record()
         else:
             info["finished"].append(point.id)
             info["endpoint_kinds"] = info["endpoint_kinds"] or res["kinds"]
@@ -887,18 +1031,18 @@ def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=Non
                 finish(point, res)
         else:
             _run_dask(scenario, todo, finish, scheduler=scheduler, n_workers=dask_workers, n=n, seed=seed,
-                      jobs=jobs, chunk_size=chunk_size, km_times=km_times, keep=keep)
+                      jobs=jobs, chunk_size=chunk_size, km_times=km_times, keep=keep, inputs=inputs)
         completed = True
     finally:
         if bar is not None:
             bar.close()
-        if out is not None:
-            finished_all = set(info["finished"]) >= set(range(len(all_points)))
+        if out is not None and info["finished"]:
+            finished_all = set(info["finished"]) >= set(range(n_points))
             info["status"] = "complete" if finished_all else ("interrupted" if not completed else "partial")
-            write_json(out / "sweep.json", info)
+            record()
             _write_combined(out, info)
 
-    if out is not None:
+    if out is not None and info["finished"]:
         result = load_sweep(out)
         if points is not None:
             keep_ids = set(todo_ids)
@@ -910,18 +1054,264 @@ def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=Non
                else pd.DataFrame(columns=SUMMARY_COLUMNS))
     km = pd.concat([results[i][1] for i in ids], ignore_index=True) if ids else pd.DataFrame(columns=KM_COLUMNS)
     info["status"] = "complete"
-    res = SweepResult(grid=grid, summary=summary, km=km, info=info, path=None)
+    res = SweepResult(grid=grid_frame(spec, todo_ids), summary=summary, km=km, info=info, path=None)
     res.patients = {i: results[i][2] for i in ids if results[i][2] is not None}
     return res
 
 
-def _fingerprint(scenario, spec, n, seed, keep) -> str:
+# ----------------------------------------------------------------------------------------
+# what a sweep depends on, and the folder it writes to
+# ----------------------------------------------------------------------------------------
+
+
+def check_output_folder(output) -> Path:
+    """Refuse a results folder that cannot be one, before anything is computed; return it.
+
+    An empty path, an existing file or device (``/dev/null``), a path below a file, a
+    broken symbolic link, or a folder that cannot be created or written. The check of
+    :func:`carkinetics.io.check_output_dir` when it exists (files already in the folder are
+    left alone: a sweep adds points to its folder), else the local one below.
+    """
+    from . import io
+
+    common = getattr(io, "check_output_dir", None)
+    if common is not None:
+        if not isinstance(output, (str, bytes, os.PathLike)):
+            raise SweepError(f"the output folder must be a path, got {output!r}")
+        common(output)
+        return Path(os.fsdecode(os.fspath(output)))
+    return _check_output_folder_locally(output)
+
+
+def _check_output_folder_locally(output) -> Path:
+    text = os.fsdecode(os.fspath(output)) if isinstance(output, (str, bytes, os.PathLike)) else None
+    if text is None:
+        raise SweepError(f"the output folder must be a path, got {output!r}")
+    if not text.strip():
+        raise SweepError("the output folder is an empty path: give a folder with -o/--output")
+    path = Path(text)
+    if path.is_symlink() and not path.exists():
+        raise SweepError(f"{path}: the output folder is a broken symbolic link")
+    if path.exists() and not path.is_dir():
+        raise SweepError(f"{path}: the output folder is {_kind_of(path)}, not a folder: choose a folder "
+                         f"with -o/--output")
+    ancestor = path.absolute()
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise SweepError(f"{path}: cannot create the output folder: {ancestor} is {_kind_of(ancestor)}, "
+                         f"not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise SweepError(f"{path}: cannot write the output folder: no permission to write in {ancestor}")
+    return path
+
+
+def _kind_of(path) -> str:
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "not accessible"
+    if stat.S_ISREG(mode):
+        return "a file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular folder"
+
+
+#: What a sweep writes in its folder (anything else there is not the sweep's).
+_SWEEP_FILES = {"grid.csv", "summary.csv", "km.csv", "sweep.json", "points", "figures"}
+
+
+def _holds_only_sweep_files(out: Path) -> bool:
+    if not out.exists():
+        return True
+    return all(p.name in _SWEEP_FILES or p.name.startswith(".") for p in out.iterdir())
+
+
+def _remove_stale_staging(out: Path) -> None:
+    """Staging folders and temporary files that a killed run left (atomic writes never finished):
+    beside and inside the folder, and in ``points/``."""
+    import glob
+    import shutil
+
+    from . import io
+
+    orphaned = getattr(io, "remove_orphaned_partials", None)
+    if orphaned is not None:  # only those of processes no longer running
+        orphaned(out)
+        orphaned(out / "points")
+    else:
+        for d in list((out / "points").glob(".*.partial")) + list(
+                out.parent.glob(f".{glob.escape(out.name)}.*.partial")):
+            if d.is_dir() and not d.is_symlink():
+                shutil.rmtree(d, ignore_errors=True)
+    for f in list(out.glob(".grid.csv.*tmp")) + list(out.glob(".sweep.json.*.tmp")):
+        if f.is_file():
+            f.unlink(missing_ok=True)
+
+
+def _previous_sweep(out: Path):
+    """The ``sweep.json`` in ``out`` if at least one of its grid points finished, else None.
+
+    A sweep whose every point failed or was interrupted left nothing to keep: the folder is
+    used afresh (sweep.json is only written once a point finished; older versions wrote it at
+    the start).
+    """
+    meta = out / "sweep.json"
+    if not meta.is_file():
+        return None
+    try:
+        old = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise SweepError(f"{meta}: cannot read the record of the sweep in {out} ({err}); choose another "
+                         f"--output folder") from None
+    if not isinstance(old, dict):
+        raise SweepError(f"{meta}: not the record of a sweep; choose another --output folder")
+    finished = old.get("finished", [])
+    finished = [p for p in finished if isinstance(p, int) and not isinstance(p, bool)
+                and all((out / "points" / f"{p:04d}" / f).is_file() for f in ("summary.csv", "km.csv"))] \
+        if isinstance(finished, list) else []
+    if not finished:
+        return None
+    old["finished"] = finished
+    return old
+
+
+def _point_ids(points, n_points) -> list:
+    if points is None:
+        return list(range(n_points))
+    try:
+        ids = sorted({int(p) for p in points})
+    except (TypeError, ValueError):
+        raise SweepError(f"grid point ids must be whole numbers, got {points!r}") from None
+    if not ids:
+        raise SweepError("no grid point given (--points)")
+    bad = [p for p in ids if not 0 <= p < n_points]
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+        raise SweepError(f"grid points {shown} do not exist (the grid has {n_points:,} points: ids 0 to "
+                         f"{n_points - 1:,})")
+    return ids
+
+
+def _resolve_n(scenario, spec, n) -> int:
+    if n is None:
+        n = spec.n
+    if n is None:
+        n = getattr(scenario.sections.get("population"), "size", None)
+    if n is None:
+        raise SweepError(f"{scenario.path}: no number of virtual patients per grid point: set n in [sweep] or "
+                         f"size in [population], or pass --n")
+    if not (is_whole_number(n, 1) and n <= max_patients()):
+        raise SweepError(f"the number of virtual patients per grid point must be a whole number from 1 to "
+                         f"{max_patients():,}, got {n!r}")
+    return int(n)
+
+
+def _resolve_seed(scenario, spec, seed, old):
+    """The seed and where it comes from; a seed drawn for a sweep is reused when it is resumed."""
+    if seed is not None:
+        if not (is_whole_number(seed, 0) and seed <= MAX_SEED):
+            raise SweepError(f"the seed must be a whole number from 0 to 2**63 - 1, got {seed!r}")
+        return int(seed), "given"
+    if spec.seed is not None:
+        return int(spec.seed), "[sweep] seed"
+    pop_seed = getattr(scenario.sections.get("population"), "seed", None)
+    if pop_seed is not None:
+        return int(pop_seed), "[population] seed"
+    if old is not None and old.get("seed_source") == "drawn" and is_whole_number(old.get("seed"), 0):
+        return int(old["seed"]), "drawn"
+    return int(np.random.SeedSequence().entropy % (2 ** 63)), "drawn"
+
+
+def sweep_inputs(scenario) -> dict:
+    """Every file a sweep's results depend on, with its SHA-256: role -> {path, sha256}.
+
+    The scenario file, the model (the text it was read from), each parameter-set file the
+    scenario names (``[scenario] parameter_set``) and the ``[data]`` file. (The reference
+    table of ``[targets]`` is not read by a sweep.)
+    """
     from .io import file_sha256
 
-    payload = json.dumps({"scenario": file_sha256(scenario.path), "model": scenario.model.content_hash,
-                          "sweep": spec.to_json(), "n": n, "seed": seed, "per_patient": keep},
+    inputs = {"scenario": {"path": str(scenario.path), "sha256": file_sha256(scenario.path)},
+              "model": {"path": str(scenario.model.path), "sha256": scenario.model.content_hash}}
+    sets = list(getattr(scenario, "parameter_sets", ()) or ())
+    for k, p in enumerate(sets):
+        role = "parameter_set" if len(sets) == 1 else f"parameter_set[{k}]"
+        inputs[role] = {"path": str(p), "sha256": file_sha256(p)}
+    data = scenario.sections.get("data")
+    if isinstance(data, dict) and data.get("file") is not None and Path(data["file"]).is_file():
+        inputs["data"] = {"path": str(data["file"]), "sha256": file_sha256(data["file"])}
+    return inputs
+
+
+def _settings(scenario, spec, n, seed, keep, km_times) -> dict:
+    from . import __version__
+
+    # the tables as read (a scenario built from a dict has no file of its own to hash)
+    content = hashlib.sha256(json.dumps(scenario.raw, sort_keys=True, default=str).encode()).hexdigest()
+    return {"grid": spec.to_json()["axes"], "n": int(n), "seed": int(seed), "per_patient": bool(keep),
+            "km_times": [float(t) for t in km_times], "scenario_content": content, "carkinetics": __version__}
+
+
+_SETTING_NAMES = {"scenario_content": "the scenario's tables (as read)", "grid": "the grid (axes and their values)",
+                  "n": "n (virtual patients per point)",
+                  "seed": "the seed", "per_patient": "per-patient tables", "km_times": "the Kaplan-Meier days",
+                  "carkinetics": "the carkinetics version"}
+
+
+def compare_runs(old: dict, inputs: dict, settings: dict) -> list:
+    """What differs between the sweep recorded in ``old`` (its sweep.json) and this one."""
+    if not isinstance(old.get("inputs"), dict) or not isinstance(old.get("settings"), dict):
+        return ["the sweep there was written by an older carkinetics that did not record the hashes of all its "
+                "inputs (parameter sets, data file), so an unchanged input cannot be told from a changed one"]
+    out = []
+    before = old["inputs"]
+    for role in list(inputs) + [r for r in before if r not in inputs]:
+        a, b = before.get(role), inputs.get(role)
+        if not isinstance(a, dict):
+            out.append(f"{role} {b['path']} is an input now but was not when the sweep started")
+        elif b is None:
+            out.append(f"{role} {a.get('path')} was an input when the sweep started but is not now")
+        elif a.get("sha256") != b["sha256"]:
+            moved = "" if a.get("path") == b["path"] else f" (then {a.get('path')})"
+            out.append(f"{role} file {b['path']}{moved} has changed: sha256 {str(a.get('sha256'))[:16]} when the "
+                       f"sweep started, {b['sha256'][:16]} now")
+    for key, value in settings.items():
+        then = old["settings"].get(key)
+        if then != value:
+            shown = (then, value) if key not in ("grid", "km_times", "scenario_content") else ("one", "another")
+            out.append(f"{_SETTING_NAMES.get(key, key)} differs: {shown[0]} when the sweep started, {shown[1]} now")
+    return out
+
+
+def _fingerprint(inputs, settings) -> str:
+    payload = json.dumps({"inputs": {k: v["sha256"] for k, v in inputs.items()}, "settings": settings},
                          sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def resume_command(scenario_path, output, *, n, seed, per_patient, points=None, chunk_size=None) -> str:
+    """The command that continues a sweep: every option that fixes its results, shell-quoted."""
+
+    def arg(p):
+        s = os.fspath(p)
+        return f"./{s}" if s.startswith("-") else s
+
+    parts = ["carkinetics", "sweep", arg(scenario_path), "-o", arg(output), "--n", str(n), "--seed", str(seed),
+             "--per-patient" if per_patient else "--no-per-patient"]
+    if points is not None:
+        parts += ["--points", ",".join(map(str, points))]
+    if chunk_size is not None:
+        parts += ["--chunk-size", str(chunk_size)]
+    parts.append("--resume")
+    return shlex.join(parts)
 
 
 def _write_point(out, point, res) -> None:
@@ -932,6 +1322,8 @@ def _write_point(out, point, res) -> None:
         res["km"].to_csv(staging / "km.csv", index=False)
         if res["patients"] is not None:
             res["patients"].to_csv(staging / "patients.csv.gz", index=False)
+    if res["patients"] is None:  # a per-patient table left by an earlier, failed run is not this point's
+        (out / "points" / point.folder / "patients.csv.gz").unlink(missing_ok=True)
 
 
 def _write_combined(out, info) -> None:
@@ -955,14 +1347,25 @@ def _write_combined(out, info) -> None:
 _WORKER_SCENARIOS: dict = {}
 
 
-def _dask_point(scenario_path, scenario_sha, point, n, seed, jobs, chunk_size, km_times, keep):
-    """A Dask task: load the scenario once per worker, run one grid point."""
+def _dask_point(scenario_path, scenario_sha, point, n, seed, jobs, chunk_size, km_times, keep, inputs=None):
+    """A Dask task: load the scenario once per worker, run one grid point.
+
+    ``inputs`` (role -> sha256 of the files the sweep started with): a worker that reads a
+    changed model or parameter-set file refuses to run rather than mix results.
+    """
     from .scenario import load_scenario
 
-    key = (str(scenario_path), scenario_sha)
+    key = (str(scenario_path), scenario_sha, json.dumps(inputs, sort_keys=True))
     sc = _WORKER_SCENARIOS.get(key)
     if sc is None:
-        sc = _WORKER_SCENARIOS[key] = load_scenario(scenario_path)
+        sc = load_scenario(scenario_path)
+        if inputs is not None:
+            now = {k: v["sha256"] for k, v in sweep_inputs(sc).items()}
+            changed = sorted(k for k in set(now) | set(inputs) if now.get(k) != inputs.get(k))
+            if changed:
+                raise SweepError(f"{scenario_path}: {', '.join(changed)} changed since the sweep started; the "
+                                 f"points still to run would not be those of the same inputs")
+        _WORKER_SCENARIOS[key] = sc
     return point, run_point(sc, point, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size, km_times=km_times,
                             keep_patients=keep, progress=None)
 
@@ -977,7 +1380,8 @@ def import_distributed():
     return distributed
 
 
-def _run_dask(scenario, todo, finish, *, scheduler, n_workers, n, seed, jobs, chunk_size, km_times, keep):
+def _run_dask(scenario, todo, finish, *, scheduler, n_workers, n, seed, jobs, chunk_size, km_times, keep,
+              inputs=None):
     """Submit one task per grid point; write each as it completes."""
     from .io import file_sha256
 
@@ -995,7 +1399,8 @@ def _run_dask(scenario, todo, finish, *, scheduler, n_workers, n, seed, jobs, ch
         path = str(Path(scenario.path).resolve())
         sha = file_sha256(path)
         run_id = uuid.uuid4().hex[:12]
-        futures = [client.submit(_dask_point, path, sha, p, n, seed, jobs or 1, chunk_size, km_times, keep,
+        hashes = None if inputs is None else {k: v["sha256"] for k, v in inputs.items()}
+        futures = [client.submit(_dask_point, path, sha, p, n, seed, jobs or 1, chunk_size, km_times, keep, hashes,
                                  pure=False, key=f"carkinetics-point-{run_id}-{p.id}") for p in todo]
         try:
             for fut in distributed.as_completed(futures):

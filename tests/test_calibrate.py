@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from carkinetics.calibrate import CalibrationFileError, calibrate, load_calibration, write_calibration
+from carkinetics.calibrate import (CalibrationError, CalibrationFileError, calibrate, load_calibration,
+                                   write_calibration)
 from carkinetics.cli import main
 from carkinetics.errors import ScenarioError
 from carkinetics.scenario import load_scenario
@@ -141,8 +142,10 @@ def test_shared_and_product_specific_estimates_are_recovered(synthetic):
     assert res.parameter_set("a") == {"alpha": est["alpha"], "cmax": est["cmax[a]"]}
     assert res.parameter_set("b")["cmax"] == est["cmax[b]"]
 
-    files = write_calibration(res, command="test")
+    with pytest.raises(CalibrationError, match="no output folder"):
+        write_calibration(res, None)
     out = folder / "calibrated"
+    files = write_calibration(res, out, command="test")
     assert {"a.toml", "b.toml", "calibration.json", "comparison.csv"} <= set(files)
     info = json.loads((out / "calibration.json").read_text())
     assert info["fixed"]["beta"]["reason"].startswith("day-28")
@@ -208,6 +211,63 @@ def test_cli_calibrate_dry_run_and_errors(synthetic):
     assert "a_d28" in r.output
     r = CliRunner().invoke(main, ["calibrate", str(folder / "nope.toml")])
     assert r.exit_code == 1 and "file not found" in r.output and "Traceback" not in r.output
+
+
+def test_cli_calibrate_writes_results_not_the_parameter_sets_unless_asked(synthetic, monkeypatch):
+    """Without options the results go to results/calibration/<name> (of the current folder);
+    the parameter sets the scenarios read ([calibration] output) only with --write-parameter-sets."""
+    folder, path = synthetic
+    work = folder / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    quick = ["--n", "20", "--maxiter", "1", "--jobs", "1"]
+    r = CliRunner().invoke(main, ["calibrate", str(path), *quick])
+    assert r.exit_code == 0, r.output
+    assert not (folder / "calibrated").exists()
+    default = work / "results" / "calibration" / "synthetic"
+    assert {"a.toml", "b.toml", "calibration.json"} <= {f.name for f in default.iterdir()}
+    assert "--write-parameter-sets" in r.output and "(unchanged)" in r.output
+    r = CliRunner().invoke(main, ["calibrate", str(path), "--dry-run"])
+    assert r.exit_code == 0 and "would write to results/calibration/synthetic" in r.output, r.output
+    r = CliRunner().invoke(main, ["calibrate", str(path), "-o", str(folder / "mine"), *quick])
+    assert r.exit_code == 0 and (folder / "mine" / "a.toml").is_file() and not (folder / "calibrated").exists()
+    info = json.loads((folder / "mine" / "calibration.json").read_text())
+    assert info["provenance"]["command"].startswith("carkinetics calibrate")
+    # asked explicitly: the folder the scenarios read
+    r = CliRunner().invoke(main, ["calibrate", str(path), "--write-parameter-sets", *quick])
+    assert r.exit_code == 0, r.output
+    assert (folder / "calibrated" / "a.toml").is_file() and "still read" not in r.output
+    r = CliRunner().invoke(main, ["calibrate", str(path), "--write-parameter-sets", "-o", "x", "--dry-run"])
+    assert r.exit_code == 2 and "either it or --output" in r.output
+    # a folder of other files (here: the calibration's own inputs) is refused before anything is fitted
+    r = CliRunner().invoke(main, ["calibrate", str(path), "-o", str(folder), *quick])
+    assert r.exit_code == 1 and "did not write" in r.output and "product_a.toml" in r.output, r.output
+    for bad, message in (("", "empty"), ("/dev/null", "device"), (str(path), "is a file")):
+        r = CliRunner().invoke(main, ["calibrate", str(path), "-o", bad, *quick])
+        assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output, (bad, r.output)
+
+
+def test_calibration_name_and_target_settings_are_checked(synthetic):
+    folder, path = synthetic
+    text = path.read_text().replace('name = "synthetic"', 'name = "../../elsewhere"')
+    text = text.replace("seed = 3", "seed = 99999999999999999999").replace('note = "shared"', "note = 5")
+    text += ('\n[targets.a_peak]\nexclude = 5\n\n[targets.b_peak]\nweight = inf\n\n'
+             '[targets.a_d28]\nse = inf\nnote = "x"\n')
+    p = folder / "bad_settings.toml"
+    p.write_text(text)
+    with pytest.raises(CalibrationFileError) as err:
+        load_calibration(p)
+    msg = str(err.value)
+    for part in ("calibration.name: expected a name of letters", "targets.a_peak.exclude: expected true or false",
+                 "calibration.seed: expected a whole number from 0 to 2**63 - 1",
+                 "estimate.alpha.note: expected a text",
+                 "targets.b_peak.weight: expected a finite number >= 0", "targets.a_d28.se: expected a standard error"):
+        assert part in msg, part
+    twice = folder / "twice.toml"
+    twice.write_text(path.read_text().replace('scenarios = ["product_b.toml"]',
+                                              'scenarios = ["product_b.toml", "product_b.toml"]'))
+    with pytest.raises(CalibrationFileError, match="products.b.scenarios: listed more than once: product_b.toml"):
+        load_calibration(twice)
 
 
 # ---- the shipped calibrations ------------------------------------------------------------

@@ -8,6 +8,7 @@ against an independent computation from the saved per-patient tables.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import tomllib
@@ -345,3 +346,215 @@ def test_copy_of_raw_is_not_mutated():
     before = copy.deepcopy(data)
     _scenario(data)
     assert data == before
+
+
+# ----------------------------------------------------------------------------------------
+# issue 12: what a resume checks, a failing first point, large grids, bad output folders
+# ----------------------------------------------------------------------------------------
+
+
+def _toy_with_parameter_set(folder, expansion=0.5, head_extra=""):
+    """The toy sweep copied into ``folder`` with ``[scenario] parameter_set = "set.toml"``."""
+    import shutil
+
+    shutil.copy(TOY.parent / "toy_model.toml", folder / "toy_model.toml")
+    text = TOY.read_text(encoding="utf-8").replace(
+        'model = "toy_model.toml"', f'model = "toy_model.toml"\nparameter_set = "set.toml"{head_extra}')
+    (folder / "scenario.toml").write_text(text, encoding="utf-8")
+    (folder / "set.toml").write_text(f"[parameters]\nexpansion = {expansion}\n", encoding="utf-8")
+    return folder / "scenario.toml"
+
+
+def test_resume_is_refused_when_a_parameter_set_changed_and_names_it(tmp_path):
+    from carkinetics.scenario import load_scenario
+    from carkinetics.sweep import SweepError, sweep
+
+    path = _toy_with_parameter_set(tmp_path)
+    out = tmp_path / "out"
+    first = sweep(load_scenario(path), out, n=6, jobs=1, points=[0])
+    assert first.info["finished"] == [0]
+    old_sha = hashlib.sha256((tmp_path / "set.toml").read_bytes()).hexdigest()
+    # another calibration's parameter set: the sweep there cannot be continued with it
+    (tmp_path / "set.toml").write_text("[parameters]\nexpansion = 0.45\n", encoding="utf-8")
+    with pytest.raises(SweepError) as err:
+        sweep(load_scenario(path), out, n=6, jobs=1, resume=True)
+    msg = str(err.value)
+    assert "cannot resume" in msg and "parameter_set file" in msg and str(tmp_path / "set.toml") in msg
+    assert old_sha[:16] in msg
+    info = json.loads((out / "sweep.json").read_text())
+    assert set(info["inputs"]) == {"scenario", "model", "parameter_set"}
+    assert info["inputs"]["parameter_set"]["sha256"] == old_sha
+    assert json.loads((out / "sweep.json").read_text())["finished"] == [0]  # nothing touched
+    # the same inputs again: the sweep continues
+    (tmp_path / "set.toml").write_text("[parameters]\nexpansion = 0.5\n", encoding="utf-8")
+    resumed = sweep(load_scenario(path), out, n=6, jobs=1, resume=True, points=[0, 1])
+    assert resumed.info["finished"] == [0, 1] and resumed.info["point_stats"].keys() == {"0", "1"}
+    # a changed model file or option is named too
+    with pytest.raises(SweepError, match=r"the seed differs: 7 when the sweep started, 8 now"):
+        sweep(load_scenario(path), out, n=6, seed=8, jobs=1, resume=True)
+
+
+def test_the_printed_resume_command_works(tmp_path, monkeypatch):
+    """Interrupted with options (n, seed, points, per-patient) and a folder with a space in its
+    name: the hint is a command that resumes that very sweep."""
+    import shlex
+
+    from click.testing import CliRunner
+
+    import carkinetics.sweep as sweep_module
+    from carkinetics.cli import main
+
+    path = _toy_with_parameter_set(tmp_path)
+    out = tmp_path / "my results"
+    real = sweep_module.run_point
+    calls = []
+
+    def interrupt_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "run_point", interrupt_second)
+    r = CliRunner().invoke(main, ["sweep", str(path), "-o", str(out), "--n", "5", "--seed", "3", "--points",
+                                  "1,2,5", "--per-patient", "--jobs", "1", "--no-progress", "--no-plots"])
+    assert r.exit_code == 130, r.output
+    hint = r.output.split("continue with: ", 1)[1].strip()
+    args = shlex.split(hint)
+    assert args[:2] == ["carkinetics", "sweep"] and args[-1] == "--resume"
+    for part in (["--n", "5"], ["--seed", "3"], ["--points", "1,2,5"], ["--per-patient"], ["-o", str(out)]):
+        assert " ".join(part) in " ".join(args), part
+    monkeypatch.setattr(sweep_module, "run_point", real)
+    # without the options the folder's sweep is not continued (another n, another seed)
+    r = CliRunner().invoke(main, ["sweep", str(path), "-o", str(out), "--resume", "--no-progress", "--no-plots"])
+    assert r.exit_code == 1 and "cannot resume" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, args[1:] + ["--no-progress", "--no-plots"])
+    assert r.exit_code == 0, r.output
+    info = json.loads((out / "sweep.json").read_text())
+    assert info["finished"] == [1, 2, 5] and info["n"] == 5 and info["seed"] == 3
+    assert (out / "points" / "0005" / "patients.csv.gz").exists()
+
+
+def test_a_sweep_failing_on_its_first_point_can_be_rerun(tmp_path, monkeypatch):
+    import carkinetics.sweep as sweep_module
+    from carkinetics.errors import CarKineticsError
+    from carkinetics.scenario import load_scenario
+
+    sc = load_scenario(_toy_with_parameter_set(tmp_path))
+    out = tmp_path / "out"
+    real = sweep_module.run_point
+
+    def fail(*args, **kwargs):
+        raise CarKineticsError("the first point failed")
+
+    monkeypatch.setattr(sweep_module, "run_point", fail)
+    with pytest.raises(CarKineticsError, match="the first point failed"):
+        sweep_module.sweep(sc, out, n=5, jobs=1, points=[0, 1])
+    assert not (out / "sweep.json").exists()
+    monkeypatch.setattr(sweep_module, "run_point", real)
+    res = sweep_module.sweep(sc, out, n=5, jobs=1, points=[0])  # a corrected rerun: no --resume needed
+    assert res.info["finished"] == [0]
+    # a sweep.json of an older version that recorded no finished point does not block a rerun either
+    info = json.loads((out / "sweep.json").read_text())
+    info["finished"] = []
+    (out / "sweep.json").write_text(json.dumps(info))
+    assert sweep_module.sweep(sc, out, n=5, jobs=1, points=[1]).info["finished"] == [1]
+
+
+def test_grid_points_are_decoded_from_their_ids(toy):
+    spec = toy.sections["sweep"]
+    assert spec.n_points == 8
+    assert [spec.point(i) for i in range(8)] == spec.points()
+    assert spec.points([5, 2]) == [spec.points()[5], spec.points()[2]]
+
+
+def test_only_the_requested_points_of_a_large_grid_are_built(tmp_path, monkeypatch):
+    import time
+
+    from carkinetics.errors import ScenarioError
+    from carkinetics.sweep import sweep
+
+    data = _raw()
+    del data["sweep"]["plots"]
+    data["sweep"]["axes"] = {"dose_per_kg": [1e5 + 1e3 * k for k in range(1000)],
+                             "transplant_day": list(range(1000))}
+    sc = _scenario(data)
+    spec = sc.sections["sweep"]
+    assert spec.n_points == 1_000_000  # the largest grid accepted
+    start = time.perf_counter()
+    res = sweep(sc, tmp_path / "big", n=3, jobs=1, points=[0, 999_999])
+    assert time.perf_counter() - start < 60
+    assert res.info["finished"] == [0, 999_999]
+    grid = pd.read_csv(tmp_path / "big" / "grid.csv")
+    assert list(grid["point"]) == [0, 999_999]
+    assert grid.iloc[1].to_dict() == {"point": 999_999, "dose_per_kg": 1e5 + 999e3, "transplant_day": 999}
+    # 600 x 600 x 600 = 216 million points: refused from the axis lengths, with the size
+    data["sweep"]["axes"] = {"dose_per_kg": [1e5 + k for k in range(600)], "transplant_day": list(range(600)),
+                             "expansion": [0.3 + k * 1e-4 for k in range(600)]}
+    with pytest.raises(ScenarioError, match=r"the grid has 216,000,000 points \(600 dose_per_kg x 600 "
+                                            r"transplant_day x 600 expansion\); a sweep accepts at most 1,000,000"):
+        _scenario(data)
+
+
+def test_a_bad_output_folder_is_refused_before_any_point_is_computed(toy, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import carkinetics.sweep as sweep_module
+    from carkinetics.cli import main
+    from carkinetics.errors import CarKineticsError
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a grid point was computed")
+
+    monkeypatch.setattr(sweep_module, "run_point", must_not_run)
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("x")
+    for bad, message in (("", "empty"), ("/dev/null", "device"), (str(a_file), "is a file"),
+                         (str(a_file / "sub"), "is a file, not a folder")):
+        with pytest.raises(CarKineticsError, match=message):
+            sweep_module.sweep(toy, bad, jobs=1)
+        r = CliRunner().invoke(main, ["sweep", str(TOY), "-o", bad, "--no-progress", "--no-plots"])
+        assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output, (bad, r.output)
+    assert a_file.read_text() == "x"
+
+
+def test_staging_left_by_a_killed_run_is_removed_and_a_drawn_seed_is_kept(tmp_path):
+    from carkinetics.sweep import sweep
+
+    data = _raw()
+    del data["sweep"]["seed"]
+    del data["population"]["seed"]
+    sc = _scenario(data)
+    out = tmp_path / "out"
+    first = sweep(sc, out, n=4, jobs=1, points=[0])
+    assert first.info["seed_source"] == "drawn"
+    import os
+
+    # staging folders of a run killed long ago (names as tempfile.mkdtemp makes them)
+    for stale in (out / "points" / ".0001.abcd1234.partial", tmp_path / ".out.efgh5678.partial"):
+        stale.mkdir()
+        (stale / "summary.csv").write_text("half")
+        for f in (stale / "summary.csv", stale):
+            os.utime(f, (0, 0))
+    (out / ".sweep.json.ijkl.tmp").write_text("{")
+    again = sweep(sc, out, n=4, jobs=1, points=[1], resume=True)  # the drawn seed is reused, not redrawn
+    assert again.info["seed"] == first.info["seed"] and again.info["finished"] == [0, 1]
+    assert not list(out.rglob("*.partial")) and not list(tmp_path.glob(".out.*")) and not list(out.glob("*.tmp"))
+
+
+def test_sweep_section_limits_and_no_echo_of_a_bad_axis_under_plots():
+    from carkinetics.errors import ScenarioError
+
+    data = _raw()
+    data["sweep"].update({"seed": 10 ** 20, "n": 10 ** 30, "km_step": 1e-9})
+    data["sweep"]["axes"]["dose_per_kg"] = [5e5, float("nan")]
+    data["sweep"]["plots"]["outcomes"] = "remission_d28"
+    with pytest.raises(ScenarioError) as err:
+        _scenario(data)
+    msg = str(err.value)
+    assert "sweep.seed: expected a whole number from 0 to 2**63 - 1" in msg
+    assert "sweep.n: expected a whole number of virtual patients per point from 1 to" in msg
+    assert "sweep.km_step: 1e-09 days over 365 days of follow-up gives more than 10,000" in msg
+    assert "sweep.axes.dose_per_kg: expected numbers" in msg
+    assert "sweep.plots.outcomes: expected a list of endpoint names" in msg
+    assert "sweep.plots.x" not in msg and "heatmaps" not in msg  # the bad axis is reported once
