@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, ProblemCollector, suggestion
+from .errors import DataError, FileProblem, ProblemCollector, suggestion
 
 ALIASES = {
     "id": ("id", "patient", "subject", "usubjid", "patient_id"),
@@ -70,6 +70,58 @@ ALIASES = {
     "ss": ("ss",),
 }
 _MISSING = {"", ".", "na", "nan", "NA", "NaN"}
+#: Longest patient id (characters): study subject ids are tens of characters; a longer "id" is
+#: a misplaced column or a broken file, and would be copied into every table and plot.
+MAX_ID_LENGTH = 256
+#: Most additional doses one row may ask for (ADDL), and most doses of one patient after
+#: expansion: CAR-T protocols have one to a few infusions; ADDL = 1e9 would fill the memory.
+MAX_ADDL = 10_000
+MAX_DOSES_PER_PATIENT = 10_000
+#: Largest time (days after the reference time) of a data row or an expanded dose.
+MAX_TIME = 1e6
+
+
+#: Most columns a data or target table may have (NONMEM columns plus covariates).
+MAX_COLUMNS = 1000
+
+
+def read_csv_table(path, error_class=DataError, what="file", **read_kw):
+    """A CSV file as a DataFrame of strings, read through :func:`~carkinetics.errors.read_input_text`.
+
+    Folders, devices, files over the input size limit and text that is not UTF-8 raise
+    ``error_class`` naming the file, as do tables pandas cannot parse and headers that repeat
+    a column name (pandas would rename the second ``x`` to ``x.1`` silently).
+    """
+    import csv
+    import io
+
+    import pandas as pd
+
+    from .errors import read_input_text
+
+    text = read_input_text(path, error_class, what)
+    comment = read_kw.get("comment")
+    header = None
+    for row in csv.reader(io.StringIO(text), skipinitialspace=bool(read_kw.get("skipinitialspace"))):
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if comment and row[0].lstrip().startswith(comment):
+            continue
+        header = row
+        break
+    if header is not None:
+        if len(header) > MAX_COLUMNS:
+            raise error_class(path, [FileProblem("header", f"{len(header):,} columns; a table may have at most "
+                                                           f"{MAX_COLUMNS:,}")])
+        names = [h.strip() for h in header]
+        dups = sorted({h for h in names if names.count(h) > 1})
+        if dups:
+            raise error_class(path, [FileProblem("header", f"duplicate column names {dups}: each column "
+                                                           f"must appear once")])
+    try:
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, **read_kw), text
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
+        raise error_class(path, [f"not a readable CSV table: {str(err).strip()}"]) from None
 
 
 @dataclass
@@ -180,14 +232,14 @@ def load_data(path, model, *, covariates=None, frame=None) -> Dataset:
     sha = ""
     if frame is None:
         p = Path(path)
-        if not p.is_file():
-            raise DataError(str(path), ["file not found"])
-        sha = file_sha256(p)
-        try:
-            frame = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True, comment="#")
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-            raise DataError(str(path), [f"not a readable CSV table: {str(err).strip()}"]) from None
+        frame, _ = read_csv_table(p, DataError, "file", skipinitialspace=True, comment="#")
+        sha = file_sha256(p)  # a regular file of bounded size: checked by read_csv_table
     else:
+        columns = [str(c) for c in frame.columns]
+        dups = sorted({c for c in columns if columns.count(c) > 1})
+        if dups:
+            raise DataError(str(path), [FileProblem("header", f"duplicate column names {dups}: each column "
+                                                              f"must appear once")])
         frame = frame.astype(str)
     errs = ProblemCollector(str(path), DataError)
 
@@ -231,17 +283,14 @@ def load_data(path, model, *, covariates=None, frame=None) -> Dataset:
             k = float(s)
         except ValueError:
             return None, f"'{s}' is not {what} of model '{model.name}'{suggestion(s, names)}"
-        if k == int(k) and 1 <= int(k) <= len(names):
+        if math.isfinite(k) and k == int(k) and 1 <= int(k) <= len(names):
             return names[int(k) - 1], None
-        return None, f"{s} is not a valid {what} number (1..{len(names)})"
+        return None, f"{s} is not {what} of model '{model.name}': give a name or a number 1..{len(names)}"
 
     cov_table = {}
     if covariates is not None:
         cp = Path(covariates)
-        if not cp.is_file():
-            errs.add("covariates", f"covariate file '{covariates}' not found")
-            errs.raise_if_any()
-        ctab = pd.read_csv(cp, dtype=str, keep_default_na=False, skipinitialspace=True)
+        ctab, _ = read_csv_table(cp, DataError, "covariate file", skipinitialspace=True)
         idc = next((c for c in ctab.columns if c.strip().lower() in ALIASES["id"]), None)
         if idc is None:
             errs.add("covariates", f"{covariates}: no id column")
@@ -250,6 +299,7 @@ def load_data(path, model, *, covariates=None, frame=None) -> Dataset:
             cov_table[str(r[idc]).strip()] = {c: r[c] for c in ctab.columns if c != idc}
 
     obs_rows, dose_rows, cov_values = [], [], {}
+    n_doses = {}
     order = {}
     for i in range(len(frame)):
         line = i + 2
@@ -258,6 +308,9 @@ def load_data(path, model, *, covariates=None, frame=None) -> Dataset:
         pid = str(col("id", i)).strip()
         if pid in _MISSING:
             bad.append("missing patient id")
+        elif len(pid) > MAX_ID_LENGTH:
+            bad.append(f"patient id of {len(pid):,} characters (at most {MAX_ID_LENGTH}): '{pid[:40]}...'")
+            pid = ""  # not kept: nothing below refers to it
         elif cov_table and pid not in cov_table:
             bad.append(f"unknown patient id '{pid}' (not in the covariate file{suggestion(pid, cov_table)})")
         # time
@@ -272,6 +325,9 @@ def load_data(path, model, *, covariates=None, frame=None) -> Dataset:
             elif t < 0:
                 bad.append(f"negative time {t:g} (times are days after the reference time, >= 0)")
                 t = None
+            elif t > MAX_TIME:
+                bad.append(f"time {t:g} is beyond {MAX_TIME:g} days (the largest time carkinetics accepts)")
+                t = None
         except ValueError:
             bad.append(f"time {col('time', i)!r} is not a number")
 
@@ -283,6 +339,9 @@ def load_data(path, model, *, covariates=None, frame=None) -> Dataset:
                 v = _num(raw)
             except ValueError:
                 bad.append(f"{cmap[canon]} {raw!r} is not a number")
+                return default
+            if v is not None and not math.isfinite(v):
+                bad.append(f"{cmap[canon]} {raw!r} is not a finite number")
                 return default
             return default if v is None else v
 
@@ -327,6 +386,17 @@ def load_data(path, model, *, covariates=None, frame=None) -> Dataset:
             if addl and (addl < 0 or addl != int(addl) or not ii or ii <= 0):
                 bad.append(f"ADDL = {addl:g} needs a whole number >= 0 and II > 0 (got II = {ii:g})")
                 addl = 0
+            elif addl > MAX_ADDL:
+                bad.append(f"ADDL = {addl:g} asks for {addl:,.0f} additional doses; at most {MAX_ADDL:,} per row")
+                addl = 0
+            elif addl and t is not None and t + addl * ii > MAX_TIME:
+                bad.append(f"ADDL = {addl:g} doses every II = {ii:g} days end at day {t + addl * ii:g}, beyond "
+                           f"{MAX_TIME:g} days")
+                addl = 0
+            n_doses[pid] = n_doses.get(pid, 0) + int(addl) + 1
+            if n_doses[pid] > MAX_DOSES_PER_PATIENT and not bad:
+                bad.append(f"patient '{pid}' has {n_doses[pid]:,} doses by this row (ADDL expanded); at most "
+                           f"{MAX_DOSES_PER_PATIENT:,} per patient")
             if not bad:
                 for k in range(int(addl) + 1):
                     dose_rows.append((pid, t + k * ii, state, amt, line))
@@ -394,6 +464,10 @@ def load_data(path, model, *, covariates=None, frame=None) -> Dataset:
         for c, (v, line) in seen.items():
             try:
                 row[c] = float(v)
+                if not math.isfinite(row[c]):
+                    errs.add(f"line {line}" if line else f"covariates '{c}'",
+                             f"covariate '{c}' = {v!r} for patient '{pid}' is not a finite number")
+                    continue
             except ValueError:
                 row[c] = v
                 if c in model.parameter_names:

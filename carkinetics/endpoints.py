@@ -49,8 +49,12 @@ import numpy as np
 from numba import njit
 
 from . import expressions as ex
-from .errors import ExpressionError, is_number, suggestion
+from .errors import CarKineticsError, ExpressionError, FileProblem, ScenarioError, is_number, suggestion
 from .scenario import register_section
+
+
+class EndpointError(CarKineticsError, ValueError):
+    """An endpoint could not be computed (outside a scenario: no file to name)."""
 
 # ----------------------------------------------------------------------------------------
 # registries
@@ -658,6 +662,7 @@ class EndpointSet:
         self.report_at = {e.name: e.report_at for e in self.declared if e.kind == "time"}
         self.descriptions = {e.name: e.description for e in self.declared}
         self._output_names = tuple(output_names)
+        self.path = None  # the scenario file that declares them, named by errors in compute()
 
     def __len__(self) -> int:
         return len(self.endpoints)
@@ -670,6 +675,13 @@ class EndpointSet:
 
     def __repr__(self) -> str:
         return f"EndpointSet({', '.join(f'{e.name}:{e.type}' for e in self.declared)})"
+
+    def _error(self, e: Endpoint, err: Exception) -> CarKineticsError:
+        """An error in computing endpoint ``e``, naming the scenario file and the endpoint's key."""
+        message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        if self.path is not None:
+            return ScenarioError(self.path, [FileProblem(e.key, f"could not be computed: {message}")])
+        return EndpointError(f"{e.key}: could not be computed: {message}")
 
     def compute(self, times, outputs, uniforms, horizon) -> dict:
         """Compute every endpoint for a chunk of patients.
@@ -724,7 +736,10 @@ class EndpointSet:
 
         with np.errstate(all="ignore"):
             for e in self.endpoints:
-                cols = _COMPUTE[e.type](e, state)
+                try:
+                    cols = _COMPUTE[e.type](e, state)
+                except (CarKineticsError, ArithmeticError, ValueError, TypeError, KeyError) as err:
+                    raise self._error(e, err) from None
                 # a failed patient (NaN anywhere in an output used) or a NaN endpoint used in
                 # the expression gives NaN, even where where() or a window would hide it
                 bad = np.zeros(n, dtype=bool)
@@ -858,6 +873,11 @@ def _c_at(e, s):
     if at is not None:
         s.eval_times[e.name] = at
     if e.type == "bernoulli":  # probability -> a yes/no draw with this endpoint's uniform
+        wrong = ~bad & ~((value >= -1e-12) & (value <= 1 + 1e-12))  # NaN too, where its inputs are numbers
+        if wrong.any():
+            i = int(np.argmax(wrong))
+            raise ValueError(f"the probability is {value[i]:g} for patient {i} of the chunk ({int(wrong.sum())} "
+                             f"patients outside [0, 1]); write it so it stays in [0, 1], e.g. min(1, ...)")
         value = (s.uniforms[:, s.uniform_columns[e.name]] < np.clip(value, 0.0, 1.0)).astype(float)
     return {e.name: np.where(bad, np.nan, value)}
 
@@ -865,6 +885,18 @@ def _c_at(e, s):
 def _c_hazard(e, s):
     env = s.env_grid(e.expr)
     h = np.broadcast_to(np.asarray(ex.evaluate(e.expr, env), dtype=float), (s.n, s.times.size))
+    inputs_nan = np.zeros(s.n, dtype=bool)  # failed patients: NaN outputs give a NaN hazard (and endpoint)
+    for name in ex.names(e.expr):
+        if name != "t":
+            v = np.asarray(env[name], dtype=float)
+            inputs_nan |= np.isnan(v).any(axis=1) if v.ndim == 2 else np.isnan(v).reshape(-1)
+    # a rate >= 0; outputs that are 0 in exact arithmetic may come out of the solver at -1e-15
+    wrong = ~inputs_nan & ~(h >= -1e-9).all(axis=1)
+    if wrong.any():
+        i = int(np.argmax(wrong))
+        j = int(np.argmax(~(h[i] >= -1e-9)))
+        raise ValueError(f"the hazard is {h[i, j]:g} at t = {s.times[j]:g} for patient {i} of the chunk "
+                         f"({int(wrong.sum())} patients with a negative or NaN hazard); a hazard is a rate >= 0")
     u = s.uniforms[:, s.uniform_columns[e.name]]
     time, event = hazard_event_times(s.times, h, u, s.start(e), s.end(e))
     return {e.name: time, f"{e.name}_event": event}
@@ -1041,6 +1073,12 @@ class _Parser:
     def expression(self, spec, k, key, *, allow_outputs=True):
         text = spec[k]
         if is_number(text) and k in ("hazard", "probability"):
+            if k == "hazard" and text < 0:
+                self.errs.add(f"{key}.{k}", f"a hazard is a rate >= 0, got {text}")
+                return None
+            if k == "probability" and not 0 <= text <= 1:
+                self.errs.add(f"{key}.{k}", f"a probability is in [0, 1], got {text}")
+                return None
             return ex.Expr.num(float(text))
         if not isinstance(text, str):
             self.errs.add(f"{key}.{k}", f"expected an expression string, got {text!r}")
@@ -1065,6 +1103,9 @@ class _Parser:
 
     def endpoint(self, name, key, spec):
         typ = spec.get("type")
+        if typ is not None and not isinstance(typ, str):
+            self.errs.add(f"{key}.type", f"expected a string, one of {sorted(ENDPOINT_TYPES)}, got {typ!r}")
+            return None
         if typ is None:
             self.errs.add(f"{key}.type", f"missing; expected one of {sorted(ENDPOINT_TYPES)}")
             return None
@@ -1155,7 +1196,7 @@ class _Parser:
         among, description = self.common(name, key, spec, _OUTCOME_KEYS)
         ok = True
         combine = spec.get("combine", "first")
-        if combine not in COMBINE_RULES:
+        if not isinstance(combine, str) or combine not in COMBINE_RULES:
             self.errs.add(f"{key}.combine", f"expected one of {sorted(COMBINE_RULES)}, got {combine!r}"
                                             f"{suggestion(str(combine), COMBINE_RULES)}")
             ok = False
@@ -1237,6 +1278,7 @@ def _parse_sections(raw, context):
     cached = context.get("_endpoint_set")
     if cached is None:
         cached = _Parser(context).parse()
+        cached.path = context.get("path")
         context["_endpoint_set"] = cached
     return cached
 

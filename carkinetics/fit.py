@@ -991,6 +991,9 @@ def synthetic_data(model, parameters, times, *, observable=None, sigma=0.5, lloq
 # fits to reported summary numbers
 # ---------------------------------------------------------------------------------------
 STATISTICS = ("median", "mean", "geometric_mean", "geometric_cv_percent", "proportion", "typical_value")
+#: Largest target timepoint and cohort horizon (days): 100 years. The cohort of a target fit is
+#: simulated on a daily grid to the last timepoint, for every patient of every candidate.
+MAX_TARGET_DAY = 36_500.0
 TARGET_REQUIRED = ("quantity", "statistic", "value")
 SOFT_WIDTH = 0.1  # width (log units, or output units on the linear scale) of smoothed indicators
 
@@ -1142,19 +1145,20 @@ def load_target_table(path, *, quantities=None, select=None, frame=None):
     patients above/below a level), ``se`` (standard error on the fitting scale), ``weight``.
     ``select`` keeps only the listed ``target_id`` s. Every problem is reported at once.
     """
-    import pandas as pd
-
     from .io import file_sha256
 
     quantities = {**QUANTITIES, **(quantities or {})}
     sha = ""
     if frame is None:
-        from pathlib import Path
+        from .data import read_csv_table
 
-        if not Path(path).is_file():
-            raise DataError(str(path), ["file not found"])
-        sha = file_sha256(path)
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame, _ = read_csv_table(path, DataError, "file")
+        sha = file_sha256(path)  # a regular file of bounded size: checked by read_csv_table
+    else:
+        columns = [str(c) for c in frame.columns]
+        dups = sorted({c for c in columns if columns.count(c) > 1})
+        if dups:
+            raise DataError(str(path), [f"header: duplicate column names {dups}"])
     errs = ProblemCollector(str(path), DataError)
     cols = {c.strip().lower(): c for c in frame.columns}
     for c in TARGET_REQUIRED:
@@ -1171,10 +1175,14 @@ def load_target_table(path, *, quantities=None, select=None, frame=None):
         if s in ("", "NA", "nan", "."):
             return default
         try:
-            return float(s)
+            v = float(s)
         except ValueError:
             errs.add(f"line {line}", f"{name} {s!r} is not a number")
             return default
+        if not math.isfinite(v):
+            errs.add(f"line {line}", f"{name} {s!r} is not a finite number")
+            return default
+        return v
 
     for i, row in frame.iterrows():
         line = int(i) + 2
@@ -1206,6 +1214,12 @@ def load_target_table(path, *, quantities=None, select=None, frame=None):
             errs.add(f"line {line}", "quantity 'car_level' needs timepoint_days")
         if st == "proportion" and math.isfinite(value) and not (0 <= value <= 1):
             errs.add(f"line {line}", f"a proportion must be in [0, 1], got {value}")
+        if math.isfinite(tp) and not 0 <= tp <= MAX_TARGET_DAY:
+            errs.add(f"line {line}", f"timepoint_days {tp:g} must be in [0, {MAX_TARGET_DAY:g}] (days after infusion)")
+        for col_name, low in (("weight", 0.0), ("se", 0.0), ("n", 0.0)):
+            v = num(row, col_name, line)
+            if math.isfinite(v) and v < low:
+                errs.add(f"line {line}", f"{col_name} must be >= {low:g}, got {v:g}")
         if len(errs.problems) > n_before:
             continue
         out.append(Target(target_id=tid, quantity=q, statistic=st, value=value, lower=num(row, "lower", line),
@@ -1252,9 +1266,12 @@ class CRNCohort:
     def __init__(self, model, n=200, seed=0, *, events=(), times=None, horizon=60.0, iiv=None, options=None,
                  kinetic=None, outputs=None, soft_width=SOFT_WIDTH, extra_times=()):
         self.model = model
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 2 <= n <= 10_000_000:
+            raise FitError(f"a cohort needs a whole number of patients in [2, 10,000,000], got {n!r}")
         self.n = int(n)
-        if self.n < 2:
-            raise FitError(f"a cohort needs at least 2 patients, got {n}")
+        if not (isinstance(horizon, (int, float, np.integer, np.floating)) and not isinstance(horizon, bool)
+                and math.isfinite(horizon) and 0 < horizon <= MAX_TARGET_DAY):
+            raise FitError(f"the cohort horizon must be a number of days in (0, {MAX_TARGET_DAY:g}], got {horizon!r}")
         sd = np.array([p.iiv_log_sd for p in model.parameters], float)
         for name, v in (iiv or {}).items():
             sd[model.parameter_index(name)] = float(v)

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import CarKineticsError
 
 METHODS = {"tsit5": 0, "rodas4": 1, "auto": 2}
+
+#: Largest ``max_steps``: the kernel counts steps in a 64-bit integer, and a billion steps of
+#: one patient already take minutes; larger values are typing mistakes (``10**30`` overflowed).
+MAX_STEPS = 10**9
+
+
+def _is_real(x) -> bool:
+    """A float or an int (not a bool): what numeric solver options may be."""
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
 
 
 class OptionsError(CarKineticsError, ValueError):
@@ -52,22 +61,28 @@ class SolverOptions:
     max_step: float = math.inf
     raise_on_failure: bool = True
     extinction: bool = True
+    #: Where the options were read (``"path: solver"``), named by failure messages; not compared.
+    source: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self):
-        if self.method not in METHODS:
+        if not isinstance(self.method, str) or self.method not in METHODS:
             from .errors import suggestion
 
             raise OptionsError(f"`method` must be one of {sorted(METHODS)}, got {self.method!r}"
                                f"{suggestion(str(self.method), METHODS)}")
-        if not (isinstance(self.rtol, (int, float)) and 1e-13 <= self.rtol < 1):
+        if not (_is_real(self.rtol) and 1e-13 <= self.rtol < 1):
             raise OptionsError(f"`rtol` must be a number in [1e-13, 1), got {self.rtol!r}")
-        if not (isinstance(self.max_steps, int) and self.max_steps > 0):
-            raise OptionsError(f"`max_steps` must be a positive integer, got {self.max_steps!r}")
-        if not (self.max_step > 0):
-            raise OptionsError(f"`max_step` must be positive, got {self.max_step!r}")
+        if not (isinstance(self.max_steps, (int, np.integer)) and not isinstance(self.max_steps, bool)
+                and 0 < self.max_steps <= MAX_STEPS):
+            raise OptionsError(f"`max_steps` must be a whole number in [1, {MAX_STEPS:_}], got {self.max_steps!r}")
+        if not (_is_real(self.max_step) and self.max_step > 0):
+            raise OptionsError(f"`max_step` must be a positive number (model time units), got {self.max_step!r}")
+        for flag in ("raise_on_failure", "extinction"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise OptionsError(f"`{flag}` must be true or false, got {getattr(self, flag)!r}")
         a = self.atol
         if a is not None and not isinstance(a, Mapping):
-            if not (isinstance(a, (int, float)) and a > 0 and math.isfinite(a)):
+            if not (_is_real(a) and a > 0 and math.isfinite(a)):
                 raise OptionsError(f"`atol` must be a positive number or a mapping of state to number, got {a!r}")
 
     @property
@@ -91,8 +106,8 @@ class SolverOptions:
 
                     raise OptionsError(f"atol: '{name}' is not a state of model '{model.name}'"
                                        f"{suggestion(name, model.state_names)}")
-                if not (isinstance(v, (int, float)) and v > 0):
-                    raise OptionsError(f"atol[{name!r}] must be positive, got {v!r}")
+                if not (_is_real(v) and v > 0 and math.isfinite(v)):
+                    raise OptionsError(f"atol[{name!r}] must be a positive finite number, got {v!r}")
                 out[model.state_names.index(name)] = v
         elif self.atol is not None:
             out[:] = float(self.atol)

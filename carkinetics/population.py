@@ -24,7 +24,9 @@ A patient's parameters are built in this order: the model's typical values with 
 scenario's ``[parameters]`` (and run-time overrides); the arm's ``parameters``; the
 ``[population.parameters]`` expressions; then between-patient variability,
 ``value * exp(eta)`` with ``eta ~ Normal(0, sd^2)`` (correlated within the block);
-finally values are clipped to the model's ``bounds`` (clipped draws are counted).
+finally values are clipped to the model's ``bounds`` (clipped draws are counted). Values
+the user wrote (constants, expressions of ``[arms]`` and ``[population.parameters]``, run-time
+overrides) must lie within the bounds: only the random draws are clipped.
 
 Random numbers are reproducible per patient, whatever the chunk size or number of
 threads: patient ``i`` takes its numbers from block ``i // BLOCK`` of its stream, a
@@ -43,12 +45,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import expressions as ex
-from .errors import CarKineticsError, ScenarioError, is_number, is_whole_number, suggestion
+from .errors import CarKineticsError, FileProblem, ScenarioError, is_number, is_whole_number, suggestion
 from .scenario import parameter_items, register_section, value_expression
 
 RESERVED_NAMES = {"t"} | set(ex.FUNCTIONS) | set(ex.CONSTANTS)
 
 BLOCK = 4096
+#: Largest ``[population] size`` (cohorts are simulated in chunks, but the patient table is kept
+#: in memory: 1e8 patients are about 10 GB of table).
+MAX_POPULATION = 100_000_000
+#: Largest seed: seeds are written to run.json and tables, exact as 64-bit integers.
+MAX_SEED = 2**63 - 1
+#: Largest log-normal SD of a parameter: exp(5) = 148-fold per SD (published IIV is below 2);
+#: larger values are typing mistakes, and exp(sd * z) overflows.
+MAX_LOG_SD = 5.0
+#: Largest arm share (relative weights: 1e308 + 1e308 overflowed and sent every patient to one arm).
+MAX_SHARE = 1e6
 STREAMS = {"parameters": 1, "covariates": 2, "arms": 3, "events": 4}
 DEFAULT_ARM = "all"  # the arm name of a cohort without [arms]; reserved
 
@@ -297,6 +309,10 @@ def _parse_covariate(name, raw, key, add_problem) -> Covariate | None:
     if dist == "bernoulli" and not 0 <= params["p"] <= 1:
         add("p", f"a probability in [0, 1], got {params['p']:g}")
         return None
+    for k in ("unit", "description", "notes", "source"):
+        if k in raw and not isinstance(raw[k], str):
+            add(k, f"expected a string, got {raw[k]!r}")
+            return None
     cov = Covariate(name, dist, params, lower, upper, str(raw.get("unit", "")), str(raw.get("description", "")))
     # a truncation window with (numerically) no mass
     if dist in ("normal", "truncnormal", "lognormal", "beta"):
@@ -411,6 +427,9 @@ def _parse_variables(raw, context) -> Variables:
             continue
         if isinstance(v, dict):
             errs.unknown_keys(key, v, ("value", "unit", "description", "notes", "source"), "a key of a variable")
+            for k in ("unit", "description", "notes", "source"):
+                if k in v and not isinstance(v[k], str):
+                    errs.add(f"{key}.{k}", f"expected a string, got {v[k]!r}")
             units[name] = str(v.get("unit", ""))
             descr[name] = str(v.get("description", ""))
             v = v.get("value")
@@ -434,12 +453,17 @@ def _parse_population(raw, context) -> PopulationSpec:
     if size is not None:
         if not is_whole_number(size, 1):
             errs.add("population.size", f"expected a whole number of patients >= 1, got {size!r}")
+        elif size > MAX_POPULATION:
+            errs.add("population.size", f"{size:,} patients; at most {MAX_POPULATION:,} (simulate larger "
+                                        f"cohorts in parts, with different seeds)")
         else:
             spec.size = size
     seed = raw.get("seed")
     if seed is not None:
         if not is_whole_number(seed, 0):
             errs.add("population.seed", f"expected a whole number >= 0, got {seed!r}")
+        elif seed > MAX_SEED:
+            errs.add("population.seed", f"expected a whole number in [0, 2**63 - 1], got {seed!r}")
         else:
             spec.seed = seed
     mv = raw.get("model_variability", True)
@@ -447,6 +471,9 @@ def _parse_population(raw, context) -> PopulationSpec:
         errs.add("population.model_variability", f"expected true or false, got {mv!r}")
     else:
         spec.model_variability = mv
+    for k in ("description", "notes"):
+        if k in raw and not isinstance(raw[k], str):
+            errs.add(f"population.{k}", f"expected a string, got {raw[k]!r}")
     spec.description = str(raw.get("description", ""))
 
     # variability: parameter -> log-normal SD
@@ -455,6 +482,10 @@ def _parse_population(raw, context) -> PopulationSpec:
         if not is_number(sd) or sd < 0:
             errs.add(key, f"expected a log-normal SD >= 0 (SD of log(value); 0 switches variability off), "
                           f"got {sd!r}")
+            continue
+        if sd > MAX_LOG_SD:
+            errs.add(key, f"a log-normal SD of {sd:g} is a {math.exp(min(sd, 700)):.3g}-fold spread per SD; at "
+                          f"most {MAX_LOG_SD:g} is allowed (SD of log(value), not of value)")
             continue
         spec.variability[name] = float(sd)
 
@@ -490,11 +521,59 @@ def _parse_population(raw, context) -> PopulationSpec:
                                             "expression"):
         e = value_expression(value, key, allowed, errs, "population parameters may use parameters (their typical "
                                                          "values), covariates and variables")
+        if e is not None and not _check_typical(model, name, e, _typical_env(context, spec.covariates), key, errs):
+            continue
         if e is not None:
             spec.parameters[name] = e
     context["covariates"] = spec.covariates
     context["event_names"] = set(context.get("event_names", ())) | set(spec.covariates)
     return spec
+
+
+def _typical_env(context, covariates) -> dict:
+    """Names usable in parameter expressions at the typical patient's values."""
+    model = context["model"]
+    env = dict(zip(model.parameter_names, model.parameter_vector(context.get("parameters", {}))))
+    env.update({name: cov.typical for name, cov in covariates.items()})
+    env.update(context.get("variables", {}))
+    return env
+
+
+def _check_typical(model, name, expr, env, key, errs, what="") -> bool:
+    """Whether ``expr`` gives a finite value within the bounds of ``name`` for the typical patient
+    (else a problem is recorded)."""
+    try:
+        with np.errstate(all="ignore"):
+            value = float(np.asarray(ex.evaluate(expr, env), dtype=float).reshape(-1)[0])
+    except (CarKineticsError, ArithmeticError, ValueError, TypeError) as err:
+        errs.add(key, f"{what}cannot be evaluated for the typical patient: {err}")
+        return False
+    if not math.isfinite(value):
+        errs.add(key, f"{what}{name} = {value} for the typical patient (not a finite number)")
+        return False
+    bad = _outside_bounds(model, name, value)
+    if bad:
+        errs.add(key, f"{what}{bad}" + ("" if expr.op == "num" else " (for the typical patient)"))
+        return False
+    return True
+
+
+#: Relative slack at a bound: a value computed to be at the bound (exp(log(upper)), an
+#: expression such as "cmax * 1.0") may differ from it by rounding; it is set to the bound.
+BOUND_TOLERANCE = 1e-9
+
+
+def _slack(bound):
+    return BOUND_TOLERANCE * np.maximum(np.abs(bound), 1e-300)
+
+
+def _outside_bounds(model, name, value) -> str:
+    """A message when ``value`` is outside the bounds of parameter ``name``, else ''."""
+    par = model.parameter(name)
+    if par.bounds and not (par.bounds[0] - _slack(par.bounds[0]) <= value <= par.bounds[1] + _slack(par.bounds[1])):
+        return (f"{name} = {value:g} is outside the model's bounds [{par.bounds[0]:g}, {par.bounds[1]:g}] "
+                f"({par.unit}); values written in a scenario are not clipped")
+    return ""
 
 
 def _effective_sds(model, spec) -> dict:
@@ -596,12 +675,21 @@ def _parse_arms(raw, context) -> Arms:
             errs.add(f"{key}.share", f"expected the arm's share of the cohort (a number > 0; shares are relative "
                                      f"weights, normalised to sum to 1), got {share!r}")
             share = None
+        elif share > MAX_SHARE:
+            errs.add(f"{key}.share", f"{share:g} is larger than {MAX_SHARE:g}; shares are relative weights "
+                                     f"(e.g. 1 and 2, or 0.3 and 0.7)")
+            share = None
         params = {}
         for pname, value, pkey in parameter_items(a.get("parameters", {}), f"{key}.parameters", model, errs,
                                                   "value or expression"):
             e = value_expression(value, pkey, allowed, errs, "arm parameters may use parameters (their typical "
                                                              "values), covariates and variables")
             if e is not None:
+                env = _typical_env(context, covariates)
+                env.update({v: float(x) for v, x in a.get("variables", {}).items()
+                            if v in env and is_number(x)} if isinstance(a.get("variables"), dict) else {})
+                if not _check_typical(model, pname, e, env, pkey, errs, f"arm '{name}': "):
+                    continue
                 params[pname] = e
         avars = {}
         vraw = a.get("variables", {})
@@ -618,6 +706,9 @@ def _parse_arms(raw, context) -> Arms:
                 errs.add(vkey, f"expected a finite number, got {value!r}")
                 continue
             avars[vname] = float(value)
+        for k in ("description", "notes"):
+            if k in a and not isinstance(a[k], str):
+                errs.add(f"{key}.{k}", f"expected a string, got {a[k]!r}")
         if share is not None:
             arms[name] = Arm(name, float(share), params, avars, str(a.get("description", "")))
     context["arm_names"] = set(context.get("arm_names", ())) | set(raw)
@@ -725,9 +816,13 @@ class CohortDesign:
                                 f"{suggestion(name, model.parameter_names)}")
             elif not is_number(value):
                 problems.append(f"parameters.{name}: expected a finite number, got {value!r}")
+            elif _outside_bounds(model, name, value):
+                problems.append(f"parameters.{name}: {_outside_bounds(model, name, value)}")
             else:
-                typical[model.parameter_index(name)] = float(value)
-                self.parameter_overrides[name] = float(value)
+                par = model.parameter(name)
+                value = float(np.clip(value, *par.bounds)) if par.bounds else float(value)  # rounding only
+                typical[model.parameter_index(name)] = value
+                self.parameter_overrides[name] = value
         arms_sec = scenario.sections.get("arms")
         all_arms = dict(arms_sec.arms) if arms_sec is not None else {}
         if arms is not None:
@@ -804,14 +899,20 @@ class CohortDesign:
             if not mask.any():
                 continue
             env = env_of(P, mask)
-            new = {nm: _as_column(ex.evaluate(e, env), int(mask.sum())) for nm, e in a.parameters.items()}
+            new = {nm: self._evaluate(e, env, int(mask.sum()), f"arms.{a.name}.parameters.{nm}")
+                   for nm, e in a.parameters.items()}
             for nm, val in new.items():
-                P[mask, model.parameter_index(nm)] = val
+                self._check_values(nm, val, index[mask], f"arms.{a.name}.parameters.{nm}")
+                j = model.parameter_index(nm)
+                P[mask, j] = np.clip(val, self.lower[j], self.upper[j])  # rounding at a bound only
         if self.spec.parameters:
             env = env_of(P)
-            new = {nm: _as_column(ex.evaluate(e, env), n) for nm, e in self.spec.parameters.items()}
+            new = {nm: self._evaluate(e, env, n, f"population.parameters.{nm}")
+                   for nm, e in self.spec.parameters.items()}
             for nm, val in new.items():
-                P[:, model.parameter_index(nm)] = val
+                self._check_values(nm, val, index, f"population.parameters.{nm}")
+                j = model.parameter_index(nm)
+                P[:, j] = np.clip(val, self.lower[j], self.upper[j])  # rounding at a bound only
         # between-patient variability
         if np.any(self.sd > 0):
             z = _stream(seed, STREAMS["parameters"], 0, start, stop,
@@ -829,6 +930,27 @@ class CohortDesign:
         n_clipped = (P < self.lower).sum(axis=0) + (P > self.upper).sum(axis=0)
         P = np.clip(P, self.lower, self.upper)
         return Draws(index, arm, covs, variables, P, n_clipped.astype(np.int64))
+
+    def _evaluate(self, expr, env, n, key) -> np.ndarray:
+        """Values of a parameter expression for ``n`` patients; an error names the file and key."""
+        try:
+            with np.errstate(all="ignore"):
+                return _as_column(ex.evaluate(expr, env), n)
+        except (CarKineticsError, ArithmeticError, ValueError, TypeError) as err:
+            raise ScenarioError(self.scenario.path, [FileProblem(key, str(err))]) from None
+
+    def _check_values(self, name, values, index, key) -> None:
+        """A parameter value written in the scenario (before variability) must be finite and within
+        the model's bounds: it is an error, not clipped."""
+        j = self.model.parameter_index(name)
+        lo, hi = self.lower[j], self.upper[j]
+        bad = ~np.isfinite(values) | (values < lo - _slack(lo)) | (values > hi + _slack(hi))
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise ScenarioError(self.scenario.path, [FileProblem(
+                key, f"{name} = {values[k]:g} for patient {int(index[k])} is not finite or outside the model's "
+                     f"bounds [{self.lower[j]:g}, {self.upper[j]:g}] ({int(bad.sum())} of {len(values)} patients "
+                     f"in this chunk); values written in a scenario are not clipped, only random draws are")])
 
     def uniforms(self, start: int, stop: int, n_uniforms: int) -> np.ndarray:
         """Uniforms in (0, 1) for random events (hazards), shape (stop - start, n_uniforms).
@@ -872,8 +994,8 @@ def resolve_seed(scenario, seed=None) -> int:
         seed = spec.seed if spec is not None else None
     if seed is None:
         return int(np.random.SeedSequence().entropy % (2 ** 63))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise PopulationError(f"seed must be a whole number >= 0, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise PopulationError(f"seed must be a whole number in [0, 2**63 - 1], got {seed!r}")
     return int(seed)
 
 
@@ -917,8 +1039,8 @@ def sample_population(scenario, n, seed=None, *, start=0, variables=None, parame
     import pandas as pd
 
     design = cohort_design(scenario, seed, variables=variables, parameters=parameters, arms=arms)
-    if int(n) < 1:
-        raise PopulationError(f"n must be >= 1, got {n}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_POPULATION:
+        raise PopulationError(f"n must be a whole number in [1, {MAX_POPULATION:,}], got {n!r}")
     draws = design.draw(int(start), int(start) + int(n))
     df = design.table(draws)
     for i, nm in enumerate(scenario.model.parameter_names):

@@ -25,15 +25,17 @@ Minimal example::
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import expressions as ex
-from .errors import CarKineticsError, ExpressionError, ProblemCollector, ScenarioError, is_number, read_input_text, suggestion
+from .errors import (CarKineticsError, ExpressionError, FileProblem, ProblemCollector, ScenarioError, is_number,
+                     parse_toml, printable, read_input_text, suggestion)
 from .options import METHODS, OptionsError, SolverOptions
+from .simulate import MAX_OUTPUT_TIMES, MAX_TIME
+# limits of output and event times (MAX_OUTPUT_TIMES, MAX_TIME): see simulate.py
 
 _SCENARIO_KEYS = {"name", "description", "model", "targets", "notes", "seed_file", "arm", "reproduces",
                   "parameter_set"}
@@ -120,10 +122,21 @@ class Scenario:
 
         env = env if env is not None else self.default_env()
         events = []
-        for spec in self.events_for_arm(arm):
-            t = float(ex.evaluate(spec.time, env))
-            acts = [Action(kind, target, float(ex.evaluate(value, env))) for kind, target, value in spec.actions]
-            events.append(Event(t, acts, when=spec.when, name=spec.name))
+        for k, spec in enumerate(self.events_for_arm(arm)):
+            key = spec.key or f"events[{k}]"
+            where = f"{key}.time"
+            try:
+                t = _event_number(spec.time, env)
+                check_time(t, "event time")
+                acts = []
+                for kind, target, value in spec.actions:
+                    where = f"{key}.{kind}.{target}"
+                    v = _event_number(value, env)
+                    check_action_value(self.model, kind, target, v)
+                    acts.append(Action(kind, target, v))
+                events.append(Event(t, acts, when=spec.when, name=spec.name, source=(str(self.path), key)))
+            except (CarKineticsError, ArithmeticError, ValueError, TypeError) as err:
+                raise ScenarioError(self.path, [FileProblem(where, str(err))]) from None
         return Schedule(events)
 
     def events_for_arm(self, arm: str | None):
@@ -142,6 +155,38 @@ class Scenario:
             if callable(typical):
                 env.update(typical())
         return env
+
+
+def _event_number(expr, env) -> float:
+    """The value of an event expression for one patient (a finite number, or an error)."""
+    with np.errstate(all="ignore"):
+        value = np.asarray(ex.evaluate(expr, env), dtype=float)
+    if value.size != 1:
+        raise ValueError(f"expected one value, got {value.size}")
+    v = float(value.reshape(-1)[0])
+    if not math.isfinite(v):
+        raise ValueError(f"evaluates to {v} (not a finite number)")
+    return v
+
+
+def check_time(t: float, what: str = "time") -> None:
+    """Raise ValueError for a time that is not finite or beyond ``MAX_TIME`` days."""
+    if not math.isfinite(t) or abs(t) > MAX_TIME:
+        raise ValueError(f"{what} {t:g} is beyond +-{MAX_TIME:g} days (the largest time carkinetics accepts)")
+
+
+def check_action_value(model, kind: str, target: str, value: float) -> None:
+    """Raise ValueError for an event value that cannot be right: a negative amount, factor or
+    state (states are cell counts or fractions, >= 0), a parameter outside its bounds."""
+    if kind in ("add", "multiply", "set") and value < 0:
+        word = {"add": "amount", "multiply": "factor", "set": "value"}[kind]
+        raise ValueError(f"{word} must be >= 0, got {value} (states are amounts: cells, copies, fractions)")
+    if kind == "set_parameter":
+        par = model.parameter(target)
+        lo, hi = par.bounds or (-math.inf, math.inf)
+        if not (lo - 1e-9 * abs(lo) <= value <= hi + 1e-9 * abs(hi)):  # slack: rounding at a bound
+            raise ValueError(f"{value:g} is outside the bounds of parameter '{target}' "
+                             f"[{par.bounds[0]:g}, {par.bounds[1]:g}] ({par.unit})")
 
 
 def parameter_items(raw, section: str, model, errs, expected: str) -> list:
@@ -179,11 +224,7 @@ def load_scenario(path) -> Scenario:
 def read_toml(path, error_class=ScenarioError) -> dict:
     """The tables of a TOML file; a missing, unreadable or malformed file raises ``error_class``."""
     path = Path(path)
-    text = read_input_text(path, error_class, "TOML file")
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise error_class(path, [f"not valid TOML: {err}"]) from None
+    return parse_toml(read_input_text(path, error_class, "TOML file"), path, error_class)
 
 
 def scenario_from_dict(data: dict, path) -> Scenario:
@@ -197,10 +238,18 @@ def scenario_from_dict(data: dict, path) -> Scenario:
 
     head, model = header_and_model(data, "scenario", _SCENARIO_KEYS, path, errs)
     name = head.get("name", path.stem)
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable():
+        errs.add("scenario.name", f"expected a non-empty line of at most 200 printable characters, got "
+                                  f"{printable(repr(name), 200)}")
+        name = printable(path.stem, 200)
+    for k in ("description", "notes", "seed_file", "arm", "reproduces"):
+        if k in head and not isinstance(head[k], str):
+            errs.add(f"scenario.{k}", f"expected a string, got {head[k]!r}")
     targets = head.get("targets", [])
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         errs.add("scenario.targets", "expected a list of target ids (strings)")
         targets = []
+    _check_target_ids(targets, errs)
 
     # ---- times
     times, t0 = _parse_times(data.get("times"), errs)
@@ -245,17 +294,63 @@ def scenario_from_dict(data: dict, path) -> Scenario:
             else:
                 names = model.output_names + model.state_names
                 for o in outs:
-                    if o not in names:
+                    if not isinstance(o, str) or o not in names:
                         errs.add("plot.outputs", f"'{o}' is not an output or state of model "
                                                  f"'{model.name}'{suggestion(str(o), names)}")
                 plot_outputs = tuple(outs)
-        plot_log = bool(plot.get("log_scale", True))
+        plot_log = plot.get("log_scale", True)
+        if not isinstance(plot_log, bool):
+            errs.add("plot.log_scale", f"expected true or false, got {plot_log!r}")
+            plot_log = True
+        if "title" in plot and not isinstance(plot["title"], str):
+            errs.add("plot.title", f"expected a string, got {plot['title']!r}")
 
     errs.raise_if_any()
-    return Scenario(path=path, name=str(name), description=str(head.get("description", "")), model=model,
-                    times=times, t0=t0, parameters=overrides, solver=solver, events=events,
-                    plot_outputs=plot_outputs, plot_log=plot_log, targets=tuple(targets), sections=sections,
-                    raw=data, parameter_sets=tuple(set_paths))
+    scenario = Scenario(path=path, name=name, description=str(head.get("description", "")), model=model,
+                        times=times, t0=t0, parameters=overrides, solver=solver, events=events,
+                        plot_outputs=plot_outputs, plot_log=plot_log, targets=tuple(targets), sections=sections,
+                        raw=data, parameter_sets=tuple(set_paths))
+    # the typical patient's events: expressions that give a negative amount, a time beyond the
+    # limits or a parameter outside its bounds are found here, not while simulating
+    scenario.schedule()
+    return scenario
+
+
+_TARGET_IDS: dict = {}
+
+
+def _reference_target_ids() -> list:
+    """Ids of the shipped reference target table (read once per version of the file)."""
+    from .targets import default_targets_path, load_targets
+
+    path = default_targets_path()
+    try:
+        stamp = (path.stat().st_mtime_ns, path.stat().st_size)
+    except OSError:
+        stamp = None
+    if stamp is None or _TARGET_IDS.get("stamp") != stamp:
+        _TARGET_IDS["ids"] = list(load_targets(path)["target_id"])
+        _TARGET_IDS["stamp"] = stamp
+    return _TARGET_IDS["ids"]
+
+
+def _check_target_ids(targets, errs) -> None:
+    """Record ids of ``[scenario] targets`` that are not in the reference table."""
+    if not targets:
+        return
+    try:
+        known = _reference_target_ids()
+    except CarKineticsError as err:
+        errs.add("scenario.targets", f"the reference target table could not be read: {err}")
+        return
+    known_set = set(known)
+    seen = set()
+    for t in targets:
+        if t in seen:
+            errs.add("scenario.targets", f"'{t}' is listed twice")
+        seen.add(t)
+        if t not in known_set:
+            errs.add("scenario.targets", f"'{t}' is not a target id of the reference table{suggestion(t, known)}")
 
 
 def header_and_model(data, table, keys, path, errs):
@@ -273,9 +368,9 @@ def header_and_model(data, table, keys, path, errs):
         errs.raise_if_any()
     errs.unknown_keys(table, head, keys, f"a key of [{table}]")
     model_ref = head.get("model")
-    if not isinstance(model_ref, str) or not model_ref:
+    if not isinstance(model_ref, str) or not model_ref or len(model_ref) > 4096 or "\x00" in model_ref:
         errs.add(f"{table}.model", f"expected the path of a model file (relative to this file) "
-                                   f"or a model name, got {model_ref!r}")
+                                   f"or a model name, got {printable(repr(model_ref), 200)}")
         errs.raise_if_any()
     model_path = Path(path).parent / model_ref
     try:
@@ -312,10 +407,10 @@ def _parameter_set_paths(raw, path: Path, errs) -> list:
     out = []
     for x in items:
         p = path.parent / x
-        if not p.is_file():
+        if not p.exists():
             errs.add("scenario.parameter_set", f"parameter-set file '{x}' not found (looked for {p})")
         else:
-            out.append(p)
+            out.append(p)  # folders, devices, huge files: refused by read_toml, naming the file
     return out
 
 
@@ -357,6 +452,9 @@ def _parse_times(raw, errs):
     if start is not None and not is_number(start):
         errs.add("times.start", f"expected a number, got {start!r}")
         start = None
+    if start is not None and abs(start) > MAX_TIME:
+        errs.add("times.start", f"{start:g} is beyond +-{MAX_TIME:g} days (the largest time carkinetics accepts)")
+        start = None
     if "values" in raw:
         if "end" in raw or "step" in raw:
             errs.add("times", "give either 'values' or 'end' (with 'step'), not both")
@@ -364,6 +462,14 @@ def _parse_times(raw, errs):
         ok = isinstance(vals, list) and vals and all(is_number(v) for v in vals)
         if not ok:
             errs.add("times.values", "expected a non-empty list of numbers")
+            return np.array([0.0, 1.0]), start
+        if len(vals) > MAX_OUTPUT_TIMES:
+            errs.add("times.values", f"{len(vals):,} output times; at most {MAX_OUTPUT_TIMES:,} are allowed")
+            return np.array([0.0, 1.0]), start
+        far = [v for v in vals if abs(v) > MAX_TIME]
+        if far:
+            errs.add("times.values", f"{far[0]:g} is beyond +-{MAX_TIME:g} days (the largest time carkinetics "
+                                     f"accepts)")
             return np.array([0.0, 1.0]), start
         arr = np.array(vals, dtype=float)
         if arr.size > 1 and not np.all(np.diff(arr) > 0):
@@ -375,14 +481,27 @@ def _parse_times(raw, errs):
         if not is_number(end):
             errs.add("times.end", f"expected the last output time (a number), got {end!r}")
             return np.array([0.0, 1.0]), start
-        if isinstance(step, bool) or not isinstance(step, (int, float)) or not step > 0:
-            errs.add("times.step", f"expected a positive number, got {step!r}")
+        if abs(end) > MAX_TIME:
+            errs.add("times.end", f"{end:g} is beyond +-{MAX_TIME:g} days (the largest time carkinetics accepts)")
+            return np.array([0.0, 1.0]), start
+        if not is_number(step) or not step > 0:
+            errs.add("times.step", f"expected a positive number, got {printable(repr(step), 60)}")
             step = 1.0
+        step, end = float(step), float(end)  # TOML integers may exceed numpy's int64
         first = 0.0 if start is None else float(start)
         if end <= first:
             errs.add("times.end", f"end = {end} must be after start = {first}")
             return np.array([first, first + 1.0]), start
-        n = int(math.floor((end - first) / step + 1e-9))
+        if step > end - first:
+            errs.add("times.step", f"step = {step:g} is longer than the whole grid ({first:g} to {end:g}); "
+                                   f"for a few chosen times write 'values = [...]'")
+            return np.array([first, end]), start
+        n_float = (end - first) / step
+        if n_float + 2 > MAX_OUTPUT_TIMES:
+            errs.add("times.step", f"step = {step:g} from {first:g} to {end:g} gives {n_float + 1:,.0f} output "
+                                   f"times; at most {MAX_OUTPUT_TIMES:,} are allowed (choose a larger step)")
+            return np.array([first, float(end)]), start
+        n = int(math.floor(n_float + 1e-9))
         arr = first + step * np.arange(n + 1)
         if arr[-1] < end - 1e-9 * max(1.0, abs(end)):
             arr = np.append(arr, float(end))
@@ -395,13 +514,13 @@ def _parse_solver(raw, model, errs) -> SolverOptions:
     if not isinstance(raw, dict):
         errs.add("solver", "expected a table")
         return SolverOptions()
-    kwargs = {}
+    kwargs = {"source": f"{errs.path}: solver"}
     for key, value in raw.items():
         if key not in _SOLVER_KEYS:
             errs.unknown_name(f"solver.{key}", key, _SOLVER_KEYS, "a solver option")
             continue
         kwargs[key] = value
-    if "method" in kwargs and kwargs["method"] not in METHODS:
+    if "method" in kwargs and (not isinstance(kwargs["method"], str) or kwargs["method"] not in METHODS):
         errs.add("solver.method", f"expected one of {sorted(METHODS)}, got {kwargs['method']!r}"
                                   f"{suggestion(str(kwargs['method']), METHODS)}")
         kwargs.pop("method")
@@ -409,7 +528,7 @@ def _parse_solver(raw, model, errs) -> SolverOptions:
         opts = SolverOptions(**kwargs)
         opts.atol_vector(model)
         return opts
-    except OptionsError as err:
+    except (OptionsError, TypeError) as err:
         errs.add("solver", str(err))
         return SolverOptions()
 
@@ -437,7 +556,10 @@ def _parse_events(raw, model, times, t0, errs, extra_names, arm_names) -> list:
         time_expr = value_expression(ev["time"], f"{key}.time", value_names, errs)
         if time_expr is not None and time_expr.op == "num":
             tv = time_expr.value
-            if t0 is not None and tv < t0:
+            if abs(tv) > MAX_TIME:
+                errs.add(f"{key}.time", f"{tv:g} is beyond +-{MAX_TIME:g} days (the largest time carkinetics "
+                                        f"accepts)")
+            elif t0 is not None and tv < t0:
                 errs.add(f"{key}.time", f"{tv} is before the start of the scenario ({t0})")
             if tv > horizon_hi:
                 errs.add(f"{key}.time", f"{tv} is after the last output time ({horizon_hi}); the event "
@@ -483,10 +605,12 @@ def _parse_events(raw, model, times, t0, errs, extra_names, arm_names) -> list:
                 vexpr = value_expression(value, akey, value_names, errs)
                 if vexpr is None:
                     continue
-                if vexpr.op == "num" and kind in ("add", "multiply") and vexpr.value < 0:
-                    word = "amount" if kind == "add" else "factor"
-                    errs.add(akey, f"{word} must be >= 0, got {vexpr.value}")
-                    continue
+                if vexpr.op == "num":
+                    try:
+                        check_action_value(model, kind, target, vexpr.value)
+                    except ValueError as err:
+                        errs.add(akey, str(err))
+                        continue
                 actions.append((kind, target, vexpr))
         if not any(kind in ev for kind in ACTION_KEYS):
             errs.add(key, f"event '{name}' has no actions (use add, multiply, set or set_parameter)")
@@ -505,10 +629,10 @@ def value_expression(value, key, names, errs, hint="event values may use paramet
         errs.add(key, f"expected a number or an expression, got {value!r}")
         return None
     if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            errs.add(key, f"expected a finite number, got {value!r}")
+        if not is_number(value):
+            errs.add(key, f"expected a finite number, got {printable(repr(value), 60)}")
             return None
-        return ex.Expr.num(value)
+        return ex.Expr.num(float(value))
     if not isinstance(value, str):
         errs.add(key, f"expected a number or an expression string, got {value!r}")
         return None
@@ -529,14 +653,7 @@ def check_file(path) -> str:
     from .model import load_model
 
     path = Path(path)
-    if not path.exists():
-        raise FileError(path, ["file not found"])
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise FileError(path, [f"not valid TOML: {err}"]) from None
-    except UnicodeDecodeError:
-        raise FileError(path, ["not a UTF-8 text file"]) from None
+    data = read_toml(path, FileError)
     if "scenario" in data:
         sc = load_scenario(path)
         return (f"{path}: scenario '{sc.name}' is valid: model '{sc.model.name}', {len(sc.times)} output times "

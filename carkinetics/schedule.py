@@ -43,7 +43,9 @@ class Action:
     target : str
         A state name (or a parameter name for ``set_parameter``).
     value : float
-        Amount added (state units, >= 0), factor (>= 0) or new value.
+        Amount added (state units, >= 0), factor (>= 0) or new value (>= 0 for a
+        state: states are amounts; within the parameter's bounds for ``set_parameter``,
+        checked by :meth:`Schedule.expand`).
     """
 
     kind: str
@@ -56,9 +58,9 @@ class Action:
         v = float(self.value)
         if not math.isfinite(v):
             raise EventError(f"{self.kind} {self.target}: value must be finite, got {self.value!r}")
-        if self.kind in ("add", "multiply") and v < 0:
-            what = "amount" if self.kind == "add" else "factor"
-            raise EventError(f"{self.kind} {self.target}: {what} must be >= 0, got {v}")
+        if self.kind in ("add", "multiply", "set") and v < 0:
+            what = {"add": "amount", "multiply": "factor", "set": "value"}[self.kind]
+            raise EventError(f"{self.kind} {self.target}: {what} must be >= 0 (states are amounts), got {v}")
         object.__setattr__(self, "value", v)
 
 
@@ -70,6 +72,9 @@ class Event:
     actions: tuple[Action, ...]
     when: str | None = None
     name: str = ""
+    #: ``(file, key)`` the event was read from (e.g. a scenario's ``events[2]``), named by
+    #: errors found while simulating it; not compared.
+    source: tuple | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         t = float(self.time)
@@ -99,6 +104,7 @@ class EventTable:
     act_target: np.ndarray  # (A,)
     act_value: np.ndarray  # (A,)
     act_labels: list[str] = field(default_factory=list)  # "event/kind/target"
+    act_sources: list = field(default_factory=list)  # (file, "events[k].kind.target") or None, per action
     prog_code: np.ndarray = None
     prog_const: np.ndarray = None
     prog_start: np.ndarray = None
@@ -136,7 +142,7 @@ class Schedule(Sequence):
 
     def shifted(self, dt: float) -> "Schedule":
         """The same schedule ``dt`` time units later."""
-        return Schedule(Event(e.time + dt, e.actions, e.when, e.name) for e in self._events)
+        return Schedule(Event(e.time + dt, e.actions, e.when, e.name, e.source) for e in self._events)
 
     def expand(self, model) -> EventTable:
         """Check names against ``model`` and flatten to kernel arrays.
@@ -149,6 +155,7 @@ class Schedule(Sequence):
         from .errors import suggestion
 
         times, conds, starts, kinds, targets, values, labels, names = [], [], [0], [], [], [], [], []
+        sources = []
         programs = []
         for k, e in enumerate(self._events):
             label = e.name or f"event {k}"
@@ -160,6 +167,10 @@ class Schedule(Sequence):
                         raise EventError(f"{label}: '{a.target}' is not a parameter of model "
                                          f"'{model.name}'{suggestion(a.target, model.parameter_names)}")
                     targets.append(model.parameter_names.index(a.target))
+                    par = model.parameter(a.target)
+                    if par.bounds and not (par.bounds[0] <= a.value <= par.bounds[1]):
+                        raise EventError(f"{label}: set_parameter {a.target} = {a.value:g} is outside the "
+                                         f"parameter's bounds [{par.bounds[0]:g}, {par.bounds[1]:g}]")
                 else:
                     if a.target not in model.state_names:
                         raise EventError(f"{label}: '{a.target}' is not a state of model "
@@ -168,6 +179,7 @@ class Schedule(Sequence):
                 kinds.append(_KIND_CODE[a.kind])
                 values.append(a.value)
                 labels.append(f"{label}/{a.kind}/{a.target}")
+                sources.append(None if e.source is None else (e.source[0], f"{e.source[1]}.{a.kind}.{a.target}"))
             starts.append(len(kinds))
             if e.when is None:
                 conds.append(-1)
@@ -195,6 +207,7 @@ class Schedule(Sequence):
             act_target=np.array(targets, dtype=np.int64),
             act_value=np.array(values, dtype=float),
             act_labels=labels,
+            act_sources=sources,
             prog_code=np.array(code_rows, dtype=np.int64).reshape(-1, 2),
             prog_const=np.array(consts if consts else [0.0], dtype=float),
             prog_start=np.array(pstart, dtype=np.int64),

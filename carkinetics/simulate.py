@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
-from .errors import CarKineticsError, SolverError
+from .errors import CarKineticsError, FileProblem, ScenarioError, SolverError
 from .options import SolverOptions
 from .result import BatchResult, Trajectory, status_message
 from .schedule import as_schedule
@@ -17,14 +17,53 @@ class SimulationInputError(CarKineticsError, ValueError):
     """Inputs to simulate / simulate_batch are inconsistent."""
 
 
+class ScenarioInputError(ScenarioError, SimulationInputError):
+    """A value of a scenario's event, found wrong while simulating (e.g. a per-patient amount):
+    names the scenario file and the event's key."""
+
+
+#: Largest number of output times of one simulation (and of a scenario's [times]). Two years
+#: every 10 minutes is 105,000 times; a daily grid is 731. Memory grows with it everywhere: a
+#: patient's results are n_times x (states + outputs) doubles, a cohort's bands and plots keep
+#: per-time histograms (a 50-patient cohort of the multiphasic model on 730,000 times took
+#: 6 GB), the trajectory file has a row per time.
+MAX_OUTPUT_TIMES = 100_000
+#: Largest magnitude of a time (output time, event time, data time), in days: 1e6 days is
+#: 2,700 years, far beyond any follow-up; "never" placeholders such as 100,000 days still fit.
+MAX_TIME = 1e6
+#: Largest memory of the results of one call of :func:`simulate_batch` (patients x output
+#: times x saved variables doubles); cohorts are simulated in chunks well below it.
+MAX_RESULT_BYTES = 8 * 1024**3
+
+
+def _action_error(table, a, message):
+    """An error about action ``a`` of ``table``: naming its scenario file and key when known."""
+    source = table.act_sources[a] if a < len(table.act_sources) else None
+    if source is not None:
+        return ScenarioInputError(source[0], [FileProblem(source[1], message)])
+    return SimulationInputError(f"{table.act_labels[a]}: {message}")
+
+
+def _event_error(table, schedule, e, message):
+    ev = schedule[e] if e < len(schedule) else None
+    source = getattr(ev, "source", None)
+    if source is not None:
+        return ScenarioInputError(source[0], [FileProblem(f"{source[1]}.time", message)])
+    return SimulationInputError(f"{table.names[e]}: {message}")
+
+
 def _check_times(times) -> np.ndarray:
     if times is None:
         raise SimulationInputError("`times` is required: the output times (model time unit)")
     arr = np.atleast_1d(np.asarray(times, dtype=float))
     if arr.ndim != 1 or arr.size == 0:
         raise SimulationInputError("`times` must be a non-empty 1-d sequence of output times")
+    if arr.size > MAX_OUTPUT_TIMES:
+        raise SimulationInputError(f"{arr.size:,} output times; at most {MAX_OUTPUT_TIMES:,} are allowed")
     if not np.all(np.isfinite(arr)):
         raise SimulationInputError("`times` must be finite")
+    if np.abs(arr).max() > MAX_TIME:
+        raise SimulationInputError(f"output time {arr[np.argmax(np.abs(arr))]:g} is beyond +-{MAX_TIME:g} days")
     if arr.size > 1 and not np.all(np.diff(arr) > 0):
         raise SimulationInputError("`times` must be strictly increasing")
     return np.ascontiguousarray(arr)
@@ -119,7 +158,8 @@ def simulate(model, events=None, times=None, parameters=None, options=None, t0=N
                       batch.counters[0].copy(), batch.events_applied[0].astype(bool), batch.event_names)
     if status != 0 and options.raise_on_failure:
         t_fail = batch.times[np.argmax(np.isnan(batch.states[0]).any(axis=1))]
-        raise SolverError(f"integration of model '{model.name}' failed near t = {t_fail:g}: "
+        where = f"{options.source}: " if getattr(options, "source", "") else ""
+        raise SolverError(f"{where}integration of model '{model.name}' failed near t = {t_fail:g}: "
                           f"{status_message(status)}", status)
     return traj
 
@@ -180,20 +220,40 @@ def simulate_batch(model, events, times, parameters, *, event_times=None, action
                  else np.asarray(action_values, float))
     if act_value.shape != (n_pat, A):
         raise SimulationInputError(f"`action_values` must have shape ({n_pat}, {A}), got {act_value.shape}")
-    if E and not np.all(np.isfinite(ev_time)):
-        raise SimulationInputError("event times must be finite")
+    if E:
+        bad_t = ~np.isfinite(ev_time) | (np.abs(ev_time) > MAX_TIME)
+        if bad_t.any():
+            i, e = np.argwhere(bad_t)[0]
+            raise _event_error(table, schedule, e, f"event time for patient {i} is {ev_time[i, e]:g}: not a finite "
+                                                   f"number within +-{MAX_TIME:g} days")
     if A:
         if not np.all(np.isfinite(act_value)):
             i, a = np.argwhere(~np.isfinite(act_value))[0]
-            raise SimulationInputError(f"{table.act_labels[a]}: value for patient {i} is not finite")
-        neg = (act_value < 0) & np.isin(table.act_kind, [0, 1])[None, :]
+            raise _action_error(table, a, f"value for patient {i} is not finite ({act_value[i, a]})")
+        neg = (act_value < 0) & np.isin(table.act_kind, [0, 1, 2])[None, :]
         if neg.any():
             i, a = np.argwhere(neg)[0]
-            raise SimulationInputError(f"{table.act_labels[a]}: amount for patient {i} is negative "
-                                       f"({act_value[i, a]}); doses and factors must be >= 0")
+            raise _action_error(table, a, f"value for patient {i} is negative ({act_value[i, a]:g}); doses, "
+                                          f"factors and values set must be >= 0 (states are amounts)")
+        is_par = table.act_kind == 3
+        if is_par.any():
+            lo = np.array([p.bounds[0] if p.bounds else -np.inf for p in model.parameters])
+            hi = np.array([p.bounds[1] if p.bounds else np.inf for p in model.parameters])
+            tgt = table.act_target
+            slack_lo = 1e-9 * np.maximum(np.abs(lo[tgt]), 1e-300)  # rounding of values computed at a bound
+            slack_hi = 1e-9 * np.maximum(np.abs(hi[tgt]), 1e-300)
+            out = is_par[None, :] & ((act_value < (lo[tgt] - slack_lo)[None, :])
+                                     | (act_value > (hi[tgt] + slack_hi)[None, :]))
+            if out.any():
+                i, a = np.argwhere(out)[0]
+                raise _action_error(table, a, f"value for patient {i} is {act_value[i, a]:g}, outside the bounds "
+                                              f"of parameter '{model.parameter_names[tgt[a]]}' "
+                                              f"[{lo[tgt[a]]:g}, {hi[tgt[a]]:g}]")
     start = times[0] if E == 0 else min(times[0], float(ev_time.min()))
     if t0 is None:
         t0 = start
+    elif not (isinstance(t0, (int, float, np.integer, np.floating)) and math.isfinite(t0) and abs(t0) <= MAX_TIME):
+        raise SimulationInputError(f"t0 must be a finite time within +-{MAX_TIME:g} days, got {t0!r}")
     elif t0 > start:
         raise SimulationInputError(f"t0 = {t0} is after the first output time or event ({start})")
     # the model's breakpoints are events without actions: integration restarts there
@@ -210,6 +270,12 @@ def simulate_batch(model, events, times, parameters, *, event_times=None, action
 
     s_idx = _select(model.state_names, save_states, "a state")
     o_idx = _select(model.output_names, save_outputs, "an output")
+    n_bytes = 8.0 * n_pat * len(times) * (len(s_idx) + len(o_idx))
+    if n_bytes > MAX_RESULT_BYTES:
+        raise SimulationInputError(
+            f"{n_pat:,} patients x {len(times):,} output times x {len(s_idx) + len(o_idx)} saved variables need "
+            f"{n_bytes / 1024**3:,.1f} GiB, more than the {MAX_RESULT_BYTES / 1024**3:g} GiB allowed in one batch; "
+            f"simulate fewer patients at once, fewer output times or fewer saved variables")
     out_s = np.empty((n_pat, len(times), len(s_idx)))
     out_o = np.empty((n_pat, len(times), len(o_idx)))
     status = np.zeros(n_pat, dtype=np.int64)

@@ -82,15 +82,12 @@ def load_targets(path=None):
     """
     import pandas as pd
 
+    from .data import read_csv_table
+
     path = default_targets_path() if path is None else Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(path, ["file not found (expected a CSV table of reference targets)"])
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(path, [f"not UTF-8 text: {err}"]) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise DataError(path, [f"not a readable CSV table: {str(err).strip()}"]) from None
+    raw, _ = read_csv_table(path, DataError, "target table")
 
     errs = ProblemCollector(path, DataError)
     columns = [str(c) for c in raw.columns]
