@@ -457,35 +457,77 @@ def plot_tornado(tornado, outcome=None, max_bars=20, title=None):
 def plot_global_sensitivity(table, outcome=None, max_bars=20, title=None):
     """Global sensitivity: PRCC (or Sobol indices) per parameter, with 95% intervals.
 
+    The inert dummy parameter (:data:`carkinetics.sensitivity.DUMMY`), when the table has
+    it, is drawn in grey with its bound shaded: indices inside the band are what sampling
+    noise alone gives. Parameters not distinguishable from the dummy (column
+    ``significant`` False) are drawn pale; parameters not sampled (no value: they cannot
+    reach the outcome) are left out.
+
     Parameters
     ----------
     table : pandas.DataFrame
-        From :func:`carkinetics.sensitivity.prcc` or :func:`~carkinetics.sensitivity.sobol`
-        (columns parameter, index, value, lower, upper).
+        From :func:`carkinetics.sensitivity.global_sensitivity` (or the pure
+        :func:`~carkinetics.sensitivity.prcc` / :func:`~carkinetics.sensitivity.sobol`;
+        columns parameter, index, value, lower, upper, optionally significant).
     """
+    from .sensitivity import DUMMY
+
     plt = _plt()
+    label = outcome or table.attrs.get("outcome", "the outcome")
+    table = table[table["value"].notna()]
+    if not len(table):  # e.g. an outcome that is the same for every sample
+        fig, ax = plt.subplots(figsize=(MIN_WIDTH_IN + 2, 6.0))
+        ax.text(0.5, 0.5, "no finite sensitivity index\n(the outcome did not vary over the samples?)",
+                ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        ax.set_title(title or f"Global sensitivity of {label}")
+        return fig
     indices = list(dict.fromkeys(table["index"]))
-    height = max(6.0, 0.55 * table["parameter"].nunique() * len(indices) + 2.5)
-    fig, ax = plt.subplots(figsize=(MIN_WIDTH_IN + 2, height))
     rank_by = "total" if "total" in indices else indices[0]
-    order = (table[table["index"] == rank_by].assign(a=lambda d: d["value"].abs())
-             .sort_values("a").tail(max_bars)["parameter"].tolist())
+    ranked = (table[table["index"] == rank_by].assign(a=lambda d: d["value"].abs())
+              .sort_values("a"))
+    order = ranked[ranked["parameter"] != DUMMY].tail(max_bars)["parameter"].tolist()
+    if (ranked["parameter"] == DUMMY).any():
+        order = [DUMMY] + order
+    height = max(6.0, 0.55 * len(order) * len(indices) + 2.5)
+    fig, ax = plt.subplots(figsize=(MIN_WIDTH_IN + 2, height))
     y = np.arange(len(order), dtype=float)
     h = 0.8 / len(indices)
+    has_sig = "significant" in table.columns
+    from matplotlib.patches import Patch
+
+    handles = []
     for k, idx in enumerate(indices):
-        sub = table[table["index"] == idx].set_index("parameter").loc[order]
+        sub = table[table["index"] == idx].set_index("parameter").reindex(order)
         yy = y + (k - (len(indices) - 1) / 2) * h
         v = sub["value"].to_numpy(float)
         err = np.vstack([v - sub["lower"].to_numpy(float), sub["upper"].to_numpy(float) - v])
-        ax.barh(yy, v, height=h * 0.9, color=_COLOURS[k % len(_COLOURS)], label=idx,
-                xerr=np.where(np.isfinite(err), np.abs(err), 0), capsize=4)
+        colour = _COLOURS[k % len(_COLOURS)]
+        sig = (sub["significant"].astype(str).str.lower().isin(["true", "1"]).to_numpy() if has_sig
+               else np.ones(len(order), bool))
+        dummy = np.array([p == DUMMY for p in order])
+        colours = ["0.55" if d else colour for d in dummy]
+        alphas = [1.0 if (s or d) else 0.35 for s, d in zip(sig, dummy)]
+        for j in range(len(order)):
+            ax.barh(yy[j], v[j], height=h * 0.9, color=colours[j], alpha=alphas[j],
+                    xerr=np.where(np.isfinite(err[:, j:j + 1]), np.abs(err[:, j:j + 1]), 0), capsize=4)
+        handles.append(Patch(color=colour, label=idx))
+        if dummy.any():
+            d = sub.loc[DUMMY]
+            if idx == "prcc":
+                bound = np.nanmax(np.abs([d["lower"], d["upper"], d["value"]]))
+                ax.axvspan(-bound, bound, color="0.85", zorder=0)
+            else:
+                ax.axvspan(min(0.0, np.nanmin([d["lower"], d["value"]])), np.nanmax([d["upper"], d["value"]]),
+                           color=colour, alpha=0.12, zorder=0)
     ax.axvline(0, color="black", lw=1.5)
-    ax.set_yticks(y, order)
+    ax.set_yticks(y, ["dummy (inert)" if p == DUMMY else p for p in order])
     ax.grid(axis="y", visible=False)
-    ax.set_xlabel("sensitivity index (95% interval)")
+    note = "\nshaded: the inert dummy's range; pale: not distinguishable from it" if DUMMY in order else ""
+    ax.set_xlabel(f"sensitivity index (95% interval){note}")
     if len(indices) > 1 or indices[0] != "prcc":
-        ax.legend(loc="lower right", frameon=False)
-    ax.set_title(title or f"Global sensitivity of {outcome or table.attrs.get('outcome', 'the outcome')}")
+        ax.legend(handles=handles, loc="lower right", frameon=False)
+    ax.set_title(title or f"Global sensitivity of {label}")
     fig.tight_layout()
     return fig
 
@@ -614,20 +656,16 @@ def _safe(text) -> str:
 
 
 def _plot_sensitivity(path, formats):
-    import json
+    from .io import atomic_output_dir, read_result_csv, read_result_json
 
-    import pandas as pd
-
-    from .io import atomic_output_dir
-
-    info = json.loads((path / "sensitivity.json").read_text(encoding="utf-8"))
+    info = read_result_json(path / "sensitivity.json")
     label = info.get("outcome_label", info.get("outcome"))
     with atomic_output_dir(path / "figures") as staging:
         names = []
         if (path / "tornado.csv").exists():
-            t = pd.read_csv(path / "tornado.csv")
+            t = read_result_csv(path / "tornado.csv")
             names += save_figure(plot_tornado(t, outcome=label), staging / "tornado", formats)
         if (path / "global.csv").exists():
-            g = pd.read_csv(path / "global.csv")
+            g = read_result_csv(path / "global.csv")
             names += save_figure(plot_global_sensitivity(g, outcome=label), staging / "global_sensitivity", formats)
     return [path / "figures" / p.name for p in names]

@@ -149,17 +149,23 @@ def test_tornado_runs_the_cohort_at_each_bound_with_common_random_numbers(toy):
     from carkinetics.cohort import run_cohort
     from carkinetics.sensitivity import tornado
 
-    table = tornado(toy, "cmax:median", ["expansion", "editing"], n=30, seed=5, jobs=1)
+    # one arm: the new_donor arm's expansion = 0.7 x typical leaves the bounds at the low value
+    arm = ["previous_donor"]
+    table = tornado(toy, "cmax:median", ["expansion", "editing"], n=30, seed=5, jobs=1, arms=arm)
     assert table.attrs["outcome"] == "cmax: median"
     by = table.set_index("parameter")
     # independent: the cohort's median Cmax with the typical expansion at its upper bound
-    ref = run_cohort(toy, n=30, seed=5, jobs=1, parameters={"expansion": 1.2}, bands=False).patients
+    ref = run_cohort(toy, n=30, seed=5, jobs=1, parameters={"expansion": 1.2}, bands=False, arms=arm).patients
     assert by.loc["expansion", "outcome_high"] == pytest.approx(np.median(ref.loc[ref["status"] == 0, "cmax"]))
-    base = run_cohort(toy, n=30, seed=5, jobs=1, bands=False).patients
+    base = run_cohort(toy, n=30, seed=5, jobs=1, bands=False, arms=arm).patients
     assert by.loc["expansion", "baseline"] == pytest.approx(np.median(base["cmax"]))
     assert by.loc["expansion", "outcome_low"] < by.loc["expansion", "baseline"] < by.loc["expansion", "outcome_high"]
-    # 'editing' does not enter the kinetics: with common random numbers its swing is exactly 0
-    assert by.loc["editing", "swing"] == 0.0
+    # 'editing' does not enter the kinetics: not simulated, its swing is exactly 0 ...
+    assert by.loc["editing", "swing"] == 0.0 and not by.loc["editing", "reachable"]
+    assert by.loc["editing", "note"].startswith("not simulated")
+    # ... as simulating it with common random numbers confirms
+    kept = tornado(toy, "cmax:median", ["editing"], n=30, seed=5, jobs=1, keep_unreachable=True, arms=arm)
+    assert kept.loc[0, "swing"] == 0.0 and kept.loc[0, "outcome_low"] == by.loc["editing", "baseline"]
     assert list(table["parameter"]) == ["expansion", "editing"]  # sorted by swing
 
 
@@ -187,8 +193,15 @@ def test_global_prcc_ranks_the_driving_parameters(toy):
     by = table.set_index("parameter")
     assert by.loc["expansion", "value"] > 0.5      # faster expansion, higher peak
     assert by.loc["kill", "value"] < -0.5          # faster killing of the antigen, lower peak
-    assert abs(by.loc["editing", "value"]) < 0.3   # not in the kinetics
-    assert by.loc["editing", "lower"] < 0 < by.loc["editing", "upper"]
+    assert by.loc["expansion", "significant"] and by.loc["kill", "significant"]
+    # not in the kinetics: not sampled, reported with the reason
+    assert not by.loc["editing", "reachable"] and np.isnan(by.loc["editing", "value"])
+    assert "not used by the model equations" in by.loc["editing", "note"]
+    # the inert dummy: sampled, index near 0, its interval covers 0
+    from carkinetics.sensitivity import DUMMY
+
+    assert abs(by.loc[DUMMY, "value"]) < 0.3 and by.loc[DUMMY, "lower"] < 0 < by.loc[DUMMY, "upper"]
+    assert not by.loc[DUMMY, "significant"]
 
 
 def test_cli_sensitivity_writes_tables_and_figures(tmp_path):
@@ -204,7 +217,258 @@ def test_cli_sensitivity_writes_tables_and_figures(tmp_path):
     assert "sensitivity of remission_d28" in r.output
     t = pd.read_csv(out / "tornado.csv")
     assert set(t["parameter"]) == {"expansion", "kill"}
-    assert set(pd.read_csv(out / "global.csv")["index"]) == {"prcc"}
+    g = pd.read_csv(out / "global.csv")
+    assert set(g["index"]) == {"prcc"} and "(dummy)" in set(g["parameter"])
+    assert "warning: few samples for PRCC" in r.output and "rule of thumb n >= 10 x (parameters + 1) = 30" in r.output
     assert (out / "figures" / "tornado.png").exists() and (out / "figures" / "global_sensitivity.pdf").exists()
     bad = CliRunner().invoke(main, ["sensitivity", str(TOY), "--outcome", "remision", "-o", str(out)])
     assert bad.exit_code == 1 and "Error:" in bad.output and "Traceback" not in bad.output
+
+
+# ----------------------------------------------------------------------------------------
+# pandas 3 (copy-on-write: arrays from DataFrames are read-only), scipy < 1.15
+# ----------------------------------------------------------------------------------------
+
+
+def test_sobol_accepts_a_read_only_output_as_pandas_3_gives():
+    """scipy.stats.sobol_indices centres the output in place; pandas 3 hands out read-only arrays."""
+    from carkinetics.sensitivity import sobol
+
+    def f(X):
+        y = pd.DataFrame({"y": 2.0 * X[:, 0] + X[:, 1]})["y"].to_numpy()
+        y.flags.writeable = False  # what pandas 3 (copy-on-write) gives without being asked
+        return y
+
+    table = sobol(f, [0, 0], [1, 1], n=256, names=["a", "b"], seed=1, n_boot=20)
+    got = table.set_index(["index", "parameter"])["value"]
+    assert got[("first_order", "a")] == pytest.approx(0.8, abs=0.05)
+
+
+def test_patient_values_are_writable(toy):
+    from carkinetics.sensitivity import parse_outcome, patient_values
+
+    es = toy.sections["endpoints"]
+    with pd.option_context("mode.copy_on_write", True) if pd.__version__ < "3" else _nullcontext():
+        df = pd.DataFrame({"cmax": [1.0, 2.0], "overall_survival": [10.0, 400.0],
+                           "overall_survival_event": [1.0, 0.0]})
+        for text in ("cmax", "overall_survival@365", "overall_survival"):
+            y = patient_values(df, parse_outcome(text, es))
+            y -= 1.0  # in place, as scipy does
+    assert df["cmax"].tolist() == [1.0, 2.0]  # and the table is untouched
+
+
+def _nullcontext():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def test_scipy_random_argument_for_old_and_new_scipy(monkeypatch):
+    import scipy
+
+    from carkinetics.sensitivity import _scipy_rng
+
+    monkeypatch.setattr(scipy, "__version__", "1.11.4")
+    assert set(_scipy_rng(3, "random_state")) == {"random_state"}
+    monkeypatch.setattr(scipy, "__version__", "1.15.0")
+    (key, gen), = _scipy_rng(3, "random_state").items()
+    assert key == "rng" and isinstance(gen, np.random.Generator)
+
+
+# ----------------------------------------------------------------------------------------
+# the dummy parameter and significance, against independent references
+# ----------------------------------------------------------------------------------------
+
+
+def test_prcc_with_a_dummy_flags_the_known_drivers_only():
+    """Linear toy with a known ordering; an unused input and the dummy are not significant."""
+    from carkinetics.sensitivity import DUMMY, _prcc, flag_significance
+
+    rng = np.random.default_rng(11)
+    n = 600
+    X = rng.uniform(size=(n, 5))
+    y = 3 * X[:, 0] - 2 * X[:, 1] + 1 * X[:, 2] + 0.5 * rng.normal(size=n)  # x3 unused, column 4 the dummy
+    names = ["a", "b", "c", "unused", DUMMY]
+    table, boots = _prcc(X, y, names, n_boot=300, seed=2)
+    # independent: plain numpy partial correlation of ranks (residuals of the rank regressions)
+    np.testing.assert_allclose(table["value"], _prcc_by_regression(X, y), rtol=1e-10, atol=1e-12)
+    t = flag_significance(table, boots=boots).set_index("parameter")
+    assert abs(t.loc[DUMMY, "value"]) < 0.1
+    assert list(t.loc[["a", "b", "c"], "rank"]) == [1, 2, 3]
+    assert t.loc["a", "rank_lower"] == t.loc["a", "rank_upper"] == 1
+    assert list(t["significant"]) == [True, True, True, False, False]
+    bound = t.attrs["dummy_bound"]["prcc"]
+    assert bound == pytest.approx(max(abs(t.loc[DUMMY, "lower"]), abs(t.loc[DUMMY, "upper"])))
+    assert t.loc["c", "lower"] > bound and abs(t.loc["unused", "value"]) < bound + 0.1
+
+
+def test_sobol_of_a_linear_additive_function_and_its_dummy():
+    """y = 4 x1 + 2 x2 + x3 on U(0,1)^3: S_i = a_i^2 / sum a_j^2, first order = total; dummy 0."""
+    from carkinetics.sensitivity import DUMMY, flag_significance, sobol
+
+    a = np.array([4.0, 2.0, 1.0])
+
+    def f(X):
+        return X[:, :3] @ a
+
+    table = sobol(f, [0] * 4, [1] * 4, n=2 ** 12, names=["x1", "x2", "x3", DUMMY], seed=3, n_boot=50)
+    t = flag_significance(table)
+    exact = a ** 2 / np.sum(a ** 2)
+    for idx in ("first_order", "total"):
+        sub = t[t["index"] == idx].set_index("parameter")
+        np.testing.assert_allclose(sub.loc[["x1", "x2", "x3"], "value"], exact, atol=0.02)
+        # the function ignores the dummy: the estimators give exactly 0, interval [0, 0]
+        assert tuple(sub.loc[DUMMY, ["value", "lower", "upper"]]) == (0.0, 0.0, 0.0)
+        assert list(sub["significant"]) == [True, True, True, False]
+
+
+# ----------------------------------------------------------------------------------------
+# structural reachability
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reach_scenario(tmp_path_factory):
+    """The toy model with an output-only parameter (blood_volume), a parameter used only by an
+    event at day 60 (graft), one used by an event at day 10 (conditioning) and one by an event
+    whose day depends on a continuous covariate (late_dose)."""
+    from carkinetics.scenario import load_scenario
+
+    d = tmp_path_factory.mktemp("reach")
+    model = (DATA / "sweep" / "toy_model.toml").read_text()
+    model = model.replace('expression = "cart / 5e6"', 'expression = "cart / blood_volume"')
+    for name, value in (("blood_volume", 5e6), ("graft", 1e9), ("conditioning", 0.5), ("late_dose", 1e7)):
+        model += (f"\n[parameters.{name}]\nvalue = {value}\nunit = \"1\"\ndescription = \"test\"\n"
+                  f"source = \"test\"\nbounds = [{value / 2}, {value * 2}]\n")
+    (d / "toy_model.toml").write_text(model)
+    scen = (DATA / "sweep" / "toy_sweep.toml").read_text()
+    scen = scen.split("[sweep]")[0]
+    scen = scen.replace('multiply = { blasts_pos = 0.001, blasts_neg = 0.001, cart = 0.1 }',
+                        'multiply = { blasts_pos = 0.001, blasts_neg = 0.001, cart = 0.1 }\n'
+                        'add = { tcells = "graft" }\n\n'
+                        '[[events]]\nname = "conditioning"\ntime = 10\n'
+                        'multiply = { tcells = "conditioning" }\n\n'
+                        '[[events]]\nname = "late_dose"\ntime = "80 - weight"\n'
+                        'add = { cart = "late_dose" }\n')
+    scen += ('\n[endpoints.blasts_d28]\ntype = "level"\noutput = "blast_fraction"\nday = 28\n'
+             '\n[endpoints.cd3_d28]\ntype = "level"\noutput = "cd3"\nday = 28\n')
+
+    (d / "reach.toml").write_text(scen)
+    return load_scenario(d / "reach.toml")
+
+
+def test_reachability_from_outputs_and_event_times(reach_scenario):
+    from carkinetics.sensitivity import outcome_reads, reachability
+
+    sc = reach_scenario
+    assert outcome_reads(sc, "remission_d28") == ({"blast_fraction"}, 28.0)
+    r = reachability(sc, "remission_d28").set_index("parameter")
+    assert not r.loc["blood_volume", "reachable"]
+    assert "outputs the outcome does not read (cart_blood)" in r.loc["blood_volume", "reason"]
+    assert not r.loc["graft", "reachable"]
+    assert "'transplant' (day >= 60) after day 28" in r.loc["graft", "reason"]
+    assert not r.loc["editing", "reachable"]  # used nowhere
+    # in the ODEs; in an event at day 10 <= 28; in an event whose day depends on a continuous
+    # covariate (weight, lognormal): cannot be bounded, so kept
+    assert r.loc[["expansion", "kill", "blasts0", "conditioning", "late_dose"], "reachable"].all()
+    # Cmax over the whole follow-up reads cart_blood: blood_volume and the day-60 graft reach it
+    r = reachability(sc, "cmax").set_index("parameter")
+    assert r.loc[["blood_volume", "graft"], "reachable"].all() and not r.loc["editing", "reachable"]
+    # survival at day 30 reads up to day 30 only; a transplant that never happens in the
+    # analysed variables cannot reach anything
+    r = reachability(sc, "overall_survival@30").set_index("parameter")
+    assert not r.loc["graft", "reachable"] and not r.loc["blood_volume", "reachable"]
+    r = reachability(sc, "overall_survival@365", variables={"transplant_day": 1e6}).set_index("parameter")
+    assert not r.loc["graft", "reachable"]
+    assert reachability(sc, "overall_survival@365").set_index("parameter").loc["graft", "reachable"]
+
+
+def test_unreachable_parameters_do_not_change_the_simulated_outcome(reach_scenario):
+    """Independent check of the structural claim: vary them over their whole range."""
+    from carkinetics.sensitivity import simulate_typical
+
+    sc = reach_scenario
+    rng = np.random.default_rng(0)
+    base = [0.6, 1e-9]
+    X = np.column_stack([np.tile(base, (40, 1)), rng.uniform(2.5e6, 1e7, 40), rng.uniform(5e8, 2e9, 40)])
+    t = simulate_typical(sc, X, ["expansion", "kill", "blood_volume", "graft"], seed=2, jobs=1,
+                         arms=["previous_donor"])
+    assert (t["status"] == 0).all()
+    assert t["blasts_d28"].nunique() == 1 and t["remission_d28"].nunique() == 1
+    assert t["cmax"].nunique() == 40  # blood_volume does reach Cmax (cart_blood)
+    # and graft does act, after day 60: normal T cells then differ
+    from carkinetics import simulate
+
+    env = sc.default_env() | {"weight": 60.0}
+    cd3 = []
+    for graft in (5e8, 2e9):
+        p = sc.model.parameter_vector({"graft": graft})
+        traj = simulate(sc.model, sc.schedule(env | {"graft": graft}, "previous_donor"), sc.times, parameters=p)
+        cd3.append(np.asarray(traj["cd3"]))
+    assert np.allclose(cd3[0][:60], cd3[1][:60], rtol=0, atol=0) and not np.allclose(cd3[0][61:], cd3[1][61:])
+
+
+def test_global_sensitivity_has_the_dummy_and_excludes_unreachable_parameters(reach_scenario):
+    from carkinetics.sensitivity import DUMMY, GLOBAL_TABLE_COLUMNS, global_sensitivity
+
+    sc = reach_scenario
+    pars = ["tcells0", "t_recovery", "growth", "blood_volume", "graft"]
+    table = global_sensitivity(sc, "cd3_d28", pars, n_samples=200, seed=4, jobs=1, arms=["previous_donor"],
+                               n_boot=100)  # no warning: 200 >= 10 x 4 samples, a continuous outcome
+    assert list(table.columns) == GLOBAL_TABLE_COLUMNS
+    by = table.set_index("parameter")
+    assert DUMMY in by.index and abs(by.loc[DUMMY, "value"]) < 0.2 and not by.loc[DUMMY, "significant"]
+    for p in ("blood_volume", "graft"):
+        assert not by.loc[p, "reachable"] and np.isnan(by.loc[p, "value"]) and not by.loc[p, "significant"]
+        assert by.loc[p, "note"].startswith("not sampled:")
+    assert set(table.attrs["excluded"]) == {"blood_volume", "graft"}
+    assert by.loc["tcells0", "value"] > 0.5 and by.loc["tcells0", "significant"]
+    assert by.loc["t_recovery", "significant"]
+    # kept on request: sampled, flagged, and indistinguishable from the dummy
+    kept = global_sensitivity(sc, "cd3_d28", pars, n_samples=200, seed=4, jobs=1, arms=["previous_donor"],
+                              n_boot=100, keep_unreachable=True)
+    k = kept.set_index("parameter")
+    assert np.isfinite(k.loc["graft", "value"]) and not k.loc["graft", "reachable"]
+    assert not k.loc["graft", "significant"] and not k.loc["blood_volume", "significant"]
+
+
+def test_few_samples_warn_with_the_rule(toy):
+    from carkinetics.sensitivity import SensitivityWarning, global_sensitivity
+
+    with pytest.warns(SensitivityWarning, match=r"rule of thumb n >= 10 x \(parameters \+ 1\) = 40"):
+        global_sensitivity(toy, "cmax", ["expansion", "kill", "growth"], n_samples=16, seed=3, jobs=1,
+                           arms=["previous_donor"], n_boot=20)
+    with pytest.warns(SensitivityWarning, match="noisy Sobol estimates"):
+        global_sensitivity(toy, "cmax", ["expansion", "kill"], method="sobol", n_samples=8, seed=3, jobs=1,
+                           arms=["previous_donor"], n_boot=20)
+
+
+def test_significance_needs_the_interval_beyond_the_dummy():
+    """A small p-value alone is not enough: the interval must clear the dummy's bound."""
+    from carkinetics.sensitivity import DUMMY, flag_significance
+
+    table = pd.DataFrame({"parameter": ["a", "b", "c", DUMMY], "index": "prcc",
+                          "value": [0.30, 0.12, -0.25, 0.05], "lower": [0.25, 0.08, -0.30, -0.02],
+                          "upper": [0.35, 0.16, -0.20, 0.10], "p_value": [1e-9, 1e-6, 0.02, 0.3]})
+    t = flag_significance(table).set_index("parameter")
+    assert t.attrs["dummy_bound"]["prcc"] == pytest.approx(0.10)
+    # a: clear of the bound, tiny p; b: tiny p but its interval reaches into the dummy's;
+    # c: clear of the bound but p above 0.05 / 3 (Bonferroni); the dummy itself never
+    assert list(t["significant"]) == [True, False, False, False]
+    assert list(t["rank"].iloc[:3]) == [1, 3, 2] and np.isnan(t.loc[DUMMY, "rank"])
+
+
+def test_global_sobol_on_typical_patients_has_the_exact_zero_dummy(toy):
+    from carkinetics.sensitivity import DUMMY, SensitivityWarning, global_sensitivity
+
+    with pytest.warns(SensitivityWarning):  # 64 base samples: noisy, and cmax spans > 100-fold: log10
+        table = global_sensitivity(toy, "cmax", ["expansion", "kill", "editing"], method="sobol", n_samples=64,
+                                   seed=3, jobs=1, arms=["previous_donor"], n_boot=50)
+    t = table.set_index(["index", "parameter"])
+    for idx in ("first_order", "total"):
+        # the model never sees the dummy: the estimators give exactly 0
+        assert tuple(t.loc[(idx, DUMMY), ["value", "lower", "upper"]]) == (0.0, 0.0, 0.0)
+        assert np.isnan(t.loc[(idx, "editing"), "value"]) and not t.loc[(idx, "editing"), "reachable"]
+    assert t.loc[("total", "expansion"), "significant"] or t.loc[("total", "kill"), "significant"]
+    # deterministic in the parameters: the same patient (arm, random numbers) for every sample
+    assert t.loc[("total", "expansion"), "value"] + t.loc[("total", "kill"), "value"] > 0.8
