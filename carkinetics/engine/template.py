@@ -83,6 +83,10 @@ _HOT = dict(_JIT, inline="always")
 # patients integrated side by side per thread (a multiple of the SIMD width)
 LANES = 16
 
+# events within this many units of rounding of the current time are applied together with
+# those due now (more than the 16 of the smallest step allowed, so no shorter segment is left)
+EVENT_MERGE_ULPS = 64.0
+
 # status codes (keep in sync with carkinetics/result.py STATUS_MESSAGES)
 OK = 0
 MAX_STEPS = 1
@@ -896,9 +900,13 @@ def _lane_at_time(li, Y, PL, EXT, T, LF, LI, ORDER, y1, p1, ext1, otmp, stack, c
     n_ev = ev_time.shape[1]
     je = LI[li, I_JE]
     st = OK
-    if je < n_ev and ev_time[i_pat, ORDER[li, je]] <= t:
+    # events closer than a few rounding errors to t happen now: a segment that short
+    # would end the patient with STEP_TOO_SMALL (two event times meant to coincide,
+    # computed along different paths, such as 10 and 80 - 70.0 may differ by 1e-14)
+    t_due = t + EVENT_MERGE_ULPS * 2.220446049250313e-16 * max(abs(t), 1.0)
+    if je < n_ev and ev_time[i_pat, ORDER[li, je]] <= t_due:
         g0 = je
-        while je < n_ev and ev_time[i_pat, ORDER[li, je]] <= t:
+        while je < n_ev and ev_time[i_pat, ORDER[li, je]] <= t_due:
             je += 1
         for g in range(g0, je):
             c = ev_cond[ORDER[li, g]]
