@@ -434,10 +434,27 @@ def load_parameter_set(path, model) -> dict:
     if not isinstance(data.get("parameters"), dict):
         raise ScenarioError(path, ["parameters: a parameter-set file needs a [parameters] table of "
                                    "parameter = value"])
+    for k in data:
+        if k not in ("parameters", "calibration"):
+            errs.unknown_name(k, k, ("parameters", "calibration"), "a section of a parameter-set file")
+    _check_provenance_numbers(data.get("calibration"), "calibration", errs)
     out = {}
     _numeric_parameters(parameter_items(data["parameters"], "parameters", model, errs, "value"), model, errs, out)
     errs.raise_if_any()
     return out
+
+
+def _check_provenance_numbers(value, key, errs) -> None:
+    """A parameter set's ``[calibration]`` record is not used, but a NaN or infinite number in it
+    means the file did not come from a finished calibration: refuse it."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_provenance_numbers(v, f"{key}.{k}", errs)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_provenance_numbers(v, f"{key}[{i}]", errs)
+    elif isinstance(value, float) and not math.isfinite(value):
+        errs.add(key, f"{value!r} in the record of the calibration: the file is not from a finished calibration")
 
 
 def _parse_times(raw, errs):
