@@ -736,6 +736,18 @@ def read_result_json(path) -> dict:
     return obj
 
 
+def exact_float_csv_kw():
+    """``pandas.read_csv`` arguments that read every float back exactly as written.
+
+    pandas 3.1 and later parse floats exactly by default (and deprecate ``float_precision``);
+    before 3.1 the default parser can be one unit in the last place off, so written tables
+    would not read back to the same numbers."""
+    import pandas as pd
+
+    major, minor = (int(x) for x in pd.__version__.split(".")[:2])
+    return {} if (major, minor) >= (3, 1) else {"float_precision": "round_trip"}
+
+
 def read_result_csv(path, **read_csv_kw):
     """A CSV table of a results folder, or one ``Error: FILE: ...`` if it cannot be read."""
     import io as _io
@@ -746,7 +758,7 @@ def read_result_csv(path, **read_csv_kw):
 
     text = read_input_text(path, FileError, "results table (CSV)")
     try:
-        return pd.read_csv(_io.StringIO(text), **read_csv_kw)
+        return pd.read_csv(_io.StringIO(text), **{**exact_float_csv_kw(), **read_csv_kw})
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
     except (pd.errors.ParserError, ValueError) as err:

@@ -1330,11 +1330,12 @@ def _write_combined(out, info) -> None:
     """Rewrite summary.csv and km.csv from the finished points (atomically)."""
     import pandas as pd
 
-    from .io import atomic_output_dir
+    from .io import atomic_output_dir, exact_float_csv_kw
 
     with atomic_output_dir(out) as staging:
         for name, cols in (("summary.csv", SUMMARY_COLUMNS), ("km.csv", KM_COLUMNS)):
-            frames = [pd.read_csv(out / "points" / f"{p:04d}" / name, keep_default_na=False, na_values=[""])
+            frames = [pd.read_csv(out / "points" / f"{p:04d}" / name, keep_default_na=False, na_values=[""],
+                                  **exact_float_csv_kw())
                       for p in sorted(info["finished"])]
             df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
             df.to_csv(staging / name, index=False)

@@ -364,7 +364,10 @@ def plot_km(result, endpoint, points=None, arm=None, targets=None, max_curves=12
                             sub["upper"].to_numpy(float), step="post", color=colour, alpha=0.12, lw=0)
     if targets is not None and len(targets):
         t = targets
-        ax.errorbar(t["time"], t["value"], yerr=[t["value"] - t["lower"], t["upper"] - t["value"]], fmt="s",
+        # plain lists: matplotlib calls float() on a one-element Series or array, which warns
+        # with pandas < 3 and older numpy
+        yerr = [(t["value"] - t["lower"]).tolist(), (t["upper"] - t["value"]).tolist()]
+        ax.errorbar(t["time"], t["value"], yerr=yerr, fmt="s",
                     color="black", ms=11, capsize=6, lw=2, label="reported (95% interval)", zorder=5)
         for r in t.itertuples():
             ax.annotate(str(r.label), (r.time, r.value), textcoords="offset points", xytext=(8, 8), fontsize=13)
@@ -510,7 +513,8 @@ def plot_global_sensitivity(table, outcome=None, max_bars=20, title=None):
         alphas = [1.0 if (s or d) else 0.35 for s, d in zip(sig, dummy)]
         for j in range(len(order)):
             ax.barh(yy[j], v[j], height=h * 0.9, color=colours[j], alpha=alphas[j],
-                    xerr=np.where(np.isfinite(err[:, j:j + 1]), np.abs(err[:, j:j + 1]), 0), capsize=4)
+                    xerr=np.where(np.isfinite(err[:, j:j + 1]), np.abs(err[:, j:j + 1]), 0).tolist(),  # lists: as above
+                    capsize=4)
         handles.append(Patch(color=colour, label=idx))
         if dummy.any():
             d = sub.loc[DUMMY]
