@@ -1,12 +1,22 @@
 """carkinetics: CAR-T cell kinetics for protocol design in T-cell leukaemia.
 
-The public API:
+The public API (everything in ``__all__``):
 
-- :func:`load_model` reads and validates a declarative model file;
-- :func:`simulate` runs one patient, :func:`simulate_batch` many in parallel;
+- :func:`load_model` reads and validates a declarative model file (:class:`Model`);
+- :func:`simulate` runs one patient (:class:`Trajectory`), :func:`simulate_batch` many in
+  parallel (:class:`BatchResult`);
 - :class:`Schedule`, :class:`Event`, :class:`Action`, :func:`Dose` describe events;
 - :class:`SolverOptions` chooses the integrator and tolerances;
-- :func:`load_scenario` reads a scenario file (protocol + question).
+- :func:`load_scenario` reads a scenario file (protocol + question);
+- :func:`run_cohort` simulates a virtual cohort of a scenario, :func:`load_cohort_result`
+  reads one back; :func:`sample_population` draws patients without simulating;
+- :func:`sweep` runs a protocol grid, :func:`load_sweep` reads one back;
+- :func:`load_data` reads a NONMEM-style data file, :func:`load_targets` the reference table;
+- :class:`CarKineticsError` is the base of every input error (:class:`ModelFileError`,
+  :class:`ScenarioError`), :class:`SolverError` a failed integration.
+
+The engine and the model loader are imported with the package; the rest is imported on
+first use, so ``import carkinetics`` stays light for the command line.
 """
 
 from .errors import (CarKineticsError as CarKineticsError, ModelFileError as ModelFileError,
@@ -18,3 +28,36 @@ from .schedule import Action as Action, Dose as Dose, Event as Event, Schedule a
 from .simulate import simulate as simulate, simulate_batch as simulate_batch
 
 __version__ = "0.1.0"
+
+#: Public names imported on first use: name -> module.
+_LAZY = {
+    "load_scenario": "scenario",
+    "run_cohort": "cohort",
+    "load_cohort_result": "cohort",
+    "sample_population": "population",
+    "sweep": "sweep",
+    "load_sweep": "sweep",
+    "load_data": "data",
+    "load_targets": "targets",
+}
+
+__all__ = [
+    "Action", "BatchResult", "CarKineticsError", "Dose", "Event", "Model", "ModelFileError",
+    "Schedule", "ScenarioError", "SolverError", "SolverOptions", "Trajectory", "load_model",
+    "simulate", "simulate_batch", *_LAZY,
+]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'carkinetics' has no attribute '{name}'")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
