@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from . import expressions as ex
-from .errors import (ExpressionError, ModelFileError, ProblemCollector, is_number, parse_toml, read_input_text,
-                     suggestion)
+from .errors import (CarKineticsError, ExpressionError, ModelFileError, ProblemCollector, is_number, parse_toml,
+                     read_input_text, suggestion)
 
 PARAMETER_STATUSES = ("published", "derived", "fitted", "assumption", "fixed")
 RESERVED_NAMES = {"t", "pi"} | set(ex.FUNCTIONS)
@@ -161,17 +161,24 @@ class Model:
         """Typical values of all parameters, in :attr:`parameter_names` order."""
         return np.array([p.value for p in self.parameters], dtype=float)
 
-    def parameter_vector(self, overrides=None) -> np.ndarray:
+    def parameter_vector(self, overrides=None, *, check_bounds: bool = True) -> np.ndarray:
         """Typical values with ``overrides`` (a mapping name -> value) applied.
+
+        ``check_bounds=False`` lets a mechanism be switched off outside its plausible range
+        (a rate of 0 in a structural test); values must still be finite numbers.
 
         Raises
         ------
         KeyError
             If an override names no parameter of the model.
+        ParameterValueError
+            If an override is not a finite number within the parameter's bounds (values at
+            a bound up to a relative rounding of 1e-9 are accepted).
         """
         values = self.default_parameters()
         for name, value in (overrides or {}).items():
-            values[self.parameter_index(name)] = float(value)
+            i = self.parameter_index(name)
+            values[i] = _checked_value(self.parameters[i], value, check_bounds)
         return values
 
     def breakpoint_times(self, parameters) -> np.ndarray:
@@ -278,6 +285,26 @@ def model_search_paths() -> list[Path]:
         if p not in out:
             out.append(p)
     return out
+
+
+class ParameterValueError(CarKineticsError, ValueError):
+    """A parameter value given through the Python API is not finite or outside its bounds."""
+
+
+def _checked_value(par, value, check_bounds: bool = True) -> float:
+    """``value`` as a float if it is a finite number within ``par``'s bounds (1e-9 relative slack)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ParameterValueError(f"parameter {par.name}: expected a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ParameterValueError(f"parameter {par.name}: expected a finite number, got {value!r}")
+    if par.bounds and check_bounds:
+        lo, hi = par.bounds
+        if not lo - 1e-9 * max(abs(lo), 1e-300) <= v <= hi + 1e-9 * max(abs(hi), 1e-300):
+            raise ParameterValueError(f"parameter {par.name} = {v:g} is outside the model's bounds "
+                                      f"[{lo:g}, {hi:g}] ({par.unit})")
+    return v
 
 
 def resolve_model_path(name_or_path, base: Path | None = None) -> Path:

@@ -124,7 +124,10 @@ def simulate(model, events=None, times=None, parameters=None, options=None, t0=N
     times : array_like, shape (n_times,)
         Output times in the model's time unit (day), strictly increasing.
     parameters : mapping of str to float, or array of shape (n_parameters,), optional
-        Overrides of the model's typical values by name, or a full vector.
+        Overrides of the model's typical values by name (finite and within each parameter's
+        bounds, else :class:`~carkinetics.model.ParameterValueError`), or a full vector, used
+        as given (build one with ``model.parameter_vector(overrides, check_bounds=False)`` to
+        switch a mechanism off outside its bounds on purpose).
     options : SolverOptions, optional
     t0 : float, optional
         Start of integration (initial values apply here). Defaults to the earlier

@@ -329,3 +329,25 @@ def test_file_name_with_line_breaks_gives_a_printable_default_name(tmp_path):
     path.write_text(_toml().replace('name = "m"\n', ""), encoding="utf-8")
     model = load_model(path)
     assert model.name == "a\\nb'c"
+
+
+@pytest.mark.parametrize("value, message", [
+    (1e12, r"fold_expansion = 1e\+12 is outside the model's bounds \[2, 1e\+07\]"),
+    (1.0, r"outside the model's bounds \[2, 1e\+07\]"),
+    (float("nan"), "expected a finite number"),
+    (float("inf"), "expected a finite number"),
+    ("ten", "expected a number"),
+])
+def test_parameter_overrides_through_the_api_are_checked(multiphasic, value, message):
+    from carkinetics.model import ParameterValueError
+
+    with pytest.raises(ParameterValueError, match=message):
+        multiphasic.parameter_vector({"fold_expansion": value})
+
+
+def test_parameter_overrides_at_a_bound_are_accepted(multiphasic):
+    lo, hi = multiphasic.parameter("fold_expansion").bounds
+    i = multiphasic.parameter_index("fold_expansion")
+    assert multiphasic.parameter_vector({"fold_expansion": lo})[i] == lo
+    # a value computed to be at the bound may differ from it by rounding
+    assert multiphasic.parameter_vector({"fold_expansion": float(np.exp(np.log(hi)))})[i] == pytest.approx(hi)
