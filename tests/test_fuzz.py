@@ -24,6 +24,7 @@ import io
 import random
 import signal
 import sys
+import threading
 import time
 import tokenize
 from pathlib import Path
@@ -142,8 +143,13 @@ def test_fuzz_case(case, tmp_path, monkeypatch):
     fuzzgen.materialise(case, folder)
     monkeypatch.chdir(folder)  # payloads write the sentinel into the current folder
     monkeypatch.setenv("CARKINETICS_CACHE_DIR", str(tmp_path / "kernels"))
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, BUDGET_S)
+    # the per-case budget is a SIGALRM, which only the main thread may install (some
+    # pytest-xdist/execnet combinations run tests in another thread: then the budget is
+    # checked after the case instead of interrupting it)
+    alarm = threading.current_thread() is threading.main_thread()
+    if alarm:
+        old = signal.signal(signal.SIGALRM, _alarm)
+        signal.setitimer(signal.ITIMER_REAL, BUDGET_S)
     t0 = time.perf_counter()
     try:
         refused, message, model = _invoke(case, folder)
@@ -158,8 +164,9 @@ def test_fuzz_case(case, tmp_path, monkeypatch):
     except Exception as err:
         pytest.fail(f"{case.id}: traceback {type(err).__name__}: {str(err)[:300]}: {case.desc}")
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+        if alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
     elapsed = time.perf_counter() - t0
     assert not list(folder.rglob(fuzzgen.SENTINEL)), f"{case.id}: CODE EXECUTION: {case.desc}"
     if model is not None:
