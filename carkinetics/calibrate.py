@@ -664,17 +664,15 @@ def calibration_files(cal: Calibration) -> list:
 def check_calibration_output(cal: Calibration, directory) -> Path:
     """Refuse a folder the calibration cannot write to, before anything is fitted.
 
-    With :func:`carkinetics.io.check_output_dir` (when it exists): also a folder holding
-    files that no carkinetics run wrote (the folder belongs to the calibration: the files of
-    an earlier calibration there are replaced, and those it does not write again removed).
+    Also a folder holding files that no carkinetics run wrote (the folder belongs to the
+    calibration: the files of an earlier calibration there are replaced, and those it does not
+    write again removed).
     """
     from . import io
     from .sweep import check_output_folder
 
     directory = check_output_folder(directory)
-    common = getattr(io, "check_output_dir", None)
-    if common is not None:
-        common(directory, clean=True, known=calibration_files(cal))
+    io.check_output_dir(directory, clean=True, known=calibration_files(cal))
     return directory
 
 

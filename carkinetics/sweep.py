@@ -82,10 +82,7 @@ from . import expressions as ex
 from .errors import CarKineticsError, ScenarioError, is_number, is_whole_number, printable, suggestion
 from .scenario import register_section
 
-try:  # the largest event time the engine accepts
-    from .simulate import MAX_TIME as _MAX_TIME
-except ImportError:  # pragma: no cover
-    _MAX_TIME = 1.0e6
+from .simulate import MAX_TIME as _MAX_TIME  # the largest event time the engine accepts
 #: The value a "none" entry of a variable axis stands for: an event at this time never happens
 #: (the latest time an event may have, 2,700 years, beyond any follow-up).
 NEVER = float(_MAX_TIME)
@@ -116,10 +113,8 @@ class SweepError(CarKineticsError, ValueError):
 
 def max_patients() -> int:
     """Most virtual patients per grid point (the largest cohort carkinetics simulates)."""
-    try:
-        from .population import MAX_POPULATION
-    except ImportError:  # pragma: no cover
-        return 100_000_000
+    from .population import MAX_POPULATION
+
     return int(MAX_POPULATION)
 
 
@@ -1001,8 +996,7 @@ def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=Non
             io.atomic_write_text(out / "grid.csv", grid_frame(spec, grid_ids).to_csv(index=False))
         write_json(out / "sweep.json", info)
         if first:
-            if hasattr(io, "register_outputs"):  # the folder's manifest: these files are carkinetics'
-                io.register_outputs(out, ["grid.csv", "sweep.json"])
+            io.register_outputs(out, ["grid.csv", "sweep.json"])  # the folder's manifest: carkinetics' files
             grid_written[0] = True
 
     def finish(point, res):
@@ -1068,60 +1062,16 @@ def check_output_folder(output) -> Path:
     """Refuse a results folder that cannot be one, before anything is computed; return it.
 
     An empty path, an existing file or device (``/dev/null``), a path below a file, a
-    broken symbolic link, or a folder that cannot be created or written. The check of
-    :func:`carkinetics.io.check_output_dir` when it exists (files already in the folder are
-    left alone: a sweep adds points to its folder), else the local one below.
+    broken symbolic link, or a folder that cannot be created or written
+    (:func:`carkinetics.io.check_output_dir`; files already in the folder are left alone: a
+    sweep adds points to its folder).
     """
     from . import io
 
-    common = getattr(io, "check_output_dir", None)
-    if common is not None:
-        if not isinstance(output, (str, bytes, os.PathLike)):
-            raise SweepError(f"the output folder must be a path, got {output!r}")
-        common(output)
-        return Path(os.fsdecode(os.fspath(output)))
-    return _check_output_folder_locally(output)
-
-
-def _check_output_folder_locally(output) -> Path:
-    text = os.fsdecode(os.fspath(output)) if isinstance(output, (str, bytes, os.PathLike)) else None
-    if text is None:
+    if not isinstance(output, (str, bytes, os.PathLike)):
         raise SweepError(f"the output folder must be a path, got {output!r}")
-    if not text.strip():
-        raise SweepError("the output folder is an empty path: give a folder with -o/--output")
-    path = Path(text)
-    if path.is_symlink() and not path.exists():
-        raise SweepError(f"{path}: the output folder is a broken symbolic link")
-    if path.exists() and not path.is_dir():
-        raise SweepError(f"{path}: the output folder is {_kind_of(path)}, not a folder: choose a folder "
-                         f"with -o/--output")
-    ancestor = path.absolute()
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise SweepError(f"{path}: cannot create the output folder: {ancestor} is {_kind_of(ancestor)}, "
-                         f"not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise SweepError(f"{path}: cannot write the output folder: no permission to write in {ancestor}")
-    return path
-
-
-def _kind_of(path) -> str:
-    import stat
-
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return "not accessible"
-    if stat.S_ISREG(mode):
-        return "a file"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISFIFO(mode):
-        return "a pipe"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular folder"
+    io.check_output_dir(output)
+    return Path(os.fsdecode(os.fspath(output)))
 
 
 #: What a sweep writes in its folder (anything else there is not the sweep's).
@@ -1137,20 +1087,10 @@ def _holds_only_sweep_files(out: Path) -> bool:
 def _remove_stale_staging(out: Path) -> None:
     """Staging folders and temporary files that a killed run left (atomic writes never finished):
     beside and inside the folder, and in ``points/``."""
-    import glob
-    import shutil
-
     from . import io
 
-    orphaned = getattr(io, "remove_orphaned_partials", None)
-    if orphaned is not None:  # only those of processes no longer running
-        orphaned(out)
-        orphaned(out / "points")
-    else:
-        for d in list((out / "points").glob(".*.partial")) + list(
-                out.parent.glob(f".{glob.escape(out.name)}.*.partial")):
-            if d.is_dir() and not d.is_symlink():
-                shutil.rmtree(d, ignore_errors=True)
+    io.remove_orphaned_partials(out)  # only those of processes no longer running
+    io.remove_orphaned_partials(out / "points")
     for f in list(out.glob(".grid.csv.*tmp")) + list(out.glob(".sweep.json.*.tmp")):
         if f.is_file():
             f.unlink(missing_ok=True)
