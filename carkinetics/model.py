@@ -287,6 +287,16 @@ def model_search_paths() -> list[Path]:
     return out
 
 
+#: Relative slack at a bound: a value computed to be at the bound (exp(log(upper)), an
+#: expression such as "cmax * 1.0") may differ from it by rounding.
+BOUND_TOLERANCE = 1e-9
+
+
+def bound_slack(bound):
+    """How far outside ``bound`` (a number or an array) a value may lie by rounding alone."""
+    return BOUND_TOLERANCE * np.maximum(np.abs(bound), 1e-300)
+
+
 class ParameterValueError(CarKineticsError, ValueError):
     """A parameter value given through the Python API is not finite or outside its bounds."""
 
@@ -301,7 +311,7 @@ def _checked_value(par, value, check_bounds: bool = True) -> float:
         raise ParameterValueError(f"parameter {par.name}: expected a finite number, got {value!r}")
     if par.bounds and check_bounds:
         lo, hi = par.bounds
-        if not lo - 1e-9 * max(abs(lo), 1e-300) <= v <= hi + 1e-9 * max(abs(hi), 1e-300):
+        if not lo - bound_slack(lo) <= v <= hi + bound_slack(hi):
             raise ParameterValueError(f"parameter {par.name} = {v:g} is outside the model's bounds "
                                       f"[{lo:g}, {hi:g}] ({par.unit})")
     return v

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import expressions as ex
+from .model import bound_slack as _slack
 from .errors import CarKineticsError, FileProblem, ScenarioError, is_number, is_whole_number, suggestion
 from .scenario import parameter_items, register_section, value_expression
 
@@ -558,13 +559,7 @@ def _check_typical(model, name, expr, env, key, errs, what="") -> bool:
     return True
 
 
-#: Relative slack at a bound: a value computed to be at the bound (exp(log(upper)), an
-#: expression such as "cmax * 1.0") may differ from it by rounding; it is set to the bound.
-BOUND_TOLERANCE = 1e-9
-
-
-def _slack(bound):
-    return BOUND_TOLERANCE * np.maximum(np.abs(bound), 1e-300)
+# a value within the rounding slack of a bound (model.bound_slack) is set to the bound
 
 
 def _outside_bounds(model, name, value) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .errors import CarKineticsError, FileProblem, ScenarioError, SolverError
+from .model import bound_slack
 from .options import SolverOptions
 from .result import BatchResult, Trajectory, status_message
 from .schedule import as_schedule
@@ -243,8 +244,8 @@ def simulate_batch(model, events, times, parameters, *, event_times=None, action
             lo = np.array([p.bounds[0] if p.bounds else -np.inf for p in model.parameters])
             hi = np.array([p.bounds[1] if p.bounds else np.inf for p in model.parameters])
             tgt = table.act_target
-            slack_lo = 1e-9 * np.maximum(np.abs(lo[tgt]), 1e-300)  # rounding of values computed at a bound
-            slack_hi = 1e-9 * np.maximum(np.abs(hi[tgt]), 1e-300)
+            slack_lo = bound_slack(lo[tgt])  # rounding of values computed at a bound
+            slack_hi = bound_slack(hi[tgt])
             out = is_par[None, :] & ((act_value < (lo[tgt] - slack_lo)[None, :])
                                      | (act_value > (hi[tgt] + slack_hi)[None, :]))
             if out.any():
