@@ -17,7 +17,7 @@ For each workload and N (10,000 and 100,000 by default):
   patients (parameters drawn by the cohort's own design), same times, schedule, solver
   options and saved outputs, warm kernels, in this process: the engine's batch
   throughput with nothing else;
-* **run (library)**: :func:`carkinetics.cohort.run_cohort` time inside the CLI process
+* **run (library)**: :func:`carkinetics.cohort.pipeline.run_cohort` time inside the CLI process
   (``run.json`` ``timings.total_s``: drawing, simulation in chunks, endpoints, bands,
   summaries), i.e. what streaming costs on top of the engine;
 * **run (CLI)**: wall time of ``carkinetics run SCENARIO --n N --jobs J`` in a fresh
@@ -106,9 +106,9 @@ def _write_cart10(folder: Path) -> Path:
 def raw_engine(scenario_path: Path, n: int, jobs: int, seed: int, repeats: int = 2) -> float:
     """Seconds for one simulate_batch call on the cohort's N patients (best of ``repeats``)."""
     from carkinetics import simulate_batch
-    from carkinetics.cohort import _ArmEvents
-    from carkinetics.population import cohort_design
-    from carkinetics.scenario import load_scenario
+    from carkinetics.cohort.pipeline import _ArmEvents
+    from carkinetics.scenario.population import cohort_design
+    from carkinetics.scenario.load import load_scenario
 
     sc = load_scenario(scenario_path)
     design = cohort_design(sc, seed)

@@ -117,7 +117,7 @@ def _namespace(model, signature="t, y, p, dy"):
 
     import numba
 
-    from carkinetics.codegen import rhs_function_source
+    from carkinetics.model.codegen import rhs_function_source
 
     @numba.njit(inline="always")
     def _hill(x, k, n):
@@ -178,7 +178,7 @@ class NumbalsodaPeer:
 def run_scipy(model, params, rtol):
     from scipy.integrate import solve_ivp
 
-    from carkinetics.codegen import python_rhs
+    from carkinetics.model.codegen import python_rhs
 
     f = python_rhs(model)
     idx, fac, add = _transplant(model)
@@ -207,7 +207,7 @@ def reference(model, params):
     """Radau at rtol 1e-10 (atol 1e-10 cells) for each patient of ``params``."""
     from scipy.integrate import solve_ivp
 
-    from carkinetics.codegen import python_rhs
+    from carkinetics.model.codegen import python_rhs
 
     f = python_rhs(model)
     idx, fac, add = _transplant(model)

@@ -38,8 +38,8 @@ POINT = {"product": "cd7", "dose_per_kg": 1e6, "arm": "previous_donor", "transpl
 _CHILD = r"""
 import json, sys, time
 from pathlib import Path
-from carkinetics.scenario import load_scenario
-from carkinetics.sweep import sweep
+from carkinetics.scenario.load import load_scenario
+from carkinetics.studies.sweep import sweep
 scenario, out, n, jobs, point = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 sc = load_scenario(scenario)
 t0 = time.perf_counter()
@@ -54,8 +54,8 @@ print(json.dumps({"n": n, "wall_s": wall, "peak_bytes": peak, "cr_d28": cr}))
 
 
 def point_id():
-    from carkinetics.scenario import load_scenario
-    from carkinetics.sweep import grid_frame
+    from carkinetics.scenario.load import load_scenario
+    from carkinetics.studies.sweep import grid_frame
 
     grid = grid_frame(load_scenario(SCENARIO).sections["sweep"])
     sel = grid

@@ -19,26 +19,26 @@ The engine and the model loader are imported with the package; the rest is impor
 first use, so ``import carkinetics`` stays light for the command line.
 """
 
-from .errors import (CarKineticsError as CarKineticsError, ModelFileError as ModelFileError,
+from carkinetics.errors import (CarKineticsError as CarKineticsError, ModelFileError as ModelFileError,
                      ScenarioError as ScenarioError, SolverError as SolverError)
-from .model import Model as Model, load_model as load_model
-from .options import SolverOptions as SolverOptions
-from .result import BatchResult as BatchResult, Trajectory as Trajectory
-from .schedule import Action as Action, Dose as Dose, Event as Event, Schedule as Schedule
-from .simulate import simulate as simulate, simulate_batch as simulate_batch
+from carkinetics.model.spec import Model as Model, load_model as load_model
+from carkinetics.simulation.options import SolverOptions as SolverOptions
+from carkinetics.simulation.result import BatchResult as BatchResult, Trajectory as Trajectory
+from carkinetics.simulation.schedule import Action as Action, Dose as Dose, Event as Event, Schedule as Schedule
+from carkinetics.simulation.simulate import simulate as simulate, simulate_batch as simulate_batch
 
 __version__ = "0.1.0"
 
 #: Public names imported on first use: name -> module.
 _LAZY = {
-    "load_scenario": "scenario",
-    "run_cohort": "cohort",
-    "load_cohort_result": "cohort",
-    "sample_population": "population",
-    "sweep": "sweep",
-    "load_sweep": "sweep",
-    "load_data": "data",
-    "load_targets": "targets",
+    "load_scenario": "scenario.load",
+    "run_cohort": "cohort.pipeline",
+    "load_cohort_result": "cohort.pipeline",
+    "sample_population": "scenario.population",
+    "sweep": "studies.sweep",
+    "load_sweep": "studies.sweep",
+    "load_data": "fit.data",
+    "load_targets": "fit.reference",
 }
 
 __all__ = [

@@ -1,5 +1,5 @@
 """``python -m carkinetics`` runs the command line."""
 
-from .cli import main
+from carkinetics.cli.main import main
 
 main()

@@ -1,7 +1,7 @@
 """Independent reference solutions with scipy's Radau, piecewise between events.
 
 The right-hand side is the plain-Python translation of the model's expressions
-(carkinetics.codegen.python_rhs); events and breakpoints are applied between
+(carkinetics.model.codegen.python_rhs); events and breakpoints are applied between
 solve_ivp calls; nothing of the numba kernel is used.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from carkinetics import expressions as ex
-from carkinetics.codegen import python_rhs
+from carkinetics.model import expressions as ex
+from carkinetics.model.codegen import python_rhs
 
 
 def reference_solve(model, schedule, times, parameters=None, rtol=1e-10, atol=1e-12, t0=None,

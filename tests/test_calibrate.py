@@ -1,4 +1,4 @@
-"""Joint calibration across products (carkinetics.calibrate) and scenario parameter sets.
+"""Joint calibration across products (carkinetics.fit.calibrate) and scenario parameter sets.
 
 The recovery test uses the Stein 2019 multiphasic model, whose typical peak equals its
 ``cmax`` parameter, so the reported median peak of a cohort with symmetric log-normal
@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from carkinetics.calibrate import (CalibrationError, CalibrationFileError, calibrate, load_calibration,
+from carkinetics.fit.calibrate import (CalibrationError, CalibrationFileError, calibrate, load_calibration,
                                    write_calibration)
-from carkinetics.cli import main
+from carkinetics.cli.main import main
 from carkinetics.errors import ScenarioError
-from carkinetics.scenario import load_scenario
-from carkinetics.targets import TARGET_COLUMNS
+from carkinetics.scenario.load import load_scenario
+from carkinetics.fit.reference import TARGET_COLUMNS
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 TRUTH = {"alpha": 0.25, "cmax_a": 20000.0, "cmax_b": 60000.0}
@@ -82,7 +82,7 @@ def _reference(folder: Path, rows) -> Path:
 
 
 def _median_level_d28(scenario_path, parameters, n=4000, seed=99):
-    from carkinetics.cohort import run_cohort
+    from carkinetics.cohort.pipeline import run_cohort
 
     res = run_cohort(load_scenario(scenario_path), n=n, seed=seed, bands=False, parameters=parameters)
     return float(np.median(res.patients["level_d28"]))
@@ -280,7 +280,7 @@ def test_shipped_calibration_is_consistent_with_its_parameter_sets(name):
     """The calibration file checks out, every product has its set, each set holds the values
     recorded in calibration.json, shared values are equal across sets, and the scenarios of
     each product name that product's set (so what validate runs is what was fitted)."""
-    from carkinetics.scenario import load_parameter_set
+    from carkinetics.scenario.load import load_parameter_set
 
     cal = load_calibration(ROOT / "models" / "calibration" / f"{name}.toml")
     assert set(cal.products) == set(SHIPPED[name])
@@ -305,7 +305,7 @@ def test_protocol_design_uses_the_calibrated_product_values():
     """protocol_design.toml starts from the donor-derived CD7 set; its autologous arm and CD5
     product option carry the calibrated product-specific values (copied there: this test
     fails if they go stale after a re-calibration)."""
-    from carkinetics.scenario import load_parameter_set
+    from carkinetics.scenario.load import load_parameter_set
 
     sc = load_scenario(ROOT / "scenarios" / "protocol_design.toml")
     out = ROOT / "models" / "calibrated" / "cart_tall"

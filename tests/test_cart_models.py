@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from carkinetics import SolverOptions, load_model, simulate
-from carkinetics import expressions as ex
-from carkinetics.schedule import Action, Event
-from carkinetics.targets import load_targets
+from carkinetics.model import expressions as ex
+from carkinetics.simulation.schedule import Action, Event
+from carkinetics.fit.reference import load_targets
 
 from conftest import MODELS
 from reference import reference_solve, scaled_error
@@ -176,7 +176,7 @@ def test_typical_cd7_curve_peaks_in_days_7_to_21_then_contracts_and_persists(tal
 def test_calibrated_cd7_products_peak_in_days_7_to_21_then_contract_and_persist(tall, targets, product):
     """The typical curve of each calibrated CD7 product (models/calibrated/cart_tall/): peak in
     days 7-21 (no peak day in the equations), fast contraction, then a slow persistence phase."""
-    from carkinetics.scenario import load_parameter_set
+    from carkinetics.scenario.load import load_parameter_set
 
     calibrated = load_parameter_set(Path(__file__).resolve().parents[1] / "models" / "calibrated" / "cart_tall"
                                     / f"{product}.toml", tall)

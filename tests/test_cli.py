@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from carkinetics.cli import main
+from carkinetics.cli.main import main
 
 from conftest import DATA, ROOT, SCENARIOS
 

@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from carkinetics import ModelFileError, SolverOptions, codegen, load_model, simulate
+from carkinetics import ModelFileError, SolverOptions, load_model, simulate
+from carkinetics.model import codegen
 from carkinetics.errors import CarKineticsError
-from carkinetics.model import model_from_dict
+from carkinetics.model.spec import model_from_dict
 
 from conftest import MODELS
 from reference import reference_solve, scaled_error
@@ -195,7 +196,7 @@ def test_file_name_is_inert(workdir, clean_multiphasic, brk, named):
 
 def test_cli_run_rejects_the_exploit(workdir):
     """The reproduction of issue 12: `carkinetics run` on a scenario using the model."""
-    from carkinetics.cli import main
+    from carkinetics.cli.main import main
 
     text = (MODELS / "multiphasic.toml").read_text(encoding="utf-8")
     (workdir / "models").mkdir()

@@ -9,13 +9,13 @@ import pytest
 from click.testing import CliRunner
 
 from carkinetics import simulate
-from carkinetics.cli import main
-from carkinetics.cohort import (QUANTILE_COLUMNS, QUANTILES, BandHistogram, CohortError, load_cohort_result,
+from carkinetics.cli.main import main
+from carkinetics.cohort.pipeline import (QUANTILE_COLUMNS, QUANTILES, BandHistogram, CohortError, load_cohort_result,
                                 run_cohort, write_csv)
-from carkinetics.io import exact_float_csv_kw
-from carkinetics.population import cohort_design
-from carkinetics.scenario import load_scenario
-from carkinetics.schedule import Action, Event, Schedule
+from carkinetics.io.atomic import exact_float_csv_kw
+from carkinetics.scenario.population import cohort_design
+from carkinetics.scenario.load import load_scenario
+from carkinetics.simulation.schedule import Action, Event, Schedule
 
 from conftest import DATA, SCENARIOS
 
@@ -67,7 +67,7 @@ def test_band_quantiles_are_within_one_bin_of_the_exact_ones():
 
 @pytest.mark.parametrize("buffer", [1 << 16, 3])  # 3: values outside the range overflow the list
 def test_histograms_do_not_depend_on_how_values_are_split(monkeypatch, buffer):
-    import carkinetics.cohort as cohort
+    import carkinetics.cohort.pipeline as cohort
 
     monkeypatch.setattr(cohort, "_MISSED_BUFFER", buffer)
     rng = np.random.default_rng(1)
@@ -221,7 +221,7 @@ def test_failed_patients_are_flagged_and_left_out(scenario):
 def test_write_owns_its_folder(tmp_path, reference):
     """CohortResult.write, like `carkinetics run`: a rewrite leaves no file of the earlier result
     beside the new ones, and a folder with files carkinetics did not write is refused."""
-    from carkinetics.io import OutputError
+    from carkinetics.io.atomic import OutputError
 
     out = tmp_path / "out"
     reference.write(out)
@@ -301,7 +301,7 @@ def test_cli_cohort_files_identical_for_one_and_two_jobs(tmp_path):
     # summaries were computed) are the ones drawn here from the written files
     import matplotlib.image
 
-    from carkinetics.plots import save_figure
+    from carkinetics.plots.cohort import save_figure
 
     back = load_cohort_result(outs[1])
     for figure, name in ((back.plot_bands(), "bands"), (back.plot_km(), "km")):
@@ -355,7 +355,7 @@ def test_band_panels_of_negative_outputs_are_linear():
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from carkinetics.plots import plot_cohort_bands
+    from carkinetics.plots.cohort import plot_cohort_bands
 
     t = np.arange(5.0)
     rows = [dict(arm="all", output="mrd_log10", time=x, n=10, q05=-6 + x, q25=-5 + x, q50=-4 + x, q75=-3 + x,
@@ -377,7 +377,7 @@ def test_an_error_in_the_engine_thread_is_raised_and_the_thread_ends(scenario, m
     import importlib
     import threading
 
-    sim_module = importlib.import_module("carkinetics.simulate")  # the package's `simulate` is the function
+    sim_module = importlib.import_module("carkinetics.simulation.simulate")  # the package's `simulate` is the function
     real = sim_module.simulate_batch
     calls = []
 
@@ -418,7 +418,7 @@ def _pixels(fig):
 
 def test_cohort_figures_are_the_same_from_mappings_of_arrays(reference):
     """The helper process draws from plain arrays (no pandas): the very same pixels."""
-    from carkinetics import plots
+    from carkinetics.plots import cohort as plots
 
     for function, _, kwargs in reference._figure_args():
         plain = dict(next(kw for f, _, kw in reference._figure_args(plain=True) if f == function))
@@ -430,7 +430,7 @@ def test_cohort_figures_are_the_same_from_mappings_of_arrays(reference):
 def test_figures_drawn_by_the_helper_process_or_here_when_it_fails(tmp_path, reference, monkeypatch):
     import matplotlib.image
 
-    from carkinetics import render
+    from carkinetics.plots import render
 
     here = tmp_path / "here"
     reference.write(here)

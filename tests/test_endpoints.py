@@ -12,10 +12,10 @@ import pytest
 from scipy import stats
 from scipy.optimize import brentq
 
-import carkinetics.endpoints as ep
+import carkinetics.scenario.endpoints as ep
 from carkinetics import ScenarioError
-from carkinetics.scenario import load_scenario, scenario_from_dict
-from carkinetics.summary import kaplan_meier
+from carkinetics.scenario.load import load_scenario, scenario_from_dict
+from carkinetics.stats.summary import kaplan_meier
 
 from conftest import DATA
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from carkinetics import Action, Dose, Event, Schedule, SolverOptions, simulate
-from carkinetics.schedule import EventError
+from carkinetics.simulation.schedule import EventError
 
 TIMES = np.linspace(0, 120, 121)
 OPTS = SolverOptions(rtol=1e-8)

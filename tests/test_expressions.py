@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from carkinetics import expressions as ex
+from carkinetics.model import expressions as ex
 from carkinetics.errors import ExpressionError
 
 

@@ -11,9 +11,9 @@ import pytest
 from scipy import optimize, special, stats
 
 from carkinetics import load_model
-from carkinetics.data import load_data
+from carkinetics.fit.data import load_data
 from carkinetics.errors import DataError
-from carkinetics import fit as F
+from carkinetics.fit import individual as F
 
 FIT = Path(__file__).resolve().parent / "data" / "fit"
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,9 +245,9 @@ def test_target_fit_recovers_typical_values_from_reported_statistics(multiphasic
 
 
 def test_scenario_cohort_adapter_fits_an_endpoint_column(multiphasic):
-    from carkinetics.scenario import load_scenario
+    from carkinetics.scenario.load import load_scenario
 
-    pytest.importorskip("carkinetics.cohort")
+    pytest.importorskip("carkinetics.cohort.pipeline")
     sc = load_scenario(ROOT / "scenarios" / "multiphasic_cohort.toml")
     cohort = F.ScenarioCohort(sc, n=30, seed=3, names=["cmax"])
     q = cohort.quantities()
@@ -307,7 +307,7 @@ def test_setup_errors_name_the_problem(decay):
 # outputs and CLI
 # ---------------------------------------------------------------------------------------
 def test_write_fit_calibrated_model_and_scenario_parameters(decay, tmp_path):
-    from carkinetics.scenario import load_scenario
+    from carkinetics.scenario.load import load_scenario
 
     df = decay_data(decay, lloq=30.0)
     csv = tmp_path / "d.csv"
@@ -333,7 +333,7 @@ def test_write_fit_calibrated_model_and_scenario_parameters(decay, tmp_path):
 def test_cli_fit_individual_and_bad_input(decay, tmp_path):
     from click.testing import CliRunner
 
-    from carkinetics.cli import main
+    from carkinetics.cli.main import main
 
     csv = tmp_path / "d.csv"
     decay_data(decay).to_csv(csv, index=False)

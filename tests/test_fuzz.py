@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks" / "fuzz"))
 import fuzzgen  # noqa: E402
 
-from carkinetics.cli import main  # noqa: E402
+from carkinetics.cli.main import main  # noqa: E402
 from carkinetics.errors import CarKineticsError  # noqa: E402
 
 SEED = 20261205
@@ -81,7 +81,7 @@ def _alarm(signum, frame):
 
 def _payload_in_kernel(model) -> list[str]:
     """Tokens of the generated kernel source (outside comments) that carry a payload."""
-    from carkinetics.codegen import generate_source
+    from carkinetics.model.codegen import generate_source
 
     src = generate_source(model)
     bad = []
@@ -108,7 +108,7 @@ def _invoke(case, folder: Path):
             path = Path(args[1])
             data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
             if "scenario" in data:
-                from carkinetics.scenario import load_scenario
+                from carkinetics.scenario.load import load_scenario
 
                 model = load_scenario(path).model
             else:
@@ -117,7 +117,7 @@ def _invoke(case, folder: Path):
                 model = load_model(path)
         return result.exit_code != 0, result.output, model
     if kind == "run":  # payload cases: load the scenario (and its model) as `run` does, then generate the kernel
-        from carkinetics.scenario import load_scenario
+        from carkinetics.scenario.load import load_scenario
 
         try:
             sc = load_scenario(args[1])
@@ -126,7 +126,7 @@ def _invoke(case, folder: Path):
         return False, "", sc.model
     if kind in ("@probe", "fit"):
         from carkinetics import load_model
-        from carkinetics.data import load_data
+        from carkinetics.fit.data import load_data
 
         model_path, data_path = (args[2], args[3]) if kind == "@probe" else (args[1], args[2])
         try:

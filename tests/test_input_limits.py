@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 
 from carkinetics import ScenarioError, load_model, simulate
-from carkinetics.data import load_data
+from carkinetics.fit.data import load_data
 from carkinetics.errors import DataError, FileError, SolverError
-from carkinetics.fit import load_target_table
-from carkinetics.options import OptionsError, SolverOptions
-from carkinetics.population import cohort_design
-from carkinetics.scenario import check_file, load_scenario, scenario_from_dict
-from carkinetics.schedule import Action, Event, EventError, Schedule
-from carkinetics.simulate import SimulationInputError, simulate_batch
-from carkinetics.targets import load_targets
+from carkinetics.fit.individual import load_target_table
+from carkinetics.simulation.options import OptionsError, SolverOptions
+from carkinetics.scenario.population import cohort_design
+from carkinetics.scenario.load import check_file, load_scenario, scenario_from_dict
+from carkinetics.simulation.schedule import Action, Event, EventError, Schedule
+from carkinetics.simulation.simulate import SimulationInputError, simulate_batch
+from carkinetics.fit.reference import load_targets
 
 from conftest import DATA
 

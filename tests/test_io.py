@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from carkinetics import io
-from carkinetics.cli import main
-from carkinetics.io import OutputError, atomic_output_dir, check_output_dir
+from carkinetics.io import atomic as io
+from carkinetics.cli.main import main
+from carkinetics.io.atomic import OutputError, atomic_output_dir, check_output_dir
 
 from conftest import DATA, ROOT, SCENARIOS
 
@@ -110,11 +110,11 @@ def test_folder_with_files_of_others_is_refused_before_computing(tmp_path, monke
     def no_computing(*args, **kwargs):
         raise AssertionError("computed before the output folder was checked")
 
-    import carkinetics.cohort
-    import carkinetics.scenario
+    import carkinetics.cohort.pipeline
+    import carkinetics.scenario.load
 
-    monkeypatch.setattr(carkinetics.scenario, "load_scenario", no_computing)
-    monkeypatch.setattr(carkinetics.cohort, "run_cohort", no_computing)
+    monkeypatch.setattr(carkinetics.scenario.load, "load_scenario", no_computing)
+    monkeypatch.setattr(carkinetics.cohort.pipeline, "run_cohort", no_computing)
     res = CliRunner().invoke(main, ["run", str(COHORT), "--n", "20", "-o", str(out)])
     assert res.exit_code == 1
     assert "Error:" in res.output and "notes.txt" in res.output and "raw/data.csv" in res.output
@@ -170,7 +170,7 @@ def test_register_outputs_marks_files_written_directly(tmp_path):
 def test_signal_removes_the_staging_folder(tmp_path, sig, status):
     script = textwrap.dedent(f"""
         import os, signal, sys, time
-        from carkinetics.io import atomic_output_dir
+        from carkinetics.io.atomic import atomic_output_dir
         before = signal.getsignal(signal.{sig})
         try:
             with atomic_output_dir(sys.argv[1]) as staging:
@@ -369,7 +369,7 @@ def test_write_errors_become_messages_naming_the_file(tmp_path):
 
 
 def test_disk_full_during_a_run_is_an_error_message(tmp_path, monkeypatch):
-    import carkinetics.cohort as cohort
+    import carkinetics.cohort.pipeline as cohort
 
     def full(table, file, header=True):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -411,14 +411,14 @@ def test_write_json_error_names_the_file(tmp_path):
 
 def test_seed_scenarios_skip_unreadable_files(tmp_path, monkeypatch):
     """validate's search for seed scenarios reads each file through the one input reader."""
-    import carkinetics.model
-    from carkinetics.validate import seed_scenarios
+    import carkinetics.model.spec
+    from carkinetics.studies.validate import seed_scenarios
 
     (tmp_path / "models").mkdir()
     (tmp_path / "scenarios").mkdir()
     (tmp_path / "scenarios" / "a_bad.toml").write_bytes(b"\xff\xfe[targets]\n")
     (tmp_path / "scenarios" / "b_dir.toml").mkdir()
     (tmp_path / "scenarios" / "c_good.toml").write_text("[targets.x]\nendpoint = 'y'\n")
-    monkeypatch.setattr(carkinetics.model, "model_search_paths", lambda: [tmp_path / "models"])
+    monkeypatch.setattr(carkinetics.model.spec, "model_search_paths", lambda: [tmp_path / "models"])
     assert [p.name for p in seed_scenarios()] == ["c_good.toml"]
     assert ROOT.exists()

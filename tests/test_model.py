@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from carkinetics import ModelFileError, load_model
-from carkinetics.model import model_from_dict
+from carkinetics.model.spec import model_from_dict
 
 from conftest import DATA, MODELS
 
@@ -134,7 +134,7 @@ def test_models_pickle_without_kernel(linear_model):
 def test_content_hash_is_the_file_hash():
     import hashlib
 
-    from carkinetics.model import load_model, resolve_model_path
+    from carkinetics.model.spec import load_model, resolve_model_path
 
     path = resolve_model_path("multiphasic")
     model = load_model(path)
@@ -339,7 +339,7 @@ def test_file_name_with_line_breaks_gives_a_printable_default_name(tmp_path):
     ("ten", "expected a number"),
 ])
 def test_parameter_overrides_through_the_api_are_checked(multiphasic, value, message):
-    from carkinetics.model import ParameterValueError
+    from carkinetics.model.spec import ParameterValueError
 
     with pytest.raises(ParameterValueError, match=message):
         multiphasic.parameter_vector({"fold_expansion": value})

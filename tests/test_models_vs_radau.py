@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from carkinetics import SolverOptions, load_model, simulate
-from carkinetics.scenario import load_scenario
+from carkinetics.scenario.load import load_scenario
 
 from conftest import MODELS, SCENARIOS
 from reference import reference_solve, scaled_error

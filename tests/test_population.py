@@ -12,8 +12,8 @@ import pytest
 from scipy import stats
 
 from carkinetics import ScenarioError
-from carkinetics.population import BLOCK, cohort_design, sample_population
-from carkinetics.scenario import load_scenario, scenario_from_dict
+from carkinetics.scenario.population import BLOCK, cohort_design, sample_population
+from carkinetics.scenario.load import load_scenario, scenario_from_dict
 
 from conftest import DATA
 

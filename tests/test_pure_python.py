@@ -23,8 +23,8 @@ _CASES = r'''
 import numpy as np
 
 from carkinetics import SolverOptions, load_model, simulate
-from carkinetics.schedule import Action, Event
-from carkinetics.simulate import simulate_batch
+from carkinetics.simulation.schedule import Action, Event
+from carkinetics.simulation.simulate import simulate_batch
 
 
 def cases(root):

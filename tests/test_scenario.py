@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from carkinetics import ScenarioError, simulate
-from carkinetics.scenario import check_file, load_scenario
+from carkinetics.scenario.load import check_file, load_scenario
 
 from conftest import DATA, SCENARIOS
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from carkinetics.scenario import load_scenario
-from carkinetics.targets import load_targets
-from carkinetics import validate  # noqa: F401  (registers the [targets] section)
+from carkinetics.scenario.load import load_scenario
+from carkinetics.fit.reference import load_targets
+from carkinetics.studies import validate  # noqa: F401  (registers the [targets] section)
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = sorted((ROOT / "scenarios").glob("seed_*.toml"))

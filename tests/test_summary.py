@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-import carkinetics.endpoints  # noqa: F401  (registers the [endpoints] and [outcomes] sections)
-from carkinetics.scenario import scenario_from_dict
-from carkinetics.summary import (clopper_pearson_interval, kaplan_meier, mean_interval, quantile_interval,
+import carkinetics.scenario.endpoints  # noqa: F401  (registers the [endpoints] and [outcomes] sections)
+from carkinetics.scenario.load import scenario_from_dict
+from carkinetics.stats.summary import (clopper_pearson_interval, kaplan_meier, mean_interval, quantile_interval,
                                  summarise, wilson_interval)
 
 from conftest import DATA
@@ -58,7 +58,7 @@ def test_quantile_interval_matches_scipy_quantile_test(q, n):
 def test_binomial_order_statistics_by_bisection_match_scipy():
     """The order statistics of the quantile intervals (bisection over the binomial CDF) are
     scipy.stats.binom.ppf / isf, for small samples and for the 10^5-10^6 of a large cohort."""
-    from carkinetics.summary import _binomial_crossing
+    from carkinetics.stats.summary import _binomial_crossing
 
     for n in [1, 2, 3, 7, 30, 59, 1000, 12345, 100_000, 1_000_000]:
         for q in (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99):

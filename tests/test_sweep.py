@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from carkinetics.io import exact_float_csv_kw
+from carkinetics.io.atomic import exact_float_csv_kw
 from conftest import DATA
 
 TOY = DATA / "sweep" / "toy_sweep.toml"
@@ -25,7 +25,7 @@ TOY = DATA / "sweep" / "toy_sweep.toml"
 
 @pytest.fixture(scope="module")
 def toy():
-    from carkinetics.scenario import load_scenario
+    from carkinetics.scenario.load import load_scenario
 
     return load_scenario(TOY)
 
@@ -33,7 +33,7 @@ def toy():
 @pytest.fixture(scope="module")
 def full_run(toy, tmp_path_factory):
     """One uninterrupted sweep with per-patient tables (1 thread, default chunks)."""
-    from carkinetics.sweep import sweep
+    from carkinetics.studies.sweep import sweep
 
     out = tmp_path_factory.mktemp("sweep") / "full"
     return sweep(toy, out, jobs=1, per_patient=True)
@@ -44,7 +44,7 @@ def _raw():
 
 
 def _scenario(data):
-    from carkinetics.scenario import scenario_from_dict
+    from carkinetics.scenario.load import scenario_from_dict
 
     return scenario_from_dict(data, TOY)
 
@@ -55,7 +55,7 @@ def _scenario(data):
 
 
 def test_grid_is_the_product_of_the_axes_first_axis_slowest(toy):
-    from carkinetics.sweep import NEVER
+    from carkinetics.studies.sweep import NEVER
 
     spec = toy.sections["sweep"]
     assert [a.name for a in spec.axes] == ["dose_per_kg", "transplant_day", "arm"]
@@ -183,7 +183,7 @@ def test_common_random_numbers_same_patients_at_every_point(full_run):
 
 def test_none_means_the_event_never_happens(full_run, toy):
     """Point 2 (transplant 'none') equals the scenario without its transplant event."""
-    from carkinetics.cohort import run_cohort
+    from carkinetics.cohort.pipeline import run_cohort
 
     data = _raw()
     data["events"] = [e for e in data["events"] if e["name"] != "transplant"]
@@ -206,7 +206,7 @@ def test_none_means_the_event_never_happens(full_run, toy):
 
 
 def test_same_seed_same_tables_for_threads_and_chunk_sizes(full_run, toy, tmp_path):
-    from carkinetics.sweep import sweep
+    from carkinetics.studies.sweep import sweep
 
     other = sweep(toy, tmp_path / "j2", jobs=2, chunk_size=7)
     pd.testing.assert_frame_equal(other.summary, full_run.summary)
@@ -220,7 +220,7 @@ def _interrupt_after(k):
     """A progress object that raises KeyboardInterrupt once k grid points have finished."""
     import io
 
-    from carkinetics.sweep import Progress
+    from carkinetics.studies.sweep import Progress
 
     class InterruptAfter(Progress):
         def point_done(self, n_patients=0):
@@ -232,7 +232,7 @@ def _interrupt_after(k):
 
 
 def test_interrupted_sweep_keeps_finished_points_and_resumes_to_the_same_result(full_run, toy, tmp_path):
-    from carkinetics.sweep import SweepError, load_sweep, sweep
+    from carkinetics.studies.sweep import SweepError, load_sweep, sweep
 
     out = tmp_path / "resume"
     bar = _interrupt_after(3)
@@ -263,7 +263,7 @@ def test_interrupted_sweep_keeps_finished_points_and_resumes_to_the_same_result(
 
 def test_local_dask_cluster_gives_the_identical_table(full_run, toy, tmp_path):
     distributed = pytest.importorskip("distributed")
-    from carkinetics.sweep import sweep
+    from carkinetics.studies.sweep import sweep
 
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
@@ -276,7 +276,7 @@ def test_local_dask_cluster_gives_the_identical_table(full_run, toy, tmp_path):
 def test_missing_dask_gives_an_install_hint(monkeypatch):
     import builtins
 
-    from carkinetics.sweep import SweepError, import_distributed
+    from carkinetics.studies.sweep import SweepError, import_distributed
 
     real_import = builtins.__import__
 
@@ -306,7 +306,7 @@ def test_outcome_table_and_survival_at_a_day(full_run):
     surv = res.outcome(endpoint, stat)
     km = res.km[(res.km["endpoint"] == "overall_survival") & np.isclose(res.km["time"], 365)]
     np.testing.assert_allclose(surv["value"], km.sort_values("point")["survival"])
-    from carkinetics.sweep import SweepError
+    from carkinetics.studies.sweep import SweepError
 
     with pytest.raises(SweepError, match="did you mean 'remission_d28'"):
         res.outcome("remision_d28")
@@ -320,7 +320,7 @@ def test_outcome_table_and_survival_at_a_day(full_run):
 def test_cli_sweep_then_plot(tmp_path):
     from click.testing import CliRunner
 
-    from carkinetics.cli import main
+    from carkinetics.cli.main import main
 
     out = tmp_path / "cli"
     runner = CliRunner()
@@ -367,8 +367,8 @@ def _toy_with_parameter_set(folder, expansion=0.5, head_extra=""):
 
 
 def test_resume_is_refused_when_a_parameter_set_changed_and_names_it(tmp_path):
-    from carkinetics.scenario import load_scenario
-    from carkinetics.sweep import SweepError, sweep
+    from carkinetics.scenario.load import load_scenario
+    from carkinetics.studies.sweep import SweepError, sweep
 
     path = _toy_with_parameter_set(tmp_path)
     out = tmp_path / "out"
@@ -402,8 +402,8 @@ def test_the_printed_resume_command_works(tmp_path, monkeypatch):
 
     from click.testing import CliRunner
 
-    import carkinetics.sweep as sweep_module
-    from carkinetics.cli import main
+    import carkinetics.studies.sweep as sweep_module
+    from carkinetics.cli.main import main
 
     path = _toy_with_parameter_set(tmp_path)
     out = tmp_path / "my results"
@@ -437,9 +437,9 @@ def test_the_printed_resume_command_works(tmp_path, monkeypatch):
 
 
 def test_a_sweep_failing_on_its_first_point_can_be_rerun(tmp_path, monkeypatch):
-    import carkinetics.sweep as sweep_module
+    import carkinetics.studies.sweep as sweep_module
     from carkinetics.errors import CarKineticsError
-    from carkinetics.scenario import load_scenario
+    from carkinetics.scenario.load import load_scenario
 
     sc = load_scenario(_toy_with_parameter_set(tmp_path))
     out = tmp_path / "out"
@@ -473,7 +473,7 @@ def test_only_the_requested_points_of_a_large_grid_are_built(tmp_path, monkeypat
     import time
 
     from carkinetics.errors import ScenarioError
-    from carkinetics.sweep import sweep
+    from carkinetics.studies.sweep import sweep
 
     data = _raw()
     del data["sweep"]["plots"]
@@ -500,8 +500,8 @@ def test_only_the_requested_points_of_a_large_grid_are_built(tmp_path, monkeypat
 def test_a_bad_output_folder_is_refused_before_any_point_is_computed(toy, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    import carkinetics.sweep as sweep_module
-    from carkinetics.cli import main
+    import carkinetics.studies.sweep as sweep_module
+    from carkinetics.cli.main import main
     from carkinetics.errors import CarKineticsError
 
     def must_not_run(*args, **kwargs):
@@ -520,7 +520,7 @@ def test_a_bad_output_folder_is_refused_before_any_point_is_computed(toy, tmp_pa
 
 
 def test_staging_left_by_a_killed_run_is_removed_and_a_drawn_seed_is_kept(tmp_path):
-    from carkinetics.sweep import sweep
+    from carkinetics.studies.sweep import sweep
 
     data = _raw()
     del data["sweep"]["seed"]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from carkinetics.sweep import KM_COLUMNS, SUMMARY_COLUMNS, SweepResult
+from carkinetics.studies.sweep import KM_COLUMNS, SUMMARY_COLUMNS, SweepResult
 
 
 def _result():
@@ -46,7 +46,7 @@ def _png_size(path):
 
 
 def test_outcome_curves_one_line_per_arm_with_bands():
-    from carkinetics.sweepplots import plot_outcome_curves
+    from carkinetics.plots.studies import plot_outcome_curves
 
     fig = plot_outcome_curves(_result(), ["cr_d28", "cmax:median", "os@365"], x="dose_per_kg", lines="arm",
                               fixed={"transplant_day": "none"})
@@ -70,7 +70,7 @@ def test_outcome_curves_one_line_per_arm_with_bands():
 
 
 def test_heatmap_over_two_axes_holds_the_values():
-    from carkinetics.sweepplots import plot_heatmap
+    from carkinetics.plots.studies import plot_heatmap
 
     fig = plot_heatmap(_result(), "cr_d28", "dose_per_kg", "transplant_day", fixed={"arm": "new_donor"})
     ax = fig.axes[0]
@@ -84,7 +84,7 @@ def test_heatmap_over_two_axes_holds_the_values():
 
 
 def test_km_curves_with_reported_points():
-    from carkinetics.sweepplots import plot_km
+    from carkinetics.plots.studies import plot_km
 
     targets = pd.DataFrame({"time": [365.0], "value": [0.6], "lower": [0.4], "upper": [0.8], "label": ["s1_os"]})
     fig = plot_km(_result(), "os", points=[0, 1], targets=targets)
@@ -99,7 +99,7 @@ def test_km_curves_with_reported_points():
 
 
 def test_tornado_and_global_bars():
-    from carkinetics.sweepplots import plot_global_sensitivity, plot_tornado
+    from carkinetics.plots.studies import plot_global_sensitivity, plot_tornado
 
     t = pd.DataFrame({"parameter": ["a", "b"], "typical": [1.0, 1.0], "low": [0.5, 0.1], "high": [2.0, 10.0],
                       "outcome_low": [0.4, 0.45], "outcome_high": [0.6, 0.9], "baseline": [0.5, 0.5],
@@ -119,7 +119,7 @@ def test_tornado_and_global_bars():
 
 
 def test_saved_figures_are_projector_sized(tmp_path):
-    from carkinetics.sweepplots import plot_outcome_curves, save_figure
+    from carkinetics.plots.studies import plot_outcome_curves, save_figure
 
     files = save_figure(plot_outcome_curves(_result(), ["cr_d28"]), tmp_path / "fig", ("png", "pdf"))
     assert [f.suffix for f in files] == [".png", ".pdf"]

@@ -10,7 +10,7 @@ import pytest
 import scipy.stats
 
 from carkinetics.errors import ScenarioError
-from carkinetics.validate import TargetSpec, cohort_statistic, plot_validation, verdict_counts
+from carkinetics.studies.validate import TargetSpec, cohort_statistic, plot_validation, verdict_counts
 
 
 def _spec(endpoint, **kw):
@@ -103,7 +103,7 @@ def test_verdicts_and_plot():
 
 
 def test_bad_targets_section(tmp_path):
-    from carkinetics.scenario import load_scenario
+    from carkinetics.scenario.load import load_scenario
 
     (tmp_path / "m.toml").write_text((__import__("pathlib").Path(__file__).parent / "data" / "models"
                                       / "linear.toml").read_text())

@@ -15,8 +15,8 @@ def main(argv):
     kind, *rest = argv
     try:
         if kind == "data":
-            from carkinetics.data import load_data
-            from carkinetics.model import load_model
+            from carkinetics.fit.data import load_data
+            from carkinetics.model.spec import load_model
 
             model, path = rest
             ds = load_data(path, load_model(model))

@@ -38,7 +38,7 @@
 # population that starts below its threshold (a memory pool at zero, say) may grow
 # from inflow until it reaches the threshold (see NEW/ALIVE/EXTINCT).
 #
-# Nothing in this file checks user input: carkinetics.simulate validates everything
+# Nothing in this file checks user input: carkinetics.simulation.simulate validates everything
 # before calling the kernels.
 
 # ---------------------------------------------------------------------- STUB (not used)

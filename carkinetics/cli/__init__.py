@@ -1,0 +1,1 @@
+"""The ``carkinetics`` command line: parse, call the library, print."""

@@ -1,0 +1,1 @@
+"""Virtual cohorts: the per-patient chunk loop, streaming quantile bands, results on disk."""

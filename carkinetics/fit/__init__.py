@@ -1,0 +1,1 @@
+"""Fitting: observation data, problems, likelihoods, optimisers, uncertainty, calibration."""

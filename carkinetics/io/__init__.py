@@ -1,0 +1,1 @@
+"""Files: atomic output folders, provenance, fast CSV, TOML."""

@@ -1,0 +1,1 @@
+"""The model language: safe expressions, validation of model files, code generation."""

@@ -1,0 +1,451 @@
+"""Generate, cache and import the numba kernel of a model.
+
+For each model the generator writes one Python module: the model's right-hand
+side, analytic Jacobian, initial values and outputs as numba functions, followed by
+the integrator template (:mod:`carkinetics.engine.template`). The module is stored
+in the kernel cache under a name that hashes its full text together with the numba,
+numpy and Python versions, so a changed model, a changed engine or an upgraded numba
+can never pick up a stale compilation; numba caches the machine code next to it.
+
+The cache lives in ``$CARKINETICS_CACHE_DIR`` or, by default,
+``~/.cache/carkinetics/kernels``. Deleting it is always safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from carkinetics.model import expressions as ex
+from carkinetics.errors import ModelFileError
+
+_TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "engine" / "template.py"
+_STUB_END = "# ---------------------------------------------------------------------- END OF STUB"
+_lock = threading.Lock()
+_loaded: dict[str, object] = {}
+
+
+def cache_dir() -> Path:
+    """Folder of generated kernels (created when needed)."""
+    env = os.environ.get("CARKINETICS_CACHE_DIR")
+    if env:
+        base = Path(env)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(xdg) if xdg else Path.home() / ".cache") / "carkinetics"
+    return base / "kernels"
+
+
+def _template_body() -> str:
+    text = _TEMPLATE_PATH.read_text(encoding="utf-8")
+    head, sep, body = text.partition(_STUB_END)
+    if not sep:
+        raise RuntimeError(f"engine template {_TEMPLATE_PATH} lost its stub marker")
+    return body
+
+
+# ----------------------------------------------------------------------------------------
+# source generation
+# ----------------------------------------------------------------------------------------
+
+
+# ---- what of a model may enter generated code ---------------------------------------------
+# Only validated names (ASCII identifiers, see expressions.name_problem), always mangled
+# with a prefix (s_, p_, x_) or used in comments after a check, numbers written by repr(),
+# and free text (model name, file name) through _inert. Nothing else from a model file.
+
+_TEXT_LIMIT = 120  # characters of free text kept in a comment
+
+
+def _inert(text) -> str:
+    """Free text for a comment of generated code: the one way text enters a kernel.
+
+    ``ascii()`` escapes quotes, backslashes, every line break Python or an editor knows
+    (``\\n \\r \\x0b \\x0c \\x1c-\\x1e \\x85 \\u2028 \\u2029``), NUL and all non-ASCII; the
+    result is one line of printable ASCII in quotes, inert in a comment.
+    """
+    text = str(text)
+    if len(text) > _TEXT_LIMIT:
+        text = text[:_TEXT_LIMIT] + "..."
+    out = ascii(text)
+    if not (out.isascii() and out.isprintable()):  # cannot happen: ascii() escapes all of it
+        raise RuntimeError(f"unsafe text for generated code: {out!r}")
+    return out
+
+
+def _slug(text, limit: int = 40) -> str:
+    """ASCII letters, digits and _ only (file and module names)."""
+    out = "".join(c if (c.isascii() and c.isalnum()) else "_" for c in str(text))[:limit].strip("_")
+    return out or "model"
+
+
+def _check_names(model) -> None:
+    """ModelFileError unless every name that enters generated code is a valid identifier.
+
+    load_model already checks them; this guards models built in other ways.
+    """
+    problems = []
+    for section, names in (("states", model.state_names), ("parameters", model.parameter_names),
+                           ("expressions", list(model.expressions)), ("outputs", model.output_names)):
+        for n in names:
+            why = ex.name_problem(n)
+            if why is None and n in _RESERVED:
+                why = f"'{n}' is reserved"
+            if why is not None:
+                problems.append((f"{section}.{_inert(n)[1:-1]}", why))
+    if problems:
+        from carkinetics.errors import FileProblem
+
+        raise ModelFileError(model.path, [FileProblem(k, m) for k, m in problems])
+
+
+_RESERVED = {"t", "pi"} | set(ex.FUNCTIONS)
+
+
+def _mangle(model):
+    _check_names(model)
+    states = {n: f"s_{n}" for n in model.state_names}
+    params = {n: f"p_{n}" for n in model.parameter_names}
+    exprs = {n: f"x_{n}" for n in model.expressions}
+
+    def rename(name):
+        if name == "t":
+            return "t"
+        if name in states:
+            return states[name]
+        if name in params:
+            return params[name]
+        if name in exprs:
+            return exprs[name]
+        raise KeyError(name)
+
+    return rename
+
+
+def _dependencies(model):
+    """For each intermediate expression: the states and whether ``t`` it depends on."""
+    state_set = set(model.state_names)
+    deps: dict[str, set] = {}
+    for name, expr in model.expressions.items():
+        d = set()
+        for n in ex.names(expr):
+            if n in state_set or n == "t":
+                d.add(n)
+            elif n in deps:
+                d |= deps[n]
+        deps[name] = d
+    return deps
+
+
+def _needed(exprs_needed, model):
+    """Close a set of expression names under their dependencies (in model order)."""
+    need = set(exprs_needed)
+    for name in reversed(list(model.expressions)):
+        if name in need:
+            need |= {n for n in ex.names(model.expressions[name]) if n in model.expressions}
+    return [n for n in model.expressions if n in need]
+
+
+def _preamble(model, rename, used_names, indent="    "):
+    lines = []
+    for i, n in enumerate(model.state_names):
+        if n in used_names:
+            lines.append(f"{indent}{rename(n)} = y[{i}]")
+    for i, n in enumerate(model.parameter_names):
+        if n in used_names:
+            lines.append(f"{indent}{rename(n)} = p[{i}]")
+    return lines
+
+
+def generate_source(model) -> str:
+    """Full text of the kernel module of ``model``."""
+    rename = _mangle(model)
+    deps = _dependencies(model)
+    state_names = model.state_names
+    uses_t = any("t" in ex.names(e) for e in model.odes.values()) or any(
+        "t" in deps[n] for e in model.odes.values() for n in ex.names(e) if n in deps)
+
+    def all_names(exprs):
+        out = set()
+        for e in exprs:
+            out |= ex.names(e)
+        return out
+
+    out = [
+        f"# carkinetics kernel for model {_inert(model.name)}, file {_inert(model.path.name)}.",
+        "# Generated code: do not edit. Regenerated whenever the model, the engine or numba changes.",
+        f"# model sha256: {_inert(model.content_hash)[1:-1]}",
+        "import math",
+        "",
+        "import numpy as np",
+        "from numba import njit, prange, types",
+        "from numba.extending import intrinsic",
+        "",
+        f"N_STATES = {model.n_states}",
+        f"N_PARAMS = {model.n_parameters}",
+        f"N_OUTPUTS = {model.n_outputs}",
+        f"NONAUTONOMOUS = {bool(uses_t)}",
+        "",
+    ]
+
+    # ---- rhs
+    rhs_exprs = _needed({n for e in model.odes.values() for n in ex.names(e)}, model)
+    used = all_names(list(model.odes.values()) + [model.expressions[n] for n in rhs_exprs])
+    def src(e, rn=rename):  # per-patient scalar code: libm, helpers not inlined
+        return ex.to_source(e, rn, vector_math=False)
+
+    def vsrc(e, rn=rename):  # the lanes: branch-free inlined math that vectorises
+        return ex.to_source(e, rn, vector_math=True)
+
+    keys: dict[int, str] = {}  # line of generated code -> key of the model file it comes from
+
+    def put(line, key):
+        keys[len(out)] = key
+        out.append(line)
+
+    out.append('@njit(cache=True, error_model="numpy", nogil=True, inline="always")')
+    out.append("def model_rhs(t, y, p, dy):")
+    out.extend(_preamble(model, rename, used))
+    for n in rhs_exprs:
+        put(f"    {rename(n)} = {src(model.expressions[n])}", f"expressions.{n}")
+    for i, n in enumerate(state_names):
+        put(f"    dy[{i}] = {src(model.odes[n])}  # d{n}/dt", f"odes.{n}")
+    out.append("")
+
+    # ---- the same right-hand side for many patients at once: one loop over lanes
+    # (columns of y and p, into out[s]) that LLVM vectorises
+    def rename_lanes(name):
+        return "t_lane" if name == "t" else rename(name)
+
+    out.append('@njit(cache=True, error_model="numpy", nogil=True, inline="always")')
+    out.append("def model_rhs_lanes(t, y, p, out, s, nl):")
+    out.append("    for lane in range(nl):")
+    if "t" in used or any("t" in deps[n] for n in rhs_exprs):
+        out.append("        t_lane = t[lane]")
+    for i, n in enumerate(model.state_names):
+        if n in used:
+            out.append(f"        {rename(n)} = y[{i}, lane]")
+    for i, n in enumerate(model.parameter_names):
+        if n in used:
+            out.append(f"        {rename(n)} = p[{i}, lane]")
+    for n in rhs_exprs:
+        put(f"        {rename(n)} = {vsrc(model.expressions[n], rename_lanes)}", f"expressions.{n}")
+    for i, n in enumerate(state_names):
+        put(f"        out[s, {i}, lane] = {vsrc(model.odes[n], rename_lanes)}  # d{n}/dt", f"odes.{n}")
+    out.append("")
+
+    # ---- jacobian: chain rule through intermediate expressions. The derivative of
+    # expression n with respect to state (or t) wrt is the local jd<k>, numbered: in the
+    # trees it is the variable "<jd k>", which no name of a model can spell, so neither
+    # a parameter nor another expression/state pair can ever reach it.
+    jac_lines = []
+    dnames: dict[tuple[str, str], str] = {}  # (expression, wrt) -> placeholder variable
+    jac_locals: dict[str, str] = {}  # placeholder variable -> local in the generated code
+
+    def dvar_for(wrt):
+        def dvar(name):
+            if name == wrt:
+                return ex.ONE
+            if name in model.expressions and (name, wrt) in dnames:
+                return ex.Expr.var(dnames[(name, wrt)])
+            return ex.ZERO
+        return dvar
+
+    jac_used = set(used)
+    for n in rhs_exprs:
+        for wrt in [s for s in state_names if s in deps[n]] + (["t"] if "t" in deps[n] else []):
+            d = ex.diff(model.expressions[n], wrt, dvar_for(wrt))
+            if d.is_num(0.0):
+                continue
+            k = len(jac_lines)
+            placeholder = f"<jd {k}>"
+            dnames[(n, wrt)] = placeholder
+            jac_locals[placeholder] = f"jd{k}"
+            jac_lines.append((f"jd{k}", d, n, wrt))
+            jac_used |= ex.names(d)
+    entries = []
+    for i, n in enumerate(state_names):
+        for j, wrt in enumerate(state_names):
+            d = ex.diff(model.odes[n], wrt, dvar_for(wrt))
+            if not d.is_num(0.0):
+                entries.append((f"jac[{i}, {j}]", d, n))
+                jac_used |= ex.names(d)
+        if uses_t:
+            d = ex.diff(model.odes[n], "t", dvar_for("t"))
+            if not d.is_num(0.0):
+                entries.append((f"dfdt[{i}]", d, n))
+                jac_used |= ex.names(d)
+
+    def rename_jac(name):
+        if name in jac_locals:
+            return jac_locals[name]
+        return rename(name)
+
+    out.append('@njit(cache=True, error_model="numpy", nogil=True)')
+    out.append("def model_jac(t, y, p, jac, dfdt):")
+    out.append("    # entries not assigned here are zero (the caller clears jac and dfdt)")
+    out.extend(_preamble(model, rename, jac_used))
+    for n in rhs_exprs:
+        put(f"    {rename(n)} = {src(model.expressions[n])}", f"expressions.{n}")
+    for local, d, n, wrt in jac_lines:
+        put(f"    {local} = {src(d, rename_jac)}  # d{n}/d{wrt}", f"expressions.{n}")
+    for target, d, n in entries:
+        put(f"    {target} = {src(d, rename_jac)}", f"odes.{n}")
+    out.append("    return")
+    out.append("")
+
+    # ---- initial values
+    out.append('@njit(cache=True, error_model="numpy", nogil=True)')
+    out.append("def model_initial(p, y):")
+    init_used = all_names([s.initial for s in model.states])
+    out.extend(_preamble(model, rename, init_used))
+    for i, s in enumerate(model.states):
+        put(f"    y[{i}] = {src(s.initial)}  # {s.name}", f"states.{s.name}.initial")
+    out.append("")
+
+    # ---- outputs
+    out.append('@njit(cache=True, error_model="numpy", nogil=True)')
+    out.append("def model_outputs(t, y, p, out):")
+    out_exprs = _needed({n for o in model.outputs for n in ex.names(o.expression)}, model)
+    out_used = all_names([o.expression for o in model.outputs] + [model.expressions[n] for n in out_exprs])
+    out.extend(_preamble(model, rename, out_used))
+    for n in out_exprs:
+        put(f"    {rename(n)} = {src(model.expressions[n])}", f"expressions.{n}")
+    for i, o in enumerate(model.outputs):
+        put(f"    out[{i}] = {src(o.expression)}  # {o.name}", f"outputs.{o.name}.expression")
+    if not model.outputs:
+        out.append("    return")
+    out.append("")
+    out.append("# ---------------------------------------------------------------------- engine template")
+    head = "\n".join(out)
+    _check_generated(model, head, out, keys)
+    return head + _template_body()
+
+
+def _check_generated(model, head: str, lines, keys) -> None:
+    """The generated part of a kernel must be plain ASCII lines that Python can compile.
+
+    Anything else is a bug (RuntimeError), except expressions whose generated code is
+    nested too deeply (their derivatives grow) or too large for Python: a ModelFileError
+    naming the key of each.
+    """
+    if not head.isascii() or any(not line.isprintable() for line in lines):
+        raise RuntimeError(f"generated kernel of {model.path} contains unsafe characters")
+    try:
+        compile(head, "<carkinetics kernel>", "exec", dont_inherit=True)
+        return
+    except (SyntaxError, RecursionError, MemoryError, ValueError) as err:
+        first = err
+    problems = {}
+    for i, key in keys.items():
+        try:
+            compile(lines[i].strip(), "<carkinetics kernel line>", "exec", dont_inherit=True)
+        except (SyntaxError, RecursionError, MemoryError, ValueError) as err:
+            why = getattr(err, "msg", None) or type(err).__name__
+            problems.setdefault(key, f"the generated code of this expression or of its derivative is too "
+                                     f"deeply nested or too large for Python to compile ({why}); split it "
+                                     f"into intermediate [expressions]")
+    if not problems:
+        raise RuntimeError(f"generated kernel of {model.path} does not compile: {first}") from first
+    from carkinetics.errors import FileProblem
+
+    raise ModelFileError(model.path, [FileProblem(k, m) for k, m in problems.items()])
+
+
+def rhs_function_source(model, name: str = "rhs", signature: str = "t, y, p, dy") -> str:
+    """Source of a function writing the right-hand side into ``dy``.
+
+    The same code as the kernel's ``model_rhs``, without a decorator: peers in the
+    benchmarks wrap it (a numba ``cfunc`` for numbalsoda, whose order is
+    ``"t, y, dy, p"``); ``y``, ``p`` and ``dy`` may be arrays or C pointers.
+    """
+    rename = _mangle(model)
+    rhs_exprs = _needed({n for e in model.odes.values() for n in ex.names(e)}, model)
+    used = set()
+    for e in list(model.odes.values()) + [model.expressions[n] for n in rhs_exprs]:
+        used |= ex.names(e)
+    if sorted(a.strip() for a in signature.split(",")) != ["dy", "p", "t", "y"]:
+        raise ValueError(f"signature must name t, y, p and dy, got {signature!r}")
+    if not (name.isascii() and name.isidentifier()):
+        raise ValueError(f"function name must be an ASCII identifier, got {name!r}")
+    lines = [f"def {name}({signature}):"]
+    lines.extend(_preamble(model, rename, used))
+    for n in rhs_exprs:
+        lines.append(f"    {rename(n)} = {ex.to_source(model.expressions[n], rename)}")
+    for i, n in enumerate(model.state_names):
+        lines.append(f"    dy[{i}] = {ex.to_source(model.odes[n], rename)}")
+    return "\n".join(lines) + "\n"
+
+
+def python_rhs_source(model, name: str = "rhs") -> str:
+    """Plain-Python right-hand side ``rhs(t, y, p) -> list`` (for peers such as scipy).
+
+    Used by the benchmarks and the Radau cross-check tests: the same expressions as
+    the kernel, run by the Python interpreter.
+    """
+    body = rhs_function_source(model, "_rhs_into")
+    return "\n".join([
+        "import math", "", _HILL_PY, "", body,
+        f"def {name}(t, y, p):",
+        f"    dy = [0.0] * {model.n_states}",
+        "    _rhs_into(t, y, p, dy)",
+        "    return dy", "",
+    ])
+
+
+_HILL_PY = '''def _hill(x, k, n):
+    if x <= 0.0:
+        return 0.0
+    return 1.0 / (1.0 + (k / x) ** n)'''
+
+
+def python_rhs(model):
+    """Compile :func:`python_rhs_source` into a function (no numba)."""
+    namespace: dict = {}
+    exec(compile(python_rhs_source(model), f"<carkinetics rhs {_slug(model.name)}>", "exec"), namespace)  # noqa: S102
+    return namespace["rhs"]
+
+
+# ----------------------------------------------------------------------------------------
+# cache
+# ----------------------------------------------------------------------------------------
+
+
+def kernel_path(model) -> Path:
+    import numba
+    import numpy
+
+    source = generate_source(model)
+    key = "\n".join([source, numba.__version__, numpy.__version__, sys.version])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return cache_dir() / f"ck_{_slug(model.name)}_{digest}.py", source
+
+
+def build_kernel(model):
+    """Generate (if needed), import and return the kernel module of ``model``."""
+    path, source = kernel_path(model)
+    key = str(path)
+    with _lock:
+        if key in _loaded:
+            return _loaded[key]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text(encoding="utf-8") != source:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(source)
+            if path.exists():  # another process wrote it meanwhile: keep theirs (same text)
+                os.unlink(tmp)
+            else:
+                os.replace(tmp, path)
+        modname = f"_carkinetics_kernel_{path.stem}"
+        spec = importlib.util.spec_from_file_location(modname, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[modname] = module
+        spec.loader.exec_module(module)
+        _loaded[key] = module
+        return module

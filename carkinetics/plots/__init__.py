@@ -1,0 +1,1 @@
+"""Figures (matplotlib imported inside the functions); one module per family."""

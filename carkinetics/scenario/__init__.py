@@ -1,0 +1,1 @@
+"""Scenario files: the schema of legal sections, loading, the virtual population, endpoints."""

@@ -1,0 +1,682 @@
+"""Scenario files: one protocol and one clinical question each.
+
+A scenario names a model (path relative to the scenario file, or a model name),
+output times, parameter overrides, solver options and events; later sections add a
+virtual population, arms, endpoints, survival rules, a sweep grid and the reported
+targets the scenario must reproduce. Every section is validated here, once, and all
+problems in a file are reported together.
+
+Minimal example::
+
+    [scenario]
+    name = "typical"
+    model = "../models/multiphasic.toml"
+
+    [times]
+    end = 730
+    step = 1
+
+    [[events]]
+    name = "infusion"
+    time = 0
+    add = { effector = 1e8 }
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from carkinetics.model import expressions as ex
+from carkinetics.errors import (CarKineticsError, ExpressionError, FileProblem, ProblemCollector, ScenarioError, is_number,
+                     parse_toml, printable, read_input_text, suggestion)
+from carkinetics.simulation.options import METHODS, OptionsError, SolverOptions
+from carkinetics.simulation.simulate import MAX_OUTPUT_TIMES, MAX_TIME
+# limits of output and event times (MAX_OUTPUT_TIMES, MAX_TIME): see simulate.py
+
+_SCENARIO_KEYS = {"name", "description", "model", "targets", "notes", "seed_file", "arm", "reproduces",
+                  "parameter_set"}
+_TIMES_KEYS = {"start", "end", "step", "values"}
+_SOLVER_KEYS = {"method", "rtol", "atol", "max_steps", "max_step"}
+_EVENT_KEYS = {"name", "time", "when", "add", "multiply", "set", "set_parameter", "notes", "arms"}
+_PLOT_KEYS = {"outputs", "log_scale", "title"}
+ACTION_KEYS = ("multiply", "set", "add", "set_parameter")
+
+# Sections a scenario may have. Modules that extend scenarios (cohort, endpoints,
+# sweep, validation) register a parser for their section with `register_section`.
+_SECTION_PARSERS: dict = {}
+_CORE_SECTIONS = {"scenario", "times", "parameters", "solver", "events", "plot"}
+
+
+def register_section(name: str, parser) -> None:
+    """Register ``parser(raw_value, context) -> object`` for a top-level section."""
+    _SECTION_PARSERS[name] = parser
+
+
+# Modules that register scenario sections, imported (in this order: parsers run in the
+# order they were registered) before a scenario is validated. Imported here, lazily,
+# because they import this module.
+EXTENSION_MODULES = ("scenario.population", "scenario.endpoints", "studies.validate", "studies.sweep", "cohort.pipeline")
+
+
+def _load_extensions() -> None:
+    import importlib
+
+    for name in EXTENSION_MODULES:
+        try:
+            importlib.import_module(f"carkinetics.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"carkinetics.{name}":
+                raise
+
+
+@dataclass
+class EventSpec:
+    """An event as written in a scenario; values may be expressions."""
+
+    name: str
+    time: ex.Expr
+    when: str | None
+    actions: list  # (kind, target, Expr)
+    arms: tuple[str, ...] | None = None  # None: all arms
+    key: str = ""
+
+
+@dataclass
+class Scenario:
+    """A validated scenario file."""
+
+    path: Path
+    name: str
+    description: str
+    model: object
+    times: np.ndarray
+    t0: float | None
+    parameters: dict  # overrides: name -> float
+    solver: SolverOptions
+    events: list
+    plot_outputs: tuple[str, ...]
+    plot_log: bool
+    targets: tuple[str, ...] = ()
+    sections: dict = field(default_factory=dict)  # extension sections (population, endpoints, ...)
+    raw: dict = field(default_factory=dict, repr=False)
+    parameter_sets: tuple[Path, ...] = ()  # files whose [parameters] the scenario starts from
+
+    @property
+    def horizon(self) -> float:
+        return float(self.times[-1])
+
+    def parameter_vector(self) -> np.ndarray:
+        return self.model.parameter_vector(self.parameters)
+
+    def schedule(self, env: dict | None = None, arm: str | None = None):
+        """The events as a :class:`~carkinetics.simulation.schedule.Schedule`, for one patient.
+
+        ``env`` maps names used in event expressions (parameters, covariates) to
+        values; by default the typical parameters after overrides.
+        """
+        from carkinetics.simulation.schedule import Action, Event, Schedule
+
+        env = env if env is not None else self.default_env()
+        events = []
+        for k, spec in enumerate(self.events_for_arm(arm)):
+            key = spec.key or f"events[{k}]"
+            where = f"{key}.time"
+            try:
+                t = _event_number(spec.time, env)
+                check_time(t, "event time")
+                acts = []
+                for kind, target, value in spec.actions:
+                    where = f"{key}.{kind}.{target}"
+                    v = _event_number(value, env)
+                    check_action_value(self.model, kind, target, v)
+                    acts.append(Action(kind, target, v))
+                events.append(Event(t, acts, when=spec.when, name=spec.name, source=(str(self.path), key)))
+            except (CarKineticsError, ArithmeticError, ValueError, TypeError) as err:
+                raise ScenarioError(self.path, [FileProblem(where, str(err))]) from None
+        return Schedule(events)
+
+    def events_for_arm(self, arm: str | None):
+        return [e for e in self.events if e.arms is None or arm is None or arm in e.arms]
+
+    def default_env(self) -> dict:
+        """Names usable in event expressions, at the typical patient's values.
+
+        The typical parameters after overrides, plus what extension sections add
+        (``typical_values()``: scenario variables, the median of each covariate).
+        """
+        p = self.parameter_vector()
+        env = dict(zip(self.model.parameter_names, p))
+        for section in self.sections.values():
+            typical = getattr(section, "typical_values", None)
+            if callable(typical):
+                env.update(typical())
+        return env
+
+
+def _event_number(expr, env) -> float:
+    """The value of an event expression for one patient (a finite number, or an error)."""
+    with np.errstate(all="ignore"):
+        value = np.asarray(ex.evaluate(expr, env), dtype=float)
+    if value.size != 1:
+        raise ValueError(f"expected one value, got {value.size}")
+    v = float(value.reshape(-1)[0])
+    if not math.isfinite(v):
+        raise ValueError(f"evaluates to {v} (not a finite number)")
+    return v
+
+
+def check_time(t: float, what: str = "time") -> None:
+    """Raise ValueError for a time that is not finite or beyond ``MAX_TIME`` days."""
+    if not math.isfinite(t) or abs(t) > MAX_TIME:
+        raise ValueError(f"{what} {t:g} is beyond +-{MAX_TIME:g} days (the largest time carkinetics accepts)")
+
+
+def check_action_value(model, kind: str, target: str, value: float) -> None:
+    """Raise ValueError for an event value that cannot be right: a negative amount, factor or
+    state (states are cell counts or fractions, >= 0), a parameter outside its bounds."""
+    if kind in ("add", "multiply", "set") and value < 0:
+        word = {"add": "amount", "multiply": "factor", "set": "value"}[kind]
+        raise ValueError(f"{word} must be >= 0, got {value} (states are amounts: cells, copies, fractions)")
+    if kind == "set_parameter":
+        par = model.parameter(target)
+        lo, hi = par.bounds or (-math.inf, math.inf)
+        if not (lo - 1e-9 * abs(lo) <= value <= hi + 1e-9 * abs(hi)):  # slack: rounding at a bound
+            raise ValueError(f"{value:g} is outside the bounds of parameter '{target}' "
+                             f"[{par.bounds[0]:g}, {par.bounds[1]:g}] ({par.unit})")
+
+
+def parameter_items(raw, section: str, model, errs, expected: str) -> list:
+    """Entries ``(name, value, key)`` of a table keyed by the model's parameter names.
+
+    A table that is not a table, and names that are not parameters of ``model`` (with
+    a close-match suggestion), are recorded in ``errs`` and left out.
+    """
+    if not isinstance(raw, dict):
+        errs.add(section, f"expected a table of parameter = {expected}")
+        return []
+    items = []
+    for nm, value in raw.items():
+        key = f"{section}.{nm}"
+        if nm not in model.parameter_names:
+            errs.add(key, f"'{nm}' is not a parameter of model '{model.name}'"
+                          f"{suggestion(nm, model.parameter_names)}")
+            continue
+        items.append((nm, value, key))
+    return items
+
+
+def load_scenario(path) -> Scenario:
+    """Load and validate a scenario file.
+
+    Raises
+    ------
+    ScenarioError
+        Listing every problem in the file (and in the model file it names).
+    """
+    path = Path(path)
+    return scenario_from_dict(read_toml(path, ScenarioError), path)
+
+
+def read_toml(path, error_class=ScenarioError) -> dict:
+    """The tables of a TOML file; a missing, unreadable or malformed file raises ``error_class``."""
+    path = Path(path)
+    return parse_toml(read_input_text(path, error_class, "TOML file"), path, error_class)
+
+
+def scenario_from_dict(data: dict, path) -> Scenario:
+    path = Path(path)
+    _load_extensions()
+    errs = ProblemCollector(path, ScenarioError)
+    known_sections = _CORE_SECTIONS | set(_SECTION_PARSERS)
+    for key in data:
+        if key not in known_sections:
+            errs.unknown_name(key, key, sorted(known_sections), "a section of a scenario file")
+
+    head, model = header_and_model(data, "scenario", _SCENARIO_KEYS, path, errs)
+    name = head.get("name", path.stem)
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable():
+        errs.add("scenario.name", f"expected a non-empty line of at most 200 printable characters, got "
+                                  f"{printable(repr(name), 200)}")
+        name = printable(path.stem, 200)
+    for k in ("description", "notes", "seed_file", "arm", "reproduces"):
+        if k in head and not isinstance(head[k], str):
+            errs.add(f"scenario.{k}", f"expected a string, got {head[k]!r}")
+    targets = head.get("targets", [])
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        errs.add("scenario.targets", "expected a list of target ids (strings)")
+        targets = []
+    _check_target_ids(targets, errs)
+
+    # ---- times
+    times, t0 = _parse_times(data.get("times"), errs)
+
+    # ---- parameter sets (e.g. a product's calibrated values), then the scenario's own overrides
+    overrides = {}
+    set_paths = _parameter_set_paths(head.get("parameter_set"), path, errs)
+    for set_path in set_paths:
+        overrides.update(load_parameter_set(set_path, model))
+    _numeric_parameters(parameter_items(data.get("parameters", {}), "parameters", model, errs, "value"),
+                        model, errs, overrides)
+
+    # ---- solver
+    solver = _parse_solver(data.get("solver", {}), model, errs)
+
+    # ---- context for extension sections and events
+    context = {"model": model, "path": path, "errors": errs, "times": times, "t0": t0, "data": data,
+               "parameters": overrides}
+    sections = {}
+    for sec, parser in _SECTION_PARSERS.items():
+        if sec in data:
+            sections[sec] = parser(data[sec], context)
+    context["sections"] = sections
+
+    # names usable in event expressions: parameters, plus whatever extensions declare
+    extra_names = set(context.get("event_names", ()))
+    arm_names = set(context.get("arm_names", ()))
+    events = _parse_events(data.get("events", []), model, times, t0, errs, extra_names, arm_names)
+
+    # ---- plot
+    plot = data.get("plot", {})
+    plot_outputs = tuple(model.output_names)
+    plot_log = True
+    if not isinstance(plot, dict):
+        errs.add("plot", "expected a table")
+    else:
+        errs.unknown_keys("plot", plot, _PLOT_KEYS, "a key of [plot]")
+        if "outputs" in plot:
+            outs = plot["outputs"]
+            if not isinstance(outs, list):
+                errs.add("plot.outputs", "expected a list of output or state names")
+            else:
+                names = model.output_names + model.state_names
+                for o in outs:
+                    if not isinstance(o, str) or o not in names:
+                        errs.add("plot.outputs", f"'{o}' is not an output or state of model "
+                                                 f"'{model.name}'{suggestion(str(o), names)}")
+                plot_outputs = tuple(outs)
+        plot_log = plot.get("log_scale", True)
+        if not isinstance(plot_log, bool):
+            errs.add("plot.log_scale", f"expected true or false, got {plot_log!r}")
+            plot_log = True
+        if "title" in plot and not isinstance(plot["title"], str):
+            errs.add("plot.title", f"expected a string, got {plot['title']!r}")
+
+    errs.raise_if_any()
+    scenario = Scenario(path=path, name=name, description=str(head.get("description", "")), model=model,
+                        times=times, t0=t0, parameters=overrides, solver=solver, events=events,
+                        plot_outputs=plot_outputs, plot_log=plot_log, targets=tuple(targets), sections=sections,
+                        raw=data, parameter_sets=tuple(set_paths))
+    # the typical patient's events: expressions that give a negative amount, a time beyond the
+    # limits or a parameter outside its bounds are found here, not while simulating
+    scenario.schedule()
+    return scenario
+
+
+_TARGET_IDS: dict = {}
+
+
+def _reference_target_ids() -> list:
+    """Ids of the shipped reference target table (read once per version of the file)."""
+    from carkinetics.fit.reference import default_targets_path, load_targets
+
+    path = default_targets_path()
+    try:
+        stamp = (path.stat().st_mtime_ns, path.stat().st_size)
+    except OSError:
+        stamp = None
+    if stamp is None or _TARGET_IDS.get("stamp") != stamp:
+        _TARGET_IDS["ids"] = list(load_targets(path)["target_id"])
+        _TARGET_IDS["stamp"] = stamp
+    return _TARGET_IDS["ids"]
+
+
+def _check_target_ids(targets, errs) -> None:
+    """Record ids of ``[scenario] targets`` that are not in the reference table."""
+    if not targets:
+        return
+    try:
+        known = _reference_target_ids()
+    except CarKineticsError as err:
+        errs.add("scenario.targets", f"the reference target table could not be read: {err}")
+        return
+    known_set = set(known)
+    seen = set()
+    for t in targets:
+        if t in seen:
+            errs.add("scenario.targets", f"'{t}' is listed twice")
+        seen.add(t)
+        if t not in known_set:
+            errs.add("scenario.targets", f"'{t}' is not a target id of the reference table{suggestion(t, known)}")
+
+
+def header_and_model(data, table, keys, path, errs):
+    """The ``[table]`` of a file that names a model, and that model.
+
+    Checks the table's keys against ``keys`` and loads ``model`` (a path relative to the
+    file, or a shipped model's name); a missing table, a missing or unloadable model raise
+    ``errs`` at once (nothing else can be checked without them).
+    """
+    from carkinetics.model.spec import load_model
+
+    head = data.get(table)
+    if not isinstance(head, dict):
+        errs.add(table, f"missing [{table}] table with at least 'model'")
+        errs.raise_if_any()
+    errs.unknown_keys(table, head, keys, f"a key of [{table}]")
+    model_ref = head.get("model")
+    if not isinstance(model_ref, str) or not model_ref or len(model_ref) > 4096 or "\x00" in model_ref:
+        errs.add(f"{table}.model", f"expected the path of a model file (relative to this file) "
+                                   f"or a model name, got {printable(repr(model_ref), 200)}")
+        errs.raise_if_any()
+    model_path = Path(path).parent / model_ref
+    try:
+        model = load_model(model_path if (model_path.suffix == ".toml" or "/" in model_ref) else model_ref)
+    except CarKineticsError as err:
+        errs.add(f"{table}.model", f"model '{model_ref}' could not be loaded:\n    "
+                 + str(err).replace("\n", "\n    "))
+        errs.raise_if_any()
+    return head, model
+
+
+def _numeric_parameters(items, model, errs, out: dict) -> None:
+    """Check ``(name, value, key)`` entries as finite numbers within the model's bounds into ``out``."""
+    for nm, value, key in items:
+        if not is_number(value):
+            errs.add(key, f"expected a finite number, got {value!r}")
+            continue
+        par = model.parameter(nm)
+        if par.bounds and not (par.bounds[0] <= value <= par.bounds[1]):
+            errs.add(key, f"{value} is outside the model's bounds [{par.bounds[0]}, {par.bounds[1]}] "
+                          f"({par.unit})")
+            continue
+        out[nm] = float(value)
+
+
+def _parameter_set_paths(raw, path: Path, errs) -> list:
+    if raw is None:
+        return []
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not items or not all(isinstance(x, str) and x for x in items):
+        errs.add("scenario.parameter_set", f"expected the path of a parameter-set file (relative to this "
+                                           f"scenario) or a list of them, got {raw!r}")
+        return []
+    out = []
+    for x in items:
+        p = path.parent / x
+        if not p.exists():
+            errs.add("scenario.parameter_set", f"parameter-set file '{x}' not found (looked for {p})")
+        else:
+            out.append(p)  # folders, devices, huge files: refused by read_toml, naming the file
+    return out
+
+
+def load_parameter_set(path, model) -> dict:
+    """Parameter values from a parameter-set file: a TOML file with a ``[parameters]`` table.
+
+    Such files are written by ``carkinetics calibrate`` (one per product, with the fit's
+    provenance in comments and in a ``[calibration]`` table, which is not read here); a
+    scenario names one with ``[scenario] parameter_set = "..."`` and its own
+    ``[parameters]`` apply on top.
+
+    Raises
+    ------
+    ScenarioError
+        Naming the file: not TOML, no ``[parameters]`` table, unknown parameters, values
+        that are not finite numbers within the model's bounds.
+    """
+    path = Path(path)
+    errs = ProblemCollector(path, ScenarioError)
+    data = read_toml(path, ScenarioError)
+    if not isinstance(data.get("parameters"), dict):
+        raise ScenarioError(path, ["parameters: a parameter-set file needs a [parameters] table of "
+                                   "parameter = value"])
+    for k in data:
+        if k not in ("parameters", "calibration"):
+            errs.unknown_name(k, k, ("parameters", "calibration"), "a section of a parameter-set file")
+    _check_provenance_numbers(data.get("calibration"), "calibration", errs)
+    out = {}
+    _numeric_parameters(parameter_items(data["parameters"], "parameters", model, errs, "value"), model, errs, out)
+    errs.raise_if_any()
+    return out
+
+
+def _check_provenance_numbers(value, key, errs) -> None:
+    """A parameter set's ``[calibration]`` record is not used, but a NaN or infinite number in it
+    means the file did not come from a finished calibration: refuse it."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_provenance_numbers(v, f"{key}.{k}", errs)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_provenance_numbers(v, f"{key}[{i}]", errs)
+    elif isinstance(value, float) and not math.isfinite(value):
+        errs.add(key, f"{value!r} in the record of the calibration: the file is not from a finished calibration")
+
+
+def _parse_times(raw, errs):
+    if raw is None:
+        errs.add("times", "missing [times] (e.g. end = 365, step = 1, or values = [...])")
+        return np.array([0.0, 1.0]), None
+    if not isinstance(raw, dict):
+        errs.add("times", "expected a table")
+        return np.array([0.0, 1.0]), None
+    errs.unknown_keys("times", raw, _TIMES_KEYS, "a key of [times]")
+    start = raw.get("start")
+    if start is not None and not is_number(start):
+        errs.add("times.start", f"expected a number, got {start!r}")
+        start = None
+    if start is not None and abs(start) > MAX_TIME:
+        errs.add("times.start", f"{start:g} is beyond +-{MAX_TIME:g} days (the largest time carkinetics accepts)")
+        start = None
+    if "values" in raw:
+        if "end" in raw or "step" in raw:
+            errs.add("times", "give either 'values' or 'end' (with 'step'), not both")
+        vals = raw["values"]
+        ok = isinstance(vals, list) and vals and all(is_number(v) for v in vals)
+        if not ok:
+            errs.add("times.values", "expected a non-empty list of numbers")
+            return np.array([0.0, 1.0]), start
+        if len(vals) > MAX_OUTPUT_TIMES:
+            errs.add("times.values", f"{len(vals):,} output times; at most {MAX_OUTPUT_TIMES:,} are allowed")
+            return np.array([0.0, 1.0]), start
+        far = [v for v in vals if abs(v) > MAX_TIME]
+        if far:
+            errs.add("times.values", f"{far[0]:g} is beyond +-{MAX_TIME:g} days (the largest time carkinetics "
+                                     f"accepts)")
+            return np.array([0.0, 1.0]), start
+        arr = np.array(vals, dtype=float)
+        if arr.size > 1 and not np.all(np.diff(arr) > 0):
+            errs.add("times.values", "output times must be strictly increasing")
+            arr = np.unique(arr)
+    else:
+        end = raw.get("end")
+        step = raw.get("step", 1.0)
+        if not is_number(end):
+            errs.add("times.end", f"expected the last output time (a number), got {end!r}")
+            return np.array([0.0, 1.0]), start
+        if abs(end) > MAX_TIME:
+            errs.add("times.end", f"{end:g} is beyond +-{MAX_TIME:g} days (the largest time carkinetics accepts)")
+            return np.array([0.0, 1.0]), start
+        if not is_number(step) or not step > 0:
+            errs.add("times.step", f"expected a positive number, got {printable(repr(step), 60)}")
+            step = 1.0
+        step, end = float(step), float(end)  # TOML integers may exceed numpy's int64
+        first = 0.0 if start is None else float(start)
+        if end <= first:
+            errs.add("times.end", f"end = {end} must be after start = {first}")
+            return np.array([first, first + 1.0]), start
+        if step > end - first:
+            errs.add("times.step", f"step = {step:g} is longer than the whole grid ({first:g} to {end:g}); "
+                                   f"for a few chosen times write 'values = [...]'")
+            return np.array([first, end]), start
+        n_float = (end - first) / step
+        if n_float + 2 > MAX_OUTPUT_TIMES:
+            errs.add("times.step", f"step = {step:g} from {first:g} to {end:g} gives {n_float + 1:,.0f} output "
+                                   f"times; at most {MAX_OUTPUT_TIMES:,} are allowed (choose a larger step)")
+            return np.array([first, float(end)]), start
+        n = int(math.floor(n_float + 1e-9))
+        arr = first + step * np.arange(n + 1)
+        if arr[-1] < end - 1e-9 * max(1.0, abs(end)):
+            arr = np.append(arr, float(end))
+    if start is not None and arr[0] < start:
+        errs.add("times.start", f"start = {start} is after the first output time {arr[0]}")
+    return arr, (None if start is None else float(start))
+
+
+def _parse_solver(raw, model, errs) -> SolverOptions:
+    if not isinstance(raw, dict):
+        errs.add("solver", "expected a table")
+        return SolverOptions()
+    kwargs = {"source": f"{errs.path}: solver"}
+    for key, value in raw.items():
+        if key not in _SOLVER_KEYS:
+            errs.unknown_name(f"solver.{key}", key, _SOLVER_KEYS, "a solver option")
+            continue
+        kwargs[key] = value
+    if "method" in kwargs and (not isinstance(kwargs["method"], str) or kwargs["method"] not in METHODS):
+        errs.add("solver.method", f"expected one of {sorted(METHODS)}, got {kwargs['method']!r}"
+                                  f"{suggestion(str(kwargs['method']), METHODS)}")
+        kwargs.pop("method")
+    try:
+        opts = SolverOptions(**kwargs)
+        opts.atol_vector(model)
+        return opts
+    except (OptionsError, TypeError) as err:
+        errs.add("solver", str(err))
+        return SolverOptions()
+
+
+def _parse_events(raw, model, times, t0, errs, extra_names, arm_names) -> list:
+    if not isinstance(raw, list):
+        errs.add("events", "expected [[events]] tables (an array of tables)")
+        return []
+    horizon_hi = times[-1]
+    value_names = set(model.parameter_names) | set(extra_names)
+    out = []
+    for k, ev in enumerate(raw):
+        key = f"events[{k}]"
+        if not isinstance(ev, dict):
+            errs.add(key, "expected a table")
+            continue
+        name = ev.get("name", f"event {k}")
+        if not isinstance(name, str):
+            errs.add(f"{key}.name", f"expected a string, got {name!r}")
+            name = f"event {k}"
+        errs.unknown_keys(key, ev, _EVENT_KEYS, "a key of an event")
+        if "time" not in ev:
+            errs.add(f"{key}.time", "missing (a number or an expression, model time unit)")
+            continue
+        time_expr = value_expression(ev["time"], f"{key}.time", value_names, errs)
+        if time_expr is not None and time_expr.op == "num":
+            tv = time_expr.value
+            if abs(tv) > MAX_TIME:
+                errs.add(f"{key}.time", f"{tv:g} is beyond +-{MAX_TIME:g} days (the largest time carkinetics "
+                                        f"accepts)")
+            elif t0 is not None and tv < t0:
+                errs.add(f"{key}.time", f"{tv} is before the start of the scenario ({t0})")
+            if tv > horizon_hi:
+                errs.add(f"{key}.time", f"{tv} is after the last output time ({horizon_hi}); the event "
+                                        f"would never happen")
+        when = ev.get("when")
+        if when is not None:
+            if not isinstance(when, str):
+                errs.add(f"{key}.when", f"expected a condition string, got {when!r}")
+                when = None
+            else:
+                try:
+                    model.parse_condition(when)
+                except ExpressionError as err:
+                    errs.add(f"{key}.when", str(err))
+                    when = None
+        arms = ev.get("arms")
+        if arms is not None:
+            if not isinstance(arms, list) or not all(isinstance(a, str) for a in arms):
+                errs.add(f"{key}.arms", "expected a list of arm names")
+                arms = None
+            else:
+                for a in arms:
+                    if a not in arm_names:
+                        errs.add(f"{key}.arms", f"'{a}' is not an arm of this scenario"
+                                                f"{suggestion(a, arm_names)}")
+                arms = tuple(arms)
+        actions = []
+        for kind in ACTION_KEYS:
+            table = ev.get(kind)
+            if table is None:
+                continue
+            if not isinstance(table, dict) or not table:
+                errs.add(f"{key}.{kind}", "expected a table of name = value")
+                continue
+            targets = model.parameter_names if kind == "set_parameter" else model.state_names
+            what = "a parameter" if kind == "set_parameter" else "a state"
+            for target, value in table.items():
+                akey = f"{key}.{kind}.{target}"
+                if target not in targets:
+                    errs.add(akey, f"'{target}' is not {what} of model '{model.name}'"
+                                   f"{suggestion(target, targets)}")
+                    continue
+                vexpr = value_expression(value, akey, value_names, errs)
+                if vexpr is None:
+                    continue
+                if vexpr.op == "num":
+                    try:
+                        check_action_value(model, kind, target, vexpr.value)
+                    except ValueError as err:
+                        errs.add(akey, str(err))
+                        continue
+                actions.append((kind, target, vexpr))
+        if not any(kind in ev for kind in ACTION_KEYS):
+            errs.add(key, f"event '{name}' has no actions (use add, multiply, set or set_parameter)")
+        out.append(EventSpec(name=name, time=time_expr if time_expr is not None else ex.ZERO, when=when,
+                             actions=actions, arms=arms, key=key))
+    return out
+
+
+def value_expression(value, key, names, errs, hint="event values may use parameters and covariates"):
+    """A number or an expression string over ``names`` as an :class:`~carkinetics.model.expressions.Expr`.
+
+    Problems (wrong type, non-finite number, parse error, unknown names with a
+    close-match suggestion and ``hint``) are recorded in ``errs``; returns None then.
+    """
+    if isinstance(value, bool):
+        errs.add(key, f"expected a number or an expression, got {value!r}")
+        return None
+    if isinstance(value, (int, float)):
+        if not is_number(value):
+            errs.add(key, f"expected a finite number, got {printable(repr(value), 60)}")
+            return None
+        return ex.Expr.num(float(value))
+    if not isinstance(value, str):
+        errs.add(key, f"expected a number or an expression string, got {value!r}")
+        return None
+    try:
+        e = ex.parse(value)
+    except ExpressionError as err:
+        errs.add(key, str(err))
+        return None
+    bad = [n for n in ex.names(e) if n not in names]
+    for n in bad:
+        errs.add(key, f"unknown name '{n}' in '{value}'{suggestion(n, names)} ({hint})")
+    return None if bad else e
+
+
+def check_file(path) -> str:
+    """Validate a model or scenario file; return a one-line summary or raise."""
+    from carkinetics.errors import FileError, ModelFileError
+    from carkinetics.model.spec import load_model
+
+    path = Path(path)
+    data = read_toml(path, FileError)
+    if "scenario" in data:
+        sc = load_scenario(path)
+        return (f"{path}: scenario '{sc.name}' is valid: model '{sc.model.name}', {len(sc.times)} output times "
+                f"to day {sc.horizon:g}, {len(sc.events)} events")
+    if "odes" in data or "states" in data or "model" in data:
+        m = load_model(path)
+        return (f"{path}: model '{m.name}' is valid: {m.n_states} states, {m.n_parameters} parameters, "
+                f"{len(m.expressions)} expressions, {m.n_outputs} outputs")
+    raise ModelFileError(path, ["neither a model file ([states], [odes]) nor a scenario file ([scenario])"])

@@ -1,0 +1,1 @@
+"""One or many patients through the engine: events, solver options, simulate, results."""

@@ -1,0 +1,173 @@
+"""Results of simulations: :class:`Trajectory` (one patient) and :class:`BatchResult`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STATUS_MESSAGES = {
+    0: "ok",
+    1: "too many steps (raise SolverOptions.max_steps, or the problem is stiff: use method='auto' or 'rodas4')",
+    2: "step size became too small (the solution may blow up or be discontinuous)",
+    3: "a state became infinite or NaN",
+    4: "the Rosenbrock iteration matrix stayed singular",
+}
+
+COUNTER_NAMES = ("n_steps", "n_rejected", "n_rhs_evals", "n_jac_evals", "n_lu", "n_stiff_switches",
+                 "n_stiff_steps")
+
+
+def status_message(code: int) -> str:
+    return STATUS_MESSAGES.get(int(code), f"unknown status {code}")
+
+
+@dataclass
+class Trajectory:
+    """States and outputs of one simulation at the requested times.
+
+    Attributes
+    ----------
+    times : ndarray, shape (n_times,)
+        Output times (model time unit). Values at an event time are taken after
+        the event (right-continuous).
+    states : ndarray, shape (n_times, n_states)
+    outputs : ndarray, shape (n_times, n_outputs)
+    parameters : ndarray, shape (n_parameters,)
+    status : int
+        0 on success; see :data:`STATUS_MESSAGES`.
+    events_applied : ndarray of bool, shape (n_events,)
+        Whether each event fired (False when its condition did not hold or it was
+        after the last output time).
+    """
+
+    model: object
+    times: np.ndarray
+    states: np.ndarray
+    outputs: np.ndarray
+    parameters: np.ndarray
+    status: int = 0
+    counters: np.ndarray = field(default_factory=lambda: np.zeros(len(COUNTER_NAMES), dtype=np.int64))
+    events_applied: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    event_names: list = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        return status_message(self.status)
+
+    @property
+    def success(self) -> bool:
+        return self.status == 0
+
+    def __getattr__(self, name):
+        if name in COUNTER_NAMES:
+            return int(self.__dict__["counters"][COUNTER_NAMES.index(name)])
+        raise AttributeError(name)
+
+    @property
+    def state_names(self):
+        return self.model.state_names
+
+    @property
+    def output_names(self):
+        return self.model.output_names
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """Time course of a state or an output, by name."""
+        if name in self.model.output_names:
+            return self.outputs[:, self.model.output_names.index(name)]
+        if name in self.model.state_names:
+            return self.states[:, self.model.state_names.index(name)]
+        from carkinetics.errors import suggestion
+
+        raise KeyError(f"'{name}' is neither a state nor an output of model '{self.model.name}'"
+                       f"{suggestion(name, self.model.state_names + self.model.output_names)}")
+
+    def to_frame(self):
+        """Long table: one row per time and variable (``time, variable, kind, unit, value``)."""
+        import pandas as pd
+
+        frames = []
+        units = {s.name: s.unit for s in self.model.states} | {o.name: o.unit for o in self.model.outputs}
+        for kind, names, arr in (("state", self.model.state_names, self.states),
+                                 ("output", self.model.output_names, self.outputs)):
+            if arr.size == 0:
+                continue
+            n_t, n_v = arr.shape
+            frames.append(pd.DataFrame({
+                "time": np.repeat(self.times, n_v),
+                "variable": np.tile(np.array(names, dtype=object), n_t),
+                "kind": kind,
+                "unit": np.tile(np.array([units[n] for n in names], dtype=object), n_t),
+                "value": arr.reshape(-1),
+            }))
+        return pd.concat(frames, ignore_index=True)
+
+    def to_wide(self):
+        """Wide table: one row per time, one column per state and output."""
+        import pandas as pd
+
+        data = {"time": self.times}
+        for i, n in enumerate(self.model.state_names):
+            data[n] = self.states[:, i]
+        for i, n in enumerate(self.model.output_names):
+            data[n] = self.outputs[:, i]
+        return pd.DataFrame(data)
+
+
+@dataclass
+class BatchResult:
+    """Results of :func:`carkinetics.simulate_batch` for N patients.
+
+    ``states`` (N, n_times, n_saved_states) and ``outputs`` (N, n_times,
+    n_saved_outputs) hold what was requested; failed patients have ``status != 0``
+    and NaN from the failure onwards.
+    """
+
+    model: object
+    times: np.ndarray
+    parameters: np.ndarray
+    states: np.ndarray
+    outputs: np.ndarray
+    state_names: tuple
+    output_names: tuple
+    status: np.ndarray
+    counters: np.ndarray
+    events_applied: np.ndarray
+    final_states: np.ndarray
+    event_names: list = field(default_factory=list)
+
+    @property
+    def n_patients(self) -> int:
+        return self.parameters.shape[0]
+
+    @property
+    def success(self) -> np.ndarray:
+        return self.status == 0
+
+    def counter(self, name: str) -> np.ndarray:
+        return self.counters[:, COUNTER_NAMES.index(name)]
+
+    def output(self, name: str) -> np.ndarray:
+        """(N, n_times) time courses of one saved output."""
+        return self.outputs[:, :, self.output_names.index(name)]
+
+    def state(self, name: str) -> np.ndarray:
+        return self.states[:, :, self.state_names.index(name)]
+
+    def trajectory(self, i: int) -> Trajectory:
+        """Patient ``i`` as a :class:`Trajectory` (only the saved variables are filled)."""
+        model = self.model
+        states = np.full((len(self.times), model.n_states), np.nan)
+        for j, n in enumerate(self.state_names):
+            states[:, model.state_names.index(n)] = self.states[i, :, j]
+        outputs = np.full((len(self.times), model.n_outputs), np.nan)
+        for j, n in enumerate(self.output_names):
+            outputs[:, model.output_names.index(n)] = self.outputs[i, :, j]
+        return Trajectory(model, self.times, states, outputs, self.parameters[i], int(self.status[i]),
+                          self.counters[i].copy(), self.events_applied[i].astype(bool), self.event_names)
+
+    def failures(self):
+        """Indices and messages of failed patients."""
+        idx = np.flatnonzero(self.status != 0)
+        return [(int(i), status_message(self.status[i])) for i in idx]

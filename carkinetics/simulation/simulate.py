@@ -1,0 +1,310 @@
+"""Simulate one patient (:func:`simulate`) or many in parallel (:func:`simulate_batch`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from carkinetics.errors import CarKineticsError, FileProblem, ScenarioError, SolverError
+from carkinetics.model.spec import bound_slack
+from carkinetics.simulation.options import SolverOptions
+from carkinetics.simulation.result import BatchResult, Trajectory, status_message
+from carkinetics.simulation.schedule import as_schedule
+
+
+class SimulationInputError(CarKineticsError, ValueError):
+    """Inputs to simulate / simulate_batch are inconsistent."""
+
+
+class ScenarioInputError(ScenarioError, SimulationInputError):
+    """A value of a scenario's event, found wrong while simulating (e.g. a per-patient amount):
+    names the scenario file and the event's key."""
+
+
+#: Largest number of output times of one simulation (and of a scenario's [times]). Two years
+#: every 10 minutes is 105,000 times; a daily grid is 731. Memory grows with it everywhere: a
+#: patient's results are n_times x (states + outputs) doubles, a cohort's bands and plots keep
+#: per-time histograms (a 50-patient cohort of the multiphasic model on 730,000 times took
+#: 6 GB), the trajectory file has a row per time.
+MAX_OUTPUT_TIMES = 100_000
+#: Largest magnitude of a time (output time, event time, data time), in days: 1e6 days is
+#: 2,700 years, far beyond any follow-up; "never" placeholders such as 100,000 days still fit.
+MAX_TIME = 1e6
+#: Largest memory of the results of one call of :func:`simulate_batch` (patients x output
+#: times x saved variables doubles); cohorts are simulated in chunks well below it.
+MAX_RESULT_BYTES = 8 * 1024**3
+
+
+def _action_error(table, a, message):
+    """An error about action ``a`` of ``table``: naming its scenario file and key when known."""
+    source = table.act_sources[a] if a < len(table.act_sources) else None
+    if source is not None:
+        return ScenarioInputError(source[0], [FileProblem(source[1], message)])
+    return SimulationInputError(f"{table.act_labels[a]}: {message}")
+
+
+def _event_error(table, schedule, e, message):
+    ev = schedule[e] if e < len(schedule) else None
+    source = getattr(ev, "source", None)
+    if source is not None:
+        return ScenarioInputError(source[0], [FileProblem(f"{source[1]}.time", message)])
+    return SimulationInputError(f"{table.names[e]}: {message}")
+
+
+def _check_times(times) -> np.ndarray:
+    if times is None:
+        raise SimulationInputError("`times` is required: the output times (model time unit)")
+    arr = np.atleast_1d(np.asarray(times, dtype=float))
+    if arr.ndim != 1 or arr.size == 0:
+        raise SimulationInputError("`times` must be a non-empty 1-d sequence of output times")
+    if arr.size > MAX_OUTPUT_TIMES:
+        raise SimulationInputError(f"{arr.size:,} output times; at most {MAX_OUTPUT_TIMES:,} are allowed")
+    if not np.all(np.isfinite(arr)):
+        raise SimulationInputError("`times` must be finite")
+    if np.abs(arr).max() > MAX_TIME:
+        raise SimulationInputError(f"output time {arr[np.argmax(np.abs(arr))]:g} is beyond +-{MAX_TIME:g} days")
+    if arr.size > 1 and not np.all(np.diff(arr) > 0):
+        raise SimulationInputError("`times` must be strictly increasing")
+    return np.ascontiguousarray(arr)
+
+
+def _parameter_vector(model, parameters) -> np.ndarray:
+    if parameters is None:
+        return model.default_parameters()
+    if isinstance(parameters, Mapping):
+        try:
+            return model.parameter_vector(parameters)
+        except KeyError as err:
+            raise SimulationInputError(err.args[0]) from None
+    arr = np.asarray(parameters, dtype=float)
+    if arr.shape != (model.n_parameters,):
+        raise SimulationInputError(f"`parameters` must be a mapping or an array of shape "
+                                   f"({model.n_parameters},), got shape {arr.shape}")
+    return arr.copy()
+
+
+def _select(names_all, request, what) -> np.ndarray:
+    if request is True or request is None:
+        return np.arange(len(names_all), dtype=np.int64)
+    if request is False:
+        return np.zeros(0, dtype=np.int64)
+    idx = []
+    for name in request:
+        if name not in names_all:
+            from carkinetics.errors import suggestion
+
+            raise SimulationInputError(f"'{name}' is not {what}{suggestion(name, names_all)}")
+        idx.append(names_all.index(name))
+    return np.array(idx, dtype=np.int64)
+
+
+def _set_threads(n_threads):
+    import numba
+
+    if n_threads is None:
+        return numba.config.NUMBA_NUM_THREADS
+    n = int(n_threads)
+    if n < 1:
+        raise SimulationInputError(f"`n_threads` must be >= 1, got {n_threads}")
+    n = min(n, numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(n)
+    return n
+
+
+def simulate(model, events=None, times=None, parameters=None, options=None, t0=None) -> Trajectory:
+    """Simulate CAR-T cell kinetics for one patient and one schedule of events.
+
+    Parameters
+    ----------
+    model : Model
+        From :func:`carkinetics.load_model`.
+    events : Schedule, Event or sequence of Event, optional
+        Doses and other events; see :mod:`carkinetics.simulation.schedule`.
+    times : array_like, shape (n_times,)
+        Output times in the model's time unit (day), strictly increasing.
+    parameters : mapping of str to float, or array of shape (n_parameters,), optional
+        Overrides of the model's typical values by name (finite and within each parameter's
+        bounds, else :class:`~carkinetics.model.spec.ParameterValueError`), or a full vector, used
+        as given (build one with ``model.parameter_vector(overrides, check_bounds=False)`` to
+        switch a mechanism off outside its bounds on purpose).
+    options : SolverOptions, optional
+    t0 : float, optional
+        Start of integration (initial values apply here). Defaults to the earlier
+        of ``times[0]`` and the first event.
+
+    Returns
+    -------
+    Trajectory
+        States and outputs at ``times``, the status and solver counters.
+
+    Raises
+    ------
+    SimulationInputError
+        If ``times`` is not increasing or a name is unknown.
+    SolverError
+        If integration fails and ``options.raise_on_failure`` is true.
+
+    Examples
+    --------
+    >>> from carkinetics import load_model, simulate, Dose
+    >>> model = load_model("models/multiphasic.toml")              # doctest: +SKIP
+    >>> traj = simulate(model, [], times=[0, 9.3, 28])              # doctest: +SKIP
+    >>> round(float(traj["transgene"][1]))                          # doctest: +SKIP
+    24000
+    """
+    options = options or SolverOptions()
+    p = _parameter_vector(model, parameters)
+    batch = simulate_batch(model, events, times, p[None, :], options=options, t0=t0, n_threads=1)
+    status = int(batch.status[0])
+    traj = Trajectory(model, batch.times, batch.states[0], batch.outputs[0], p, status,
+                      batch.counters[0].copy(), batch.events_applied[0].astype(bool), batch.event_names)
+    if status != 0 and options.raise_on_failure:
+        t_fail = batch.times[np.argmax(np.isnan(batch.states[0]).any(axis=1))]
+        where = f"{options.source}: " if getattr(options, "source", "") else ""
+        raise SolverError(f"{where}integration of model '{model.name}' failed near t = {t_fail:g}: "
+                          f"{status_message(status)}", status)
+    return traj
+
+
+def simulate_batch(model, events, times, parameters, *, event_times=None, action_values=None,
+                   options=None, t0=None, n_threads=None, save_states=True, save_outputs=True,
+                   block=None) -> BatchResult:
+    """Simulate N patients in parallel on all cores.
+
+    Parameters
+    ----------
+    model : Model
+    events : Schedule or sequence of Event
+        The schedule shared by all patients; per-patient times and amounts can be
+        overridden with ``event_times`` and ``action_values``.
+    times : array_like, shape (n_times,)
+        Output times, common to all patients.
+    parameters : array_like, shape (N, n_parameters)
+        One parameter vector per patient (see :attr:`Model.parameter_names`).
+    event_times : array_like, shape (N, n_events), optional
+        Per-patient event times (default: the schedule's).
+    action_values : array_like, shape (N, n_actions), optional
+        Per-patient action amounts, in the flattened order of
+        ``Schedule.expand(model).act_labels`` (default: the schedule's).
+    options : SolverOptions, optional
+    t0 : float, optional
+        Common start time (default: earliest of ``times[0]`` and all event times).
+    n_threads : int, optional
+        Number of threads (default: all cores). Results are identical for any
+        number of threads.
+    save_states, save_outputs : bool or sequence of str
+        Which states and outputs to keep at the output times (all by default).
+        Memory is N x n_times x (saved variables) doubles; nothing else grows with
+        the number of steps.
+
+    Returns
+    -------
+    BatchResult
+        Failed patients are flagged in ``status`` (never raised).
+    """
+    options = options or SolverOptions()
+    times = _check_times(times)
+    params = np.ascontiguousarray(np.asarray(parameters, dtype=float))
+    if params.ndim != 2 or params.shape[1] != model.n_parameters:
+        raise SimulationInputError(f"`parameters` must have shape (N, {model.n_parameters}), got {params.shape}")
+    if not np.all(np.isfinite(params)):
+        bad = np.argwhere(~np.isfinite(params))[0]
+        raise SimulationInputError(f"parameter '{model.parameter_names[bad[1]]}' of patient {bad[0]} "
+                                   f"is not finite ({params[bad[0], bad[1]]})")
+    n_pat = params.shape[0]
+    schedule = as_schedule(events)
+    table = schedule.expand(model)
+    E, A = table.n_events, table.n_actions
+    ev_time = np.broadcast_to(table.time, (n_pat, E)) if event_times is None else np.asarray(event_times, float)
+    if ev_time.shape != (n_pat, E):
+        raise SimulationInputError(f"`event_times` must have shape ({n_pat}, {E}), got {ev_time.shape}")
+    act_value = (np.broadcast_to(table.act_value, (n_pat, A)) if action_values is None
+                 else np.asarray(action_values, float))
+    if act_value.shape != (n_pat, A):
+        raise SimulationInputError(f"`action_values` must have shape ({n_pat}, {A}), got {act_value.shape}")
+    if E:
+        bad_t = ~np.isfinite(ev_time) | (np.abs(ev_time) > MAX_TIME)
+        if bad_t.any():
+            i, e = np.argwhere(bad_t)[0]
+            raise _event_error(table, schedule, e, f"event time for patient {i} is {ev_time[i, e]:g}: not a finite "
+                                                   f"number within +-{MAX_TIME:g} days")
+    if A:
+        if not np.all(np.isfinite(act_value)):
+            i, a = np.argwhere(~np.isfinite(act_value))[0]
+            raise _action_error(table, a, f"value for patient {i} is not finite ({act_value[i, a]})")
+        neg = (act_value < 0) & np.isin(table.act_kind, [0, 1, 2])[None, :]
+        if neg.any():
+            i, a = np.argwhere(neg)[0]
+            raise _action_error(table, a, f"value for patient {i} is negative ({act_value[i, a]:g}); doses, "
+                                          f"factors and values set must be >= 0 (states are amounts)")
+        is_par = table.act_kind == 3
+        if is_par.any():
+            lo = np.array([p.bounds[0] if p.bounds else -np.inf for p in model.parameters])
+            hi = np.array([p.bounds[1] if p.bounds else np.inf for p in model.parameters])
+            tgt = table.act_target
+            slack_lo = bound_slack(lo[tgt])  # rounding of values computed at a bound
+            slack_hi = bound_slack(hi[tgt])
+            out = is_par[None, :] & ((act_value < (lo[tgt] - slack_lo)[None, :])
+                                     | (act_value > (hi[tgt] + slack_hi)[None, :]))
+            if out.any():
+                i, a = np.argwhere(out)[0]
+                raise _action_error(table, a, f"value for patient {i} is {act_value[i, a]:g}, outside the bounds "
+                                              f"of parameter '{model.parameter_names[tgt[a]]}' "
+                                              f"[{lo[tgt[a]]:g}, {hi[tgt[a]]:g}]")
+    start = times[0] if E == 0 else min(times[0], float(ev_time.min()))
+    if t0 is None:
+        t0 = start
+    elif not (isinstance(t0, (int, float, np.integer, np.floating)) and math.isfinite(t0) and abs(t0) <= MAX_TIME):
+        raise SimulationInputError(f"t0 must be a finite time within +-{MAX_TIME:g} days, got {t0!r}")
+    elif t0 > start:
+        raise SimulationInputError(f"t0 = {t0} is after the first output time or event ({start})")
+    # the model's breakpoints are events without actions: integration restarts there
+    n_bp = len(model.breakpoints)
+    if n_bp:
+        bp = model.breakpoint_times(params)
+        bp = np.where(np.isfinite(bp) & (bp > t0), bp, np.inf)  # outside the horizon: never reached
+        ev_time = np.concatenate([ev_time, bp], axis=1)
+        table.cond = np.concatenate([table.cond, -np.ones(n_bp, dtype=np.int64)])
+        table.act_start = np.concatenate([table.act_start,
+                                          np.full(n_bp, table.act_start[-1], dtype=np.int64)])
+    ev_time = np.ascontiguousarray(ev_time, dtype=float)
+    act_value = np.ascontiguousarray(act_value, dtype=float)
+
+    s_idx = _select(model.state_names, save_states, "a state")
+    o_idx = _select(model.output_names, save_outputs, "an output")
+    n_bytes = 8.0 * n_pat * len(times) * (len(s_idx) + len(o_idx))
+    if n_bytes > MAX_RESULT_BYTES:
+        raise SimulationInputError(
+            f"{n_pat:,} patients x {len(times):,} output times x {len(s_idx) + len(o_idx)} saved variables need "
+            f"{n_bytes / 1024**3:,.1f} GiB, more than the {MAX_RESULT_BYTES / 1024**3:g} GiB allowed in one batch; "
+            f"simulate fewer patients at once, fewer output times or fewer saved variables")
+    out_s = np.empty((n_pat, len(times), len(s_idx)))
+    out_o = np.empty((n_pat, len(times), len(o_idx)))
+    status = np.zeros(n_pat, dtype=np.int64)
+    counters = np.zeros((n_pat, 7), dtype=np.int64)
+    applied = np.zeros((n_pat, E + n_bp), dtype=np.int8)
+    final = np.zeros((n_pat, model.n_states))
+    thr = model.extinction_thresholds() if options.extinction else np.zeros(model.n_states)
+    atol = options.atol_vector(model)
+    hmax = options.max_step if math.isfinite(options.max_step) else 1e300
+    kernel = model.kernel
+    prob = (float(t0), times, params, ev_time, table.cond, table.act_start, table.act_kind, table.act_target,
+            act_value, table.prog_code, table.prog_const, table.prog_start, table.prog_cstart, thr, atol,
+            float(options.rtol), int(options.method_code), float(hmax), int(options.max_steps), s_idx, o_idx)
+    res = (out_s, out_o, status, counters, applied, final)
+    if n_threads == 1 or n_pat == 1:
+        kernel.run_serial(prob, res)
+    else:
+        import numba
+
+        n = _set_threads(n_threads)
+        if block is None:
+            # blocks of several lane-fulls, and several blocks per thread for balance
+            block = max(kernel.LANES, min(16 * kernel.LANES, n_pat // (4 * n) or 1))
+        with numba.parallel_chunksize(1):
+            kernel.run_parallel(prob, res, int(block))
+    return BatchResult(model, times, params, out_s, out_o, tuple(model.state_names[i] for i in s_idx),
+                       tuple(model.output_names[i] for i in o_idx), status, counters,
+                       applied[:, :E].astype(bool), final, table.names)

@@ -1,0 +1,1 @@
+"""Statistics on per-patient tables: intervals, Kaplan-Meier, quantiles, the outcome grammar."""

@@ -1,0 +1,1 @@
+"""Studies built from cohorts: sweeps (local or Dask), sensitivity, validation, runs."""

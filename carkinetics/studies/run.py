@@ -1,0 +1,121 @@
+"""Running a scenario from start to files: what ``carkinetics run`` does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from carkinetics.io.atomic import atomic_output_dir, check_output_dir, file_sha256, provenance, write_json
+from carkinetics.simulation.simulate import simulate
+
+#: Files ``carkinetics run`` writes (typical patient or cohort). The output folder belongs to the
+#: run: the files of an earlier run are replaced or removed, files carkinetics did not write make
+#: it refuse before it computes (:func:`carkinetics.io.atomic.atomic_output_dir` with ``clean=True``).
+#: These names are recognised as an earlier run's in a folder without manifest (written before
+#: manifests were kept).
+RUN_FILES = ("trajectory.csv", "outputs.png", "run.json", "patients.csv", "summary.csv", "bands.csv", "km.csv",
+             "observed.csv", "trajectories.csv", "bands.png", "km.png")
+
+
+def check_run_output(output_dir):
+    """Refuse an output folder ``carkinetics run`` cannot write, or one holding files it did not
+    write (:func:`carkinetics.io.atomic.check_output_dir`), before anything is computed."""
+    return check_output_dir(output_dir, clean=True, known=RUN_FILES)
+
+
+def run_typical(scenario, output_dir) -> dict:
+    """Simulate the scenario's typical patient; write ``trajectory.csv``, ``outputs.png``, ``run.json``.
+
+    Returns a summary dict (also written as ``run.json``).
+    """
+    from carkinetics.plots.cohort import plot_trajectory, save_figure
+
+    check_run_output(output_dir)
+    trajectory = simulate(scenario.model, scenario.schedule(), scenario.times,
+                          parameters=scenario.parameter_vector(), options=scenario.solver, t0=scenario.t0)
+    summary = {
+        "scenario": str(scenario.path),
+        "scenario_sha256": file_sha256(scenario.path),
+        "model": str(scenario.model.path),
+        "model_sha256": scenario.model.content_hash,
+        "kind": "typical patient",
+        "status": trajectory.message,
+        "n_steps": trajectory.n_steps,
+        "n_rhs_evals": trajectory.n_rhs_evals,
+        "events_applied": dict(zip(trajectory.event_names, map(bool, trajectory.events_applied))),
+        "provenance": provenance(),
+    }
+    with atomic_output_dir(output_dir, clean=True, known=RUN_FILES) as staging:
+        trajectory.to_wide().to_csv(staging / "trajectory.csv", index=False)
+        fig = plot_trajectory(trajectory, scenario.plot_outputs, scenario.plot_log,
+                              title=f"{scenario.name}: typical patient")
+        save_figure(fig, staging / "outputs", ("png",))
+        write_json(staging / "run.json", summary)
+    summary["files"] = [str(Path(output_dir) / f) for f in ("trajectory.csv", "outputs.png", "run.json")]
+    return summary
+
+
+def is_cohort_run(scenario, n=None) -> bool:
+    """Whether ``carkinetics run`` simulates a cohort: ``--n`` given, or [population] / [arms]."""
+    return n is not None or "population" in scenario.sections or "arms" in scenario.sections
+
+
+def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_size=None, trajectories=False,
+                   progress=None, plots=True, figures=None):
+    """Simulate the scenario's virtual cohort and write its tables and plots to ``output_dir``.
+
+    Writes, atomically: ``patients.csv`` (one row per patient: arm, covariates, varying
+    parameters, status, endpoints), ``summary.csv`` (endpoint summaries per arm),
+    ``bands.csv`` (quantiles of each plot output over time per arm), ``km.csv`` (when
+    there are time-to-event endpoints), ``trajectories.csv`` (only with
+    ``trajectories=True``: streamed to disk chunk by chunk), ``observed.csv`` (the
+    scenario's ``[data]``), ``bands.png``, ``km.png`` and ``run.json`` (provenance).
+
+    Parameters
+    ----------
+    scenario : Scenario
+    output_dir : path-like
+    n, seed, jobs, chunk_size, progress :
+        As for :func:`carkinetics.cohort.pipeline.run_cohort`.
+    trajectories : bool
+        Also write every patient's trajectory of the plot outputs (large: N x n_times rows).
+    plots : bool
+    figures : carkinetics.plots.render.FigureHelper, optional
+        A helper process that draws the plots (started early by ``carkinetics run``, so that
+        matplotlib is imported while this process starts up); default: drawn here.
+
+    Returns
+    -------
+    CohortResult
+        With ``files`` set to the paths written.
+    """
+    from carkinetics.cohort.pipeline import run_cohort
+
+    output_dir = Path(output_dir)
+
+    def prepare():
+        if plots and figures is None:  # most of matplotlib's import (~0.4 s) while the engine simulates; pyplot (and
+            # the choice of its backend) is left to the calling thread, when the figures are drawn
+            import matplotlib.backends.backend_agg  # noqa: F401
+            import matplotlib.figure  # noqa: F401
+
+    # the folder is checked (and files of others in it refused) before anything is simulated
+    with atomic_output_dir(output_dir, clean=True, known=RUN_FILES) as staging:
+        def draw_bands(partial):  # the helper draws the bands while the summaries are computed here
+            figures.send([(f, staging / file, kw) for f, file, kw in partial._figure_args(plain=True)])
+
+        try:
+            result = run_cohort(scenario, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size,
+                                keep_trajectories=(staging / "trajectories.csv") if trajectories else False,
+                                progress=progress, patients_csv=staging / "patients.csv",
+                                while_simulating=prepare,
+                                on_bands=draw_bands if plots and figures is not None else None)
+            names = result.write_into(staging, plots=plots, figures=figures)
+        except BaseException:
+            if figures is not None:  # failed or interrupted: the helper stops now, not after its figures
+                figures.kill()
+            raise
+        finally:
+            if figures is not None:  # it writes into the staging folder: done before the folder goes
+                figures.close()
+    result.files = [output_dir / f for f in names]
+    return result

@@ -1,0 +1,361 @@
+"""Validation against reported numbers: what ``carkinetics validate`` does.
+
+A seed scenario says which reported numbers (rows of the reference target table,
+``carkinetics/reference/targets.csv``) it must reproduce, and how each is computed from
+its virtual cohort, in a ``[targets]`` section::
+
+    [targets.s2_cr]                  # a target_id of the reference table
+    endpoint = "cr_d28"              # a column of the per-patient endpoint table
+    statistic = "proportion"         # default: the reference row's statistic
+    arm = "hsct"                     # optional: only patients of this arm (or a list of arms)
+    among = "cr_d28"                 # optional: only patients in whom this binary column is 1
+    time = 365                       # km_estimate / cumulative_incidence: day (default: the row's)
+    role = "input"                   # a protocol input (how many got which dose, who got a
+                                     # transplant): shown, but not an outcome verdict
+
+Statistics: ``proportion`` (mean of a 0/1 column), ``km_estimate`` (Kaplan-Meier
+survival at ``time`` from ``NAME``/``NAME_event``), ``cumulative_incidence`` (fraction
+with the event by ``time``; the virtual cohort has no loss to follow-up, so this equals
+one minus Kaplan-Meier when the event is the only one that ends follow-up), ``median``
+(Kaplan-Meier median for a time-to-event column, else the sample median), ``mean``,
+``geometric_mean``.
+
+The Monte Carlo interval is the 95% interval of the simulated statistic due to the
+finite virtual cohort (Wilson for proportions, Greenwood log-log for Kaplan-Meier,
+order statistics for medians), so it shrinks as ``--n`` grows; the verdict compares the
+simulated *value* with the *reported* 95% interval.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from carkinetics.errors import ScenarioError, suggestion
+from carkinetics.scenario.load import register_section
+
+STATISTICS = ("proportion", "km_estimate", "cumulative_incidence", "median", "mean", "geometric_mean")
+ROLES = ("outcome", "input")
+_KEYS = {"endpoint", "statistic", "arm", "among", "time", "role", "note"}
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """How one reported number is computed from a virtual cohort."""
+
+    target_id: str
+    endpoint: str
+    statistic: str | None  # None: the reference row's statistic
+    arms: tuple[str, ...] | None
+    among: str | None
+    time: float | None
+    role: str
+    note: str = ""
+
+
+def _parse_targets(raw, context) -> dict:
+    errs = context["errors"]
+    if not isinstance(raw, dict):
+        errs.add("targets", "expected tables [targets.<target_id>] with at least 'endpoint'")
+        return {}
+    specs = {}
+    for tid, spec in raw.items():
+        key = f"targets.{tid}"
+        if not isinstance(spec, dict):
+            errs.add(key, "expected a table with at least 'endpoint'")
+            continue
+        errs.unknown_keys(key, spec, _KEYS, "a key of a [targets] entry")
+        endpoint = spec.get("endpoint")
+        if not isinstance(endpoint, str) or not endpoint:
+            errs.add(f"{key}.endpoint", f"expected the name of an endpoint column, got {endpoint!r}")
+            continue
+        stat = spec.get("statistic")
+        if stat is not None and stat not in STATISTICS:
+            errs.add(f"{key}.statistic", f"'{stat}' is not one of {', '.join(STATISTICS)}"
+                                         f"{suggestion(str(stat), STATISTICS)}")
+        arm = spec.get("arm")
+        arms = None
+        if arm is not None:
+            arms = (arm,) if isinstance(arm, str) else tuple(arm) if isinstance(arm, list) else None
+            if arms is None or not all(isinstance(a, str) for a in arms):
+                errs.add(f"{key}.arm", f"expected an arm name or a list of arm names, got {arm!r}")
+                arms = None
+        among = spec.get("among")
+        if among is not None and not isinstance(among, str):
+            errs.add(f"{key}.among", f"expected the name of a 0/1 endpoint column, got {among!r}")
+            among = None
+        time = spec.get("time")
+        if time is not None and (isinstance(time, bool) or not isinstance(time, (int, float))
+                                 or not math.isfinite(time) or time < 0):
+            errs.add(f"{key}.time", f"expected a day >= 0, got {time!r}")
+            time = None
+        role = spec.get("role", "outcome")
+        if role not in ROLES:
+            errs.add(f"{key}.role", f"expected one of {', '.join(ROLES)}, got {role!r}")
+            role = "outcome"
+        specs[tid] = TargetSpec(str(tid), endpoint, stat, arms, among,
+                                None if time is None else float(time), role, str(spec.get("note", "")))
+    return specs
+
+
+register_section("targets", _parse_targets)
+
+
+# ----------------------------------------------------------------------------------------
+# statistics of a virtual cohort
+# ----------------------------------------------------------------------------------------
+
+
+def cohort_statistic(patients, spec: TargetSpec, statistic: str, time: float | None):
+    """Simulated value and Monte Carlo 95% interval of one target statistic.
+
+    Parameters
+    ----------
+    patients : pandas.DataFrame
+        The per-patient endpoint table of a virtual cohort (``arm`` column and endpoint
+        columns; time-to-event endpoints as ``NAME`` and ``NAME_event``).
+    spec : TargetSpec
+    statistic : str
+        One of :data:`STATISTICS`.
+    time : float or None
+        The day for ``km_estimate`` and ``cumulative_incidence``.
+
+    Returns
+    -------
+    (value, lower, upper, n) : tuple
+    """
+    from carkinetics.stats import summary
+
+    df = patients
+    if "status" in df.columns:
+        df = df[df["status"] == 0]
+    if spec.arms is not None:
+        df = df[df["arm"].isin(spec.arms)]
+    if spec.among is not None:
+        df = df[df[spec.among].to_numpy() == 1]
+    n = len(df)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    x = df[spec.endpoint].to_numpy(dtype=float)
+    event_col = f"{spec.endpoint}_event"
+    has_event = event_col in df.columns
+    if statistic == "proportion":
+        k = float(np.nansum(x))
+        return (k / n, *summary.wilson_interval(k, n), n)
+    if statistic in ("km_estimate", "cumulative_incidence"):
+        if not has_event:
+            raise ValueError(f"'{spec.endpoint}' is not a time-to-event endpoint (no '{event_col}' column)")
+        if time is None:
+            raise ValueError("a day is needed ('time')")
+        ev = df[event_col].to_numpy(dtype=float)
+        if statistic == "cumulative_incidence":
+            k = float(np.sum((ev == 1) & (x <= time)))
+            return (k / n, *summary.wilson_interval(k, n), n)
+        km = summary.kaplan_meier(x, ev)
+        s, lo, hi = km.at(time)
+        return float(s), float(lo), float(hi), n
+    if statistic == "median":
+        if has_event:
+            km = summary.kaplan_meier(x, df[event_col].to_numpy(dtype=float))
+            m, lo, hi = km.median()
+            return float(m), float(lo), float(hi), n
+        m, lo, hi = summary.quantile_interval(x, 0.5)
+        return float(m), float(lo), float(hi), n
+    if statistic == "mean":
+        m = float(np.mean(x))
+        se = float(np.std(x, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+        return m, m - 1.96 * se, m + 1.96 * se, n
+    if statistic == "geometric_mean":
+        lx = np.log(x[x > 0])
+        m = float(np.mean(lx))
+        se = float(np.std(lx, ddof=1) / math.sqrt(len(lx))) if len(lx) > 1 else math.nan
+        return math.exp(m), math.exp(m - 1.96 * se), math.exp(m + 1.96 * se), n
+    raise ValueError(f"unknown statistic '{statistic}'")
+
+
+# ----------------------------------------------------------------------------------------
+# validation runs
+# ----------------------------------------------------------------------------------------
+
+_COLUMNS = ["scenario", "target_id", "arm", "quantity", "role", "statistic", "timepoint_days",
+            "reported", "reported_lower", "reported_upper", "simulated", "mc_lower", "mc_upper",
+            "n_simulated", "inside", "evidence", "note"]
+
+
+def seed_scenarios() -> list[Path]:
+    """The shipped scenarios that declare ``[targets]`` (the seed trials)."""
+    from carkinetics.errors import CarKineticsError
+    from carkinetics.model.spec import model_search_paths
+    from carkinetics.scenario.load import read_toml
+
+    found = {}
+    for models_dir in model_search_paths():
+        folder = models_dir.parent / "scenarios"
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.toml")):
+            if path.name in found:
+                continue
+            try:
+                data = read_toml(path)
+            except CarKineticsError:  # unreadable or malformed: not a seed scenario
+                continue
+            if isinstance(data.get("targets"), dict):
+                found[path.name] = path
+    return [found[k] for k in sorted(found)]
+
+
+def validate_scenario(scenario, reference, n=2000, seed=1, jobs=None, progress=None):
+    """Run one seed scenario's virtual cohort and compare it with its reported numbers.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        A loaded scenario with a ``[targets]`` section.
+    reference : pandas.DataFrame
+        The reference target table (:func:`carkinetics.fit.reference.load_targets`).
+    n, seed, jobs :
+        Virtual cohort size, seed and number of threads.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per target (columns: see ``_COLUMNS``).
+    """
+    import pandas as pd
+
+    from carkinetics.cohort.pipeline import run_cohort
+
+    specs = scenario.sections.get("targets") or {}
+    if not specs:
+        raise ScenarioError(scenario.path, ["targets: this scenario declares no [targets.<id>] to validate"])
+    by_id = reference.set_index("target_id")
+    problems = [f"targets.{tid}: '{tid}' is not a target_id of the reference table"
+                f"{suggestion(tid, list(by_id.index))}" for tid in specs if tid not in by_id.index]
+    if problems:
+        raise ScenarioError(scenario.path, problems)
+    result = run_cohort(scenario, n=n, seed=seed, jobs=jobs, bands=False, progress=progress)
+    patients = result.patients
+    rows = []
+    for tid, spec in specs.items():
+        ref = by_id.loc[tid]
+        statistic = spec.statistic or str(ref["statistic"])
+        time = spec.time if spec.time is not None else _float(ref.get("timepoint_days"))
+        missing = [c for c in (spec.endpoint, spec.among) if c and c not in patients.columns]
+        if missing:
+            raise ScenarioError(scenario.path, [f"targets.{tid}: '{c}' is not an endpoint column of this scenario"
+                                                f"{suggestion(c, list(patients.columns))}" for c in missing])
+        try:
+            value, lo, hi, n_sim = cohort_statistic(patients, spec, statistic, time)
+        except ValueError as err:
+            raise ScenarioError(scenario.path, [f"targets.{tid}: {err}"]) from None
+        r_lo, r_hi = _float(ref.get("lower")), _float(ref.get("upper"))
+        inside = (bool(r_lo - 1e-12 <= value <= r_hi + 1e-12)
+                  if math.isfinite(r_lo) and math.isfinite(r_hi) and math.isfinite(value) else None)
+        rows.append({
+            "scenario": scenario.name, "target_id": tid, "arm": ref.get("arm"), "quantity": ref.get("quantity"),
+            "role": spec.role, "statistic": statistic, "timepoint_days": time, "reported": _float(ref["value"]),
+            "reported_lower": r_lo, "reported_upper": r_hi, "simulated": value, "mc_lower": lo, "mc_upper": hi,
+            "n_simulated": n_sim, "inside": inside, "evidence": ref.get("evidence"),
+            "note": spec.note,
+        })
+    return pd.DataFrame(rows, columns=_COLUMNS)
+
+
+def _float(v) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return math.nan
+    return f
+
+
+def verdict_counts(table) -> dict:
+    """Outcome rows inside / outside / without a reported interval."""
+    out = table[table["role"] == "outcome"]
+    inside = int((out["inside"] == True).sum())  # noqa: E712 (object column with None)
+    outside = int((out["inside"] == False).sum())  # noqa: E712
+    return {"outcome_rows": len(out), "inside": inside, "outside": outside,
+            "no_interval": len(out) - inside - outside, "inputs": int((table["role"] == "input").sum())}
+
+
+def plot_validation(table, title="carkinetics validate"):
+    """Forest plot: one row per target, reported 95% interval vs simulated value."""
+    from carkinetics.plots.cohort import _plt
+
+    plt = _plt()
+    t = table.reset_index(drop=True)
+    n = len(t)
+    fig, ax = plt.subplots(figsize=(9.5, 0.32 * n + 1.6))
+    y = np.arange(n)[::-1]
+    scaled = t["statistic"].isin(["median", "mean", "geometric_mean"]).to_numpy()
+    # proportions and survival on [0, 1]; medians on their own scale, shown relative to the reported value
+    ref = t["reported"].to_numpy(float)
+    div = np.where(scaled & (ref > 0), ref, 1.0)
+    for col in ("reported", "reported_lower", "reported_upper", "simulated", "mc_lower", "mc_upper"):
+        t[col + "_plot"] = t[col].to_numpy(float) / div
+    ax.hlines(y, t["reported_lower_plot"], t["reported_upper_plot"], color="0.6", lw=6, alpha=0.6,
+              label="reported 95% interval")
+    ax.plot(t["reported_plot"], y, "|", color="0.2", ms=12, label="reported value")
+    colours = np.where(t["inside"] == True, "tab:blue", np.where(t["inside"] == False, "tab:red", "tab:gray"))  # noqa: E712
+    ax.hlines(y, t["mc_lower_plot"], t["mc_upper_plot"], color=colours, lw=1.5)
+    ax.scatter(t["simulated_plot"], y, c=colours, zorder=3, s=28, label="simulated (Monte Carlo 95%)")
+    labels = [f"{r.target_id}{' (input)' if r.role == 'input' else ''}{' (÷ reported)' if s else ''}"
+              for r, s in zip(t.itertuples(), scaled)]
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("proportion / survival (medians: relative to the reported value)")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+#: Files of ``carkinetics validate -o``.
+VALIDATION_FILES = ("validation.csv", "validation.png", "validation.json")
+
+
+def run_validation(paths=None, n=2000, seed=1, jobs=None, output=None, progress_factory=None):
+    """Validate seed scenarios; write ``validation.csv``, ``validation.png`` and ``validation.json``
+    to ``output``.
+
+    The output folder belongs to the validation: the files of an earlier run there are replaced or
+    removed, and a folder holding files carkinetics did not write is refused before anything is
+    simulated (:class:`carkinetics.io.atomic.OutputError`).
+
+    Returns the combined table.
+    """
+    import pandas as pd
+
+    from carkinetics.io.atomic import atomic_output_dir, check_output_dir, provenance, write_json
+    from carkinetics.plots.cohort import save_figure
+    from carkinetics.scenario.load import load_scenario
+    from carkinetics.fit.reference import load_targets
+
+    if output is not None:
+        check_output_dir(output, clean=True, known=VALIDATION_FILES)
+    reference = load_targets()
+    paths = [Path(p) for p in paths] if paths else seed_scenarios()
+    if not paths:
+        raise ScenarioError(Path("scenarios"), ["no scenario with a [targets] section was found"])
+    scenarios = [load_scenario(p) for p in paths]  # all inputs checked before anything runs
+    tables = []
+    for sc in scenarios:
+        progress = progress_factory(sc, n) if progress_factory else None
+        try:
+            tables.append(validate_scenario(sc, reference, n=n, seed=seed, jobs=jobs,
+                                            progress=progress))
+        finally:
+            if progress is not None and hasattr(progress, "close"):
+                progress.close()
+    table = pd.concat(tables, ignore_index=True)
+    if output is not None:
+        with atomic_output_dir(output, clean=True, known=VALIDATION_FILES) as staging:
+            table.to_csv(staging / "validation.csv", index=False)
+            save_figure(plot_validation(table), staging / "validation", ("png",))
+            write_json(staging / "validation.json", {
+                "scenarios": [str(p) for p in paths], "n": n, "seed": seed,
+                "counts": verdict_counts(table), "provenance": provenance()})
+    return table
