@@ -55,7 +55,7 @@ def _scenario(data):
 
 
 def test_grid_is_the_product_of_the_axes_first_axis_slowest(toy):
-    from carkinetics.studies.sweep import NEVER
+    from carkinetics.scenario.grid import NEVER
 
     spec = toy.sections["sweep"]
     assert [a.name for a in spec.axes] == ["dose_per_kg", "transplant_day", "arm"]

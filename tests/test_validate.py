@@ -10,7 +10,8 @@ import pytest
 import scipy.stats
 
 from carkinetics.errors import ScenarioError
-from carkinetics.studies.validate import TargetSpec, cohort_statistic, plot_validation, verdict_counts
+from carkinetics.scenario.targets import TargetSpec
+from carkinetics.studies.validate import cohort_statistic, plot_validation, verdict_counts
 
 
 def _spec(endpoint, **kw):

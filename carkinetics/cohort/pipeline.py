@@ -47,7 +47,7 @@ from numba import njit
 
 from carkinetics.errors import CarKineticsError, DataError, ScenarioError, suggestion
 from carkinetics.scenario.population import DEFAULT_ARM, MAX_POPULATION, cohort_design
-from carkinetics.scenario.load import _SECTION_PARSERS, register_section
+from carkinetics.scenario.observations import load_observations
 
 BAND_BITS = 6
 _SHIFT = 52 - BAND_BITS
@@ -363,47 +363,6 @@ def _quantiles(pos, p_lo, p_hi, neg, n_lo, n_hi, zeros, qs, out):
                     out[t, j] = p_lo[r] + (k - seen[t] - 0.5) / c * (p_hi[r] - p_lo[r])
             seen[t] += c
 
-
-# ----------------------------------------------------------------------------------------
-# Observed data for visual predictive checks: [data] file = "observations.csv"
-# ----------------------------------------------------------------------------------------
-
-def _parse_data(raw, context):
-    errs = context["errors"]
-    if not isinstance(raw, dict):
-        errs.add("data", "expected a table with file = \"observations.csv\"")
-        return None
-    errs.unknown_keys("data", raw, ("file", "description", "notes", "source"), "a key of [data]")
-    f = raw.get("file")
-    if not isinstance(f, str) or not f:
-        errs.add("data.file", f"expected the path of a CSV file (relative to the scenario), got {f!r}")
-        return None
-    path = Path(context["path"]).parent / f
-    if not path.exists():
-        errs.add("data.file", f"'{f}' not found (looked for {path})")
-        return None
-    return {"file": path}
-
-
-if "data" not in _SECTION_PARSERS:
-    register_section("data", _parse_data)
-
-
-def load_observations(path, model):
-    """Observations of a data file for a visual predictive check.
-
-    Read with :func:`carkinetics.fit.data.load_data` (the fitting data format: long CSV
-    ``id, time, observable, value``, optional ``lloq``/``blq`` and NONMEM aliases).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``id, time, observable, value, lloq, censored``.
-    """
-    from carkinetics.fit.data import load_data
-
-    obs = load_data(path, model).observations
-    return obs[["id", "time", "observable", "value", "lloq", "censored"]].reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------------------

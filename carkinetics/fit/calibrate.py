@@ -192,7 +192,7 @@ def load_calibration(path) -> Calibration:
     """
     from carkinetics.scenario.load import header_and_model, load_scenario, read_toml
     from carkinetics.fit.reference import load_targets
-    from carkinetics.studies.validate import TargetSpec  # noqa: F401  (registers the [targets] scenario section)
+    from carkinetics.scenario.targets import TargetSpec  # noqa: F401  (registers the [targets] scenario section)
 
     path = Path(path)
     data = read_toml(path, CalibrationFileError)

@@ -59,7 +59,7 @@ def register_section(name: str, parser) -> None:
 # Modules that register scenario sections, imported (in this order: parsers run in the
 # order they were registered) before a scenario is validated. Imported here, lazily,
 # because they import this module.
-EXTENSION_MODULES = ("scenario.population", "scenario.endpoints", "studies.validate", "studies.sweep", "cohort.pipeline")
+EXTENSION_MODULES = ("scenario.population", "scenario.endpoints", "scenario.targets", "scenario.grid", "scenario.observations")
 
 
 def _load_extensions() -> None:

@@ -29,79 +29,12 @@ simulated *value* with the *reported* 95% interval.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from carkinetics.errors import ScenarioError, suggestion
-from carkinetics.scenario.load import register_section
-
-STATISTICS = ("proportion", "km_estimate", "cumulative_incidence", "median", "mean", "geometric_mean")
-ROLES = ("outcome", "input")
-_KEYS = {"endpoint", "statistic", "arm", "among", "time", "role", "note"}
-
-
-@dataclass(frozen=True)
-class TargetSpec:
-    """How one reported number is computed from a virtual cohort."""
-
-    target_id: str
-    endpoint: str
-    statistic: str | None  # None: the reference row's statistic
-    arms: tuple[str, ...] | None
-    among: str | None
-    time: float | None
-    role: str
-    note: str = ""
-
-
-def _parse_targets(raw, context) -> dict:
-    errs = context["errors"]
-    if not isinstance(raw, dict):
-        errs.add("targets", "expected tables [targets.<target_id>] with at least 'endpoint'")
-        return {}
-    specs = {}
-    for tid, spec in raw.items():
-        key = f"targets.{tid}"
-        if not isinstance(spec, dict):
-            errs.add(key, "expected a table with at least 'endpoint'")
-            continue
-        errs.unknown_keys(key, spec, _KEYS, "a key of a [targets] entry")
-        endpoint = spec.get("endpoint")
-        if not isinstance(endpoint, str) or not endpoint:
-            errs.add(f"{key}.endpoint", f"expected the name of an endpoint column, got {endpoint!r}")
-            continue
-        stat = spec.get("statistic")
-        if stat is not None and stat not in STATISTICS:
-            errs.add(f"{key}.statistic", f"'{stat}' is not one of {', '.join(STATISTICS)}"
-                                         f"{suggestion(str(stat), STATISTICS)}")
-        arm = spec.get("arm")
-        arms = None
-        if arm is not None:
-            arms = (arm,) if isinstance(arm, str) else tuple(arm) if isinstance(arm, list) else None
-            if arms is None or not all(isinstance(a, str) for a in arms):
-                errs.add(f"{key}.arm", f"expected an arm name or a list of arm names, got {arm!r}")
-                arms = None
-        among = spec.get("among")
-        if among is not None and not isinstance(among, str):
-            errs.add(f"{key}.among", f"expected the name of a 0/1 endpoint column, got {among!r}")
-            among = None
-        time = spec.get("time")
-        if time is not None and (isinstance(time, bool) or not isinstance(time, (int, float))
-                                 or not math.isfinite(time) or time < 0):
-            errs.add(f"{key}.time", f"expected a day >= 0, got {time!r}")
-            time = None
-        role = spec.get("role", "outcome")
-        if role not in ROLES:
-            errs.add(f"{key}.role", f"expected one of {', '.join(ROLES)}, got {role!r}")
-            role = "outcome"
-        specs[tid] = TargetSpec(str(tid), endpoint, stat, arms, among,
-                                None if time is None else float(time), role, str(spec.get("note", "")))
-    return specs
-
-
-register_section("targets", _parse_targets)
+from carkinetics.scenario.targets import TargetSpec
 
 
 # ----------------------------------------------------------------------------------------

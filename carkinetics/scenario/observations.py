@@ -1,0 +1,48 @@
+"""The [data] section of a scenario: observed data shown in visual predictive checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from carkinetics.scenario.load import _SECTION_PARSERS, register_section
+
+# ----------------------------------------------------------------------------------------
+# Observed data for visual predictive checks: [data] file = "observations.csv"
+# ----------------------------------------------------------------------------------------
+
+def _parse_data(raw, context):
+    errs = context["errors"]
+    if not isinstance(raw, dict):
+        errs.add("data", "expected a table with file = \"observations.csv\"")
+        return None
+    errs.unknown_keys("data", raw, ("file", "description", "notes", "source"), "a key of [data]")
+    f = raw.get("file")
+    if not isinstance(f, str) or not f:
+        errs.add("data.file", f"expected the path of a CSV file (relative to the scenario), got {f!r}")
+        return None
+    path = Path(context["path"]).parent / f
+    if not path.exists():
+        errs.add("data.file", f"'{f}' not found (looked for {path})")
+        return None
+    return {"file": path}
+
+
+if "data" not in _SECTION_PARSERS:
+    register_section("data", _parse_data)
+
+
+def load_observations(path, model):
+    """Observations of a data file for a visual predictive check.
+
+    Read with :func:`carkinetics.fit.data.load_data` (the fitting data format: long CSV
+    ``id, time, observable, value``, optional ``lloq``/``blq`` and NONMEM aliases).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id, time, observable, value, lloq, censored``.
+    """
+    from carkinetics.fit.data import load_data
+
+    obs = load_data(path, model).observations
+    return obs[["id", "time", "observable", "value", "lloq", "censored"]].reset_index(drop=True)
