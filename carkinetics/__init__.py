@@ -20,26 +20,17 @@ first use, so ``import carkinetics`` stays light for the command line.
 """
 
 from carkinetics.errors import (CarKineticsError as CarKineticsError, ModelFileError as ModelFileError,
-                     ScenarioError as ScenarioError, SolverError as SolverError)
+                                ScenarioError as ScenarioError, SolverError as SolverError)
 from carkinetics.model.spec import Model as Model, load_model as load_model
 from carkinetics.simulation.options import SolverOptions as SolverOptions
 from carkinetics.simulation.result import BatchResult as BatchResult, Trajectory as Trajectory
 from carkinetics.simulation.schedule import Action as Action, Dose as Dose, Event as Event, Schedule as Schedule
 from carkinetics.simulation.simulate import simulate as simulate, simulate_batch as simulate_batch
+from carkinetics.version import __version__ as __version__
 
-__version__ = "0.1.0"
-
-#: Public names imported on first use: name -> module.
-_LAZY = {
-    "load_scenario": "scenario.load",
-    "run_cohort": "cohort.pipeline",
-    "load_cohort_result": "cohort.pipeline",
-    "sample_population": "scenario.population",
-    "sweep": "studies.sweep",
-    "load_sweep": "studies.sweep",
-    "load_data": "fit.data",
-    "load_targets": "fit.reference",
-}
+#: Public names imported on first use (they need pandas), each from the module that owns it.
+_LAZY = ("load_scenario", "run_cohort", "load_cohort_result", "sample_population", "sweep", "load_sweep",
+         "load_data", "load_targets")
 
 __all__ = [
     "Action", "BatchResult", "CarKineticsError", "Dose", "Event", "Model", "ModelFileError",
@@ -48,13 +39,30 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'carkinetics' has no attribute '{name}'")
-    import importlib
+def _import_lazy(name):
+    if name == "load_scenario":
+        from carkinetics.scenario.load import load_scenario as value
+    elif name in ("run_cohort", "load_cohort_result"):
+        from carkinetics.cohort import pipeline
 
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+        value = getattr(pipeline, name)
+    elif name == "sample_population":
+        from carkinetics.scenario.population import sample_population as value
+    elif name in ("sweep", "load_sweep"):
+        from carkinetics.studies import sweep
+
+        value = getattr(sweep, name)
+    elif name == "load_data":
+        from carkinetics.scenario.data import load_data as value
+    else:
+        from carkinetics.scenario.reference import load_targets as value
+    return value
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'carkinetics' has no attribute '{name}'")
+    value = _import_lazy(name)
     globals()[name] = value
     return value
 

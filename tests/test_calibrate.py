@@ -1,4 +1,4 @@
-"""Joint calibration across products (carkinetics.fit.calibrate) and scenario parameter sets.
+"""Joint calibration across products (carkinetics.studies.calibrate) and scenario parameter sets.
 
 The recovery test uses the Stein 2019 multiphasic model, whose typical peak equals its
 ``cmax`` parameter, so the reported median peak of a cohort with symmetric log-normal
@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from carkinetics.fit.calibrate import (CalibrationError, CalibrationFileError, calibrate, load_calibration,
+from carkinetics.studies.calibrate import (CalibrationError, CalibrationFileError, calibrate, load_calibration,
                                    write_calibration)
 from carkinetics.cli.main import main
 from carkinetics.errors import ScenarioError
 from carkinetics.scenario.load import load_scenario
-from carkinetics.fit.reference import TARGET_COLUMNS
+from carkinetics.scenario.reference import TARGET_COLUMNS
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 TRUTH = {"alpha": 0.25, "cmax_a": 20000.0, "cmax_b": 60000.0}

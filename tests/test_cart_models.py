@@ -20,7 +20,7 @@ import pytest
 from carkinetics import SolverOptions, load_model, simulate
 from carkinetics.model import expressions as ex
 from carkinetics.simulation.schedule import Action, Event
-from carkinetics.fit.reference import load_targets
+from carkinetics.scenario.reference import load_targets
 
 from conftest import MODELS
 from reference import reference_solve, scaled_error

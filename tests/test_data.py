@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from carkinetics import load_model
-from carkinetics.fit.data import load_data
+from carkinetics.scenario.data import load_data
 from carkinetics.errors import DataError
 
 FIT = Path(__file__).resolve().parent / "data" / "fit"

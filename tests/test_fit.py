@@ -11,7 +11,7 @@ import pytest
 from scipy import optimize, special, stats
 
 from carkinetics import load_model
-from carkinetics.fit.data import load_data
+from carkinetics.scenario.data import load_data
 from carkinetics.errors import DataError
 from carkinetics.fit import individual as F
 

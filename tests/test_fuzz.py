@@ -126,7 +126,7 @@ def _invoke(case, folder: Path):
         return False, "", sc.model
     if kind in ("@probe", "fit"):
         from carkinetics import load_model
-        from carkinetics.fit.data import load_data
+        from carkinetics.scenario.data import load_data
 
         model_path, data_path = (args[2], args[3]) if kind == "@probe" else (args[1], args[2])
         try:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from carkinetics import ScenarioError, load_model, simulate
-from carkinetics.fit.data import load_data
+from carkinetics.scenario.data import load_data
 from carkinetics.errors import DataError, FileError, SolverError
 from carkinetics.fit.individual import load_target_table
 from carkinetics.simulation.options import OptionsError, SolverOptions
@@ -20,7 +20,7 @@ from carkinetics.scenario.population import cohort_design
 from carkinetics.scenario.load import check_file, load_scenario, scenario_from_dict
 from carkinetics.simulation.schedule import Action, Event, EventError, Schedule
 from carkinetics.simulation.simulate import SimulationInputError, simulate_batch
-from carkinetics.fit.reference import load_targets
+from carkinetics.scenario.reference import load_targets
 
 from conftest import DATA
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from carkinetics.scenario.load import load_scenario
-from carkinetics.fit.reference import load_targets
+from carkinetics.scenario.reference import load_targets
 from carkinetics.studies import validate  # noqa: F401  (registers the [targets] section)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from carkinetics.errors import CarKineticsError, DataError
-from carkinetics.fit.reference import (TARGET_COLUMNS, default_targets_path, load_targets)
+from carkinetics.scenario.reference import (TARGET_COLUMNS, default_targets_path, load_targets)
 
 SHIPPED = default_targets_path()
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "targets.csv"

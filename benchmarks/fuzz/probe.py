@@ -15,7 +15,7 @@ def main(argv):
     kind, *rest = argv
     try:
         if kind == "data":
-            from carkinetics.fit.data import load_data
+            from carkinetics.scenario.data import load_data
             from carkinetics.model.spec import load_model
 
             model, path = rest

@@ -314,7 +314,7 @@ def fit(model, data, estimate, targets, target_ids, starts, seed, sigma, patient
             click.echo(f"{len(tg)} targets, cohort of {n}: objective {result.objective:.4g}, "
                        f"{result.n_at_best}/{len(result.starts)} runs at the best optimum")
         else:
-            from carkinetics.fit.data import load_data
+            from carkinetics.scenario.data import load_data
 
             ds = load_data(data, m)
             click.echo(f"{data}: {ds.summary()}")
@@ -504,8 +504,8 @@ def calibrate(calibration, output, write_parameter_sets, n, method, maxiter, job
     """
     import shlex
 
-    from carkinetics.fit.calibrate import calibrate as run_calibration
-    from carkinetics.fit.calibrate import check_calibration_output, default_output, load_calibration, write_calibration
+    from carkinetics.studies.calibrate import calibrate as run_calibration
+    from carkinetics.studies.calibrate import check_calibration_output, default_output, load_calibration, write_calibration
     from carkinetics.studies.sweep import check_output_folder
 
     if write_parameter_sets and output is not None:

@@ -2,7 +2,7 @@
 
 Three kinds of fit, all on log-parameters within the model file's bounds:
 
-- :func:`fit_individual`: one patient's observations (a :class:`~carkinetics.fit.data.Dataset`),
+- :func:`fit_individual`: one patient's observations (a :class:`~carkinetics.scenario.data.Dataset`),
   maximum likelihood with log-normal residuals (``log y = log f + eps``, ``eps ~ N(0, sigma^2)``),
   censored points (below the LLOQ) entering through ``P(y < LLOQ)`` (Beal's M3 method),
   ``scipy.optimize.least_squares`` from a seeded Latin-hypercube of starts. The Jacobian is
@@ -476,7 +476,7 @@ def fit_individual(model, dataset, estimate, *, patient=None, sigma=None, starts
     ----------
     model : Model
     dataset : Dataset
-        From :func:`carkinetics.fit.data.load_data`.
+        From :func:`carkinetics.scenario.data.load_data`.
     estimate : sequence of str or str
         Parameters to estimate (comma-separated string allowed); the others stay at the
         model's values (or at per-patient covariates that name them).
@@ -1150,7 +1150,7 @@ def load_target_table(path, *, quantities=None, select=None, frame=None):
     quantities = {**QUANTITIES, **(quantities or {})}
     sha = ""
     if frame is None:
-        from carkinetics.fit.data import read_csv_table
+        from carkinetics.scenario.data import read_csv_table
 
         frame, _ = read_csv_table(path, DataError, "file")
         sha = file_sha256(path)  # a regular file of bounded size: checked by read_csv_table

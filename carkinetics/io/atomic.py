@@ -698,7 +698,7 @@ def provenance(extra=None) -> dict:
     import numpy
     import scipy
 
-    from carkinetics import __version__
+    from carkinetics.version import __version__
 
     info = {
         "carkinetics": __version__,

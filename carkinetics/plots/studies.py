@@ -391,7 +391,7 @@ def km_targets(scenario_targets, reference, endpoint):
     scenario_targets : dict
         ``target_id -> TargetSpec`` (``scenario.sections["targets"]``).
     reference : pandas.DataFrame
-        The reference table (:func:`carkinetics.fit.reference.load_targets`).
+        The reference table (:func:`carkinetics.scenario.reference.load_targets`).
     endpoint : str
 
     Returns
@@ -643,7 +643,7 @@ def _scenario_targets(result, targets_table):
     """(scenario [targets] specs, reference table) for KM overlays, or None."""
     try:
         from carkinetics.scenario.load import load_scenario
-        from carkinetics.fit.reference import load_targets
+        from carkinetics.scenario.reference import load_targets
 
         sc = load_scenario(result.info["scenario"])
         specs = sc.sections.get("targets")

@@ -321,7 +321,7 @@ _TARGET_IDS: dict = {}
 
 def _reference_target_ids() -> list:
     """Ids of the shipped reference target table (read once per version of the file)."""
-    from carkinetics.fit.reference import default_targets_path, load_targets
+    from carkinetics.scenario.reference import default_targets_path, load_targets
 
     path = default_targets_path()
     try:

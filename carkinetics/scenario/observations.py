@@ -34,7 +34,7 @@ if "data" not in _SECTION_PARSERS:
 def load_observations(path, model):
     """Observations of a data file for a visual predictive check.
 
-    Read with :func:`carkinetics.fit.data.load_data` (the fitting data format: long CSV
+    Read with :func:`carkinetics.scenario.data.load_data` (the fitting data format: long CSV
     ``id, time, observable, value``, optional ``lloq``/``blq`` and NONMEM aliases).
 
     Returns
@@ -42,7 +42,7 @@ def load_observations(path, model):
     pandas.DataFrame
         ``id, time, observable, value, lloq, censored``.
     """
-    from carkinetics.fit.data import load_data
+    from carkinetics.scenario.data import load_data
 
     obs = load_data(path, model).observations
     return obs[["id", "time", "observable", "value", "lloq", "censored"]].reset_index(drop=True)

@@ -800,7 +800,7 @@ def sweep_inputs(scenario) -> dict:
 
 
 def _settings(scenario, spec, n, seed, keep, km_times) -> dict:
-    from carkinetics import __version__
+    from carkinetics.version import __version__
 
     # the tables as read (a scenario built from a dict has no file of its own to hash)
     content = hashlib.sha256(json.dumps(scenario.raw, sort_keys=True, default=str).encode()).hexdigest()

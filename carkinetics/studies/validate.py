@@ -149,7 +149,7 @@ def validate_scenario(scenario, reference, n=2000, seed=1, jobs=None, progress=N
     scenario : Scenario
         A loaded scenario with a ``[targets]`` section.
     reference : pandas.DataFrame
-        The reference target table (:func:`carkinetics.fit.reference.load_targets`).
+        The reference target table (:func:`carkinetics.scenario.reference.load_targets`).
     n, seed, jobs :
         Virtual cohort size, seed and number of threads.
 
@@ -265,7 +265,7 @@ def run_validation(paths=None, n=2000, seed=1, jobs=None, output=None, progress_
     from carkinetics.io.atomic import atomic_output_dir, check_output_dir, provenance, write_json
     from carkinetics.plots.cohort import save_figure
     from carkinetics.scenario.load import load_scenario
-    from carkinetics.fit.reference import load_targets
+    from carkinetics.scenario.reference import load_targets
 
     if output is not None:
         check_output_dir(output, clean=True, known=VALIDATION_FILES)

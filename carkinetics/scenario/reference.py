@@ -6,7 +6,7 @@ evidence codes and sources are described in ``carkinetics/reference/README.md``)
 reported number (a response rate, a survival estimate, a CAR-T peak, ...) with its
 interval, denominator, source and evidence code.
 
->>> from carkinetics.fit.reference import load_targets
+>>> from carkinetics.scenario.reference import load_targets
 >>> table = load_targets()
 >>> table.set_index("target_id").loc["s2_cr", ["value", "lower", "upper", "k", "n"]].tolist()
 [0.9, 0.699, 0.9721, 18.0, 20.0]
@@ -75,14 +75,14 @@ def load_targets(path=None):
 
     Examples
     --------
-    >>> from carkinetics.fit.reference import load_targets
+    >>> from carkinetics.scenario.reference import load_targets
     >>> t = load_targets()
     >>> float(t.loc[t.target_id == "stein_tmax", "value"].iloc[0])
     9.3
     """
     import pandas as pd
 
-    from carkinetics.fit.data import read_csv_table
+    from carkinetics.scenario.data import read_csv_table
 
     path = default_targets_path() if path is None else Path(path)
     if not path.exists():

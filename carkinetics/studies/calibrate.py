@@ -191,7 +191,7 @@ def load_calibration(path) -> Calibration:
         standard error.
     """
     from carkinetics.scenario.load import header_and_model, load_scenario, read_toml
-    from carkinetics.fit.reference import load_targets
+    from carkinetics.scenario.reference import load_targets
     from carkinetics.scenario.targets import TargetSpec  # noqa: F401  (registers the [targets] scenario section)
 
     path = Path(path)
@@ -679,7 +679,7 @@ def check_calibration_output(cal: Calibration, directory) -> Path:
 def calibration_provenance(result: CalibrationResult, command="") -> dict:
     """Where a calibration came from: files and their hashes, settings, objective, versions."""
     from carkinetics.io.atomic import file_sha256, provenance
-    from carkinetics.fit.reference import default_targets_path
+    from carkinetics.scenario.reference import default_targets_path
 
     cal = result.calibration
     ref = cal.reference_path or default_targets_path()
