@@ -17,14 +17,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from carkinetics.studies.calibrate import (CalibrationError, CalibrationFileError, calibrate, load_calibration,
-                                   write_calibration)
+from carkinetics.studies.calibrate import CalibrationError, calibrate
+from carkinetics.studies.calibration_file import CalibrationFileError, load_calibration
+from carkinetics.studies.calibration_output import write_calibration
 from carkinetics.cli.main import main
 from carkinetics.errors import ScenarioError
 from carkinetics.scenario.load import load_scenario
 from carkinetics.scenario.reference import TARGET_COLUMNS
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+from conftest import MODELS, ROOT
+
 TRUTH = {"alpha": 0.25, "cmax_a": 20000.0, "cmax_b": 60000.0}
 
 
@@ -271,7 +273,6 @@ def test_calibration_name_and_target_settings_are_checked(synthetic):
 
 
 # ---- the shipped calibrations ------------------------------------------------------------
-ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = {"cart_tall": ("cd7_donor", "cd7_auto", "cd5"), "cart_ball": ("cd19_donor",)}
 
 
