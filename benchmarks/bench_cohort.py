@@ -106,18 +106,18 @@ def _write_cart10(folder: Path) -> Path:
 def raw_engine(scenario_path: Path, n: int, jobs: int, seed: int, repeats: int = 2) -> float:
     """Seconds for one simulate_batch call on the cohort's N patients (best of ``repeats``)."""
     from carkinetics import simulate_batch
-    from carkinetics.cohort.pipeline import _ArmEvents
-    from carkinetics.scenario.population import cohort_design
+    from carkinetics.cohort.chunk import ArmEvents
+    from carkinetics.scenario.sampling import cohort_design
     from carkinetics.scenario.load import load_scenario
 
     sc = load_scenario(scenario_path)
     design = cohort_design(sc, seed)
     draws = design.draw(0, n)
-    es = sc.sections.get("endpoints")
+    es = sc.endpoints
     names = list(dict.fromkeys(list(sc.plot_outputs) + list(es.outputs_needed if es else ())))
     env = sc.default_env()
     env.update(design.variables)
-    ev = _ArmEvents(sc, design.arm_names[0], env)
+    ev = ArmEvents(sc, design.arm_names[0], env)
     times_, values = ev.arrays(draws.env(sc.model.parameter_names), n)
     kwargs = dict(event_times=times_, action_values=values, options=sc.solver, t0=sc.t0, n_threads=jobs,
                   save_states=[x for x in names if x not in sc.model.output_names],

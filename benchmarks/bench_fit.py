@@ -34,7 +34,7 @@ STEIN_TIMES = np.array([1, 2, 4, 7, 10, 14, 21, 28, 42, 56, 90, 180, 270, 365, 5
 def population(seed=1, starts=6, verbose=True):
     from carkinetics import load_model
     from carkinetics.scenario.data import load_data
-    from carkinetics.fit.individual import fit_population, synthetic_data
+    from carkinetics.fit import fit_population, synthetic_data
 
     model = load_model(ROOT / "models" / "multiphasic.toml")
     sd = np.array([p.iiv_log_sd for p in model.parameters])
@@ -71,7 +71,7 @@ def population(seed=1, starts=6, verbose=True):
 def mechanistic(starts=20, verbose=True):
     from carkinetics import Action, Event, load_model
     from carkinetics.scenario.data import load_data
-    from carkinetics.fit.individual import fit_individual, synthetic_data
+    from carkinetics.fit import fit_individual, synthetic_data
 
     path = ROOT / "models" / "cart_tall.toml"
     if not path.is_file():

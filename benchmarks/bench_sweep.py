@@ -55,9 +55,9 @@ print(json.dumps({"n": n, "wall_s": wall, "peak_bytes": peak, "cr_d28": cr}))
 
 def point_id():
     from carkinetics.scenario.load import load_scenario
-    from carkinetics.studies.sweep import grid_frame
+    from carkinetics.studies.sweep_result import grid_frame
 
-    grid = grid_frame(load_scenario(SCENARIO).sections["sweep"])
+    grid = grid_frame(load_scenario(SCENARIO).sweep)
     sel = grid
     for k, v in POINT.items():
         sel = sel[sel[k].astype(str) == str(v)] if isinstance(v, str) else sel[sel[k] == v]

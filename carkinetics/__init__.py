@@ -17,11 +17,33 @@ The public API (everything in ``__all__``):
 
 The engine and the model loader are imported with the package; the rest is imported on
 first use, so ``import carkinetics`` stays light for the command line.
+
+Layout: subpackages in layers, each importing only from those listed before it
+(``errors``, ``progress``, ``version`` and ``io`` are the ground floor):
+
+- ``engine``: the numba integrator sources (Tsit5, RODAS4, events, batch driver) and the
+  constants they share with Python, generated from one table;
+- ``model``: the model language (safe expressions), model files and their validation, code
+  generation of one cached kernel per model;
+- ``simulation``: events and schedules, solver options, :func:`simulate`, results;
+- ``stats``: intervals, Kaplan-Meier, quantiles, Latin hypercube sampling, the outcome grammar
+  (``endpoint:statistic@day``), cohort summaries;
+- ``scenario``: scenario files (one ordered schema of sections), the virtual population,
+  endpoints, observed data, the reference table of reported numbers;
+- ``plots``: figures, one module per family; matplotlib is imported inside the functions;
+- ``cohort``: virtual cohorts: the one chunk loop, streaming quantile bands, results on disk;
+- ``fit``: parameter spaces, problems, likelihoods, optimisers, uncertainty, population and
+  target fits;
+- ``studies``: runs, sweeps (local or on Dask), sensitivity, validation, calibration;
+- ``cli``: the ``carkinetics`` command, one module per command;
+- ``io``: atomic output folders, termination signals, provenance, result records (JSON/CSV),
+  the fast CSV writer, the TOML writer.
 """
 
 from carkinetics.errors import (CarKineticsError as CarKineticsError, ModelFileError as ModelFileError,
                                 ScenarioError as ScenarioError, SolverError as SolverError)
-from carkinetics.model.spec import Model as Model, load_model as load_model
+from carkinetics.model.load import load_model as load_model
+from carkinetics.model.spec import Model as Model
 from carkinetics.simulation.options import SolverOptions as SolverOptions
 from carkinetics.simulation.result import BatchResult as BatchResult, Trajectory as Trajectory
 from carkinetics.simulation.schedule import Action as Action, Dose as Dose, Event as Event, Schedule as Schedule
@@ -42,16 +64,16 @@ __all__ = [
 def _import_lazy(name):
     if name == "load_scenario":
         from carkinetics.scenario.load import load_scenario as value
-    elif name in ("run_cohort", "load_cohort_result"):
-        from carkinetics.cohort import pipeline
-
-        value = getattr(pipeline, name)
+    elif name == "run_cohort":
+        from carkinetics.cohort.pipeline import run_cohort as value
+    elif name == "load_cohort_result":
+        from carkinetics.cohort.result import load_cohort_result as value
     elif name == "sample_population":
-        from carkinetics.scenario.population import sample_population as value
-    elif name in ("sweep", "load_sweep"):
-        from carkinetics.studies import sweep
-
-        value = getattr(sweep, name)
+        from carkinetics.scenario.sampling import sample_population as value
+    elif name == "sweep":
+        from carkinetics.studies.sweep import sweep as value
+    elif name == "load_sweep":
+        from carkinetics.studies.sweep_result import load_sweep as value
     elif name == "load_data":
         from carkinetics.scenario.data import load_data as value
     else:

@@ -32,28 +32,32 @@ class FileProblem:
         return f"FileProblem({self.key!r}, {self.message!r})"
 
 
-#: Characters that end or hide a line on a terminal, besides the plain newline.
-_LINE_BREAKERS = {c: ascii(c)[1:-1] for c in "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\x00\x1b"}
-
-
 def printable(text, limit: int = 1000, keep_newlines: bool = False) -> str:
     """``text`` made safe to print as part of one message line.
 
-    Control characters and Unicode line separators (which would let a file name or a
-    value from a file start a new, forged line of output) are written as escapes; text
-    longer than ``limit`` characters is cut with a note of its length. Newlines are
-    escaped too unless ``keep_newlines`` (a message of several lines composed by
-    carkinetics itself).
+    Parameters
+    ----------
+    text : object
+        The text (converted with ``str``): a file name, a key or a value from a file.
+    limit : int, optional
+        Longest text kept (characters); longer text is cut, with a note of its length.
+    keep_newlines : bool, optional
+        Keep newlines and tabs (a message of several lines composed by carkinetics itself).
+
+    Returns
+    -------
+    str
+        The text with every character that is not printable (control characters,
+        line and paragraph separators, format characters, which would let a file name or
+        a value from a file start a new, forged line of output) written as its escape.
     """
     text = str(text)
     if len(text) > limit:
         text = f"{text[:limit]}... ({len(text):,} characters)"
-    if not keep_newlines:
-        text = text.replace("\n", "\\n").replace("\t", "\\t")
-    if any(c in _LINE_BREAKERS or (ord(c) < 32 and c not in "\n\t") for c in text):
-        text = "".join(_LINE_BREAKERS.get(c) or (ascii(c)[1:-1] if ord(c) < 32 and c not in "\n\t" else c)
-                       for c in text)
-    return text
+    if text.isprintable():
+        return text
+    kept = "\n\t" if keep_newlines else ""
+    return "".join(c if c.isprintable() or c in kept else ascii(c)[1:-1] for c in text)
 
 
 class FileError(CarKineticsError, ValueError):
@@ -121,6 +125,7 @@ class ProblemCollector:
         self.problems: list[FileProblem] = []
 
     def add(self, key: str, message: str) -> None:
+        """Record one problem at ``key`` (a key path such as ``parameters.rate.value``)."""
         self.problems.append(FileProblem(key, message))
 
     def unknown_name(self, key: str, name: str, known: Iterable[str], what: str) -> None:
@@ -137,6 +142,7 @@ class ProblemCollector:
         return bool(self.problems)
 
     def raise_if_any(self) -> None:
+        """Raise ``error_class`` listing every problem recorded, if there is any."""
         if self.problems:
             raise self.error_class(self.path, self.problems)
 
@@ -165,6 +171,7 @@ def suggestion(name: str, known: Iterable[str]) -> str:
 
 
 def unknown_name_message(name: str, known: Iterable[str], what: str) -> str:
+    """The message for an unknown ``name``: ``'x' is not <what>``, with a close match if any."""
     known = list(known)
     return f"'{name}' is not {what}{suggestion(name, known)}"
 

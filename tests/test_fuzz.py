@@ -32,7 +32,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "benchmarks" / "fuzz"))
 import fuzzgen  # noqa: E402
 

@@ -16,7 +16,7 @@ def main(argv):
     try:
         if kind == "data":
             from carkinetics.scenario.data import load_data
-            from carkinetics.model.spec import load_model
+            from carkinetics.model.load import load_model
 
             model, path = rest
             ds = load_data(path, load_model(model))

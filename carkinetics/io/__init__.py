@@ -1,1 +1,1 @@
-"""Files: atomic output folders, provenance, fast CSV, TOML."""
+"""Files: atomic output folders, termination signals, provenance, result records, fast CSV, TOML."""

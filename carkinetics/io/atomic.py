@@ -13,7 +13,7 @@ staged in a hidden folder ``.NAME.<tag>.<random>.partial`` beside the destinatio
   file of an earlier run is left beside the new ones; files carkinetics did not write make
   the run refuse before it computes anything, naming them.
 * SIGTERM, SIGHUP and SIGINT raise an exception in the main thread while a folder is
-  staged, so the staging folder is removed; a staging folder left by a killed process
+  staged (:mod:`carkinetics.io.signals`), so the staging folder is removed; a staging folder left by a killed process
   (SIGKILL, power cut) carries the process id and start time in its ``<tag>`` and is
   removed by the next run writing to the same destination.
 * A destination that is a mount point (a Docker volume) is staged inside itself; where a
@@ -34,15 +34,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import stat
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from carkinetics.errors import CarKineticsError
+from carkinetics.io.signals import cleanup_on_signals, signals_deferred
 
 #: The manifest of an output folder: the files carkinetics wrote there (JSON, hidden).
 MANIFEST = ".carkinetics.json"
@@ -62,7 +61,6 @@ class OutputError(CarKineticsError):
         super().__init__(f"{self.path}: {reason}" if self.path else reason)
 
 
-# ---- who owns a staging folder ---------------------------------------------------------------
 def _process_start(pid: int):
     """The start time of a living process (clock ticks since boot, from ``/proc``), ``""`` where
     ``/proc`` is missing, or None when the process does not exist or is a zombie."""
@@ -170,7 +168,18 @@ def _remove(entry: Path) -> None:
 
 def remove_orphaned_partials(path) -> list[Path]:
     """Remove the staging folders (``.NAME.*.partial``) beside and inside the output folder
-    ``path`` that were left by processes no longer running; return them."""
+    ``path`` that were left by processes no longer running.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The output folder (it need not exist).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The staging folders and temporary files removed.
+    """
     target = _absolute(path)
     short = _short_name(target.name or "output", target.parent if target.parent.is_dir() else "/")
     removed = []
@@ -190,77 +199,6 @@ def remove_orphaned_partials(path) -> list[Path]:
     return removed
 
 
-# ---- signals -----------------------------------------------------------------------------------
-_signal_state = {"depth": 0, "saved": {}, "defer": 0, "pending": []}
-
-
-def _interrupt(signum, frame):
-    if _signal_state["defer"]:
-        _signal_state["pending"].append(signum)
-        return
-    _raise_for(signum)
-
-
-def _raise_for(signum):
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise SystemExit(128 + signum)
-
-
-def _catchable_signals():
-    sigs = [signal.SIGINT, signal.SIGTERM]
-    if hasattr(signal, "SIGHUP"):
-        sigs.append(signal.SIGHUP)
-    return sigs
-
-
-@contextlib.contextmanager
-def cleanup_on_signals():
-    """While the block runs, SIGTERM and SIGHUP raise ``SystemExit(128 + signal)`` and SIGINT
-    ``KeyboardInterrupt`` in the main thread, so ``finally`` clauses (removing staging folders)
-    run before the process ends; the previous handlers are restored afterwards. Signals whose
-    handler the program set itself (or ignores) are left alone; in other threads, nothing is done."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    if _signal_state["depth"] == 0:
-        saved = {}
-        for sig in _catchable_signals():
-            old = signal.getsignal(sig)
-            if old in (signal.SIG_DFL, signal.default_int_handler):
-                saved[sig] = old
-                signal.signal(sig, _interrupt)
-        _signal_state["saved"] = saved
-    _signal_state["depth"] += 1
-    try:
-        yield
-    finally:
-        _signal_state["depth"] -= 1
-        if _signal_state["depth"] == 0:
-            for sig, old in _signal_state["saved"].items():
-                signal.signal(sig, old)
-            _signal_state["saved"] = {}
-
-
-@contextlib.contextmanager
-def _signals_deferred():
-    """Signals caught by :func:`cleanup_on_signals` wait until the block is done (file moves and
-    clean-up are not cut in half); then the first one is raised."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    _signal_state["defer"] += 1
-    try:
-        yield
-    finally:
-        _signal_state["defer"] -= 1
-        if not _signal_state["defer"] and _signal_state["pending"]:
-            signum = _signal_state["pending"][0]
-            _signal_state["pending"].clear()
-            _raise_for(signum)
-
-
-# ---- checking a destination ---------------------------------------------------------------------
 def _absolute(path) -> Path:
     """The absolute destination (a symbolic link to a folder: the folder); an empty name is refused."""
     if isinstance(path, (str, bytes)) and not path.strip():
@@ -317,7 +255,24 @@ def check_output_dir(path, *, clean: bool = False, known=()) -> Path:
     (see :func:`atomic_output_dir`; ``known``: names of files the command writes, recognised
     as its own in a folder without manifest).
 
-    Returns the absolute path; raises :class:`OutputError` (``<path>: <reason>``).
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The output folder.
+    clean : bool, optional
+        The folder belongs to the run: refuse it when it holds files carkinetics did not write.
+    known : iterable of str, optional
+        Names of the files the command writes, recognised as its own without a manifest.
+
+    Returns
+    -------
+    pathlib.Path
+        The absolute path of the output folder.
+
+    Raises
+    ------
+    OutputError
+        ``<path>: <reason>`` when the folder cannot receive the results.
     """
     target = _absolute(path)
     shown = _shown(path)
@@ -378,10 +333,20 @@ def _foreign_message(foreign) -> str:
             f"another output folder")
 
 
-# ---- manifests ---------------------------------------------------------------------------------
 def read_manifest(folder):
     """The relative paths (``/``-separated) of the files carkinetics wrote in ``folder``, from its
-    manifest :data:`MANIFEST`; None when there is none (an empty set when it is unreadable)."""
+    manifest :data:`MANIFEST`.
+
+    Parameters
+    ----------
+    folder : str or pathlib.Path
+        An output folder.
+
+    Returns
+    -------
+    set of str or None
+        The listed files; None when there is no manifest, an empty set when it is unreadable.
+    """
     p = Path(folder) / MANIFEST
     try:
         files = json.loads(p.read_text(encoding="utf-8"))["files"]
@@ -397,13 +362,22 @@ def _safe_relative(rel: str) -> bool:
 
 
 def _write_manifest(folder: Path, files) -> None:
-    write_json(folder / MANIFEST, {"files": sorted(files), "written_by": "carkinetics"})
+    manifest = {"files": sorted(files), "written_by": "carkinetics"}
+    atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def register_outputs(folder, names) -> None:
     """Record files written into the output folder ``folder`` without :func:`atomic_output_dir`
     (e.g. a progress record rewritten during a run; ``names`` relative to ``folder``) in its
-    manifest, so that later runs recognise them as carkinetics' own."""
+    manifest, so that later runs recognise them as carkinetics' own.
+
+    Parameters
+    ----------
+    folder : str or pathlib.Path
+        The output folder.
+    names : iterable of str or pathlib.Path
+        The files written, relative to ``folder``.
+    """
     folder = Path(folder)
     old = read_manifest(folder) or set()
     _write_manifest(folder, old | {Path(n).as_posix() for n in names})
@@ -451,12 +425,24 @@ def _classify(target: Path, owned: set):
 
 def foreign_entries(path, known=()) -> list[str]:
     """Relative paths of the entries of the output folder ``path`` that carkinetics did not write
-    (what :func:`check_output_dir` with ``clean=True`` refuses)."""
+    (what :func:`check_output_dir` with ``clean=True`` refuses).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The output folder.
+    known : iterable of str, optional
+        Names recognised as carkinetics' own in a folder without manifest.
+
+    Returns
+    -------
+    list of str
+        The relative paths, ``/``-separated, sorted within each folder.
+    """
     target = _absolute(path)
     return _classify(target, _owned(target, known))[0]
 
 
-# ---- staging and committing -------------------------------------------------------------------
 def _mapped_error(err, staging: Path, target: Path):
     """An OSError (or OutputError) raised while writing into ``staging`` as an OutputError naming
     the file in ``target``; ``err`` itself when it is not about the output (an input file, say)."""
@@ -524,7 +510,7 @@ def _commit(staging: Path, target: Path, clean: bool, owned: set) -> list[str]:
     sources = dict(zip(rels, files))
     temps = []
     try:
-        with _signals_deferred():
+        with signals_deferred():
             _write_manifest(target, owned | set(rels))
             try:
                 if files:
@@ -541,7 +527,7 @@ def _commit(staging: Path, target: Path, clean: bool, owned: set) -> list[str]:
             # file to a temporary name beside its destination first (interruptible), then rename
             for r, src in sources.items():
                 sources[r] = _copy_across(src, target / r, temps)
-        with _signals_deferred():
+        with signals_deferred():
             for r, src in sources.items():
                 os.replace(src, target / r)
             temps.clear()
@@ -584,7 +570,7 @@ def atomic_output_dir(path, *, clean: bool = False, known=()):
     file system; across file systems, ``EXDEV``, the files are copied beside their
     destinations first); the files written are listed in the folder's manifest
     (:data:`MANIFEST`). If the block raises, or SIGTERM, SIGHUP or SIGINT arrive (see
-    :func:`cleanup_on_signals`), nothing in ``path`` changes and the staging folder is
+    :func:`carkinetics.io.signals.cleanup_on_signals`), nothing in ``path`` changes and the staging folder is
     removed.
 
     The destination is checked first (:func:`check_output_dir`); an ``OSError`` raised
@@ -598,6 +584,25 @@ def atomic_output_dir(path, *, clean: bool = False, known=()):
     (those listed in the manifest; in a folder without one, the names in ``known``) and
     subfolders with a manifest of their own. Without ``clean``, other files are left alone
     (a sweep adding points to its folder).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The output folder.
+    clean : bool, optional
+        The folder belongs to this run (see above).
+    known : iterable of str, optional
+        Names of the files the command writes, recognised as its own without a manifest.
+
+    Yields
+    ------
+    pathlib.Path
+        The staging folder to write the files into.
+
+    Raises
+    ------
+    OutputError
+        When the folder cannot receive the results, or a file cannot be written or moved.
     """
     target = check_output_dir(path, clean=clean, known=known)
     owned = _owned(target, known) if target.is_dir() else set()
@@ -605,7 +610,7 @@ def atomic_output_dir(path, *, clean: bool = False, known=()):
     with cleanup_on_signals():
         staging = None
         try:
-            with _signals_deferred():
+            with signals_deferred():
                 try:
                     where.mkdir(parents=True, exist_ok=True)
                     staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(target, where), suffix=".partial",
@@ -635,7 +640,7 @@ def atomic_output_dir(path, *, clean: bool = False, known=()):
                 raise OutputError(where_err, reason) from None
         finally:
             if staging is not None:
-                with _signals_deferred():
+                with signals_deferred():
                     shutil.rmtree(staging, ignore_errors=True)
 
 
@@ -652,7 +657,18 @@ _FILE_MODE = _file_mode()  # read once, at import: os.umask is process-wide
 def atomic_write_text(path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename.
 
-    Raises :class:`OutputError` naming ``path`` when it cannot be written."""
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file (its folder is created if needed); it gets the permissions ``open`` would give.
+    text : str
+        The content, written as UTF-8.
+
+    Raises
+    ------
+    OutputError
+        Naming ``path`` when it cannot be written.
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -670,96 +686,3 @@ def atomic_write_text(path, text: str) -> None:
         if isinstance(err, OSError):
             raise OutputError(path, f"cannot write: {_reason(err)}") from None
         raise
-
-
-def write_json(path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_default) + "\n")
-
-
-def _default(o):
-    import numpy as np
-
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"cannot serialise {type(o).__name__}")
-
-
-def provenance(extra=None) -> dict:
-    """Software versions and time stamp for result files."""
-    import platform
-
-    import numba
-    import numpy
-    import scipy
-
-    from carkinetics.version import __version__
-
-    info = {
-        "carkinetics": __version__,
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
-        "numba": numba.__version__,
-        "python": platform.python_version(),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    info.update(extra or {})
-    return info
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-# ---- reading result folders back (carkinetics plot, --resume) ---------------------------------
-def read_result_json(path) -> dict:
-    """A JSON record of a results folder (``run.json``, ``sweep.json``, ...), or one
-    ``Error: FILE: ...`` (:class:`~carkinetics.errors.FileError`) if it is not readable JSON."""
-    from carkinetics.errors import FileError, read_input_text
-
-    text = read_input_text(path, FileError, "results record (JSON)")
-    try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError) as err:
-        raise FileError(path, [f"not a readable results record: {err}"]) from None
-    if not isinstance(obj, dict):
-        raise FileError(path, [f"not a readable results record: expected a JSON object, got {type(obj).__name__}"])
-    return obj
-
-
-def exact_float_csv_kw():
-    """``pandas.read_csv`` arguments that read every float back exactly as written.
-
-    pandas 3.1 and later parse floats exactly by default (and deprecate ``float_precision``);
-    before 3.1 the default parser can be one unit in the last place off, so written tables
-    would not read back to the same numbers."""
-    import pandas as pd
-
-    major, minor = (int(x) for x in pd.__version__.split(".")[:2])
-    return {} if (major, minor) >= (3, 1) else {"float_precision": "round_trip"}
-
-
-def read_result_csv(path, **read_csv_kw):
-    """A CSV table of a results folder, or one ``Error: FILE: ...`` if it cannot be read."""
-    import io as _io
-
-    import pandas as pd
-
-    from carkinetics.errors import FileError, read_input_text
-
-    text = read_input_text(path, FileError, "results table (CSV)")
-    try:
-        return pd.read_csv(_io.StringIO(text), **{**exact_float_csv_kw(), **read_csv_kw})
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
-    except (pd.errors.ParserError, ValueError) as err:
-        raise FileError(path, [f"not a readable results table: {str(err).strip()}"]) from None

@@ -1,1 +1,1 @@
-"""The model language: safe expressions, validation of model files, code generation."""
+"""The model language: safe expressions, loading and validation of model files, code generation."""

@@ -2,7 +2,8 @@
 
 For each model the generator writes one Python module: the model's right-hand
 side, analytic Jacobian, initial values and outputs as numba functions, followed by
-the integrator template (:mod:`carkinetics.engine.template`). The module is stored
+the engine: the constants of :mod:`carkinetics.engine.constants` and the engine's
+source files (``ENGINE_FILES``, see :mod:`carkinetics.engine`). The module is stored
 in the kernel cache under a name that hashes its full text together with the numba,
 numpy and Python versions, so a changed model, a changed engine or an upgraded numba
 can never pick up a stale compilation; numba caches the machine code next to it.
@@ -21,11 +22,16 @@ import tempfile
 import threading
 from pathlib import Path
 
-from carkinetics.model import expressions as ex
+from carkinetics.engine.constants import kernel_source as constants_source
 from carkinetics.errors import ModelFileError
+from carkinetics.model import expressions as ex
 
-_TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "engine" / "template.py"
-_STUB_END = "# ---------------------------------------------------------------------- END OF STUB"
+_ENGINE_DIR = Path(__file__).resolve().parent.parent / "engine"
+#: Source files of the engine, in the order the kernel module concatenates them (after the
+#: model's functions and the constants of :mod:`carkinetics.engine.constants`).
+ENGINE_FILES = ("jit.py", "vmath.py", "linalg.py", "system.py", "tsit5.py", "rodas4.py", "events.py",
+                "lanes.py", "driver.py")
+_ENGINE_MARK = "# ---------------------------------------------------------------------- engine"
 _lock = threading.Lock()
 _loaded: dict[str, object] = {}
 
@@ -41,12 +47,33 @@ def cache_dir() -> Path:
     return base / "kernels"
 
 
-def _template_body() -> str:
-    text = _TEMPLATE_PATH.read_text(encoding="utf-8")
-    head, sep, body = text.partition(_STUB_END)
-    if not sep:
-        raise RuntimeError(f"engine template {_TEMPLATE_PATH} lost its stub marker")
-    return body
+_OPCODE_WORDS = {"+": "ADD", "-": "SUB", "*": "MUL", "/": "DIV", "**": "POW", "<": "LT", "<=": "LE", ">": "GT",
+                 ">=": "GE", "==": "EQ", "!=": "NE"}
+
+
+def _opcode_source() -> str:
+    """``OP_<NAME> = code`` for every opcode of the condition programs (:data:`expressions.OPCODES`)."""
+    lines = ["# opcodes of condition programs (carkinetics.model.expressions.OPCODES)"]
+    for name, code in ex.OPCODES.items():
+        lines.append(f"OP_{_OPCODE_WORDS.get(name, name.upper())} = {code!r}  # {name}")
+    return "\n".join(lines) + "\n"
+
+
+def engine_source() -> str:
+    """The engine part of every kernel module.
+
+    Returns
+    -------
+    str
+        The constants (:func:`carkinetics.engine.constants.kernel_source`), then the text
+        of each file of ``ENGINE_FILES`` in order, each after a comment naming it.
+    """
+    parts = [f"# {'-' * 70} engine/constants.py (the assignments generated from its tables)\n\n"
+             f"{constants_source()}\n{_opcode_source()}"]
+    for name in ENGINE_FILES:
+        text = (_ENGINE_DIR / name).read_text(encoding="utf-8")
+        parts.append(f"# {'-' * 70} engine/{name}\n\n{text}")
+    return "\n\n".join(parts)
 
 
 # ----------------------------------------------------------------------------------------
@@ -162,21 +189,41 @@ def _preamble(model, rename, used_names, indent="    "):
     return lines
 
 
-def generate_source(model) -> str:
-    """Full text of the kernel module of ``model``."""
-    rename = _mangle(model)
-    deps = _dependencies(model)
-    state_names = model.state_names
-    uses_t = any("t" in ex.names(e) for e in model.odes.values()) or any(
-        "t" in deps[n] for e in model.odes.values() for n in ex.names(e) if n in deps)
+class _Lines:
+    """Lines of generated code; ``keys`` maps a line's index to the key of the model file it
+    comes from (to name that key when the line does not compile)."""
 
-    def all_names(exprs):
-        out = set()
-        for e in exprs:
-            out |= ex.names(e)
-        return out
+    def __init__(self, lines):
+        self.lines = list(lines)
+        self.keys: dict[int, str] = {}
 
-    out = [
+    def add(self, *lines) -> None:
+        self.lines.extend(lines)
+
+    def put(self, line: str, key: str) -> None:
+        self.keys[len(self.lines)] = key
+        self.lines.append(line)
+
+
+def _names_of(exprs) -> set:
+    out = set()
+    for e in exprs:
+        out |= ex.names(e)
+    return out
+
+
+def _scalar_source(e, rename) -> str:
+    """Per-patient scalar code: libm, helpers not inlined."""
+    return ex.to_source(e, rename, vector_math=False)
+
+
+def _lane_source(e, rename) -> str:
+    """Code of the lanes: branch-free inlined math that vectorises."""
+    return ex.to_source(e, rename, vector_math=True)
+
+
+def _header(model, uses_t) -> list[str]:
+    return [
         f"# carkinetics kernel for model {_inert(model.name)}, file {_inert(model.path.name)}.",
         "# Generated code: do not edit. Regenerated whenever the model, the engine or numba changes.",
         f"# model sha256: {_inert(model.content_hash)[1:-1]}",
@@ -193,56 +240,50 @@ def generate_source(model) -> str:
         "",
     ]
 
-    # ---- rhs
-    rhs_exprs = _needed({n for e in model.odes.values() for n in ex.names(e)}, model)
-    used = all_names(list(model.odes.values()) + [model.expressions[n] for n in rhs_exprs])
-    def src(e, rn=rename):  # per-patient scalar code: libm, helpers not inlined
-        return ex.to_source(e, rn, vector_math=False)
 
-    def vsrc(e, rn=rename):  # the lanes: branch-free inlined math that vectorises
-        return ex.to_source(e, rn, vector_math=True)
-
-    keys: dict[int, str] = {}  # line of generated code -> key of the model file it comes from
-
-    def put(line, key):
-        keys[len(out)] = key
-        out.append(line)
-
-    out.append('@njit(cache=True, error_model="numpy", nogil=True, inline="always")')
-    out.append("def model_rhs(t, y, p, dy):")
-    out.extend(_preamble(model, rename, used))
+def _write_rhs(out, model, rename, rhs_exprs, used) -> None:
+    out.add('@njit(cache=True, error_model="numpy", nogil=True, inline="always")',
+            "def model_rhs(t, y, p, dy):")
+    out.add(*_preamble(model, rename, used))
     for n in rhs_exprs:
-        put(f"    {rename(n)} = {src(model.expressions[n])}", f"expressions.{n}")
-    for i, n in enumerate(state_names):
-        put(f"    dy[{i}] = {src(model.odes[n])}  # d{n}/dt", f"odes.{n}")
-    out.append("")
+        out.put(f"    {rename(n)} = {_scalar_source(model.expressions[n], rename)}", f"expressions.{n}")
+    for i, n in enumerate(model.state_names):
+        out.put(f"    dy[{i}] = {_scalar_source(model.odes[n], rename)}  # d{n}/dt", f"odes.{n}")
+    out.add("")
 
-    # ---- the same right-hand side for many patients at once: one loop over lanes
-    # (columns of y and p, into out[s]) that LLVM vectorises
+
+def _write_rhs_lanes(out, model, rename, deps, rhs_exprs, used) -> None:
+    """The same right-hand side for many patients at once: one loop over lanes (columns of
+    y and p, into out[s]) that LLVM vectorises."""
     def rename_lanes(name):
         return "t_lane" if name == "t" else rename(name)
 
-    out.append('@njit(cache=True, error_model="numpy", nogil=True, inline="always")')
-    out.append("def model_rhs_lanes(t, y, p, out, s, nl):")
-    out.append("    for lane in range(nl):")
+    out.add('@njit(cache=True, error_model="numpy", nogil=True, inline="always")',
+            "def model_rhs_lanes(t, y, p, out, s, nl):",
+            "    for lane in range(nl):")
     if "t" in used or any("t" in deps[n] for n in rhs_exprs):
-        out.append("        t_lane = t[lane]")
+        out.add("        t_lane = t[lane]")
     for i, n in enumerate(model.state_names):
         if n in used:
-            out.append(f"        {rename(n)} = y[{i}, lane]")
+            out.add(f"        {rename(n)} = y[{i}, lane]")
     for i, n in enumerate(model.parameter_names):
         if n in used:
-            out.append(f"        {rename(n)} = p[{i}, lane]")
+            out.add(f"        {rename(n)} = p[{i}, lane]")
     for n in rhs_exprs:
-        put(f"        {rename(n)} = {vsrc(model.expressions[n], rename_lanes)}", f"expressions.{n}")
-    for i, n in enumerate(state_names):
-        put(f"        out[s, {i}, lane] = {vsrc(model.odes[n], rename_lanes)}  # d{n}/dt", f"odes.{n}")
-    out.append("")
+        out.put(f"        {rename(n)} = {_lane_source(model.expressions[n], rename_lanes)}", f"expressions.{n}")
+    for i, n in enumerate(model.state_names):
+        out.put(f"        out[s, {i}, lane] = {_lane_source(model.odes[n], rename_lanes)}  # d{n}/dt", f"odes.{n}")
+    out.add("")
 
-    # ---- jacobian: chain rule through intermediate expressions. The derivative of
-    # expression n with respect to state (or t) wrt is the local jd<k>, numbered: in the
-    # trees it is the variable "<jd k>", which no name of a model can spell, so neither
-    # a parameter nor another expression/state pair can ever reach it.
+
+def _write_jacobian(out, model, rename, deps, rhs_exprs, used, uses_t) -> None:
+    """The Jacobian: chain rule through intermediate expressions.
+
+    The derivative of expression n with respect to state (or t) wrt is the local jd<k>,
+    numbered: in the trees it is the variable "<jd k>", which no name of a model can spell,
+    so neither a parameter nor another expression/state pair can ever reach it.
+    """
+    state_names = model.state_names
     jac_lines = []
     dnames: dict[tuple[str, str], str] = {}  # (expression, wrt) -> placeholder variable
     jac_locals: dict[str, str] = {}  # placeholder variable -> local in the generated code
@@ -286,45 +327,77 @@ def generate_source(model) -> str:
             return jac_locals[name]
         return rename(name)
 
-    out.append('@njit(cache=True, error_model="numpy", nogil=True)')
-    out.append("def model_jac(t, y, p, jac, dfdt):")
-    out.append("    # entries not assigned here are zero (the caller clears jac and dfdt)")
-    out.extend(_preamble(model, rename, jac_used))
+    out.add('@njit(cache=True, error_model="numpy", nogil=True)',
+            "def model_jac(t, y, p, jac, dfdt):",
+            "    # entries not assigned here are zero (the caller clears jac and dfdt)")
+    out.add(*_preamble(model, rename, jac_used))
     for n in rhs_exprs:
-        put(f"    {rename(n)} = {src(model.expressions[n])}", f"expressions.{n}")
+        out.put(f"    {rename(n)} = {_scalar_source(model.expressions[n], rename)}", f"expressions.{n}")
     for local, d, n, wrt in jac_lines:
-        put(f"    {local} = {src(d, rename_jac)}  # d{n}/d{wrt}", f"expressions.{n}")
+        out.put(f"    {local} = {_scalar_source(d, rename_jac)}  # d{n}/d{wrt}", f"expressions.{n}")
     for target, d, n in entries:
-        put(f"    {target} = {src(d, rename_jac)}", f"odes.{n}")
-    out.append("    return")
-    out.append("")
+        out.put(f"    {target} = {_scalar_source(d, rename_jac)}", f"odes.{n}")
+    out.add("    return", "")
 
-    # ---- initial values
-    out.append('@njit(cache=True, error_model="numpy", nogil=True)')
-    out.append("def model_initial(p, y):")
-    init_used = all_names([s.initial for s in model.states])
-    out.extend(_preamble(model, rename, init_used))
+
+def _write_initial(out, model, rename) -> None:
+    out.add('@njit(cache=True, error_model="numpy", nogil=True)', "def model_initial(p, y):")
+    out.add(*_preamble(model, rename, _names_of([s.initial for s in model.states])))
     for i, s in enumerate(model.states):
-        put(f"    y[{i}] = {src(s.initial)}  # {s.name}", f"states.{s.name}.initial")
-    out.append("")
+        out.put(f"    y[{i}] = {_scalar_source(s.initial, rename)}  # {s.name}", f"states.{s.name}.initial")
+    out.add("")
 
-    # ---- outputs
-    out.append('@njit(cache=True, error_model="numpy", nogil=True)')
-    out.append("def model_outputs(t, y, p, out):")
+
+def _write_outputs(out, model, rename) -> None:
+    out.add('@njit(cache=True, error_model="numpy", nogil=True)', "def model_outputs(t, y, p, out):")
     out_exprs = _needed({n for o in model.outputs for n in ex.names(o.expression)}, model)
-    out_used = all_names([o.expression for o in model.outputs] + [model.expressions[n] for n in out_exprs])
-    out.extend(_preamble(model, rename, out_used))
+    out_used = _names_of([o.expression for o in model.outputs] + [model.expressions[n] for n in out_exprs])
+    out.add(*_preamble(model, rename, out_used))
     for n in out_exprs:
-        put(f"    {rename(n)} = {src(model.expressions[n])}", f"expressions.{n}")
+        out.put(f"    {rename(n)} = {_scalar_source(model.expressions[n], rename)}", f"expressions.{n}")
     for i, o in enumerate(model.outputs):
-        put(f"    out[{i}] = {src(o.expression)}  # {o.name}", f"outputs.{o.name}.expression")
+        out.put(f"    out[{i}] = {_scalar_source(o.expression, rename)}  # {o.name}", f"outputs.{o.name}.expression")
     if not model.outputs:
-        out.append("    return")
-    out.append("")
-    out.append("# ---------------------------------------------------------------------- engine template")
-    head = "\n".join(out)
-    _check_generated(model, head, out, keys)
-    return head + _template_body()
+        out.add("    return")
+    out.add("")
+
+
+def generate_source(model) -> str:
+    """Full text of the kernel module of ``model``.
+
+    Parameters
+    ----------
+    model : Model
+        A loaded model.
+
+    Returns
+    -------
+    str
+        The model's functions (``model_rhs``, ``model_rhs_lanes``, ``model_jac``,
+        ``model_initial``, ``model_outputs``) and sizes, then the engine.
+
+    Raises
+    ------
+    ModelFileError
+        If a name of the model cannot enter code, or an expression's generated code is
+        too deeply nested or too large for Python to compile.
+    """
+    rename = _mangle(model)
+    deps = _dependencies(model)
+    uses_t = any("t" in ex.names(e) for e in model.odes.values()) or any(
+        "t" in deps[n] for e in model.odes.values() for n in ex.names(e) if n in deps)
+    rhs_exprs = _needed({n for e in model.odes.values() for n in ex.names(e)}, model)
+    used = _names_of(list(model.odes.values()) + [model.expressions[n] for n in rhs_exprs])
+    out = _Lines(_header(model, uses_t))
+    _write_rhs(out, model, rename, rhs_exprs, used)
+    _write_rhs_lanes(out, model, rename, deps, rhs_exprs, used)
+    _write_jacobian(out, model, rename, deps, rhs_exprs, used, uses_t)
+    _write_initial(out, model, rename)
+    _write_outputs(out, model, rename)
+    out.add(_ENGINE_MARK)
+    head = "\n".join(out.lines)
+    _check_generated(model, head, out.lines, out.keys)
+    return f"{head}\n\n{engine_source()}"
 
 
 def _check_generated(model, head: str, lines, keys) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from carkinetics.errors import ExpressionError, suggestion
+from carkinetics.errors import ExpressionError, printable, suggestion
 
 # name -> (min args, max args or None for any, description)
 FUNCTIONS: dict[str, tuple[int, int | None, str]] = {
@@ -70,8 +70,8 @@ def name_problem(name) -> str | None:
     import keyword
 
     if not isinstance(name, str) or not name:
-        return f"expected a non-empty name, got {_shown(repr(name))}"
-    shown = _shown(name, 40)
+        return f"expected a non-empty name, got {printable(repr(name), 200)}"
+    shown = printable(name, 40)
     if len(name) > MAX_NAME_LENGTH:
         return f"'{shown}' is {len(name):,} characters long; names may have at most {MAX_NAME_LENGTH}"
     if not name.isascii():
@@ -111,17 +111,21 @@ class Expr:
     # -- convenient constructors, with light simplification ---------------------------
     @staticmethod
     def num(v: float) -> "Expr":
+        """A number literal."""
         return Expr("num", (), float(v))
 
     @staticmethod
     def var(name: str) -> "Expr":
+        """A reference to the name ``name``."""
         return Expr("var", (), name)
 
     def is_num(self, v: float | None = None) -> bool:
+        """Whether this is a number literal (equal to ``v``, when given)."""
         return self.op == "num" and (v is None or self.value == v)
 
     @property
     def is_bool(self) -> bool:
+        """Whether this is a comparison or a logical operation."""
         return self.op in _CMP_NAMES or self.op in ("and", "or", "not")
 
     def __str__(self) -> str:  # readable form, used in messages and generated comments
@@ -183,7 +187,7 @@ def parse(text, known_names=None) -> Expr:
         return Expr.num(_finite(text, None))
     if not isinstance(text, str):
         raise ExpressionError(f"expected a number or an expression string, got {type(text).__name__} "
-                              f"{_shown(repr(text))}")
+                              f"{printable(repr(text), 200)}")
     source = text.strip()
     if not source:
         raise ExpressionError("empty expression")
@@ -192,11 +196,11 @@ def parse(text, known_names=None) -> Expr:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as err:
         col = f" at column {err.offset}" if err.offset else ""
-        raise ExpressionError(f"cannot parse '{_shown(source)}'{col}: {err.msg}") from None
+        raise ExpressionError(f"cannot parse '{printable(source, 200)}'{col}: {err.msg}") from None
     except ValueError as err:
-        raise ExpressionError(f"cannot parse '{_shown(source)}': {err}") from None
+        raise ExpressionError(f"cannot parse '{printable(source, 200)}': {err}") from None
     except (RecursionError, MemoryError):
-        raise ExpressionError(f"'{_shown(source)}' is nested too deeply to parse "
+        raise ExpressionError(f"'{printable(source, 200)}' is nested too deeply to parse "
                               f"(at most {MAX_DEPTH} levels)") from None
     _check_depth(tree.body, source, lambda n: ast.iter_child_nodes(n), lambda n: isinstance(n, ast.expr))
     expr = _convert(tree.body, source)
@@ -212,8 +216,8 @@ def parse(text, known_names=None) -> Expr:
 def _convert(node, source: str) -> Expr:
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
-            raise ExpressionError(f"only numbers are allowed as constants, got {_shown(repr(node.value))} "
-                                  f"in '{_shown(source)}'")
+            raise ExpressionError(f"only numbers are allowed as constants, got {printable(repr(node.value), 200)} "
+                                  f"in '{printable(source, 200)}'")
         return Expr.num(_finite(node.value, source))
     if isinstance(node, ast.Name):
         if node.id in CONSTANTS:
@@ -302,17 +306,9 @@ def _convert(node, source: str) -> Expr:
     raise ExpressionError(f"{hint} is not allowed in expressions, in '{source}'")
 
 
-def _shown(text: str, limit: int = 200) -> str:
-    """``text`` for an error message: control characters escaped, at most ``limit`` characters."""
-    short = text if len(text) <= limit else text[:limit]
-    if not short.isprintable():
-        short = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in short)
-    return short if len(text) <= limit else short + f"... ({len(text):,} characters)"
-
-
 def _finite(value, source) -> float:
     """A number literal as a finite float, or ExpressionError (too large, inf, nan)."""
-    where = f" in '{_shown(source)}'" if source is not None else ""
+    where = f" in '{printable(source, 200)}'" if source is not None else ""
     try:
         v = float(value)
     except OverflowError:
@@ -320,7 +316,7 @@ def _finite(value, source) -> float:
         raise ExpressionError(f"number of about 1e{exponent} is too large (the largest is about 1.8e308)"
                               f"{where}") from None
     if not math.isfinite(v):
-        raise ExpressionError(f"expected a finite number, got {_shown(repr(value))}{where}")
+        raise ExpressionError(f"expected a finite number, got {printable(repr(value), 200)}{where}")
     return v
 
 
@@ -328,17 +324,17 @@ def _check_text(source: str) -> None:
     """Length, characters and parenthesis depth, before the parser may recurse on them."""
     if len(source) > MAX_EXPRESSION_LENGTH:
         raise ExpressionError(f"expression is {len(source):,} characters long; at most "
-                              f"{MAX_EXPRESSION_LENGTH:,} are allowed ('{_shown(source, 60)}')")
+                              f"{MAX_EXPRESSION_LENGTH:,} are allowed ('{printable(source, 60)}')")
     for i, ch in enumerate(source):
         if not ch.isascii():
-            raise ExpressionError(f"character {ascii(ch)} at column {i + 1} of '{_shown(source)}' is not "
+            raise ExpressionError(f"character {ascii(ch)} at column {i + 1} of '{printable(source, 200)}' is not "
                                   f"ASCII; names, numbers and operators must be ASCII")
     level = 0
     for ch in source:
         if ch in "([{":
             level += 1
             if level > MAX_DEPTH:
-                raise ExpressionError(f"'{_shown(source)}' nests parentheses more than {MAX_DEPTH} "
+                raise ExpressionError(f"'{printable(source, 200)}' nests parentheses more than {MAX_DEPTH} "
                                       f"levels deep")
         elif ch in ")]}":
             level -= 1
@@ -350,7 +346,7 @@ def _check_depth(root, source, children, counts) -> None:
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise ExpressionError(f"'{_shown(source)}' is nested more than {MAX_DEPTH} levels deep; "
+            raise ExpressionError(f"'{printable(source, 200)}' is nested more than {MAX_DEPTH} levels deep; "
                                   f"split it into intermediate expressions")
         for child in children(node):
             stack.append((child, depth + (1 if counts(child) else 0)))
@@ -606,6 +602,7 @@ ONE = Expr.num(1.0)
 
 
 def add(x: Expr, y: Expr) -> Expr:
+    """``x + y``, simplified when either is a number."""
     if x.is_num(0.0):
         return y
     if y.is_num(0.0):
@@ -616,6 +613,7 @@ def add(x: Expr, y: Expr) -> Expr:
 
 
 def sub(x: Expr, y: Expr) -> Expr:
+    """``x - y``, simplified when either is a number."""
     if y.is_num(0.0):
         return x
     if x.is_num(0.0):
@@ -626,6 +624,7 @@ def sub(x: Expr, y: Expr) -> Expr:
 
 
 def mul(x: Expr, y: Expr) -> Expr:
+    """``x * y``, simplified when either is a number."""
     if x.is_num(0.0) or y.is_num(0.0):
         return ZERO
     if x.is_num(1.0):
@@ -638,6 +637,7 @@ def mul(x: Expr, y: Expr) -> Expr:
 
 
 def div(x: Expr, y: Expr) -> Expr:
+    """``x / y``, simplified when ``x`` is 0 or ``y`` is 1."""
     if x.is_num(0.0):
         return ZERO
     if y.is_num(1.0):
@@ -646,6 +646,7 @@ def div(x: Expr, y: Expr) -> Expr:
 
 
 def neg(x: Expr) -> Expr:
+    """``-x``, simplified when ``x`` is a number."""
     if x.op == "num":
         return Expr.num(-x.value)
     if x.op == "neg":
@@ -654,6 +655,7 @@ def neg(x: Expr) -> Expr:
 
 
 def where(c: Expr, x: Expr, y: Expr) -> Expr:
+    """``where(c, x, y)``: ``x`` where ``c`` holds, else ``y`` (just ``x`` when both branches are equal)."""
     if x == y:
         return x
     return Expr("where", (c, x, y))
@@ -668,6 +670,7 @@ def diff(e: Expr, var: str, dvar=None) -> Expr:
     """
     if dvar is None:
         def dvar(name):
+            """1 for ``var`` itself, 0 for any other name."""
             return ONE if name == var else ZERO
     return _d(e, dvar)
 
@@ -755,7 +758,7 @@ def _d(e: Expr, dv) -> Expr:
 # Stack programs for in-kernel conditions
 # ----------------------------------------------------------------------------------------
 
-# opcodes; the kernel template interprets them (keep in sync with engine/template.py)
+# opcodes of condition programs; codegen writes them into every kernel as OP_<NAME> constants (interpreted in engine/events.py)
 OPCODES = {
     "const": 0, "state": 1, "param": 2, "time": 3,
     "+": 4, "-": 5, "*": 6, "/": 7, "**": 8, "neg": 9,
@@ -778,7 +781,8 @@ def to_program(e: Expr, slot) -> tuple[list[tuple[int, int]], list[float], int]:
     code: list[tuple[int, int]] = []
     consts: list[float] = []
 
-    def emit(node: Expr) -> int:  # returns the stack depth this subtree needs
+    def emit(node: Expr) -> int:
+        """Append the instructions of ``node``; return the stack depth this subtree needs."""
         op = node.op
         if op == "num":
             consts.append(node.value)
@@ -799,6 +803,6 @@ def to_program(e: Expr, slot) -> tuple[list[tuple[int, int]], list[float], int]:
     try:
         depth = emit(e)
     except RecursionError:  # intermediate expressions are inlined: chains of them add up
-        raise ExpressionError(f"condition '{_shown(to_text(e))}' is nested too deeply once its "
+        raise ExpressionError(f"condition '{printable(to_text(e), 200)}' is nested too deeply once its "
                               f"intermediate expressions are inlined") from None
     return code, consts, depth

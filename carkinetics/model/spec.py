@@ -1,8 +1,9 @@
-"""Declarative model files: loading, validation and the :class:`Model` object.
+"""Declarative model files: validation and the :class:`Model` object.
 
 A model file (``models/*.toml``) declares states, parameters, ordered
 intermediate expressions, one ODE right-hand side per state, and named outputs,
-all with units and sources. See ``docs`` in the README for the full format.
+all with units and sources. :func:`model_from_dict` checks the parsed document and
+builds the :class:`Model`; :func:`carkinetics.model.load.load_model` finds and reads the file.
 
 Example
 -------
@@ -22,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from carkinetics.model import expressions as ex
-from carkinetics.errors import (CarKineticsError, ExpressionError, ModelFileError, ProblemCollector, is_number, parse_toml,
-                     read_input_text, suggestion)
+from carkinetics.errors import (CarKineticsError, ExpressionError, ModelFileError, ProblemCollector, is_number,
+                                printable, suggestion)
 
 PARAMETER_STATUSES = ("published", "derived", "fitted", "assumption", "fixed")
 RESERVED_NAMES = {"t", "pi"} | set(ex.FUNCTIONS)
@@ -82,7 +83,7 @@ class Output:
 class Model:
     """A validated model: names, defaults, equations and (lazily) its compiled kernel.
 
-    Build one with :func:`load_model`. Arrays of parameters follow
+    Build one with :func:`carkinetics.model.load.load_model`. Arrays of parameters follow
     :attr:`parameter_names` order; state arrays follow :attr:`state_names`.
     """
 
@@ -103,33 +104,41 @@ class Model:
     # -- names ------------------------------------------------------------------------
     @property
     def state_names(self) -> tuple[str, ...]:
+        """Names of the states, in model-file order."""
         return tuple(s.name for s in self.states)
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
+        """Names of the parameters, in model-file order."""
         return tuple(p.name for p in self.parameters)
 
     @property
     def output_names(self) -> tuple[str, ...]:
+        """Names of the outputs, in model-file order."""
         return tuple(o.name for o in self.outputs)
 
     @property
     def n_states(self) -> int:
+        """Number of states."""
         return len(self.states)
 
     @property
     def n_parameters(self) -> int:
+        """Number of parameters."""
         return len(self.parameters)
 
     @property
     def n_outputs(self) -> int:
+        """Number of outputs."""
         return len(self.outputs)
 
     @property
     def content_hash(self) -> str:
+        """SHA-256 of the model file's text (hex)."""
         return hashlib.sha256(self.source_text.encode()).hexdigest()
 
     def state_index(self, name: str) -> int:
+        """Position of state ``name`` in :attr:`state_names` (KeyError if there is none)."""
         try:
             return self.state_names.index(name)
         except ValueError:
@@ -137,6 +146,7 @@ class Model:
                            f"{suggestion(name, self.state_names)}") from None
 
     def parameter_index(self, name: str) -> int:
+        """Position of parameter ``name`` in :attr:`parameter_names` (KeyError if there is none)."""
         try:
             return self.parameter_names.index(name)
         except ValueError:
@@ -144,6 +154,7 @@ class Model:
                            f"{suggestion(name, self.parameter_names)}") from None
 
     def output_index(self, name: str) -> int:
+        """Position of output ``name`` in :attr:`output_names` (KeyError if there is none)."""
         try:
             return self.output_names.index(name)
         except ValueError:
@@ -151,9 +162,11 @@ class Model:
                            f"{suggestion(name, self.output_names)}") from None
 
     def parameter(self, name: str) -> Parameter:
+        """The :class:`Parameter` called ``name``."""
         return self.parameters[self.parameter_index(name)]
 
     def output(self, name: str) -> Output:
+        """The :class:`Output` called ``name``."""
         return self.outputs[self.output_index(name)]
 
     # -- values -----------------------------------------------------------------------
@@ -192,6 +205,7 @@ class Model:
         return np.stack(cols, axis=1)
 
     def extinction_thresholds(self) -> np.ndarray:
+        """Extinction threshold of each state (state units; 0 disables), in :attr:`state_names` order."""
         return np.array([s.extinction for s in self.states], dtype=float)
 
     def initial_state(self, parameters=None) -> np.ndarray:
@@ -237,6 +251,7 @@ class Model:
         outputs = {o.name: o.expression for o in self.outputs}
 
         def slot(name):
+            """Where the kernel finds ``name``: time, a state, a parameter or an expression."""
             if name == "t":
                 return ("time", 0)
             if name in self.state_names:
@@ -271,22 +286,6 @@ class Model:
                 f"{self.n_outputs} outputs, from {str(self.path)!r})")
 
 
-# ----------------------------------------------------------------------------------------
-# loading
-# ----------------------------------------------------------------------------------------
-
-
-def model_search_paths() -> list[Path]:
-    """Folders searched for a model given by bare name: ./models, then the shipped models."""
-    here = Path(__file__).resolve().parent.parent  # the package folder
-    paths = [Path.cwd() / "models", here.parent / "models", here / "_data" / "models"]
-    out = []
-    for p in paths:
-        if p not in out:
-            out.append(p)
-    return out
-
-
 #: Relative slack at a bound: a value computed to be at the bound (exp(log(upper)), an
 #: expression such as "cmax * 1.0") may differ from it by rounding.
 BOUND_TOLERANCE = 1e-9
@@ -317,73 +316,12 @@ def _checked_value(par, value, check_bounds: bool = True) -> float:
     return v
 
 
-def resolve_model_path(name_or_path, base: Path | None = None) -> Path:
-    """Find a model file from a path (relative to ``base``) or a bare model name."""
-    text = str(name_or_path)
-    candidate = Path(text)
-    if base is not None and not candidate.is_absolute():
-        candidate = base / candidate
-    if candidate.suffix == ".toml" or candidate.exists() or "/" in text or "\\" in text:
-        if not candidate.exists():
-            raise FileNotFoundError(f"model file not found: {candidate}")
-        return candidate
-    searched = model_search_paths()
-    for folder in searched:
-        p = folder / f"{text}.toml"
-        if p.exists():
-            return p
-    known = sorted({p.stem for folder in searched if folder.is_dir() for p in folder.glob("*.toml")})
-    raise FileNotFoundError(
-        f"no model named '{text}' in {', '.join(str(f) for f in searched)}{suggestion(text, known)}"
-    )
-
-
-def load_model(path) -> Model:
-    """Load and validate a model file.
-
-    Parameters
-    ----------
-    path : str or pathlib.Path
-        Path to a ``.toml`` model file, or the bare name of a model in ``./models``
-        or among the models shipped with carkinetics.
-
-    Returns
-    -------
-    Model
-        The validated model; its numba kernel is compiled (or loaded from the disk
-        cache) on first simulation.
-
-    Raises
-    ------
-    ModelFileError
-        Listing every problem in the file: key, offending value, what was expected.
-    FileNotFoundError
-        If the file does not exist.
-    """
-    try:
-        p = resolve_model_path(path)
-    except FileNotFoundError as err:
-        raise ModelFileError(str(path), [str(err)]) from None
-    except OSError as err:  # a name too long for the file system, a loop of links, ...
-        raise ModelFileError(str(path), [f"cannot open the model file: {err.strerror or err}"]) from None
-    text = read_input_text(p, ModelFileError, "model file")
-    return model_from_dict(parse_toml(text, p, ModelFileError), p, text)
-
-
-def _printable(text, limit: int) -> str:
-    """One line of printable text: control characters and line breaks escaped, length capped."""
-    text = str(text)
-    short = text[:limit]
-    if not short.isprintable():
-        short = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in short)
-    return short if len(text) <= limit else short + f"... ({len(text):,} characters)"
-
-
 class _Problems(ProblemCollector):
     """Every problem one printable line: keys and values from the file may hold anything."""
 
     def add(self, key: str, message: str) -> None:
-        super().add(_printable(key, 200), _printable(message, 2000))
+        """See :meth:`ProblemCollector.add`; key and message are made printable first."""
+        super().add(printable(key, 200), printable(message, 2000))
 
 
 def _check_integers(value, key, errs) -> None:
@@ -402,8 +340,26 @@ def _check_integers(value, key, errs) -> None:
 
 
 def model_from_dict(data: dict, path, text: str = "") -> Model:
-    """Validate a parsed model document and build the :class:`Model`."""
-    file_text = text  # the loops below reuse the name `text`
+    """Validate a parsed model document and build the :class:`Model`.
+
+    Parameters
+    ----------
+    data : dict
+        The tables of the model file, as parsed from TOML.
+    path : str or pathlib.Path
+        The file the document was read from (used in messages and as the default name).
+    text : str, optional
+        The file's text; its hash keys the kernel cache.
+
+    Returns
+    -------
+    Model
+
+    Raises
+    ------
+    ModelFileError
+        Listing every problem in the document: key, offending value, what was expected.
+    """
     path = Path(path)
     errs = _Problems(path, ModelFileError)
     _check_integers(data, "", errs)
@@ -413,8 +369,53 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         if key not in _TOP_KEYS:
             errs.unknown_name(key, key, _TOP_KEYS, "a section of a model file")
     meta = _table(data.get("model", {}), "model", errs)
+    name, time_unit, refs = _check_metadata(meta, path, errs)
+
+    states_t = _table(data.get("states"), "states", errs, required=True)
+    params_t = _table(data.get("parameters", {}), "parameters", errs)
+    exprs_t = _table(data.get("expressions", {}), "expressions", errs)
+    odes_t = _table(data.get("odes"), "odes", errs, required=True)
+    outs_t = _table(data.get("outputs", {}), "outputs", errs)
+
+    _check_names((("states", states_t), ("parameters", params_t), ("expressions", exprs_t),
+                  ("outputs", outs_t)), errs)
+    state_names = list(states_t)
+    param_names = list(params_t)
+    if not state_names and "states" in data:
+        errs.add("states", "a model needs at least one state")
+
+    n_problems = len(errs.problems)
+    parameters = _parameters(params_t, errs)
+    # typical parameter values, to check breakpoints and initial values (None: a parameter is bad)
+    typical = ({p.name: p.value for p in parameters} if len(errs.problems) == n_problems
+               and len(parameters) == len(params_t) else None)
+    breakpoints = _breakpoints(meta, param_names, typical, errs)
+    expressions = _expressions(exprs_t, state_names, param_names, errs)
+    odes = _odes(odes_t, state_names, set(state_names) | set(param_names) | set(exprs_t), errs)
+    states = _states(states_t, param_names, typical, errs)
+    outputs = _outputs(outs_t, set(state_names) | set(param_names) | set(exprs_t), errs)
+
+    errs.raise_if_any()
+    return Model(
+        path=path,
+        name=name,
+        description=meta["description"] if isinstance(meta.get("description"), str) else "",
+        time_unit=str(time_unit),
+        references=tuple(refs),
+        states=tuple(states),
+        parameters=tuple(parameters),
+        expressions=expressions,
+        odes=odes,
+        outputs=tuple(outputs),
+        breakpoints=tuple(breakpoints),
+        source_text=text,
+    )
+
+
+def _check_metadata(meta: dict, path: Path, errs) -> tuple:
+    """The ``[model]`` table checked: ``(name, time_unit, references)``."""
     errs.unknown_keys("model", meta, _MODEL_KEYS, "a key of [model]")
-    default_name = _printable(path.stem, MAX_MODEL_NAME_LENGTH)  # file names may hold anything
+    default_name = printable(path.stem, MAX_MODEL_NAME_LENGTH)  # file names may hold anything
     name = meta.get("name", default_name)
     if not isinstance(name, str) or not name.strip():
         errs.add("model.name", f"expected a non-empty string, got {name!r}")
@@ -444,17 +445,13 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
     if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
         errs.add("model.references", "expected a list of strings")
         refs = []
+    return name, time_unit, refs
 
-    states_t = _table(data.get("states"), "states", errs, required=True)
-    params_t = _table(data.get("parameters", {}), "parameters", errs)
-    exprs_t = _table(data.get("expressions", {}), "expressions", errs)
-    odes_t = _table(data.get("odes"), "odes", errs, required=True)
-    outs_t = _table(data.get("outputs", {}), "outputs", errs)
 
-    # ---- names
+def _check_names(sections, errs) -> None:
+    """Names of states, parameters, expressions and outputs: valid, not reserved, unique."""
     seen: dict[str, str] = {}
-    for section, table in (("states", states_t), ("parameters", params_t), ("expressions", exprs_t),
-                           ("outputs", outs_t)):
+    for section, table in sections:
         for nm in table:
             key = f"{section}.{nm}"
             why = ex.name_problem(nm)
@@ -466,14 +463,11 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
                 errs.add(key, f"'{nm}' is already declared in [{seen[nm]}]; names must be unique")
             else:
                 seen[nm] = section
-    state_names = list(states_t)
-    param_names = list(params_t)
-    if not state_names and "states" in data:
-        errs.add("states", "a model needs at least one state")
 
-    # ---- parameters
+
+def _parameters(params_t: dict, errs) -> list:
+    """The ``[parameters]`` tables as :class:`Parameter` values (bad entries recorded and skipped)."""
     parameters = []
-    n_problems = len(errs.problems)
     for nm, spec in params_t.items():
         key = f"parameters.{nm}"
         if not isinstance(spec, dict):
@@ -494,28 +488,32 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         if not is_number(iiv) or iiv < 0:
             errs.add(f"{key}.iiv_log_sd", f"expected a number >= 0 (SD of log(value) between patients), got {iiv!r}")
             iiv = 0.0
-        bounds = spec.get("bounds")
-        if bounds is not None:
-            ok = isinstance(bounds, list) and len(bounds) == 2 and all(is_number(b) for b in bounds)
-            if not ok:
-                errs.add(f"{key}.bounds", f"expected [lower, upper] (two finite numbers), got {bounds!r}")
-                bounds = None
-            elif not bounds[0] < bounds[1]:
-                errs.add(f"{key}.bounds", f"lower bound {bounds[0]} must be below upper bound {bounds[1]}")
-                bounds = None
-            elif value is not None and not (bounds[0] <= value <= bounds[1]):
-                errs.add(f"{key}.value", f"{value} is outside bounds [{bounds[0]}, {bounds[1]}]")
-            if bounds is not None:
-                bounds = (float(bounds[0]), float(bounds[1]))
+        bounds = _bounds(spec.get("bounds"), value, key, errs)
         if iiv and value is not None and value <= 0:
             errs.add(f"{key}.iiv_log_sd", f"log-normal variability needs a positive value, got value = {value}")
         parameters.append(Parameter(nm, float(value if value is not None else 0.0), unit or "", desc or "",
                                     source or "", symbol or "", bounds, float(iiv), str(status), notes or ""))
-    # typical parameter values, to check breakpoints and initial values (None: a parameter is bad)
-    typical = ({p.name: p.value for p in parameters} if len(errs.problems) == n_problems
-               and len(parameters) == len(params_t) else None)
+    return parameters
 
-    # ---- breakpoints: times (from parameters) where integration restarts
+
+def _bounds(bounds, value, key: str, errs):
+    """A parameter's ``bounds`` as ``(lower, upper)`` floats, or None if absent or bad."""
+    if bounds is None:
+        return None
+    ok = isinstance(bounds, list) and len(bounds) == 2 and all(is_number(b) for b in bounds)
+    if not ok:
+        errs.add(f"{key}.bounds", f"expected [lower, upper] (two finite numbers), got {bounds!r}")
+        return None
+    if not bounds[0] < bounds[1]:
+        errs.add(f"{key}.bounds", f"lower bound {bounds[0]} must be below upper bound {bounds[1]}")
+        return None
+    if value is not None and not (bounds[0] <= value <= bounds[1]):
+        errs.add(f"{key}.value", f"{value} is outside bounds [{bounds[0]}, {bounds[1]}]")
+    return (float(bounds[0]), float(bounds[1]))
+
+
+def _breakpoints(meta: dict, param_names: list, typical, errs) -> list:
+    """``[model] breakpoints``: times (expressions of parameters) where integration restarts."""
     breakpoints = []
     bp_raw = meta.get("breakpoints", [])
     if not isinstance(bp_raw, list):
@@ -528,11 +526,14 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         if parsed is not None:
             v = _typical_value(parsed, typical)
             if v is not None and not math.isfinite(v):
-                errs.add(key, f"'{_printable(text, 100)}' is {v} at the parameters' typical values; "
+                errs.add(key, f"'{printable(text, 100)}' is {v} at the parameters' typical values; "
                               f"breakpoints must be finite numbers")
             breakpoints.append(parsed)
+    return breakpoints
 
-    # ---- expressions (in order)
+
+def _expressions(exprs_t: dict, state_names: list, param_names: list, errs) -> dict:
+    """``[expressions]`` parsed in order: each may use states, parameters and earlier expressions."""
     expressions: dict[str, ex.Expr] = {}
     for nm, spec in exprs_t.items():
         key = f"expressions.{nm}"
@@ -550,23 +551,28 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         parsed = _parse(text, key, available, errs, later=later, self_name=nm)
         if parsed is not None:
             expressions[nm] = parsed
+    return expressions
 
-    # ---- odes
+
+def _odes(odes_t: dict, state_names: list, known: set, errs) -> dict:
+    """``[odes]`` parsed: one right-hand side per declared state, no other."""
     odes: dict[str, ex.Expr] = {}
-    ode_known = set(state_names) | set(param_names) | set(exprs_t)
     for nm, text in odes_t.items():
         key = f"odes.{nm}"
-        if nm not in states_t:
+        if nm not in state_names:
             errs.unknown_name(key, nm, state_names, "a declared state")
             continue
-        parsed = _parse(text, key, ode_known, errs)
+        parsed = _parse(text, key, known, errs)
         if parsed is not None:
             odes[nm] = parsed
     for nm in state_names:
         if nm not in odes_t:
             errs.add(f"odes.{nm}", f"state '{nm}' has no right-hand side in [odes]")
+    return odes
 
-    # ---- states
+
+def _states(states_t: dict, param_names: list, typical, errs) -> list:
+    """The ``[states]`` tables as :class:`State` values (bad entries recorded and skipped)."""
     states = []
     for nm, spec in states_t.items():
         key = f"states.{nm}"
@@ -577,19 +583,7 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         unit = _string(spec, "unit", key, errs, required=True)
         desc = _string(spec, "description", key, errs, required=True)
         _string(spec, "notes", key, errs)
-        init_raw = spec.get("initial", 0.0)
-        initial = _parse(init_raw, f"{key}.initial", set(param_names), errs,
-                         hint=" (initial values may use parameters only)", allow_t=False)
-        if initial is not None:
-            v = _typical_value(initial, typical)
-            if v is None:
-                pass
-            elif not math.isfinite(v) or v < 0:
-                if not ex.names(initial):  # a constant: a number or e.g. "-5"
-                    errs.add(f"{key}.initial", f"expected a value >= 0, got {_printable(init_raw, 100)}")
-                else:
-                    errs.add(f"{key}.initial", f"'{_printable(init_raw, 100)}' is {v} at the parameters' "
-                                               f"typical values; initial values must be finite and >= 0")
+        initial = _initial_value(spec.get("initial", 0.0), f"{key}.initial", param_names, typical, errs)
         default_thr = 1.0 if (unit or "").strip().lower() in ("cells", "cell") else 0.0
         thr = spec.get("extinction", default_thr)
         if not is_number(thr) or thr < 0:
@@ -601,10 +595,29 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
             atol = None
         states.append(State(nm, unit or "", desc or "", initial if initial is not None else ex.ZERO,
                             float(thr), None if atol is None else float(atol)))
+    return states
 
-    # ---- outputs
+
+def _initial_value(init_raw, key: str, param_names: list, typical, errs):
+    """A state's ``initial`` parsed (parameters only) and checked at the typical values, or None."""
+    initial = _parse(init_raw, key, set(param_names), errs,
+                     hint=" (initial values may use parameters only)", allow_t=False)
+    if initial is not None:
+        v = _typical_value(initial, typical)
+        if v is None:
+            pass
+        elif not math.isfinite(v) or v < 0:
+            if not ex.names(initial):  # a constant: a number or e.g. "-5"
+                errs.add(key, f"expected a value >= 0, got {printable(init_raw, 100)}")
+            else:
+                errs.add(key, f"'{printable(init_raw, 100)}' is {v} at the parameters' "
+                              f"typical values; initial values must be finite and >= 0")
+    return initial
+
+
+def _outputs(outs_t: dict, known: set, errs) -> list:
+    """The ``[outputs]`` tables as :class:`Output` values (bad entries recorded and skipped)."""
     outputs = []
-    out_known = set(state_names) | set(param_names) | set(exprs_t)
     for nm, spec in outs_t.items():
         key = f"outputs.{nm}"
         if isinstance(spec, str):
@@ -620,25 +633,10 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         if "expression" not in spec:
             errs.add(key, "missing 'expression'")
             continue
-        parsed = _parse(spec["expression"], f"{key}.expression", out_known, errs)
+        parsed = _parse(spec["expression"], f"{key}.expression", known, errs)
         if parsed is not None:
             outputs.append(Output(nm, parsed, unit or "", desc or ""))
-
-    errs.raise_if_any()
-    return Model(
-        path=path,
-        name=name,
-        description=meta["description"] if isinstance(meta.get("description"), str) else "",
-        time_unit=str(time_unit),
-        references=tuple(refs),
-        states=tuple(states),
-        parameters=tuple(parameters),
-        expressions=expressions,
-        odes=odes,
-        outputs=tuple(outputs),
-        breakpoints=tuple(breakpoints),
-        source_text=file_text,
-    )
+    return outputs
 
 
 def _table(value, key, errs, required=False) -> dict:

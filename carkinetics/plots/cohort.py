@@ -1,22 +1,13 @@
-"""Figures. matplotlib is imported inside the functions; each returns its figure."""
+"""Figures of a simulation and a virtual cohort: trajectories, cohort bands, Kaplan-Meier curves.
+
+matplotlib is imported on first use (:func:`carkinetics.plots.style.pyplot`); each function returns its figure.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-_STYLE = {"figure.dpi": 110, "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11,
-          "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.3}
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False) if matplotlib.get_backend().lower() == "agg" else None
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update(_STYLE)
-    return plt
-
+from carkinetics.plots.style import grid_shape, pyplot
 
 _SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
 
@@ -31,22 +22,16 @@ def _log_tick_label(value, pos=None):
     return f"{value:g}"
 
 
-def _grid(n):
-    cols = 1 if n == 1 else (2 if n <= 4 else 3)
-    rows = int(np.ceil(n / cols))
-    return rows, cols
-
-
 def plot_trajectory(trajectory, names=None, log_scale=True, title=None):
     """One panel per output (or state) of a :class:`~carkinetics.simulation.result.Trajectory`.
 
     Returns the matplotlib figure.
     """
-    plt = _plt()
+    plt = pyplot()
     model = trajectory.model
     names = list(names or model.output_names or model.state_names)
     units = {s.name: s.unit for s in model.states} | {o.name: o.unit for o in model.outputs}
-    rows, cols = _grid(len(names))
+    rows, cols = grid_shape(len(names))
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.4 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names):
         y = np.asarray(trajectory[name], float)
@@ -74,7 +59,7 @@ def save_figure(fig, path, formats=("png",), tight=True, dpi=150):
     """
     from pathlib import Path
 
-    plt = _plt()
+    plt = pyplot()
     path = Path(path)
     out = []
     for fmt in formats:
@@ -106,8 +91,7 @@ _ARM_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"
 class _Columns:
     """A table's columns as numpy arrays, from a pandas DataFrame or a mapping of name -> array.
 
-    The cohort plots read their tables through it, so they draw the same figure from either
-    (the helper process of :mod:`carkinetics.plots.render` draws without importing pandas).
+    The cohort plots read their tables through it, so they draw the same figure from either.
     """
 
     def __init__(self, table):
@@ -141,7 +125,7 @@ def _drawn_arms(table):
 
 def _panels(plt, n):
     """A figure with a grid of ``n`` panels (squeezed 2-d array of axes)."""
-    rows, cols = _grid(n)
+    rows, cols = grid_shape(n)
     return plt.subplots(rows, cols, figsize=(5.6 * cols, 3.8 * rows), squeeze=False)
 
 
@@ -177,7 +161,7 @@ def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=
     -------
     matplotlib.figure.Figure
     """
-    plt = _plt()
+    plt = pyplot()
     bands = _Columns(bands)
     observed = None if observed is None or not len(_Columns(observed)) else _Columns(observed)
     qcols = ["q05", "q25", "q50", "q75", "q95"]
@@ -260,7 +244,7 @@ def plot_kaplan_meier(km, endpoints=None, time_unit="", title=None):
     -------
     matplotlib.figure.Figure
     """
-    plt = _plt()
+    plt = pyplot()
     km = _Columns(km)
     km_endpoints, km_arms = km.text("endpoint"), km.text("arm")
     endpoints = list(endpoints or dict.fromkeys(km_endpoints))

@@ -1,4 +1,4 @@
-"""Goodness-of-fit figures for :mod:`carkinetics.fit.individual`. Each function returns its figure.
+"""Goodness-of-fit figures for the fits of :mod:`carkinetics.fit`. Each function returns its figure.
 
 Censored observations (below the LLOQ) are drawn as open triangles at the limit.
 """
@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from carkinetics.plots.cohort import _grid, _plt
+from carkinetics.plots.style import grid_shape, pyplot
 
 
 def plot_observed_vs_predicted(residuals, title="Observed vs predicted"):
     """Observed against predicted on log axes, with the identity line."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 5.0))
     unc = ~residuals["censored"].to_numpy(bool)
     pred = residuals["pred"].to_numpy(float)
@@ -34,7 +34,7 @@ def plot_observed_vs_predicted(residuals, title="Observed vs predicted"):
 
 def plot_residuals_vs_time(residuals, title="Residuals vs time"):
     """Scaled residuals (g(observed) - g(predicted)) / sigma against time."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     unc = ~residuals["censored"].to_numpy(bool)
     t = residuals["time"].to_numpy(float)
@@ -55,9 +55,9 @@ def plot_residuals_vs_time(residuals, title="Residuals vs time"):
 
 def plot_individual_fits(fits, max_patients=12, n_points=300, title="Individual fits"):
     """Fitted curves over each patient's data (log scale); ``fits`` is a list of FitResult."""
-    plt = _plt()
+    plt = pyplot()
     fits = list(fits)[:max_patients]
-    rows, cols = _grid(len(fits))
+    rows, cols = grid_shape(len(fits))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
     for ax, res in zip(axes.flat, fits):
         pr = res.problem
@@ -88,9 +88,9 @@ def plot_individual_fits(fits, max_patients=12, n_points=300, title="Individual 
 
 def plot_profiles(profiles, title="Profile likelihoods"):
     """Each profile's -2 log L rise with the 3.84 threshold and the interval limits."""
-    plt = _plt()
+    plt = pyplot()
     profiles = list(profiles.values()) if isinstance(profiles, dict) else list(profiles)
-    rows, cols = _grid(len(profiles))
+    rows, cols = grid_shape(len(profiles))
     fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.2 * rows), squeeze=False)
     for ax, pr in zip(axes.flat, profiles):
         ax.plot(pr.values, pr.objective - pr.minimum, "o-", ms=3)
@@ -113,7 +113,7 @@ def plot_profiles(profiles, title="Profile likelihoods"):
 
 def plot_target_comparison(comparison, title="Reported vs simulated"):
     """Reported values with intervals beside the simulated values, one row per target."""
-    plt = _plt()
+    plt = pyplot()
     k = len(comparison)
     fig, ax = plt.subplots(figsize=(6.4, 0.45 * k + 1.5))
     y = np.arange(k)

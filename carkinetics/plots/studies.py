@@ -2,7 +2,8 @@
 
 Every figure is meant to be projected: large type, thick lines, at least 1600 pixels wide,
 saved as PNG and PDF. Each function takes results (never re-simulates) and returns the
-matplotlib figure; :func:`plot_results` regenerates every figure of a results folder.
+matplotlib figure; :func:`carkinetics.studies.figures.plot_results` regenerates every figure of a
+results folder with them.
 
 - :func:`plot_outcome_curves`: outcome probabilities against one axis (e.g. dose), one line
   per value of another (e.g. donor source), 95% interval bands.
@@ -18,6 +19,8 @@ import math
 from pathlib import Path
 
 import numpy as np
+
+from carkinetics.plots.style import pyplot
 
 #: Type and line sizes readable from the back of a room.
 PROJECTOR_STYLE = {
@@ -37,9 +40,8 @@ def _plt():
 
     if matplotlib.get_backend().lower() != "agg":
         matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update(PROJECTOR_STYLE)
+    plt = pyplot()
+    plt.rcParams.update(PROJECTOR_STYLE)  # every key of the package style, larger
     return plt
 
 
@@ -389,7 +391,7 @@ def km_targets(scenario_targets, reference, endpoint):
     Parameters
     ----------
     scenario_targets : dict
-        ``target_id -> TargetSpec`` (``scenario.sections["targets"]``).
+        ``target_id -> TargetSpec`` (``scenario.target_specs``).
     reference : pandas.DataFrame
         The reference table (:func:`carkinetics.scenario.reference.load_targets`).
     endpoint : str
@@ -430,7 +432,7 @@ def plot_tornado(tornado, outcome=None, max_bars=20, title=None):
     Parameters
     ----------
     tornado : pandas.DataFrame
-        From :func:`carkinetics.studies.sensitivity.tornado` (columns parameter, low, high,
+        From :func:`carkinetics.studies.tornado.tornado` (columns parameter, low, high,
         outcome_low, outcome_high, baseline).
     outcome : str, optional
         Label of the outcome (horizontal axis).
@@ -457,24 +459,33 @@ def plot_tornado(tornado, outcome=None, max_bars=20, title=None):
     return fig
 
 
-def plot_global_sensitivity(table, outcome=None, max_bars=20, title=None):
+def plot_global_sensitivity(table, outcome=None, max_bars=20, title=None, dummy=None):
     """Global sensitivity: PRCC (or Sobol indices) per parameter, with 95% intervals.
 
-    The inert dummy parameter (:data:`carkinetics.studies.sensitivity.DUMMY`), when the table has
-    it, is drawn in grey with its bound shaded: indices inside the band are what sampling
-    noise alone gives. Parameters not distinguishable from the dummy (column
-    ``significant`` False) are drawn pale; parameters not sampled (no value: they cannot
-    reach the outcome) are left out.
+    The inert dummy parameter (named ``dummy``), when the table has it, is drawn in grey with
+    its bound shaded: indices inside the band are what sampling noise alone gives. Parameters
+    not distinguishable from the dummy (column ``significant`` False) are drawn pale;
+    parameters not sampled (no value: they cannot reach the outcome) are left out.
 
     Parameters
     ----------
     table : pandas.DataFrame
-        From :func:`carkinetics.studies.sensitivity.global_sensitivity` (or the pure
-        :func:`~carkinetics.studies.sensitivity.prcc` / :func:`~carkinetics.studies.sensitivity.sobol`;
+        From :func:`carkinetics.studies.global_sensitivity.global_sensitivity` (or the pure
+        :func:`~carkinetics.stats.sensitivity_indices.prcc` / :func:`~carkinetics.stats.sensitivity_indices.sobol`;
         columns parameter, index, value, lower, upper, optionally significant).
-    """
-    from carkinetics.studies.sensitivity import DUMMY
+    outcome : str, optional
+        Axis label (default: the table's ``outcome`` attribute).
+    max_bars : int, optional
+        Most parameters drawn (those with the largest indices).
+    title : str, optional
+    dummy : str, optional
+        The name of the inert dummy parameter in ``table``
+        (:data:`carkinetics.stats.sensitivity_indices.DUMMY`); None: no parameter is drawn as the dummy.
 
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     plt = _plt()
     label = outcome or table.attrs.get("outcome", "the outcome")
     table = table[table["value"].notna()]
@@ -489,9 +500,9 @@ def plot_global_sensitivity(table, outcome=None, max_bars=20, title=None):
     rank_by = "total" if "total" in indices else indices[0]
     ranked = (table[table["index"] == rank_by].assign(a=lambda d: d["value"].abs())
               .sort_values("a"))
-    order = ranked[ranked["parameter"] != DUMMY].tail(max_bars)["parameter"].tolist()
-    if (ranked["parameter"] == DUMMY).any():
-        order = [DUMMY] + order
+    order = ranked[ranked["parameter"] != dummy].tail(max_bars)["parameter"].tolist()
+    if (ranked["parameter"] == dummy).any():
+        order = [dummy] + order
     height = max(6.0, 0.55 * len(order) * len(indices) + 2.5)
     fig, ax = plt.subplots(figsize=(MIN_WIDTH_IN + 2, height))
     y = np.arange(len(order), dtype=float)
@@ -508,16 +519,16 @@ def plot_global_sensitivity(table, outcome=None, max_bars=20, title=None):
         colour = _COLOURS[k % len(_COLOURS)]
         sig = (sub["significant"].astype(str).str.lower().isin(["true", "1"]).to_numpy() if has_sig
                else np.ones(len(order), bool))
-        dummy = np.array([p == DUMMY for p in order])
-        colours = ["0.55" if d else colour for d in dummy]
-        alphas = [1.0 if (s or d) else 0.35 for s, d in zip(sig, dummy)]
+        is_dummy = np.array([p == dummy for p in order])
+        colours = ["0.55" if d else colour for d in is_dummy]
+        alphas = [1.0 if (s or d) else 0.35 for s, d in zip(sig, is_dummy)]
         for j in range(len(order)):
             ax.barh(yy[j], v[j], height=h * 0.9, color=colours[j], alpha=alphas[j],
                     xerr=np.where(np.isfinite(err[:, j:j + 1]), np.abs(err[:, j:j + 1]), 0).tolist(),  # lists: as above
                     capsize=4)
         handles.append(Patch(color=colour, label=idx))
-        if dummy.any():
-            d = sub.loc[DUMMY]
+        if is_dummy.any():
+            d = sub.loc[dummy]
             if idx == "prcc":
                 bound = np.nanmax(np.abs([d["lower"], d["upper"], d["value"]]))
                 ax.axvspan(-bound, bound, color="0.85", zorder=0)
@@ -525,9 +536,9 @@ def plot_global_sensitivity(table, outcome=None, max_bars=20, title=None):
                 ax.axvspan(min(0.0, np.nanmin([d["lower"], d["value"]])), np.nanmax([d["upper"], d["value"]]),
                            color=colour, alpha=0.12, zorder=0)
     ax.axvline(0, color="black", lw=1.5)
-    ax.set_yticks(y, ["dummy (inert)" if p == DUMMY else p for p in order])
+    ax.set_yticks(y, ["dummy (inert)" if p == dummy else p for p in order])
     ax.grid(axis="y", visible=False)
-    note = "\nshaded: the inert dummy's range; pale: not distinguishable from it" if DUMMY in order else ""
+    note = "\nshaded: the inert dummy's range; pale: not distinguishable from it" if dummy in order else ""
     ax.set_xlabel(f"sensitivity index (95% interval){note}")
     if len(indices) > 1 or indices[0] != "prcc":
         ax.legend(handles=handles, loc="lower right", frameon=False)
@@ -537,7 +548,7 @@ def plot_global_sensitivity(table, outcome=None, max_bars=20, title=None):
 
 
 # ----------------------------------------------------------------------------------------
-# every figure of a results folder
+# defaults of the figures of a results folder
 # ----------------------------------------------------------------------------------------
 
 
@@ -559,75 +570,45 @@ def default_outcomes(result) -> list:
     return out
 
 
-def plot_results(path, formats=("png", "pdf"), targets_table=None) -> list:
-    """Regenerate every figure of a saved sweep or sensitivity folder into ``path/figures``.
-
-    Nothing is simulated. Returns the files written.
-    """
-    path = Path(path)
-    written = []
-    if (path / "sweep.json").exists():
-        written += _plot_sweep(path, formats, targets_table)
-    if (path / "sensitivity.json").exists():
-        written += _plot_sensitivity(path, formats)
-    if not written and not (path / "sweep.json").exists() and not (path / "sensitivity.json").exists():
-        from carkinetics.studies.sweep import SweepError
-
-        raise SweepError(f"{path}: no sweep.json or sensitivity.json: not a sweep or sensitivity results folder")
-    return written
-
-
-def _chunks(seq, k):
+def chunks(seq, k):
+    """``seq`` cut into lists of ``k`` items (the last may be shorter)."""
     return [seq[i:i + k] for i in range(0, len(seq), k)]
 
 
-def _plot_sweep(path, formats, targets_table):
-    from carkinetics.io.atomic import atomic_output_dir
-    from carkinetics.studies.sweep import load_sweep
+def default_km_endpoints(result, outcomes):
+    """Time-to-event endpoints named in the outcomes (``os@365``), else every one.
 
-    result = load_sweep(path)
-    if result.summary.empty:
-        return []
-    spec_plots = result.info.get("sweep", {}).get("plots", {})
-    outcomes = list(spec_plots.get("outcomes") or default_outcomes(result))
-    written = []
-    with atomic_output_dir(path / "figures") as staging:
-        names = []
-        if result.axis_names:
-            for k, chunk in enumerate(_chunks(outcomes, 4)):
-                fig = plot_outcome_curves(result, chunk)
-                names += save_figure(fig, staging / f"outcomes_{k + 1}", formats)
-        pairs = spec_plots.get("heatmaps")
-        if pairs is None:
-            axes = result.axis_names
-            pairs = [axes[:2]] if len(axes) >= 2 else []
-        for pair in pairs:
-            for spec in outcomes:
-                fig = plot_heatmap(result, spec, pair[0], pair[1])
-                names += save_figure(fig, staging / f"heatmap_{_safe(spec)}_{pair[0]}_{pair[1]}", formats)
-        km_endpoints = spec_plots.get("km_endpoints") or _default_km_endpoints(result, outcomes)
-        targets = _scenario_targets(result, targets_table)
-        for ep in km_endpoints:
-            tg = km_targets(targets[0], targets[1], ep) if targets else None
-            for k, ids in enumerate(_km_groups(result)):
-                fig = plot_km(result, ep, points=ids, targets=tg)
-                names += save_figure(fig, staging / f"km_{ep}_{k + 1}", formats)
-        written = [path / "figures" / p.name for p in names]
-    return written
+    Parameters
+    ----------
+    result : SweepResult
+    outcomes : list of str
+        Outcomes as written (``endpoint``, ``endpoint:statistic``, ``endpoint@day``).
 
-
-def _default_km_endpoints(result, outcomes):
-    """Time-to-event endpoints named in the outcomes (``os@365``), else every one."""
+    Returns
+    -------
+    list of str
+    """
     have = list(dict.fromkeys(result.km["endpoint"]))
     named = [str(o).split("@")[0].split(":")[0] for o in outcomes]
     chosen = [e for e in have if e in named]
     return chosen or have
 
 
-def _km_groups(result, max_curves=9):
+def km_point_groups(result, max_curves=9):
     """Grid points for KM figures: those along the ``x`` and ``lines`` axes, others held fixed.
 
     Small grids (up to ``max_curves`` points) are drawn whole, in one figure.
+
+    Parameters
+    ----------
+    result : SweepResult
+    max_curves : int, optional
+        Most curves in one figure.
+
+    Returns
+    -------
+    list of list of int
+        Grid point ids, one list per figure.
     """
     ids = sorted(set(result.km["point"]))
     if len(ids) <= max_curves or not result.axis_names:
@@ -636,40 +617,4 @@ def _km_groups(result, max_curves=9):
     free = {x} | ({lines} if lines else set())
     rows, _ = _slice(result.grid, result, free)
     chosen = [p for p in rows["point"].tolist() if p in set(ids)]
-    return _chunks(chosen, max_curves)
-
-
-def _scenario_targets(result, targets_table):
-    """(scenario [targets] specs, reference table) for KM overlays, or None."""
-    try:
-        from carkinetics.scenario.load import load_scenario
-        from carkinetics.scenario.reference import load_targets
-
-        sc = load_scenario(result.info["scenario"])
-        specs = sc.sections.get("targets")
-        if not specs:
-            return None
-        ref = targets_table if targets_table is not None else load_targets()
-        return specs, ref
-    except Exception:  # noqa: BLE001 - plots must not fail because the scenario moved
-        return None
-
-
-def _safe(text) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(text))
-
-
-def _plot_sensitivity(path, formats):
-    from carkinetics.io.atomic import atomic_output_dir, read_result_csv, read_result_json
-
-    info = read_result_json(path / "sensitivity.json")
-    label = info.get("outcome_label", info.get("outcome"))
-    with atomic_output_dir(path / "figures") as staging:
-        names = []
-        if (path / "tornado.csv").exists():
-            t = read_result_csv(path / "tornado.csv")
-            names += save_figure(plot_tornado(t, outcome=label), staging / "tornado", formats)
-        if (path / "global.csv").exists():
-            g = read_result_csv(path / "global.csv")
-            names += save_figure(plot_global_sensitivity(g, outcome=label), staging / "global_sensitivity", formats)
-    return [path / "figures" / p.name for p in names]
+    return chunks(chosen, max_curves)

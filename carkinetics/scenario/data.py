@@ -154,10 +154,12 @@ class Dataset:
 
     @property
     def n_observations(self) -> int:
+        """Number of observation rows (censored ones included)."""
         return len(self.observations)
 
     @property
     def n_censored(self) -> int:
+        """Number of censored observation rows."""
         return int(self.observations["censored"].sum())
 
     def patient(self, pid):
@@ -186,6 +188,7 @@ class Dataset:
         return Schedule(sorted(events, key=lambda e: e.time))
 
     def summary(self) -> str:
+        """One line: patients, observations (censored), doses."""
         return (f"{len(self.ids)} patients, {self.n_observations} observations "
                 f"({self.n_censored} censored), {len(self.doses)} doses")
 
@@ -227,23 +230,49 @@ def load_data(path, model, *, covariates=None, frame=None) -> Dataset:
     """
     import pandas as pd
 
-    from carkinetics.io.atomic import file_sha256
+    frame, sha = _read_frame(path, frame)
+    errs = ProblemCollector(str(path), DataError)
+    cmap, used = _map_columns(frame, errs)
+    errs.raise_if_any()
+    cov_table = _read_covariate_file(covariates, errs) if covariates is not None else {}
+    rows = _RowReader(frame, cmap, used, model, cov_table)
+    for i in range(len(frame)):
+        rows.read(i, errs)
+    if not errs and not rows.obs_rows:
+        errs.add("", "no observations (every row is a dose, EVID = 2 or MDV = 1)")
+    covs = _check_covariates(rows.cov_values, cov_table, model, errs)
+    errs.raise_if_any()
 
-    sha = ""
+    order = rows.order
+    obs = pd.DataFrame(rows.obs_rows, columns=["id", "time", "observable", "value", "lloq", "censored", "line"])
+    obs["_o"] = obs["id"].map(order)
+    obs = obs.sort_values(["_o", "time", "line"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    doses = pd.DataFrame(rows.dose_rows, columns=["id", "time", "state", "amount", "line"])
+    doses = doses.sort_values(["id", "time", "line"], kind="stable").reset_index(drop=True)
+    cov = pd.DataFrame.from_dict(covs, orient="index")
+    cov.index.name = "id"
+    ids = sorted(order, key=order.get)
+    return Dataset(obs, doses, cov, ids, path=str(path), sha256=sha, column_map=cmap)
+
+
+def _read_frame(path, frame):
+    """The table as strings and its file's SHA-256 (``""`` for an in-memory ``frame``)."""
+    from carkinetics.io.provenance import file_sha256
+
     if frame is None:
         p = Path(path)
         frame, _ = read_csv_table(p, DataError, "file", skipinitialspace=True, comment="#")
-        sha = file_sha256(p)  # a regular file of bounded size: checked by read_csv_table
-    else:
-        columns = [str(c) for c in frame.columns]
-        dups = sorted({c for c in columns if columns.count(c) > 1})
-        if dups:
-            raise DataError(str(path), [FileProblem("header", f"duplicate column names {dups}: each column "
-                                                              f"must appear once")])
-        frame = frame.astype(str)
-    errs = ProblemCollector(str(path), DataError)
+        return frame, file_sha256(p)  # a regular file of bounded size: checked by read_csv_table
+    columns = [str(c) for c in frame.columns]
+    dups = sorted({c for c in columns if columns.count(c) > 1})
+    if dups:
+        raise DataError(str(path), [FileProblem("header", f"duplicate column names {dups}: each column "
+                                                          f"must appear once")])
+    return frame.astype(str), ""
 
-    # ---- column mapping
+
+def _map_columns(frame, errs) -> tuple[dict, set]:
+    """Canonical column name -> column of ``frame`` (through :data:`ALIASES`), and the columns used."""
     lower = {}
     for c in frame.columns:
         key = str(c).strip().lower()
@@ -265,96 +294,91 @@ def load_data(path, model, *, covariates=None, frame=None) -> Dataset:
                      f"columns found: {', '.join(map(str, frame.columns))}")
     if "value" not in cmap and "amt" not in cmap:
         errs.add("column 'value'", "missing column 'value' (alias DV): a dataset needs observations")
-    errs.raise_if_any()
-    cov_cols = [c for c in frame.columns if c not in used]
-    outputs = list(model.output_names)
-    states = list(model.state_names)
-    obs_col = cmap.get("observable")
+    return cmap, used
 
-    def col(canon, i):
-        c = cmap.get(canon)
-        return None if c is None else frame[c].iat[i]
 
-    def resolve(text, names, what):
+def _read_covariate_file(covariates, errs) -> dict:
+    """Patient id -> {covariate: text} from a per-patient covariate file."""
+    cov_table = {}
+    cp = Path(covariates)
+    ctab, _ = read_csv_table(cp, DataError, "covariate file", skipinitialspace=True)
+    idc = next((c for c in ctab.columns if c.strip().lower() in ALIASES["id"]), None)
+    if idc is None:
+        errs.add("covariates", f"{covariates}: no id column")
+        errs.raise_if_any()
+    for _, r in ctab.iterrows():
+        cov_table[str(r[idc]).strip()] = {c: r[c] for c in ctab.columns if c != idc}
+    return cov_table
+
+
+class _RowReader:
+    """Reads the rows of a data table one by one: doses, observations and covariates.
+
+    Every problem of a row is collected and recorded as one ``line N`` entry; good rows
+    are kept in :attr:`obs_rows` and :attr:`dose_rows`.
+    """
+
+    def __init__(self, frame, cmap, used, model, cov_table):
+        self.frame = frame
+        self.cmap = cmap
+        self.model = model
+        self.cov_table = cov_table
+        self.cov_cols = [c for c in frame.columns if c not in used]
+        self.outputs = list(model.output_names)
+        self.states = list(model.state_names)
+        self.obs_rows, self.dose_rows, self.cov_values = [], [], {}
+        self.n_doses = {}
+        self.order = {}
+
+    def col(self, canon, i):
+        """Text of the ``canon`` column on row ``i``, or None if the table has no such column."""
+        c = self.cmap.get(canon)
+        return None if c is None else self.frame[c].iat[i]
+
+    def resolve(self, text, names, what):
+        """``(name, None)`` for a name or 1-based number among ``names``, else ``(None, message)``."""
         s = str(text).strip()
         if s in names:
             return s, None
         try:
             k = float(s)
         except ValueError:
-            return None, f"'{s}' is not {what} of model '{model.name}'{suggestion(s, names)}"
+            return None, f"'{s}' is not {what} of model '{self.model.name}'{suggestion(s, names)}"
         if math.isfinite(k) and k == int(k) and 1 <= int(k) <= len(names):
             return names[int(k) - 1], None
-        return None, f"{s} is not {what} of model '{model.name}': give a name or a number 1..{len(names)}"
+        return None, f"{s} is not {what} of model '{self.model.name}': give a name or a number 1..{len(names)}"
 
-    cov_table = {}
-    if covariates is not None:
-        cp = Path(covariates)
-        ctab, _ = read_csv_table(cp, DataError, "covariate file", skipinitialspace=True)
-        idc = next((c for c in ctab.columns if c.strip().lower() in ALIASES["id"]), None)
-        if idc is None:
-            errs.add("covariates", f"{covariates}: no id column")
-            errs.raise_if_any()
-        for _, r in ctab.iterrows():
-            cov_table[str(r[idc]).strip()] = {c: r[c] for c in ctab.columns if c != idc}
-
-    obs_rows, dose_rows, cov_values = [], [], {}
-    n_doses = {}
-    order = {}
-    for i in range(len(frame)):
-        line = i + 2
-        key = f"line {line}"
-        bad = []
-        pid = str(col("id", i)).strip()
-        if pid in _MISSING:
-            bad.append("missing patient id")
-        elif len(pid) > MAX_ID_LENGTH:
-            bad.append(f"patient id of {len(pid):,} characters (at most {MAX_ID_LENGTH}): '{pid[:40]}...'")
-            pid = ""  # not kept: nothing below refers to it
-        elif cov_table and pid not in cov_table:
-            bad.append(f"unknown patient id '{pid}' (not in the covariate file{suggestion(pid, cov_table)})")
-        # time
-        t = None
+    def numeric(self, canon, i, bad, default=None):
+        """The number in the ``canon`` column on row ``i`` (``default`` if absent, empty or bad)."""
+        raw = self.col(canon, i)
+        if raw is None:
+            return default
         try:
-            t = _num(col("time", i))
-            if t is None:
-                bad.append("missing time")
-            elif not math.isfinite(t):
-                bad.append(f"time {col('time', i)!r} is not finite")
-                t = None
-            elif t < 0:
-                bad.append(f"negative time {t:g} (times are days after the reference time, >= 0)")
-                t = None
-            elif t > MAX_TIME:
-                bad.append(f"time {t:g} is beyond {MAX_TIME:g} days (the largest time carkinetics accepts)")
-                t = None
+            v = _num(raw)
         except ValueError:
-            bad.append(f"time {col('time', i)!r} is not a number")
+            bad.append(f"{self.cmap[canon]} {raw!r} is not a number")
+            return default
+        if v is not None and not math.isfinite(v):
+            bad.append(f"{self.cmap[canon]} {raw!r} is not a finite number")
+            return default
+        return default if v is None else v
 
-        def numeric(canon, default=None):
-            raw = col(canon, i)
-            if raw is None:
-                return default
-            try:
-                v = _num(raw)
-            except ValueError:
-                bad.append(f"{cmap[canon]} {raw!r} is not a number")
-                return default
-            if v is not None and not math.isfinite(v):
-                bad.append(f"{cmap[canon]} {raw!r} is not a finite number")
-                return default
-            return default if v is None else v
-
-        evid = numeric("evid")
-        mdv = numeric("mdv", 0.0)
-        amt = numeric("amt")
-        blq = numeric("blq", 0.0)
-        lloq = numeric("lloq")
+    def read(self, i, errs) -> None:
+        """Read row ``i`` (file line ``i + 2``): keep it, or record its problems in ``errs``."""
+        line = i + 2
+        bad = []
+        pid = self._patient_id(i, bad)
+        t = self._time(i, bad)
+        evid = self.numeric("evid", i, bad)
+        mdv = self.numeric("mdv", i, bad, 0.0)
+        amt = self.numeric("amt", i, bad)
+        blq = self.numeric("blq", i, bad, 0.0)
+        lloq = self.numeric("lloq", i, bad)
         for canon in ("rate", "ss"):
-            v = numeric(canon, 0.0)
+            v = self.numeric(canon, i, bad, 0.0)
             if v:
-                bad.append(f"{cmap[canon]} = {v:g} is not supported (doses are instantaneous; use 0)")
-        raw_value = col("value", i)
+                bad.append(f"{self.cmap[canon]} = {v:g} is not supported (doses are instantaneous; use 0)")
+        raw_value = self.col("value", i)
         try:
             value = _num(raw_value) if raw_value is not None else None
         except ValueError:
@@ -364,97 +388,136 @@ def load_data(path, model, *, covariates=None, frame=None) -> Dataset:
             evid = 1.0 if (amt is not None and amt > 0 and value is None) else 0.0
         if evid not in (0.0, 1.0, 2.0):
             bad.append(f"EVID {evid:g} is not supported (0 observation, 1 dose, 2 other)")
-        is_dose = evid == 1.0
-        is_obs = evid == 0.0 and mdv != 1.0
         rec = None
-        if is_dose:
-            if amt is None or not math.isfinite(amt) or amt < 0:
-                bad.append(f"dose row needs AMT >= 0, got {col('amt', i)!r}")
-            cmt = col("cmt", i)
-            state = None
-            if cmt is None or str(cmt).strip() in _MISSING:
-                if len(states) == 1:
-                    state = states[0]
-                else:
-                    bad.append("dose row needs CMT: the state dosed (name or 1-based number)")
+        if evid == 1.0:
+            self._dose(i, pid, t, amt, line, bad)
+        elif evid == 0.0 and mdv != 1.0:
+            rec = self._observation(i, pid, t, value, raw_value, blq, lloq, line, bad)
+        if pid not in _MISSING:
+            self._covariates(i, pid, line, bad)
+        if bad:
+            errs.add(f"line {line}", "; ".join(bad))
+        elif rec is not None:
+            self.obs_rows.append(rec)
+            self.order.setdefault(pid, len(self.order))
+
+    def _patient_id(self, i, bad) -> str:
+        pid = str(self.col("id", i)).strip()
+        if pid in _MISSING:
+            bad.append("missing patient id")
+        elif len(pid) > MAX_ID_LENGTH:
+            bad.append(f"patient id of {len(pid):,} characters (at most {MAX_ID_LENGTH}): '{pid[:40]}...'")
+            pid = ""  # not kept: nothing below refers to it
+        elif self.cov_table and pid not in self.cov_table:
+            bad.append(f"unknown patient id '{pid}' (not in the covariate file{suggestion(pid, self.cov_table)})")
+        return pid
+
+    def _time(self, i, bad):
+        t = None
+        try:
+            t = _num(self.col("time", i))
+            if t is None:
+                bad.append("missing time")
+            elif not math.isfinite(t):
+                bad.append(f"time {self.col('time', i)!r} is not finite")
+                t = None
+            elif t < 0:
+                bad.append(f"negative time {t:g} (times are days after the reference time, >= 0)")
+                t = None
+            elif t > MAX_TIME:
+                bad.append(f"time {t:g} is beyond {MAX_TIME:g} days (the largest time carkinetics accepts)")
+                t = None
+        except ValueError:
+            bad.append(f"time {self.col('time', i)!r} is not a number")
+        return t
+
+    def _dose(self, i, pid, t, amt, line, bad) -> None:
+        if amt is None or not math.isfinite(amt) or amt < 0:
+            bad.append(f"dose row needs AMT >= 0, got {self.col('amt', i)!r}")
+        cmt = self.col("cmt", i)
+        state = None
+        if cmt is None or str(cmt).strip() in _MISSING:
+            if len(self.states) == 1:
+                state = self.states[0]
             else:
-                state, msg = resolve(cmt, states, "a state")
-                if msg:
-                    bad.append(msg)
-            addl = numeric("addl", 0.0)
-            ii = numeric("ii", 0.0)
-            if addl and (addl < 0 or addl != int(addl) or not ii or ii <= 0):
-                bad.append(f"ADDL = {addl:g} needs a whole number >= 0 and II > 0 (got II = {ii:g})")
-                addl = 0
-            elif addl > MAX_ADDL:
-                bad.append(f"ADDL = {addl:g} asks for {addl:,.0f} additional doses; at most {MAX_ADDL:,} per row")
-                addl = 0
-            elif addl and t is not None and t + addl * ii > MAX_TIME:
-                bad.append(f"ADDL = {addl:g} doses every II = {ii:g} days end at day {t + addl * ii:g}, beyond "
-                           f"{MAX_TIME:g} days")
-                addl = 0
-            n_doses[pid] = n_doses.get(pid, 0) + int(addl) + 1
-            if n_doses[pid] > MAX_DOSES_PER_PATIENT and not bad:
-                bad.append(f"patient '{pid}' has {n_doses[pid]:,} doses by this row (ADDL expanded); at most "
-                           f"{MAX_DOSES_PER_PATIENT:,} per patient")
-            if not bad:
-                for k in range(int(addl) + 1):
-                    dose_rows.append((pid, t + k * ii, state, amt, line))
-        elif is_obs:
-            if obs_col is not None:
-                name, msg = resolve(col("observable", i), outputs, "an output")
-            elif "cmt" in cmap and str(col("cmt", i)).strip() not in _MISSING:
-                name, msg = resolve(col("cmt", i), outputs, "an output")
-            elif len(outputs) == 1:
-                name, msg = outputs[0], None
-            else:
-                name, msg = None, (f"no observable column and model '{model.name}' has several outputs "
-                                   f"({', '.join(outputs)}): add a column 'observable'")
+                bad.append("dose row needs CMT: the state dosed (name or 1-based number)")
+        else:
+            state, msg = self.resolve(cmt, self.states, "a state")
             if msg:
                 bad.append(msg)
-            if lloq is not None and (not math.isfinite(lloq) or lloq <= 0):
-                bad.append(f"lloq {col('lloq', i)!r} must be a positive number")
-                lloq = None
-            censored = False
-            if blq == 1.0:
-                if lloq is None:
-                    if value is None or not math.isfinite(value):
-                        bad.append("BLQ/CENS = 1 needs the limit: an lloq column or the limit in DV")
-                    else:
-                        lloq = value
-                censored = True
-            elif blq not in (0.0, None):
-                bad.append(f"{cmap['blq']} must be 0 or 1, got {blq:g}")
-            if value is None or (value is not None and math.isnan(value)):
-                if not censored and value is None:
-                    bad.append("missing value (NaN) on an observation row; mark a censored point with "
-                               "BLQ = 1, or set MDV = 1 / EVID = 2 to skip the row")
-                value = math.nan
-            elif not math.isfinite(value):
-                bad.append(f"value {raw_value!r} is not finite")
-            elif lloq is not None and value < lloq:
-                censored = True
-            rec = (pid, t, name, value, math.nan if lloq is None else lloq, censored, line)
-        # covariates: constant within a patient
-        if pid not in _MISSING:
-            seen = cov_values.setdefault(pid, {})
-            for c in cov_cols:
-                v = str(frame[c].iat[i]).strip()
-                if v in _MISSING:
-                    continue
-                if c in seen and seen[c][0] != v:
-                    bad.append(f"covariate '{c}' = {v!r} differs from {seen[c][0]!r} on line {seen[c][1]} "
-                               f"(covariates must be constant within a patient)")
+        addl = self.numeric("addl", i, bad, 0.0)
+        ii = self.numeric("ii", i, bad, 0.0)
+        if addl and (addl < 0 or addl != int(addl) or not ii or ii <= 0):
+            bad.append(f"ADDL = {addl:g} needs a whole number >= 0 and II > 0 (got II = {ii:g})")
+            addl = 0
+        elif addl > MAX_ADDL:
+            bad.append(f"ADDL = {addl:g} asks for {addl:,.0f} additional doses; at most {MAX_ADDL:,} per row")
+            addl = 0
+        elif addl and t is not None and t + addl * ii > MAX_TIME:
+            bad.append(f"ADDL = {addl:g} doses every II = {ii:g} days end at day {t + addl * ii:g}, beyond "
+                       f"{MAX_TIME:g} days")
+            addl = 0
+        self.n_doses[pid] = self.n_doses.get(pid, 0) + int(addl) + 1
+        if self.n_doses[pid] > MAX_DOSES_PER_PATIENT and not bad:
+            bad.append(f"patient '{pid}' has {self.n_doses[pid]:,} doses by this row (ADDL expanded); at most "
+                       f"{MAX_DOSES_PER_PATIENT:,} per patient")
+        if not bad:
+            for k in range(int(addl) + 1):
+                self.dose_rows.append((pid, t + k * ii, state, amt, line))
+
+    def _observation(self, i, pid, t, value, raw_value, blq, lloq, line, bad):
+        outputs = self.outputs
+        if "observable" in self.cmap:
+            name, msg = self.resolve(self.col("observable", i), outputs, "an output")
+        elif "cmt" in self.cmap and str(self.col("cmt", i)).strip() not in _MISSING:
+            name, msg = self.resolve(self.col("cmt", i), outputs, "an output")
+        elif len(outputs) == 1:
+            name, msg = outputs[0], None
+        else:
+            name, msg = None, (f"no observable column and model '{self.model.name}' has several outputs "
+                               f"({', '.join(outputs)}): add a column 'observable'")
+        if msg:
+            bad.append(msg)
+        if lloq is not None and (not math.isfinite(lloq) or lloq <= 0):
+            bad.append(f"lloq {self.col('lloq', i)!r} must be a positive number")
+            lloq = None
+        censored = False
+        if blq == 1.0:
+            if lloq is None:
+                if value is None or not math.isfinite(value):
+                    bad.append("BLQ/CENS = 1 needs the limit: an lloq column or the limit in DV")
                 else:
-                    seen.setdefault(c, (v, line))
-        if bad:
-            errs.add(key, "; ".join(bad))
-        elif rec is not None:
-            obs_rows.append(rec)
-            order.setdefault(pid, len(order))
-    if not errs and not obs_rows:
-        errs.add("", "no observations (every row is a dose, EVID = 2 or MDV = 1)")
-    # numeric covariates naming parameters must be numbers within bounds
+                    lloq = value
+            censored = True
+        elif blq not in (0.0, None):
+            bad.append(f"{self.cmap['blq']} must be 0 or 1, got {blq:g}")
+        if value is None or (value is not None and math.isnan(value)):
+            if not censored and value is None:
+                bad.append("missing value (NaN) on an observation row; mark a censored point with "
+                           "BLQ = 1, or set MDV = 1 / EVID = 2 to skip the row")
+            value = math.nan
+        elif not math.isfinite(value):
+            bad.append(f"value {raw_value!r} is not finite")
+        elif lloq is not None and value < lloq:
+            censored = True
+        return (pid, t, name, value, math.nan if lloq is None else lloq, censored, line)
+
+    def _covariates(self, i, pid, line, bad) -> None:
+        """Covariates must be constant within a patient."""
+        seen = self.cov_values.setdefault(pid, {})
+        for c in self.cov_cols:
+            v = str(self.frame[c].iat[i]).strip()
+            if v in _MISSING:
+                continue
+            if c in seen and seen[c][0] != v:
+                bad.append(f"covariate '{c}' = {v!r} differs from {seen[c][0]!r} on line {seen[c][1]} "
+                           f"(covariates must be constant within a patient)")
+            else:
+                seen.setdefault(c, (v, line))
+
+
+def _check_covariates(cov_values, cov_table, model, errs) -> dict:
+    """Patient id -> {covariate: value}; numeric covariates naming parameters must lie within bounds."""
     covs = {}
     for pid, seen in cov_values.items():
         row = {}
@@ -479,17 +542,7 @@ def load_data(path, model, *, covariates=None, frame=None) -> Dataset:
                     errs.add(f"line {line}", f"covariate '{c}' = {row[c]:g} for patient '{pid}' is outside the "
                                              f"parameter's bounds [{par.bounds[0]:g}, {par.bounds[1]:g}]")
         covs[pid] = row
-    errs.raise_if_any()
-
-    obs = pd.DataFrame(obs_rows, columns=["id", "time", "observable", "value", "lloq", "censored", "line"])
-    obs["_o"] = obs["id"].map(order)
-    obs = obs.sort_values(["_o", "time", "line"], kind="stable").drop(columns="_o").reset_index(drop=True)
-    doses = pd.DataFrame(dose_rows, columns=["id", "time", "state", "amount", "line"])
-    doses = doses.sort_values(["id", "time", "line"], kind="stable").reset_index(drop=True)
-    cov = pd.DataFrame.from_dict(covs, orient="index")
-    cov.index.name = "id"
-    ids = sorted(order, key=order.get)
-    return Dataset(obs, doses, cov, ids, path=str(path), sha256=sha, column_map=cmap)
+    return covs
 
 
 def dataset_from_frame(frame, model, name="<frame>") -> Dataset:

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from carkinetics.errors import CarKineticsError, is_number, is_whole_number, printable, suggestion
 from carkinetics.model import expressions as ex
-from carkinetics.scenario.load import register_section
 from carkinetics.simulation.simulate import MAX_TIME as _MAX_TIME  # the largest event time the engine accepts
+from carkinetics.stats.outcome import OUTCOME_PATTERN  # outcomes named in [sweep.plots]
 #: The value a "none" entry of a variable axis stands for: an event at this time never happens
 #: (the latest time an event may have, 2,700 years, beyond any follow-up).
 NEVER = float(_MAX_TIME)
-#: An outcome named in [sweep.plots]: endpoint, endpoint:statistic or endpoint@day (checked against
-#: the scenario's endpoints when the figures are drawn).
-_OUTCOME_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}(:[A-Za-z0-9_.]{1,32})?(@[0-9]+(\.[0-9]+)?)?")
 #: Labels of a variable axis meaning "this event does not happen".
 NONE_LABELS = ("none",)
 
@@ -166,23 +162,6 @@ class SweepSpec:
                 "km_times": None if self.km_times is None else list(self.km_times), "plots": self.plots}
 
 
-def _variable_names(context) -> list:
-    """Names of the scenario's [variables] (parsed by the cohort module, or read raw)."""
-    names = context.get("variables")
-    if isinstance(names, dict):
-        return list(names)
-    raw = context["data"].get("variables")
-    return list(raw) if isinstance(raw, dict) else []
-
-
-def _arm_names(context) -> list:
-    names = context.get("arm_names")
-    if names:
-        return list(names)
-    raw = context["data"].get("arms")
-    return list(raw) if isinstance(raw, dict) else []
-
-
 def _event_time_names(data) -> set:
     """Names used in the time expressions of the scenario's events (raw TOML)."""
     used = set()
@@ -196,28 +175,9 @@ def _event_time_names(data) -> set:
     return used
 
 
-def _parse_sweep(raw, context) -> SweepSpec:
-    errs = context["errors"]
-    model = context["model"]
-    if not isinstance(raw, dict):
-        errs.add("sweep", "expected a table with [sweep.axes]")
-        return SweepSpec(axes=())
-    errs.unknown_keys("sweep", raw, _SWEEP_KEYS, "a key of [sweep]")
-    n = raw.get("n")
-    if n is not None and not (is_whole_number(n, 1) and n <= max_patients()):
-        errs.add("sweep.n", f"expected a whole number of virtual patients per point from 1 to "
-                            f"{max_patients():,}, got {n!r}")
-        n = None
-    seed = raw.get("seed")
-    if seed is not None and not (is_whole_number(seed, 0) and seed <= MAX_SEED):
-        errs.add("sweep.seed", f"expected a whole number from 0 to 2**63 - 1, got {seed!r}")
-        seed = None
-    per_patient = raw.get("per_patient", False)
-    if not isinstance(per_patient, bool):
-        errs.add("sweep.per_patient", f"expected true or false, got {per_patient!r}")
-        per_patient = False
+def _parse_km_days(raw, times, errs) -> tuple:
+    """``km_step`` and ``km_times`` of ``[sweep]``: the days Kaplan-Meier summaries report (problems in ``errs``)."""
     km_step = raw.get("km_step", 7.0)
-    times = context.get("times")
     horizon = float(np.max(times)) if times is not None and len(times) else 0.0
     if not is_number(km_step) or km_step <= 0:
         errs.add("sweep.km_step", f"expected a positive number of days, got {km_step!r}")
@@ -240,11 +200,50 @@ def _parse_sweep(raw, context) -> SweepSpec:
             km_times = None
         else:
             km_times = tuple(sorted({float(t) for t in km_times}))
+    return km_step, km_times
 
-    variables = _variable_names(context)
-    arms = _arm_names(context)
+
+def parse_sweep(raw, context) -> SweepSpec:
+    """Parse ``[sweep]``: the axes of the grid, the patients per point and the summaries kept.
+
+    Parameters
+    ----------
+    raw : object
+        The ``[sweep]`` table as read.
+    context : SectionContext
+        The scenario being parsed (after its ``[variables]`` and ``[arms]``, which
+        variable and arm axes name); problems go to ``context.errors``.
+
+    Returns
+    -------
+    SweepSpec
+        The grid (axes with problems left out).
+    """
+    errs = context.errors
+    model = context.model
+    if not isinstance(raw, dict):
+        errs.add("sweep", "expected a table with [sweep.axes]")
+        return SweepSpec(axes=())
+    errs.unknown_keys("sweep", raw, _SWEEP_KEYS, "a key of [sweep]")
+    n = raw.get("n")
+    if n is not None and not (is_whole_number(n, 1) and n <= max_patients()):
+        errs.add("sweep.n", f"expected a whole number of virtual patients per point from 1 to "
+                            f"{max_patients():,}, got {n!r}")
+        n = None
+    seed = raw.get("seed")
+    if seed is not None and not (is_whole_number(seed, 0) and seed <= MAX_SEED):
+        errs.add("sweep.seed", f"expected a whole number from 0 to 2**63 - 1, got {seed!r}")
+        seed = None
+    per_patient = raw.get("per_patient", False)
+    if not isinstance(per_patient, bool):
+        errs.add("sweep.per_patient", f"expected true or false, got {per_patient!r}")
+        per_patient = False
+    km_step, km_times = _parse_km_days(raw, context.times, errs)
+
+    variables = list(context.variables)
+    arms = list(context.arm_names)
     params = list(model.parameter_names)
-    event_time_names = _event_time_names(context["data"])
+    event_time_names = _event_time_names(context.tables)
     axes_raw = raw.get("axes", {})
     if not isinstance(axes_raw, dict) or not axes_raw:
         errs.add("sweep.axes", "expected a table of axes, e.g. dose_per_kg = [5e5, 1e6, 2e6]")
@@ -285,7 +284,7 @@ def _parse_sweep(raw, context) -> SweepSpec:
     for key in ("outcomes", "km_endpoints"):
         v = plots.get(key)
         if v is not None and (not isinstance(v, list)
-                              or not all(isinstance(x, str) and _OUTCOME_NAME.fullmatch(x) for x in v)):
+                              or not all(isinstance(x, str) and OUTCOME_PATTERN.fullmatch(x) for x in v)):
             errs.add(f"sweep.plots.{key}", f"expected a list of endpoint names (e.g. [\"cr_d28\", \"os@365\"]), "
                                            f"got {v!r}")
     heatmaps = plots.get("heatmaps", []) or []
@@ -398,6 +397,3 @@ def _check_bounds(model, name, v, key, errs) -> bool:
         errs.add(key, f"{name} = {v} is outside the model's bounds [{bounds[0]}, {bounds[1]}]")
         return False
     return True
-
-
-register_section("sweep", _parse_sweep)

@@ -3,8 +3,10 @@
 A scenario names a model (path relative to the scenario file, or a model name),
 output times, parameter overrides, solver options and events; later sections add a
 virtual population, arms, endpoints, survival rules, a sweep grid and the reported
-targets the scenario must reproduce. Every section is validated here, once, and all
-problems in a file are reported together.
+targets the scenario must reproduce. The legal sections, and the order they are parsed
+in, are :data:`carkinetics.scenario.schema.SECTIONS`: the core tables are validated here,
+the others by the parsers the schema names, once, and all problems in a file are
+reported together.
 
 Minimal example::
 
@@ -31,8 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from carkinetics.model import expressions as ex
-from carkinetics.errors import (CarKineticsError, ExpressionError, FileProblem, ProblemCollector, ScenarioError, is_number,
-                     parse_toml, printable, read_input_text, suggestion)
+from carkinetics.errors import (CarKineticsError, ExpressionError, FileProblem, ProblemCollector, ScenarioError,
+                                is_number, parse_toml, printable, read_input_text, suggestion)
+from carkinetics.scenario.endpoints import EndpointSet
+from carkinetics.scenario.grid import SweepSpec
+from carkinetics.scenario.parsing import SectionContext, parameter_items, value_expression
+from carkinetics.scenario.population import Arms, PopulationSpec, Variables
+from carkinetics.scenario.schema import SECTIONS
+from carkinetics.scenario.targets import TargetSpec
 from carkinetics.simulation.options import METHODS, OptionsError, SolverOptions
 from carkinetics.simulation.simulate import MAX_OUTPUT_TIMES, MAX_TIME
 # limits of output and event times (MAX_OUTPUT_TIMES, MAX_TIME): see simulate.py
@@ -44,33 +52,6 @@ _SOLVER_KEYS = {"method", "rtol", "atol", "max_steps", "max_step"}
 _EVENT_KEYS = {"name", "time", "when", "add", "multiply", "set", "set_parameter", "notes", "arms"}
 _PLOT_KEYS = {"outputs", "log_scale", "title"}
 ACTION_KEYS = ("multiply", "set", "add", "set_parameter")
-
-# Sections a scenario may have. Modules that extend scenarios (cohort, endpoints,
-# sweep, validation) register a parser for their section with `register_section`.
-_SECTION_PARSERS: dict = {}
-_CORE_SECTIONS = {"scenario", "times", "parameters", "solver", "events", "plot"}
-
-
-def register_section(name: str, parser) -> None:
-    """Register ``parser(raw_value, context) -> object`` for a top-level section."""
-    _SECTION_PARSERS[name] = parser
-
-
-# Modules that register scenario sections, imported (in this order: parsers run in the
-# order they were registered) before a scenario is validated. Imported here, lazily,
-# because they import this module.
-EXTENSION_MODULES = ("scenario.population", "scenario.endpoints", "scenario.targets", "scenario.grid", "scenario.observations")
-
-
-def _load_extensions() -> None:
-    import importlib
-
-    for name in EXTENSION_MODULES:
-        try:
-            importlib.import_module(f"carkinetics.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"carkinetics.{name}":
-                raise
 
 
 @dataclass
@@ -87,7 +68,14 @@ class EventSpec:
 
 @dataclass
 class Scenario:
-    """A validated scenario file."""
+    """A validated scenario file.
+
+    The core tables become the attributes ``name`` to ``plot_log``; each other section
+    of :data:`~carkinetics.scenario.schema.SECTIONS` fills one attribute, None (or empty)
+    when the file does not have it: ``variables``, ``population``, ``arms``,
+    ``endpoints`` (``[endpoints]`` and ``[outcomes]``), ``target_specs`` (``[targets]``),
+    ``sweep`` and ``data_file`` (``[data]``).
+    """
 
     path: Path
     name: str
@@ -100,8 +88,14 @@ class Scenario:
     events: list
     plot_outputs: tuple[str, ...]
     plot_log: bool
-    targets: tuple[str, ...] = ()
-    sections: dict = field(default_factory=dict)  # extension sections (population, endpoints, ...)
+    targets: tuple[str, ...] = ()  # ids of the reference targets the scenario reproduces
+    variables: Variables | None = None
+    population: PopulationSpec | None = None
+    arms: Arms | None = None
+    endpoints: EndpointSet | None = None
+    target_specs: dict[str, TargetSpec] = field(default_factory=dict)  # by target id
+    sweep: SweepSpec | None = None
+    data_file: Path | None = None  # observed data for visual predictive checks
     raw: dict = field(default_factory=dict, repr=False)
     parameter_sets: tuple[Path, ...] = ()  # files whose [parameters] the scenario starts from
 
@@ -145,15 +139,14 @@ class Scenario:
     def default_env(self) -> dict:
         """Names usable in event expressions, at the typical patient's values.
 
-        The typical parameters after overrides, plus what extension sections add
-        (``typical_values()``: scenario variables, the median of each covariate).
+        The typical parameters after overrides, plus the scenario variables and the
+        median of each covariate.
         """
         p = self.parameter_vector()
         env = dict(zip(self.model.parameter_names, p))
-        for section in self.sections.values():
-            typical = getattr(section, "typical_values", None)
-            if callable(typical):
-                env.update(typical())
+        for section in (self.variables, self.population):
+            if section is not None:
+                env.update(section.typical_values())
         return env
 
 
@@ -189,26 +182,6 @@ def check_action_value(model, kind: str, target: str, value: float) -> None:
                              f"[{par.bounds[0]:g}, {par.bounds[1]:g}] ({par.unit})")
 
 
-def parameter_items(raw, section: str, model, errs, expected: str) -> list:
-    """Entries ``(name, value, key)`` of a table keyed by the model's parameter names.
-
-    A table that is not a table, and names that are not parameters of ``model`` (with
-    a close-match suggestion), are recorded in ``errs`` and left out.
-    """
-    if not isinstance(raw, dict):
-        errs.add(section, f"expected a table of parameter = {expected}")
-        return []
-    items = []
-    for nm, value in raw.items():
-        key = f"{section}.{nm}"
-        if nm not in model.parameter_names:
-            errs.add(key, f"'{nm}' is not a parameter of model '{model.name}'"
-                          f"{suggestion(nm, model.parameter_names)}")
-            continue
-        items.append((nm, value, key))
-    return items
-
-
 def load_scenario(path) -> Scenario:
     """Load and validate a scenario file.
 
@@ -228,15 +201,71 @@ def read_toml(path, error_class=ScenarioError) -> dict:
 
 
 def scenario_from_dict(data: dict, path) -> Scenario:
+    """Validate the tables of a scenario file (as read from TOML) into a :class:`Scenario`.
+
+    Parameters
+    ----------
+    data : dict
+        The file's tables.
+    path : str or pathlib.Path
+        The file they come from: named in messages, and the folder relative paths start from.
+
+    Returns
+    -------
+    Scenario
+        The validated scenario.
+
+    Raises
+    ------
+    ScenarioError
+        Listing every problem in the file (and in the model file it names).
+    """
     path = Path(path)
-    _load_extensions()
     errs = ProblemCollector(path, ScenarioError)
-    known_sections = _CORE_SECTIONS | set(_SECTION_PARSERS)
+    known_sections = sorted(section.name for section in SECTIONS)
     for key in data:
         if key not in known_sections:
-            errs.unknown_name(key, key, sorted(known_sections), "a section of a scenario file")
+            errs.unknown_name(key, key, known_sections, "a section of a scenario file")
 
     head, model = header_and_model(data, "scenario", _SCENARIO_KEYS, path, errs)
+    name, targets = _check_header(head, path, errs)
+    times, t0 = _parse_times(data.get("times"), errs)
+
+    # parameter sets (e.g. a product's calibrated values), then the scenario's own overrides
+    overrides = {}
+    set_paths = _parameter_set_paths(head.get("parameter_set"), path, errs)
+    for set_path in set_paths:
+        overrides.update(load_parameter_set(set_path, model))
+    _numeric_parameters(parameter_items(data.get("parameters", {}), "parameters", model, errs, "value"),
+                        model, errs, overrides)
+    solver = _parse_solver(data.get("solver", {}), model, errs)
+
+    # the other sections, in schema order; sections parsed together share one attribute
+    context = SectionContext(model=model, path=path, errors=errs, times=times, t0=t0, parameters=overrides,
+                             tables=data)
+    parsed = {}
+    for section in SECTIONS:
+        if section.parse is not None and section.name in data and section.attribute not in parsed:
+            parsed[section.attribute] = section.parse(data[section.name], context)
+
+    # names usable in event expressions: parameters, plus those the sections declare
+    events = _parse_events(data.get("events", []), model, times, t0, errs, set(context.event_names),
+                           set(context.arm_names))
+    plot_outputs, plot_log = _parse_plot(data.get("plot", {}), model, errs)
+
+    errs.raise_if_any()
+    scenario = Scenario(path=path, name=name, description=str(head.get("description", "")), model=model,
+                        times=times, t0=t0, parameters=overrides, solver=solver, events=events,
+                        plot_outputs=plot_outputs, plot_log=plot_log, targets=tuple(targets), raw=data,
+                        parameter_sets=tuple(set_paths), **parsed)
+    # the typical patient's events: expressions that give a negative amount, a time beyond the
+    # limits or a parameter outside its bounds are found here, not while simulating
+    scenario.schedule()
+    return scenario
+
+
+def _check_header(head: dict, path: Path, errs) -> tuple:
+    """The scenario's name and reference target ids from ``[scenario]`` (problems recorded in ``errs``)."""
     name = head.get("name", path.stem)
     if not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable():
         errs.add("scenario.name", f"expected a non-empty line of at most 200 printable characters, got "
@@ -250,70 +279,35 @@ def scenario_from_dict(data: dict, path) -> Scenario:
         errs.add("scenario.targets", "expected a list of target ids (strings)")
         targets = []
     _check_target_ids(targets, errs)
+    return name, targets
 
-    # ---- times
-    times, t0 = _parse_times(data.get("times"), errs)
 
-    # ---- parameter sets (e.g. a product's calibrated values), then the scenario's own overrides
-    overrides = {}
-    set_paths = _parameter_set_paths(head.get("parameter_set"), path, errs)
-    for set_path in set_paths:
-        overrides.update(load_parameter_set(set_path, model))
-    _numeric_parameters(parameter_items(data.get("parameters", {}), "parameters", model, errs, "value"),
-                        model, errs, overrides)
-
-    # ---- solver
-    solver = _parse_solver(data.get("solver", {}), model, errs)
-
-    # ---- context for extension sections and events
-    context = {"model": model, "path": path, "errors": errs, "times": times, "t0": t0, "data": data,
-               "parameters": overrides}
-    sections = {}
-    for sec, parser in _SECTION_PARSERS.items():
-        if sec in data:
-            sections[sec] = parser(data[sec], context)
-    context["sections"] = sections
-
-    # names usable in event expressions: parameters, plus whatever extensions declare
-    extra_names = set(context.get("event_names", ()))
-    arm_names = set(context.get("arm_names", ()))
-    events = _parse_events(data.get("events", []), model, times, t0, errs, extra_names, arm_names)
-
-    # ---- plot
-    plot = data.get("plot", {})
+def _parse_plot(plot, model, errs) -> tuple:
+    """The outputs and log scale of the scenario's figure from ``[plot]`` (problems recorded in ``errs``)."""
     plot_outputs = tuple(model.output_names)
     plot_log = True
     if not isinstance(plot, dict):
         errs.add("plot", "expected a table")
-    else:
-        errs.unknown_keys("plot", plot, _PLOT_KEYS, "a key of [plot]")
-        if "outputs" in plot:
-            outs = plot["outputs"]
-            if not isinstance(outs, list):
-                errs.add("plot.outputs", "expected a list of output or state names")
-            else:
-                names = model.output_names + model.state_names
-                for o in outs:
-                    if not isinstance(o, str) or o not in names:
-                        errs.add("plot.outputs", f"'{o}' is not an output or state of model "
-                                                 f"'{model.name}'{suggestion(str(o), names)}")
-                plot_outputs = tuple(outs)
-        plot_log = plot.get("log_scale", True)
-        if not isinstance(plot_log, bool):
-            errs.add("plot.log_scale", f"expected true or false, got {plot_log!r}")
-            plot_log = True
-        if "title" in plot and not isinstance(plot["title"], str):
-            errs.add("plot.title", f"expected a string, got {plot['title']!r}")
-
-    errs.raise_if_any()
-    scenario = Scenario(path=path, name=name, description=str(head.get("description", "")), model=model,
-                        times=times, t0=t0, parameters=overrides, solver=solver, events=events,
-                        plot_outputs=plot_outputs, plot_log=plot_log, targets=tuple(targets), sections=sections,
-                        raw=data, parameter_sets=tuple(set_paths))
-    # the typical patient's events: expressions that give a negative amount, a time beyond the
-    # limits or a parameter outside its bounds are found here, not while simulating
-    scenario.schedule()
-    return scenario
+        return plot_outputs, plot_log
+    errs.unknown_keys("plot", plot, _PLOT_KEYS, "a key of [plot]")
+    if "outputs" in plot:
+        outs = plot["outputs"]
+        if not isinstance(outs, list):
+            errs.add("plot.outputs", "expected a list of output or state names")
+        else:
+            names = model.output_names + model.state_names
+            for o in outs:
+                if not isinstance(o, str) or o not in names:
+                    errs.add("plot.outputs", f"'{o}' is not an output or state of model "
+                                             f"'{model.name}'{suggestion(str(o), names)}")
+            plot_outputs = tuple(outs)
+    plot_log = plot.get("log_scale", True)
+    if not isinstance(plot_log, bool):
+        errs.add("plot.log_scale", f"expected true or false, got {plot_log!r}")
+        plot_log = True
+    if "title" in plot and not isinstance(plot["title"], str):
+        errs.add("plot.title", f"expected a string, got {plot['title']!r}")
+    return plot_outputs, plot_log
 
 
 _TARGET_IDS: dict = {}
@@ -360,7 +354,7 @@ def header_and_model(data, table, keys, path, errs):
     file, or a shipped model's name); a missing table, a missing or unloadable model raise
     ``errs`` at once (nothing else can be checked without them).
     """
-    from carkinetics.model.spec import load_model
+    from carkinetics.model.load import load_model
 
     head = data.get(table)
     if not isinstance(head, dict):
@@ -636,38 +630,10 @@ def _parse_events(raw, model, times, t0, errs, extra_names, arm_names) -> list:
     return out
 
 
-def value_expression(value, key, names, errs, hint="event values may use parameters and covariates"):
-    """A number or an expression string over ``names`` as an :class:`~carkinetics.model.expressions.Expr`.
-
-    Problems (wrong type, non-finite number, parse error, unknown names with a
-    close-match suggestion and ``hint``) are recorded in ``errs``; returns None then.
-    """
-    if isinstance(value, bool):
-        errs.add(key, f"expected a number or an expression, got {value!r}")
-        return None
-    if isinstance(value, (int, float)):
-        if not is_number(value):
-            errs.add(key, f"expected a finite number, got {printable(repr(value), 60)}")
-            return None
-        return ex.Expr.num(float(value))
-    if not isinstance(value, str):
-        errs.add(key, f"expected a number or an expression string, got {value!r}")
-        return None
-    try:
-        e = ex.parse(value)
-    except ExpressionError as err:
-        errs.add(key, str(err))
-        return None
-    bad = [n for n in ex.names(e) if n not in names]
-    for n in bad:
-        errs.add(key, f"unknown name '{n}' in '{value}'{suggestion(n, names)} ({hint})")
-    return None if bad else e
-
-
 def check_file(path) -> str:
     """Validate a model or scenario file; return a one-line summary or raise."""
     from carkinetics.errors import FileError, ModelFileError
-    from carkinetics.model.spec import load_model
+    from carkinetics.model.load import load_model
 
     path = Path(path)
     data = read_toml(path, FileError)

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from carkinetics.scenario.load import _SECTION_PARSERS, register_section
 
-# ----------------------------------------------------------------------------------------
-# Observed data for visual predictive checks: [data] file = "observations.csv"
-# ----------------------------------------------------------------------------------------
+def parse_data(raw, context) -> Path | None:
+    """Parse ``[data] file = "observations.csv"``: the observed data of a visual predictive check.
 
-def _parse_data(raw, context):
-    errs = context["errors"]
+    Parameters
+    ----------
+    raw : object
+        The ``[data]`` table as read.
+    context : SectionContext
+        The scenario being parsed; problems go to ``context.errors``.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The data file (relative paths are relative to the scenario's folder), or None
+        after a problem.
+    """
+    errs = context.errors
     if not isinstance(raw, dict):
         errs.add("data", "expected a table with file = \"observations.csv\"")
         return None
@@ -20,15 +30,11 @@ def _parse_data(raw, context):
     if not isinstance(f, str) or not f:
         errs.add("data.file", f"expected the path of a CSV file (relative to the scenario), got {f!r}")
         return None
-    path = Path(context["path"]).parent / f
+    path = Path(context.path).parent / f
     if not path.exists():
         errs.add("data.file", f"'{f}' not found (looked for {path})")
         return None
-    return {"file": path}
-
-
-if "data" not in _SECTION_PARSERS:
-    register_section("data", _parse_data)
+    return path
 
 
 def load_observations(path, model):

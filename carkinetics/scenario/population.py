@@ -1,4 +1,4 @@
-"""Virtual populations: scenario constants, between-patient variability, covariates, arms.
+"""The sections of a virtual population: scenario constants, variability, covariates, arms.
 
 Three scenario sections are defined here (see the README section "Virtual cohorts"):
 
@@ -20,38 +20,26 @@ Three scenario sections are defined here (see the README section "Virtual cohort
     A named share of the cohort with its own parameters (values or expressions) and
     variables; ``[[events]]`` with ``arms = [...]`` apply only to those arms.
 
-A patient's parameters are built in this order: the model's typical values with the
-scenario's ``[parameters]`` (and run-time overrides); the arm's ``parameters``; the
-``[population.parameters]`` expressions; then between-patient variability,
-``value * exp(eta)`` with ``eta ~ Normal(0, sd^2)`` (correlated within the block);
-finally values are clipped to the model's ``bounds`` (clipped draws are counted). Values
-the user wrote (constants, expressions of ``[arms]`` and ``[population.parameters]``, run-time
-overrides) must lie within the bounds: only the random draws are clipped.
-
-Random numbers are reproducible per patient, whatever the chunk size or number of
-threads: patient ``i`` takes its numbers from block ``i // BLOCK`` of its stream, a
-counter-based Philox generator seeded with ``(seed, stream, sub-stream, block)``.
-Streams are separate for parameters, covariates (one sub-stream per covariate name),
-arm assignment and random events, so adding a covariate or an arm does not change
-the parameter draws of any patient.
+The patients of a cohort are drawn by :mod:`carkinetics.scenario.sampling`, their
+covariates from the distributions of :mod:`carkinetics.scenario.covariates`.
 """
 
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from carkinetics.model import expressions as ex
 from carkinetics.model.spec import bound_slack as _slack
-from carkinetics.errors import CarKineticsError, FileProblem, ScenarioError, is_number, is_whole_number, suggestion
-from carkinetics.scenario.load import parameter_items, register_section, value_expression
+from carkinetics.errors import CarKineticsError, is_number, is_whole_number, suggestion
+from carkinetics.scenario.covariates import parse_covariate
+from carkinetics.scenario.parsing import parameter_items, value_expression
 
+#: Names no variable or covariate may take (``t``, functions and constants of expressions).
 RESERVED_NAMES = {"t"} | set(ex.FUNCTIONS) | set(ex.CONSTANTS)
 
-BLOCK = 4096
 #: Largest ``[population] size`` (cohorts are simulated in chunks, but the patient table is kept
 #: in memory: 1e8 patients are about 10 GB of table).
 MAX_POPULATION = 100_000_000
@@ -62,271 +50,12 @@ MAX_SEED = 2**63 - 1
 MAX_LOG_SD = 5.0
 #: Largest arm share (relative weights: 1e308 + 1e308 overflowed and sent every patient to one arm).
 MAX_SHARE = 1e6
-STREAMS = {"parameters": 1, "covariates": 2, "arms": 3, "events": 4}
 DEFAULT_ARM = "all"  # the arm name of a cohort without [arms]; reserved
 
 _POPULATION_KEYS = {"size", "seed", "description", "notes", "model_variability", "variability", "correlation",
                     "covariance", "covariates", "parameters"}
 _ARM_KEYS = {"share", "parameters", "variables", "description", "notes"}
 _BLOCK_KEYS = {"parameters", "matrix"}
-_COMMON_COV_KEYS = {"distribution", "unit", "description", "notes", "source"}
-
-
-class PopulationError(CarKineticsError, ValueError):
-    """Run-time population settings (seed, overrides, arm subset) are invalid."""
-
-
-# ----------------------------------------------------------------------------------------
-# Covariate distributions
-# ----------------------------------------------------------------------------------------
-
-
-def _ndtr(x):
-    from scipy.special import ndtr
-
-    return ndtr(x)
-
-
-def _ndtri(p):
-    from scipy.special import ndtri
-
-    return ndtri(p)
-
-
-@dataclass(frozen=True)
-class Covariate:
-    """One covariate: a named distribution, drawn by inverse CDF from one uniform per patient.
-
-    Attributes
-    ----------
-    name, distribution : str
-    params : dict
-        The distribution's parameters as written (after conversion to floats).
-    lower, upper : float
-        Truncation bounds (``-inf``/``inf`` when absent); the distribution is
-        truncated (renormalised), not clipped.
-    unit, description : str
-    """
-
-    name: str
-    distribution: str
-    params: dict
-    lower: float = -math.inf
-    upper: float = math.inf
-    unit: str = ""
-    description: str = ""
-
-    def ppf(self, u: np.ndarray) -> np.ndarray:
-        """Values for uniforms ``u`` in (0, 1) (the inverse CDF of the truncated distribution)."""
-        u = np.asarray(u, dtype=float)
-        d, p = self.distribution, self.params
-        if d == "constant":
-            return np.full(u.shape, p["value"])
-        if d == "bernoulli":
-            return (u < p["p"]).astype(float)
-        if d == "categorical":
-            cum = np.cumsum(p["probabilities"])
-            cum[-1] = 1.0
-            k = np.minimum(np.searchsorted(cum, u, side="right"), len(cum) - 1)
-            return np.asarray(p["values"], dtype=float)[k]
-        # continuous: truncate through the CDF of the bounds
-        lo, hi = self.lower, self.upper
-        if d in ("normal", "truncnormal", "lognormal"):
-            if d == "lognormal":
-                loc, scale = math.log(p["median"]), p["sd_log"]
-                lo = math.log(lo) if lo > 0 else -math.inf
-                hi = math.log(hi) if hi < math.inf else math.inf
-            else:
-                loc, scale = p["mean"], p["sd"]
-            if scale == 0:
-                z = np.full(u.shape, loc)
-                return np.exp(z) if d == "lognormal" else z
-            f_lo = _ndtr((lo - loc) / scale) if lo > -math.inf else 0.0
-            f_hi = _ndtr((hi - loc) / scale) if hi < math.inf else 1.0
-            z = loc + scale * _ndtri(f_lo + u * (f_hi - f_lo))
-            z = np.clip(z, lo, hi)  # rounding at the bounds
-            return np.exp(z) if d == "lognormal" else z
-        if d == "uniform":
-            return p["lower"] + u * (p["upper"] - p["lower"])
-        if d == "loguniform":
-            a, b = math.log(p["lower"]), math.log(p["upper"])
-            return np.exp(a + u * (b - a))
-        if d == "beta":
-            from scipy.special import betainc, betaincinv
-
-            a, b = p["alpha"], p["beta"]
-            f_lo = float(betainc(a, b, max(lo, 0.0))) if lo > 0 else 0.0
-            f_hi = float(betainc(a, b, min(hi, 1.0))) if hi < 1 else 1.0
-            return np.clip(betaincinv(a, b, f_lo + u * (f_hi - f_lo)), max(lo, 0.0), min(hi, 1.0))
-        raise AssertionError(d)
-
-    @property
-    def typical(self) -> float:
-        """The median of the (truncated) distribution: the value of the typical patient."""
-        return float(self.ppf(np.array([0.5]))[0])
-
-
-def _lognormal_params(raw, add):
-    """median & sd_log, or geometric_mean & geometric_sd, or mean & sd (arithmetic)."""
-    if "median" in raw or "sd_log" in raw:
-        return {"median": raw.get("median"), "sd_log": raw.get("sd_log")}, ("median", "sd_log")
-    if "geometric_mean" in raw or "geometric_sd" in raw:
-        gm, gsd = raw.get("geometric_mean"), raw.get("geometric_sd")
-        if is_number(gsd) and gsd < 1:
-            add("geometric_sd", f"a geometric SD is a factor >= 1, got {gsd}")
-            return None, ()
-        sd_log = math.log(gsd) if is_number(gsd) else gsd
-        return {"median": gm, "sd_log": sd_log}, ("geometric_mean", "geometric_sd")
-    if "mean" in raw or "sd" in raw:
-        mean, sd = raw.get("mean"), raw.get("sd")
-        if is_number(mean) and is_number(sd) and mean > 0 and sd >= 0:
-            cv2 = (sd / mean) ** 2
-            return {"median": mean / math.sqrt(1 + cv2), "sd_log": math.sqrt(math.log1p(cv2))}, ("mean", "sd")
-        return {"median": mean, "sd_log": sd}, ("mean", "sd")
-    return {"median": None, "sd_log": None}, ("median", "sd_log")
-
-
-# distribution -> (required keys, optional keys, description for messages)
-DISTRIBUTIONS = {
-    "constant": ({"value"}, set(), "value"),
-    "normal": ({"mean", "sd"}, {"lower", "upper"}, "mean, sd; optional lower/upper truncation"),
-    "truncnormal": ({"mean", "sd"}, {"lower", "upper"}, "mean, sd and at least one of lower/upper"),
-    "lognormal": (set(), {"median", "sd_log", "geometric_mean", "geometric_sd", "mean", "sd", "lower", "upper"},
-                  "median & sd_log, or geometric_mean & geometric_sd, or mean & sd (arithmetic); "
-                  "optional lower/upper truncation"),
-    "uniform": ({"lower", "upper"}, set(), "lower, upper"),
-    "loguniform": ({"lower", "upper"}, set(), "lower > 0, upper"),
-    "beta": ({"alpha", "beta"}, {"lower", "upper"}, "alpha, beta; optional lower/upper truncation within [0, 1]"),
-    "bernoulli": ({"p"}, set(), "p (probability of 1; values are 0 or 1)"),
-    "categorical": ({"values"}, {"probabilities"}, "values (numbers), probabilities (default: equal)"),
-}
-DISTRIBUTION_ALIASES = {"choice": "categorical", "truncated_normal": "truncnormal", "log_normal": "lognormal",
-                        "fixed": "constant"}
-
-
-def _parse_covariate(name, raw, key, add_problem) -> Covariate | None:
-    def add(k, msg):
-        add_problem(f"{key}.{k}" if k else key, msg)
-
-    if not isinstance(raw, dict):
-        add("", "expected a table with at least 'distribution'")
-        return None
-    dist = raw.get("distribution")
-    names = sorted(DISTRIBUTIONS) + sorted(DISTRIBUTION_ALIASES)
-    if not isinstance(dist, str) or dist not in names:
-        add("distribution", f"unknown distribution {dist!r}; expected one of {', '.join(sorted(DISTRIBUTIONS))}"
-                            f"{suggestion(str(dist), names)}")
-        return None
-    dist = DISTRIBUTION_ALIASES.get(dist, dist)
-    required, optional, expects = DISTRIBUTIONS[dist]
-    ok = True
-    for k in raw:
-        if k not in _COMMON_COV_KEYS | required | optional:
-            add(k, f"'{k}' is not a key of a {dist} covariate (expected {expects})"
-                   f"{suggestion(k, sorted(required | optional))}")
-            ok = False
-    for k in sorted(required):
-        if k not in raw:
-            add(k, f"missing: a {dist} covariate needs {expects}")
-            ok = False
-    if not ok:
-        return None
-    params = {}
-    if dist == "lognormal":
-        conv, given = _lognormal_params(raw, add)
-        if conv is None:
-            return None
-        for k in given:
-            if k not in raw:
-                add(k, f"missing: a lognormal covariate needs {expects}")
-                ok = False
-        if not ok:
-            return None
-        for k in given:
-            if not is_number(raw[k]):
-                add(k, f"expected a number, got {raw[k]!r}")
-                ok = False
-        if not ok:
-            return None
-        if not conv["median"] > 0:
-            add(given[0], f"must be > 0, got {raw[given[0]]}")
-            return None
-        if not conv["sd_log"] >= 0:
-            add(given[1], f"must be >= 0, got {raw[given[1]]}")
-            return None
-        params = conv
-    elif dist == "categorical":
-        values = raw["values"]
-        if not isinstance(values, list) or not values or not all(is_number(v) for v in values):
-            add("values", f"expected a non-empty list of numbers (use arms for named groups), got {values!r}")
-            return None
-        probs = raw.get("probabilities", [1.0 / len(values)] * len(values))
-        if (not isinstance(probs, list) or len(probs) != len(values) or not all(is_number(q) for q in probs)
-                or any(q < 0 for q in probs) or abs(sum(probs) - 1) > 1e-6):
-            add("probabilities", f"expected {len(values)} probabilities >= 0 that sum to 1, got {probs!r}")
-            return None
-        params = {"values": [float(v) for v in values], "probabilities": np.array(probs, dtype=float)}
-    else:
-        for k in sorted(required | (optional - {"lower", "upper"})):
-            if k in raw:
-                if not is_number(raw[k]):
-                    add(k, f"expected a number, got {raw[k]!r}")
-                    ok = False
-                else:
-                    params[k] = float(raw[k])
-        if not ok:
-            return None
-    lower, upper = -math.inf, math.inf
-    if dist in ("uniform", "loguniform"):
-        lower, upper = params["lower"], params["upper"]
-        if not lower < upper:
-            add("upper", f"upper = {upper:g} must be greater than lower = {lower:g}")
-            return None
-        if dist == "loguniform" and lower <= 0:
-            add("lower", f"a loguniform covariate needs lower > 0, got {lower:g}")
-            return None
-    else:
-        for k in ("lower", "upper"):
-            if k in raw:
-                if not is_number(raw[k]):
-                    add(k, f"expected a number, got {raw[k]!r}")
-                    return None
-        lower = float(raw.get("lower", -math.inf))
-        upper = float(raw.get("upper", math.inf))
-        if not lower < upper:
-            add("upper", f"upper = {upper:g} must be greater than lower = {lower:g}")
-            return None
-    if dist == "truncnormal" and "lower" not in raw and "upper" not in raw:
-        add("", "a truncnormal covariate needs lower and/or upper (or use 'normal')")
-        return None
-    if dist in ("normal", "truncnormal") and params["sd"] < 0:
-        add("sd", f"must be >= 0, got {params['sd']:g}")
-        return None
-    if dist == "beta":
-        for k in ("alpha", "beta"):
-            if params[k] <= 0:
-                add(k, f"must be > 0, got {params[k]:g}")
-                return None
-    if dist == "bernoulli" and not 0 <= params["p"] <= 1:
-        add("p", f"a probability in [0, 1], got {params['p']:g}")
-        return None
-    for k in ("unit", "description", "notes", "source"):
-        if k in raw and not isinstance(raw[k], str):
-            add(k, f"expected a string, got {raw[k]!r}")
-            return None
-    cov = Covariate(name, dist, params, lower, upper, str(raw.get("unit", "")), str(raw.get("description", "")))
-    # a truncation window with (numerically) no mass
-    if dist in ("normal", "truncnormal", "lognormal", "beta"):
-        probe = cov.ppf(np.array([1e-12, 0.5, 1 - 1e-12]))
-        if not np.all(np.isfinite(probe)):
-            add("", f"the bounds [{lower:g}, {upper:g}] leave no probability mass in this distribution")
-            return None
-    return cov
-
-
-# ----------------------------------------------------------------------------------------
-# Section objects
-# ----------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -338,6 +67,7 @@ class Variables:
     descriptions: dict = field(default_factory=dict)
 
     def typical_values(self) -> dict:
+        """Name -> value of every variable."""
         return dict(self.values)
 
 
@@ -365,6 +95,7 @@ class PopulationSpec:
     description: str = ""
 
     def typical_values(self) -> dict:
+        """Covariate name -> its typical value (the median)."""
         return {name: cov.typical for name, cov in self.covariates.items()}
 
 
@@ -387,12 +118,8 @@ class Arms:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """The arm names, in file order."""
         return tuple(self.arms)
-
-
-# ----------------------------------------------------------------------------------------
-# Parsers (registered scenario sections)
-# ----------------------------------------------------------------------------------------
 
 
 def _model_names(model) -> set:
@@ -416,8 +143,23 @@ def _check_new_name(name, key, model, taken, what, errs) -> bool:
     return True
 
 
-def _parse_variables(raw, context) -> Variables:
-    errs, model = context["errors"], context["model"]
+def parse_variables(raw, context) -> Variables:
+    """Parse ``[variables]``: named scenario constants (``name = number`` or ``name = {value, unit}``).
+
+    Parameters
+    ----------
+    raw : object
+        The ``[variables]`` table as read.
+    context : SectionContext
+        The scenario being parsed; problems go to ``context.errors``, and the valid
+        variables are declared in ``context.variables`` and ``context.event_names``.
+
+    Returns
+    -------
+    Variables
+        The valid variables.
+    """
+    errs, model = context.errors, context.model
     values, units, descr = {}, {}, {}
     if not isinstance(raw, dict):
         errs.add("variables", "expected a table of name = number (or name = {value, unit, description})")
@@ -438,13 +180,29 @@ def _parse_variables(raw, context) -> Variables:
             errs.add(key, f"expected a finite number, got {v!r}")
             continue
         values[name] = float(v)
-    context["variables"] = values
-    context["event_names"] = set(context.get("event_names", ())) | set(values)
+    context.variables = values
+    context.event_names = set(context.event_names) | set(values)
     return Variables(values, units, descr)
 
 
-def _parse_population(raw, context) -> PopulationSpec:
-    errs, model = context["errors"], context["model"]
+def parse_population(raw, context) -> PopulationSpec:
+    """Parse ``[population]``: size, seed, variability, correlation, covariates and parameter expressions.
+
+    Parameters
+    ----------
+    raw : object
+        The ``[population]`` table as read.
+    context : SectionContext
+        The scenario being parsed (after its ``[variables]``); problems go to
+        ``context.errors``, and the valid covariates are declared in
+        ``context.covariates`` and ``context.event_names``.
+
+    Returns
+    -------
+    PopulationSpec
+        The population (entries with problems left out).
+    """
+    errs, model = context.errors, context.model
     spec = PopulationSpec()
     if not isinstance(raw, dict):
         errs.add("population", "expected a table (size, seed, [population.variability], ...)")
@@ -492,7 +250,7 @@ def _parse_population(raw, context) -> PopulationSpec:
 
     # covariates
     covs = raw.get("covariates", {})
-    variables = context.get("variables", {})
+    variables = context.variables
     if not isinstance(covs, dict):
         errs.add("population.covariates", "expected tables [population.covariates.NAME]")
         covs = {}
@@ -504,12 +262,12 @@ def _parse_population(raw, context) -> PopulationSpec:
         if name == DEFAULT_ARM or name in ("patient", "arm", "status"):
             errs.add(key, f"'{name}' is a column of the patient table; choose another covariate name")
             continue
-        cov = _parse_covariate(name, craw, key, errs.add)
+        cov = parse_covariate(name, craw, key, errs.add)
         if cov is not None:
             spec.covariates[name] = cov
 
     # correlation / covariance block
-    sds = _effective_sds(model, spec)
+    sds = effective_sds(model, spec)
     if "correlation" in raw and "covariance" in raw:
         errs.add("population", "give either [population.correlation] or [population.covariance], not both")
     for kind in ("correlation", "covariance"):
@@ -526,17 +284,17 @@ def _parse_population(raw, context) -> PopulationSpec:
             continue
         if e is not None:
             spec.parameters[name] = e
-    context["covariates"] = spec.covariates
-    context["event_names"] = set(context.get("event_names", ())) | set(spec.covariates)
+    context.covariates = spec.covariates
+    context.event_names = set(context.event_names) | set(spec.covariates)
     return spec
 
 
 def _typical_env(context, covariates) -> dict:
     """Names usable in parameter expressions at the typical patient's values."""
-    model = context["model"]
-    env = dict(zip(model.parameter_names, model.parameter_vector(context.get("parameters", {}))))
+    model = context.model
+    env = dict(zip(model.parameter_names, model.parameter_vector(context.parameters)))
     env.update({name: cov.typical for name, cov in covariates.items()})
-    env.update(context.get("variables", {}))
+    env.update(context.variables)
     return env
 
 
@@ -552,7 +310,7 @@ def _check_typical(model, name, expr, env, key, errs, what="") -> bool:
     if not math.isfinite(value):
         errs.add(key, f"{what}{name} = {value} for the typical patient (not a finite number)")
         return False
-    bad = _outside_bounds(model, name, value)
+    bad = outside_bounds(model, name, value)
     if bad:
         errs.add(key, f"{what}{bad}" + ("" if expr.op == "num" else " (for the typical patient)"))
         return False
@@ -562,8 +320,21 @@ def _check_typical(model, name, expr, env, key, errs, what="") -> bool:
 # a value within the rounding slack of a bound (model.bound_slack) is set to the bound
 
 
-def _outside_bounds(model, name, value) -> str:
-    """A message when ``value`` is outside the bounds of parameter ``name``, else ''."""
+def outside_bounds(model, name, value) -> str:
+    """A message when ``value`` is outside the bounds of parameter ``name``, else ''.
+
+    Parameters
+    ----------
+    model : Model
+    name : str
+        A parameter of ``model``.
+    value : float
+
+    Returns
+    -------
+    str
+        The problem, naming the bounds; '' when ``value`` is within them (up to rounding).
+    """
     par = model.parameter(name)
     if par.bounds and not (par.bounds[0] - _slack(par.bounds[0]) <= value <= par.bounds[1] + _slack(par.bounds[1])):
         return (f"{name} = {value:g} is outside the model's bounds [{par.bounds[0]:g}, {par.bounds[1]:g}] "
@@ -571,7 +342,20 @@ def _outside_bounds(model, name, value) -> str:
     return ""
 
 
-def _effective_sds(model, spec) -> dict:
+def effective_sds(model, spec) -> dict:
+    """Log-normal SD of each parameter's between-patient variability.
+
+    Parameters
+    ----------
+    model : Model
+    spec : PopulationSpec
+        Its ``model_variability`` and ``variability`` override the model's ``iiv_log_sd``.
+
+    Returns
+    -------
+    dict of str to float
+        Parameter name -> SD of log(value) (0: no variability).
+    """
     sds = {p.name: (p.iiv_log_sd if spec.model_variability else 0.0) for p in model.parameters}
     sds.update(spec.variability)
     return sds
@@ -647,13 +431,29 @@ def _parse_block(raw, key, kind, model, spec, sds, errs):
     return CorrelationBlock(tuple(names), corr, block_sds, chol)
 
 
-def _parse_arms(raw, context) -> Arms:
-    errs, model = context["errors"], context["model"]
+def parse_arms(raw, context) -> Arms:
+    """Parse ``[arms.NAME]`` tables: each arm's share, parameters and variables.
+
+    Parameters
+    ----------
+    raw : object
+        The ``[arms]`` table as read.
+    context : SectionContext
+        The scenario being parsed (after its ``[variables]`` and ``[population]``);
+        problems go to ``context.errors``, and the arm names are declared in
+        ``context.arm_names``.
+
+    Returns
+    -------
+    Arms
+        The valid arms, in file order.
+    """
+    errs, model = context.errors, context.model
     if not isinstance(raw, dict) or not raw:
         errs.add("arms", "expected tables [arms.NAME] with 'share' and 'parameters' / 'variables'")
         return Arms({})
-    variables = context.get("variables", {})
-    covariates = context.get("covariates", {})
+    variables = context.variables
+    covariates = context.covariates
     allowed = set(model.parameter_names) | set(covariates) | set(variables)
     arms = {}
     for name, a in raw.items():
@@ -706,341 +506,5 @@ def _parse_arms(raw, context) -> Arms:
                 errs.add(f"{key}.{k}", f"expected a string, got {a[k]!r}")
         if share is not None:
             arms[name] = Arm(name, float(share), params, avars, str(a.get("description", "")))
-    context["arm_names"] = set(context.get("arm_names", ())) | set(raw)
+    context.arm_names = set(context.arm_names) | set(raw)
     return Arms(arms)
-
-
-register_section("variables", _parse_variables)
-register_section("population", _parse_population)
-register_section("arms", _parse_arms)
-
-
-# ----------------------------------------------------------------------------------------
-# Sampling
-# ----------------------------------------------------------------------------------------
-
-
-def _block_generator(seed: int, stream: int, sub: int, block: int) -> np.random.Generator:
-    return np.random.Generator(np.random.Philox(np.random.SeedSequence([seed, stream, sub, block])))
-
-
-def _name_id(name: str) -> int:
-    return zlib.crc32(name.encode("utf-8"))
-
-
-def _stream(seed, stream, sub, start, stop, draw):
-    """Rows ``start..stop-1`` of a per-block stream; ``draw(gen, BLOCK)`` makes one block."""
-    parts = []
-    for b in range(start // BLOCK, (stop - 1) // BLOCK + 1):
-        block = draw(_block_generator(seed, stream, sub, b), BLOCK)
-        lo = max(start, b * BLOCK) - b * BLOCK
-        hi = min(stop, (b + 1) * BLOCK) - b * BLOCK
-        parts.append(block[lo:hi])
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
-def _uniform_open(gen, shape):
-    # doubles k / 2^53 shifted by half a step: strictly inside (0, 1)
-    return gen.random(shape) + 2.0 ** -54
-
-
-@dataclass
-class Draws:
-    """Patients ``start..stop-1`` of a cohort.
-
-    Attributes
-    ----------
-    index : ndarray of int64
-    arm : ndarray of int64
-        Index into :attr:`CohortDesign.arm_names`.
-    covariates : dict of str to ndarray
-    variables : dict of str to float or ndarray
-        Per-patient values where an arm overrides them.
-    parameters : ndarray, shape (n, n_parameters)
-        Individual parameter vectors (after variability and clipping to bounds).
-    n_clipped : ndarray of int64, shape (n_parameters,)
-        How many draws of each parameter were clipped to the model's bounds.
-    """
-
-    index: np.ndarray
-    arm: np.ndarray
-    covariates: dict
-    variables: dict
-    parameters: np.ndarray
-    n_clipped: np.ndarray
-
-    def env(self, names, mask=None) -> dict:
-        """Name -> values for event expressions (individual parameters, covariates, variables)."""
-        sel = (lambda v: v) if mask is None else (lambda v: v[mask] if isinstance(v, np.ndarray) else v)
-        env = {n: sel(self.parameters[:, i]) for i, n in enumerate(names)}
-        env.update({k: sel(v) for k, v in self.covariates.items()})
-        env.update({k: sel(v) for k, v in self.variables.items()})
-        return env
-
-
-class CohortDesign:
-    """Everything needed to draw patients of one scenario reproducibly.
-
-    Build with :func:`cohort_design`; :meth:`draw` gives any range of patients, the
-    same values whatever the ranges asked for.
-    """
-
-    def __init__(self, scenario, seed, variables=None, parameters=None, arms=None):
-        model = scenario.model
-        self.scenario = scenario
-        self.model = model
-        self.seed = int(seed)
-        spec = scenario.sections.get("population") or PopulationSpec()
-        self.spec = spec
-        var_sec = scenario.sections.get("variables")
-        base_vars = dict(var_sec.values) if var_sec is not None else {}
-        problems = []
-        for name, value in (variables or {}).items():
-            if name not in base_vars:
-                problems.append(f"variables.{name}: '{name}' is not a variable of this scenario"
-                                f"{suggestion(name, base_vars)}")
-            elif not is_number(value):
-                problems.append(f"variables.{name}: expected a finite number, got {value!r}")
-            else:
-                base_vars[name] = float(value)
-        typical = scenario.parameter_vector()
-        self.parameter_overrides = {}
-        for name, value in (parameters or {}).items():
-            if name not in model.parameter_names:
-                problems.append(f"parameters.{name}: '{name}' is not a parameter of model '{model.name}'"
-                                f"{suggestion(name, model.parameter_names)}")
-            elif not is_number(value):
-                problems.append(f"parameters.{name}: expected a finite number, got {value!r}")
-            elif _outside_bounds(model, name, value):
-                problems.append(f"parameters.{name}: {_outside_bounds(model, name, value)}")
-            else:
-                par = model.parameter(name)
-                value = float(np.clip(value, *par.bounds)) if par.bounds else float(value)  # rounding only
-                typical[model.parameter_index(name)] = value
-                self.parameter_overrides[name] = value
-        arms_sec = scenario.sections.get("arms")
-        all_arms = dict(arms_sec.arms) if arms_sec is not None else {}
-        if arms is not None:
-            arms = [arms] if isinstance(arms, str) else list(arms)
-            for a in arms:
-                if a not in all_arms:
-                    problems.append(f"arms: '{a}' is not an arm of this scenario{suggestion(a, all_arms)}"
-                                    if all_arms else f"arms: this scenario has no [arms] (asked for '{a}')")
-            chosen = {a: all_arms[a] for a in all_arms if a in arms}
-        else:
-            chosen = all_arms
-        if problems:
-            raise ScenarioError(scenario.path, problems)
-        self.variables = base_vars
-        self.typical = typical
-        self.arms = list(chosen.values()) if chosen else [Arm(DEFAULT_ARM, 1.0)]
-        self.arm_names = tuple(a.name for a in self.arms)
-        shares = np.array([a.share for a in self.arms], dtype=float)
-        self.cum_shares = np.cumsum(shares / shares.sum())
-        self.cum_shares[-1] = 1.0
-
-        sds = _effective_sds(model, spec)
-        block = spec.correlation
-        if block is not None and block.sds is not None:
-            sds.update(dict(zip(block.parameters, block.sds)))
-        self.sd = np.array([sds[n] for n in model.parameter_names], dtype=float)
-        self.block_index = (np.array([model.parameter_index(n) for n in block.parameters])
-                            if block is not None else None)
-        self.block_cholesky = block.cholesky if block is not None else None
-        lo = np.array([p.bounds[0] if p.bounds else -np.inf for p in model.parameters])
-        hi = np.array([p.bounds[1] if p.bounds else np.inf for p in model.parameters])
-        self.lower, self.upper = lo, hi
-        touched = set(spec.parameters)
-        for a in self.arms:
-            touched |= set(a.parameters)
-        self.varying = tuple(n for i, n in enumerate(model.parameter_names) if self.sd[i] > 0 or n in touched)
-        self.covariate_names = tuple(spec.covariates)
-        self.arm_variable_names = tuple(sorted({v for a in self.arms for v in a.variables}))
-
-    # -- drawing -----------------------------------------------------------------------------
-    def draw(self, start: int, stop: int) -> Draws:
-        """Patients ``start..stop-1`` (0-based)."""
-        model, seed = self.model, self.seed
-        n = stop - start
-        index = np.arange(start, stop, dtype=np.int64)
-        u_arm = _stream(seed, STREAMS["arms"], 0, start, stop, lambda g, b: _uniform_open(g, b))
-        arm = np.minimum(np.searchsorted(self.cum_shares, u_arm, side="right"), len(self.arms) - 1).astype(np.int64)
-        covs = {}
-        for name, cov in self.spec.covariates.items():
-            u = _stream(seed, STREAMS["covariates"], _name_id(name), start, stop, lambda g, b: _uniform_open(g, b))
-            covs[name] = cov.ppf(u)
-        variables = dict(self.variables)
-        for v in self.arm_variable_names:
-            arr = np.full(n, self.variables[v])
-            for k, a in enumerate(self.arms):
-                if v in a.variables:
-                    arr[arm == k] = a.variables[v]
-            variables[v] = arr
-        P = np.tile(self.typical, (n, 1))
-        names = model.parameter_names
-
-        def env_of(P, mask=None):
-            sel = (lambda v: v) if mask is None else (lambda v: v[mask] if isinstance(v, np.ndarray) else v)
-            env = {nm: sel(P[:, i]) for i, nm in enumerate(names)}
-            env.update({k: sel(v) for k, v in covs.items()})
-            env.update({k: sel(v) for k, v in variables.items()})
-            return env
-
-        # arm settings, then covariate expressions: each set evaluated on the values before it
-        for k, a in enumerate(self.arms):
-            if not a.parameters:
-                continue
-            mask = arm == k
-            if not mask.any():
-                continue
-            env = env_of(P, mask)
-            new = {nm: self._evaluate(e, env, int(mask.sum()), f"arms.{a.name}.parameters.{nm}")
-                   for nm, e in a.parameters.items()}
-            for nm, val in new.items():
-                self._check_values(nm, val, index[mask], f"arms.{a.name}.parameters.{nm}")
-                j = model.parameter_index(nm)
-                P[mask, j] = np.clip(val, self.lower[j], self.upper[j])  # rounding at a bound only
-        if self.spec.parameters:
-            env = env_of(P)
-            new = {nm: self._evaluate(e, env, n, f"population.parameters.{nm}")
-                   for nm, e in self.spec.parameters.items()}
-            for nm, val in new.items():
-                self._check_values(nm, val, index, f"population.parameters.{nm}")
-                j = model.parameter_index(nm)
-                P[:, j] = np.clip(val, self.lower[j], self.upper[j])  # rounding at a bound only
-        # between-patient variability
-        if np.any(self.sd > 0):
-            z = _stream(seed, STREAMS["parameters"], 0, start, stop,
-                        lambda g, b: g.standard_normal((b, model.n_parameters)))
-            if self.block_index is not None:
-                z = z.copy()
-                z[:, self.block_index] = z[:, self.block_index] @ self.block_cholesky.T
-            with np.errstate(over="ignore"):
-                P = P * np.exp(z * self.sd)
-        if not np.all(np.isfinite(P)):
-            i, j = np.argwhere(~np.isfinite(P))[0]
-            raise PopulationError(f"{self.scenario.path}: parameter '{names[j]}' of patient {start + i} is not "
-                                  f"finite ({P[i, j]}); check the expressions in [population.parameters] and "
-                                  f"[arms]")
-        n_clipped = (P < self.lower).sum(axis=0) + (P > self.upper).sum(axis=0)
-        P = np.clip(P, self.lower, self.upper)
-        return Draws(index, arm, covs, variables, P, n_clipped.astype(np.int64))
-
-    def _evaluate(self, expr, env, n, key) -> np.ndarray:
-        """Values of a parameter expression for ``n`` patients; an error names the file and key."""
-        try:
-            with np.errstate(all="ignore"):
-                return _as_column(ex.evaluate(expr, env), n)
-        except (CarKineticsError, ArithmeticError, ValueError, TypeError) as err:
-            raise ScenarioError(self.scenario.path, [FileProblem(key, str(err))]) from None
-
-    def _check_values(self, name, values, index, key) -> None:
-        """A parameter value written in the scenario (before variability) must be finite and within
-        the model's bounds: it is an error, not clipped."""
-        j = self.model.parameter_index(name)
-        lo, hi = self.lower[j], self.upper[j]
-        bad = ~np.isfinite(values) | (values < lo - _slack(lo)) | (values > hi + _slack(hi))
-        if bad.any():
-            k = int(np.argmax(bad))
-            raise ScenarioError(self.scenario.path, [FileProblem(
-                key, f"{name} = {values[k]:g} for patient {int(index[k])} is not finite or outside the model's "
-                     f"bounds [{self.lower[j]:g}, {self.upper[j]:g}] ({int(bad.sum())} of {len(values)} patients "
-                     f"in this chunk); values written in a scenario are not clipped, only random draws are")])
-
-    def uniforms(self, start: int, stop: int, n_uniforms: int) -> np.ndarray:
-        """Uniforms in (0, 1) for random events (hazards), shape (stop - start, n_uniforms).
-
-        Column ``j`` comes from its own sub-stream, so adding a random event after
-        the others leaves theirs unchanged.
-        """
-        out = np.empty((stop - start, max(0, int(n_uniforms))))
-        for j in range(out.shape[1]):
-            out[:, j] = _stream(self.seed, STREAMS["events"], j, start, stop, lambda g, b: _uniform_open(g, b))
-        return out
-
-    def columns(self, draws: Draws) -> dict:
-        """The patient table columns of ``draws`` by name: patient, arm (a pandas Categorical),
-        covariates, varying parameters."""
-        import pandas as pd
-
-        data = {"patient": draws.index,
-                "arm": pd.Categorical.from_codes(draws.arm, categories=list(self.arm_names))}
-        for k in self.covariate_names:
-            data[k] = draws.covariates[k]
-        for nm in self.varying:
-            data[f"param_{nm}"] = draws.parameters[:, self.model.parameter_index(nm)]
-        return data
-
-    def table(self, draws: Draws):
-        """The patient table of ``draws`` (:meth:`columns` as a DataFrame)."""
-        import pandas as pd
-
-        return pd.DataFrame(self.columns(draws))
-
-
-def _as_column(v, n) -> np.ndarray:
-    return np.broadcast_to(np.asarray(v, dtype=float), (n,)).copy()
-
-
-def resolve_seed(scenario, seed=None) -> int:
-    """The seed of a run: ``seed``, else ``[population] seed``, else a fresh random one."""
-    if seed is None:
-        spec = scenario.sections.get("population")
-        seed = spec.seed if spec is not None else None
-    if seed is None:
-        return int(np.random.SeedSequence().entropy % (2 ** 63))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
-        raise PopulationError(f"seed must be a whole number in [0, 2**63 - 1], got {seed!r}")
-    return int(seed)
-
-
-def cohort_design(scenario, seed=None, *, variables=None, parameters=None, arms=None) -> CohortDesign:
-    """Prepare the reproducible drawing of a scenario's virtual patients.
-
-    Parameters
-    ----------
-    scenario : Scenario
-    seed : int, optional
-        Default: ``[population] seed``, else a fresh random seed (see ``design.seed``).
-    variables : mapping of str to float, optional
-        Overrides of ``[variables]``.
-    parameters : mapping of str to float, optional
-        Overrides of typical parameter values (before arms, covariates and variability).
-    arms : sequence of str, optional
-        Only these arms, their shares renormalised.
-
-    Raises
-    ------
-    ScenarioError
-        For unknown variables, parameters or arms.
-    """
-    return CohortDesign(scenario, resolve_seed(scenario, seed), variables, parameters, arms)
-
-
-def sample_population(scenario, n, seed=None, *, start=0, variables=None, parameters=None, arms=None):
-    """Draw patients ``start .. start + n - 1`` of a scenario's population, without simulating.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``patient``, ``arm``, the covariates, and every model parameter (individual
-        values, as ``param_NAME``).
-
-    Examples
-    --------
-    >>> from carkinetics.scenario.load import load_scenario                     # doctest: +SKIP
-    >>> df = sample_population(load_scenario("scenarios/multiphasic_cohort.toml"), 10_000, seed=1)  # doctest: +SKIP
-    """
-    import pandas as pd
-
-    design = cohort_design(scenario, seed, variables=variables, parameters=parameters, arms=arms)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_POPULATION:
-        raise PopulationError(f"n must be a whole number in [1, {MAX_POPULATION:,}], got {n!r}")
-    draws = design.draw(int(start), int(start) + int(n))
-    df = design.table(draws)
-    for i, nm in enumerate(scenario.model.parameter_names):
-        col = f"param_{nm}"
-        if col not in df.columns:
-            df[col] = draws.parameters[:, i]
-    cols = ["patient", "arm", *design.covariate_names] + [f"param_{nm}" for nm in scenario.model.parameter_names]
-    return pd.DataFrame(df[cols])

@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 
 from carkinetics.errors import suggestion
-from carkinetics.scenario.load import register_section
 
 STATISTICS = ("proportion", "km_estimate", "cumulative_incidence", "median", "mean", "geometric_mean")
 ROLES = ("outcome", "input")
@@ -27,8 +26,22 @@ class TargetSpec:
     note: str = ""
 
 
-def _parse_targets(raw, context) -> dict:
-    errs = context["errors"]
+def parse_targets(raw, context) -> dict:
+    """Parse ``[targets.<target_id>]`` tables into :class:`TargetSpec` values.
+
+    Parameters
+    ----------
+    raw : object
+        The ``[targets]`` table as read.
+    context : SectionContext
+        The scenario being parsed; problems go to ``context.errors``.
+
+    Returns
+    -------
+    dict of str to TargetSpec
+        By target id, in file order (entries with problems left out).
+    """
+    errs = context.errors
     if not isinstance(raw, dict):
         errs.add("targets", "expected tables [targets.<target_id>] with at least 'endpoint'")
         return {}
@@ -70,6 +83,3 @@ def _parse_targets(raw, context) -> dict:
         specs[tid] = TargetSpec(str(tid), endpoint, stat, arms, among,
                                 None if time is None else float(time), role, str(spec.get("note", "")))
     return specs
-
-
-register_section("targets", _parse_targets)

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from carkinetics.engine.constants import METHOD_CODES
 from carkinetics.errors import CarKineticsError
 
-METHODS = {"tsit5": 0, "rodas4": 1, "auto": 2}
+#: Method name -> the kernel's method code.
+METHODS = METHOD_CODES
 
 #: Largest ``max_steps``: the kernel counts steps in a 64-bit integer, and a billion steps of
 #: one patient already take minutes; larger values are typing mistakes (``10**30`` overflowed).

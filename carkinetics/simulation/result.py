@@ -6,19 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-STATUS_MESSAGES = {
-    0: "ok",
-    1: "too many steps (raise SolverOptions.max_steps, or the problem is stiff: use method='auto' or 'rodas4')",
-    2: "step size became too small (the solution may blow up or be discontinuous)",
-    3: "a state became infinite or NaN",
-    4: "the Rosenbrock iteration matrix stayed singular",
-}
-
-COUNTER_NAMES = ("n_steps", "n_rejected", "n_rhs_evals", "n_jac_evals", "n_lu", "n_stiff_switches",
-                 "n_stiff_steps")
-
+from carkinetics.engine.constants import COUNTER_NAMES, STATUS_MESSAGES
 
 def status_message(code: int) -> str:
+    """The message of a status code (:data:`STATUS_MESSAGES`), or "unknown status <code>"."""
     return STATUS_MESSAGES.get(int(code), f"unknown status {code}")
 
 
@@ -146,6 +137,7 @@ class BatchResult:
         return self.status == 0
 
     def counter(self, name: str) -> np.ndarray:
+        """(N,) values of one solver counter, by name (see :data:`COUNTER_NAMES`)."""
         return self.counters[:, COUNTER_NAMES.index(name)]
 
     def output(self, name: str) -> np.ndarray:
@@ -153,6 +145,7 @@ class BatchResult:
         return self.outputs[:, :, self.output_names.index(name)]
 
     def state(self, name: str) -> np.ndarray:
+        """(N, n_times) time courses of one saved state."""
         return self.states[:, :, self.state_names.index(name)]
 
     def trajectory(self, i: int) -> Trajectory:

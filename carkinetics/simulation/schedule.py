@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from carkinetics.engine.constants import ACTION_CODES
 from carkinetics.errors import CarKineticsError, ExpressionError
 
-ACTION_KINDS = ("add", "multiply", "set", "set_parameter")
-_KIND_CODE = {"add": 0, "multiply": 1, "set": 2, "set_parameter": 3}
+ACTION_KINDS = tuple(ACTION_CODES)
 _KIND_ORDER = {"multiply": 0, "set": 1, "add": 2, "set_parameter": 3}
 
 
@@ -176,7 +176,7 @@ class Schedule(Sequence):
                         raise EventError(f"{label}: '{a.target}' is not a state of model "
                                          f"'{model.name}'{suggestion(a.target, model.state_names)}")
                     targets.append(model.state_names.index(a.target))
-                kinds.append(_KIND_CODE[a.kind])
+                kinds.append(ACTION_CODES[a.kind])
                 values.append(a.value)
                 labels.append(f"{label}/{a.kind}/{a.target}")
                 sources.append(None if e.source is None else (e.source[0], f"{e.source[1]}.{a.kind}.{a.target}"))

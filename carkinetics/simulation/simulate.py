@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from carkinetics.engine.constants import ACTION_CODES, COUNTER_NAMES
 from carkinetics.errors import CarKineticsError, FileProblem, ScenarioError, SolverError
 from carkinetics.model.spec import bound_slack
 from carkinetics.simulation.options import SolverOptions
@@ -53,7 +54,25 @@ def _event_error(table, schedule, e, message):
     return SimulationInputError(f"{table.names[e]}: {message}")
 
 
-def _check_times(times) -> np.ndarray:
+def check_times(times) -> np.ndarray:
+    """Check output times and return them as a contiguous float array.
+
+    Parameters
+    ----------
+    times : array_like, shape (n_times,)
+        Output times in the model's time unit (day).
+
+    Returns
+    -------
+    ndarray, shape (n_times,)
+        The times as float64.
+
+    Raises
+    ------
+    SimulationInputError
+        If ``times`` is missing, empty, not 1-d, longer than :data:`MAX_OUTPUT_TIMES`, not
+        finite, beyond :data:`MAX_TIME` or not strictly increasing.
+    """
     if times is None:
         raise SimulationInputError("`times` is required: the output times (model time unit)")
     arr = np.atleast_1d(np.asarray(times, dtype=float))
@@ -168,6 +187,7 @@ def simulate(model, events=None, times=None, parameters=None, options=None, t0=N
     return traj
 
 
+
 def simulate_batch(model, events, times, parameters, *, event_times=None, action_values=None,
                    options=None, t0=None, n_threads=None, save_states=True, save_outputs=True,
                    block=None) -> BatchResult:
@@ -205,7 +225,41 @@ def simulate_batch(model, events, times, parameters, *, event_times=None, action
         Failed patients are flagged in ``status`` (never raised).
     """
     options = options or SolverOptions()
-    times = _check_times(times)
+    times = check_times(times)
+    params = _parameter_matrix(model, parameters)
+    n_pat = params.shape[0]
+    schedule = as_schedule(events)
+    table = schedule.expand(model)
+    n_events = table.n_events
+    ev_time, act_value = _event_values(model, table, schedule, n_pat, event_times, action_values)
+    t0 = _start_time(times, ev_time, n_events, t0)
+    ev_time = _with_breakpoints(model, table, params, ev_time, t0)
+    s_idx = _select(model.state_names, save_states, "a state")
+    o_idx = _select(model.output_names, save_outputs, "an output")
+    _check_result_size(n_pat, len(times), len(s_idx) + len(o_idx))
+    thr = model.extinction_thresholds() if options.extinction else np.zeros(model.n_states)
+    atol = options.atol_vector(model)
+    kernel = model.kernel
+    prob = kernel.Problem(
+        t0=float(t0), times=times, params=params, ev_time=ev_time, ev_cond=table.cond,
+        act_start=table.act_start, act_kind=table.act_kind, act_target=table.act_target,
+        act_value=np.ascontiguousarray(act_value, dtype=float), prog_code=table.prog_code,
+        prog_const=table.prog_const, prog_start=table.prog_start, prog_cstart=table.prog_cstart,
+        thr=thr, atol=atol, rtol=float(options.rtol), method=int(options.method_code),
+        hmax=float(options.max_step if math.isfinite(options.max_step) else 1e300),
+        max_steps=int(options.max_steps), state_idx=s_idx, output_idx=o_idx)
+    res = kernel.Results(
+        out_states=np.empty((n_pat, len(times), len(s_idx))), out_outputs=np.empty((n_pat, len(times), len(o_idx))),
+        status=np.zeros(n_pat, dtype=np.int64), counters=np.zeros((n_pat, len(COUNTER_NAMES)), dtype=np.int64),
+        applied=np.zeros((n_pat, ev_time.shape[1]), dtype=np.int8), final=np.zeros((n_pat, model.n_states)))
+    _run_kernel(kernel, prob, res, n_threads, block)
+    return BatchResult(model, times, params, res.out_states, res.out_outputs,
+                       tuple(model.state_names[i] for i in s_idx), tuple(model.output_names[i] for i in o_idx),
+                       res.status, res.counters, res.applied[:, :n_events].astype(bool), res.final, table.names)
+
+
+def _parameter_matrix(model, parameters) -> np.ndarray:
+    """Parameters of N patients as a contiguous (N, n_parameters) float array, checked."""
     params = np.ascontiguousarray(np.asarray(parameters, dtype=float))
     if params.ndim != 2 or params.shape[1] != model.n_parameters:
         raise SimulationInputError(f"`parameters` must have shape (N, {model.n_parameters}), got {params.shape}")
@@ -213,9 +267,11 @@ def simulate_batch(model, events, times, parameters, *, event_times=None, action
         bad = np.argwhere(~np.isfinite(params))[0]
         raise SimulationInputError(f"parameter '{model.parameter_names[bad[1]]}' of patient {bad[0]} "
                                    f"is not finite ({params[bad[0], bad[1]]})")
-    n_pat = params.shape[0]
-    schedule = as_schedule(events)
-    table = schedule.expand(model)
+    return params
+
+
+def _event_values(model, table, schedule, n_pat, event_times, action_values):
+    """Per-patient event times (N, n_events) and action values (N, n_actions), checked."""
     E, A = table.n_events, table.n_actions
     ev_time = np.broadcast_to(table.time, (n_pat, E)) if event_times is None else np.asarray(event_times, float)
     if ev_time.shape != (n_pat, E):
@@ -231,36 +287,52 @@ def simulate_batch(model, events, times, parameters, *, event_times=None, action
             raise _event_error(table, schedule, e, f"event time for patient {i} is {ev_time[i, e]:g}: not a finite "
                                                    f"number within +-{MAX_TIME:g} days")
     if A:
-        if not np.all(np.isfinite(act_value)):
-            i, a = np.argwhere(~np.isfinite(act_value))[0]
-            raise _action_error(table, a, f"value for patient {i} is not finite ({act_value[i, a]})")
-        neg = (act_value < 0) & np.isin(table.act_kind, [0, 1, 2])[None, :]
-        if neg.any():
-            i, a = np.argwhere(neg)[0]
-            raise _action_error(table, a, f"value for patient {i} is negative ({act_value[i, a]:g}); doses, "
-                                          f"factors and values set must be >= 0 (states are amounts)")
-        is_par = table.act_kind == 3
-        if is_par.any():
-            lo = np.array([p.bounds[0] if p.bounds else -np.inf for p in model.parameters])
-            hi = np.array([p.bounds[1] if p.bounds else np.inf for p in model.parameters])
-            tgt = table.act_target
-            slack_lo = bound_slack(lo[tgt])  # rounding of values computed at a bound
-            slack_hi = bound_slack(hi[tgt])
-            out = is_par[None, :] & ((act_value < (lo[tgt] - slack_lo)[None, :])
-                                     | (act_value > (hi[tgt] + slack_hi)[None, :]))
-            if out.any():
-                i, a = np.argwhere(out)[0]
-                raise _action_error(table, a, f"value for patient {i} is {act_value[i, a]:g}, outside the bounds "
-                                              f"of parameter '{model.parameter_names[tgt[a]]}' "
-                                              f"[{lo[tgt[a]]:g}, {hi[tgt[a]]:g}]")
-    start = times[0] if E == 0 else min(times[0], float(ev_time.min()))
+        _check_action_values(model, table, act_value)
+    return ev_time, act_value
+
+
+def _check_action_values(model, table, act_value) -> None:
+    """Action values must be finite, amounts non-negative and parameters within their bounds."""
+    if not np.all(np.isfinite(act_value)):
+        i, a = np.argwhere(~np.isfinite(act_value))[0]
+        raise _action_error(table, a, f"value for patient {i} is not finite ({act_value[i, a]})")
+    on_states = [ACTION_CODES["add"], ACTION_CODES["multiply"], ACTION_CODES["set"]]
+    neg = (act_value < 0) & np.isin(table.act_kind, on_states)[None, :]
+    if neg.any():
+        i, a = np.argwhere(neg)[0]
+        raise _action_error(table, a, f"value for patient {i} is negative ({act_value[i, a]:g}); doses, "
+                                      f"factors and values set must be >= 0 (states are amounts)")
+    is_par = table.act_kind == ACTION_CODES["set_parameter"]
+    if is_par.any():
+        lo = np.array([p.bounds[0] if p.bounds else -np.inf for p in model.parameters])
+        hi = np.array([p.bounds[1] if p.bounds else np.inf for p in model.parameters])
+        tgt = table.act_target
+        slack_lo = bound_slack(lo[tgt])  # rounding of values computed at a bound
+        slack_hi = bound_slack(hi[tgt])
+        out = is_par[None, :] & ((act_value < (lo[tgt] - slack_lo)[None, :])
+                                 | (act_value > (hi[tgt] + slack_hi)[None, :]))
+        if out.any():
+            i, a = np.argwhere(out)[0]
+            raise _action_error(table, a, f"value for patient {i} is {act_value[i, a]:g}, outside the bounds "
+                                          f"of parameter '{model.parameter_names[tgt[a]]}' "
+                                          f"[{lo[tgt[a]]:g}, {hi[tgt[a]]:g}]")
+
+
+def _start_time(times, ev_time, n_events, t0):
+    """The start of integration: ``t0``, checked, or the first output time or event."""
+    start = times[0] if n_events == 0 else min(times[0], float(ev_time.min()))
     if t0 is None:
-        t0 = start
-    elif not (isinstance(t0, (int, float, np.integer, np.floating)) and math.isfinite(t0) and abs(t0) <= MAX_TIME):
+        return start
+    if not (isinstance(t0, (int, float, np.integer, np.floating)) and math.isfinite(t0) and abs(t0) <= MAX_TIME):
         raise SimulationInputError(f"t0 must be a finite time within +-{MAX_TIME:g} days, got {t0!r}")
-    elif t0 > start:
+    if t0 > start:
         raise SimulationInputError(f"t0 = {t0} is after the first output time or event ({start})")
-    # the model's breakpoints are events without actions: integration restarts there
+    return t0
+
+
+def _with_breakpoints(model, table, params, ev_time, t0) -> np.ndarray:
+    """Event times with the model's breakpoints appended (events without actions: integration
+    restarts there); extends ``table``'s conditions and action starts to match."""
     n_bp = len(model.breakpoints)
     if n_bp:
         bp = model.breakpoint_times(params)
@@ -269,42 +341,29 @@ def simulate_batch(model, events, times, parameters, *, event_times=None, action
         table.cond = np.concatenate([table.cond, -np.ones(n_bp, dtype=np.int64)])
         table.act_start = np.concatenate([table.act_start,
                                           np.full(n_bp, table.act_start[-1], dtype=np.int64)])
-    ev_time = np.ascontiguousarray(ev_time, dtype=float)
-    act_value = np.ascontiguousarray(act_value, dtype=float)
+    return np.ascontiguousarray(ev_time, dtype=float)
 
-    s_idx = _select(model.state_names, save_states, "a state")
-    o_idx = _select(model.output_names, save_outputs, "an output")
-    n_bytes = 8.0 * n_pat * len(times) * (len(s_idx) + len(o_idx))
+
+def _check_result_size(n_pat, n_times, n_saved) -> None:
+    n_bytes = 8.0 * n_pat * n_times * n_saved
     if n_bytes > MAX_RESULT_BYTES:
         raise SimulationInputError(
-            f"{n_pat:,} patients x {len(times):,} output times x {len(s_idx) + len(o_idx)} saved variables need "
+            f"{n_pat:,} patients x {n_times:,} output times x {n_saved} saved variables need "
             f"{n_bytes / 1024**3:,.1f} GiB, more than the {MAX_RESULT_BYTES / 1024**3:g} GiB allowed in one batch; "
             f"simulate fewer patients at once, fewer output times or fewer saved variables")
-    out_s = np.empty((n_pat, len(times), len(s_idx)))
-    out_o = np.empty((n_pat, len(times), len(o_idx)))
-    status = np.zeros(n_pat, dtype=np.int64)
-    counters = np.zeros((n_pat, 7), dtype=np.int64)
-    applied = np.zeros((n_pat, E + n_bp), dtype=np.int8)
-    final = np.zeros((n_pat, model.n_states))
-    thr = model.extinction_thresholds() if options.extinction else np.zeros(model.n_states)
-    atol = options.atol_vector(model)
-    hmax = options.max_step if math.isfinite(options.max_step) else 1e300
-    kernel = model.kernel
-    prob = (float(t0), times, params, ev_time, table.cond, table.act_start, table.act_kind, table.act_target,
-            act_value, table.prog_code, table.prog_const, table.prog_start, table.prog_cstart, thr, atol,
-            float(options.rtol), int(options.method_code), float(hmax), int(options.max_steps), s_idx, o_idx)
-    res = (out_s, out_o, status, counters, applied, final)
+
+
+def _run_kernel(kernel, prob, res, n_threads, block) -> None:
+    """Run the kernel in this thread (one thread or one patient) or on ``n_threads`` threads."""
+    n_pat = prob.params.shape[0]
     if n_threads == 1 or n_pat == 1:
         kernel.run_serial(prob, res)
-    else:
-        import numba
+        return
+    import numba
 
-        n = _set_threads(n_threads)
-        if block is None:
-            # blocks of several lane-fulls, and several blocks per thread for balance
-            block = max(kernel.LANES, min(16 * kernel.LANES, n_pat // (4 * n) or 1))
-        with numba.parallel_chunksize(1):
-            kernel.run_parallel(prob, res, int(block))
-    return BatchResult(model, times, params, out_s, out_o, tuple(model.state_names[i] for i in s_idx),
-                       tuple(model.output_names[i] for i in o_idx), status, counters,
-                       applied[:, :E].astype(bool), final, table.names)
+    n = _set_threads(n_threads)
+    if block is None:
+        # blocks of several lane-fulls, and several blocks per thread for balance
+        block = max(kernel.LANES, min(16 * kernel.LANES, n_pat // (4 * n) or 1))
+    with numba.parallel_chunksize(1):
+        kernel.run_parallel(prob, res, int(block))

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from carkinetics.io.atomic import atomic_output_dir, check_output_dir, file_sha256, provenance, write_json
+from carkinetics.cohort.result import RUN_FILES
+from carkinetics.io.atomic import atomic_output_dir, check_output_dir
+from carkinetics.io.provenance import file_sha256, provenance
+from carkinetics.io.results import write_json
 from carkinetics.simulation.simulate import simulate
-
-#: Files ``carkinetics run`` writes (typical patient or cohort). The output folder belongs to the
-#: run: the files of an earlier run are replaced or removed, files carkinetics did not write make
-#: it refuse before it computes (:func:`carkinetics.io.atomic.atomic_output_dir` with ``clean=True``).
-#: These names are recognised as an earlier run's in a folder without manifest (written before
-#: manifests were kept).
-RUN_FILES = ("trajectory.csv", "outputs.png", "run.json", "patients.csv", "summary.csv", "bands.csv", "km.csv",
-             "observed.csv", "trajectories.csv", "bands.png", "km.png")
 
 
 def check_run_output(output_dir):
@@ -56,11 +51,11 @@ def run_typical(scenario, output_dir) -> dict:
 
 def is_cohort_run(scenario, n=None) -> bool:
     """Whether ``carkinetics run`` simulates a cohort: ``--n`` given, or [population] / [arms]."""
-    return n is not None or "population" in scenario.sections or "arms" in scenario.sections
+    return n is not None or scenario.population is not None or scenario.arms is not None
 
 
 def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_size=None, trajectories=False,
-                   progress=None, plots=True, figures=None):
+                   progress=None, plots=True):
     """Simulate the scenario's virtual cohort and write its tables and plots to ``output_dir``.
 
     Writes, atomically: ``patients.csv`` (one row per patient: arm, covariates, varying
@@ -79,9 +74,7 @@ def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_
     trajectories : bool
         Also write every patient's trajectory of the plot outputs (large: N x n_times rows).
     plots : bool
-    figures : carkinetics.plots.render.FigureHelper, optional
-        A helper process that draws the plots (started early by ``carkinetics run``, so that
-        matplotlib is imported while this process starts up); default: drawn here.
+        Draw ``bands.png`` and ``km.png``.
 
     Returns
     -------
@@ -93,29 +86,17 @@ def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_
     output_dir = Path(output_dir)
 
     def prepare():
-        if plots and figures is None:  # most of matplotlib's import (~0.4 s) while the engine simulates; pyplot (and
-            # the choice of its backend) is left to the calling thread, when the figures are drawn
+        if plots:  # most of matplotlib's import (~0.4 s) while the engine simulates; pyplot (and the
+            # choice of its backend) is left to the calling thread, when the figures are drawn
             import matplotlib.backends.backend_agg  # noqa: F401
             import matplotlib.figure  # noqa: F401
 
     # the folder is checked (and files of others in it refused) before anything is simulated
     with atomic_output_dir(output_dir, clean=True, known=RUN_FILES) as staging:
-        def draw_bands(partial):  # the helper draws the bands while the summaries are computed here
-            figures.send([(f, staging / file, kw) for f, file, kw in partial._figure_args(plain=True)])
-
-        try:
-            result = run_cohort(scenario, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size,
-                                keep_trajectories=(staging / "trajectories.csv") if trajectories else False,
-                                progress=progress, patients_csv=staging / "patients.csv",
-                                while_simulating=prepare,
-                                on_bands=draw_bands if plots and figures is not None else None)
-            names = result.write_into(staging, plots=plots, figures=figures)
-        except BaseException:
-            if figures is not None:  # failed or interrupted: the helper stops now, not after its figures
-                figures.kill()
-            raise
-        finally:
-            if figures is not None:  # it writes into the staging folder: done before the folder goes
-                figures.close()
+        result = run_cohort(scenario, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size,
+                            keep_trajectories=(staging / "trajectories.csv") if trajectories else False,
+                            progress=progress, patients_csv=staging / "patients.csv",
+                            while_simulating=prepare)
+        names = result.write_into(staging, plots=plots)
     result.files = [output_dir / f for f in names]
     return result

@@ -60,6 +60,9 @@ records it, so an interrupted sweep keeps what finished and ``resume=True`` cont
 fails before that leaves nothing a corrected rerun would have to resume. A resume is refused,
 naming the input, unless the scenario, model, parameter-set and data files (SHA-256), the
 grid, n, seed, per-patient tables, Kaplan-Meier days and carkinetics version are unchanged.
+
+:class:`~carkinetics.studies.sweep_result.SweepResult` and the reading and writing of the folder are in
+:mod:`carkinetics.studies.sweep_result`; running the points on Dask in :mod:`carkinetics.studies.dask`.
 """
 
 from __future__ import annotations
@@ -68,297 +71,21 @@ import hashlib
 import json
 import os
 import shlex
-import sys
 import time as _time
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from carkinetics.errors import ScenarioError, is_number, is_whole_number, suggestion
-from carkinetics.scenario.grid import (MAX_SEED, GridPoint, SweepError, SweepSpec, check_grid_size,
-                                       max_patients)
-
-SUMMARY_COLUMNS = ["point", "arm", "endpoint", "statistic", "value", "lower", "upper", "n"]
-KM_COLUMNS = ["point", "arm", "endpoint", "time", "survival", "lower", "upper", "n_at_risk", "n"]
-
-
-# ----------------------------------------------------------------------------------------
-# progress on stderr
-# ----------------------------------------------------------------------------------------
-
-
-class Progress:
-    """A progress line on stderr: points done, patients done, patients per second, ETA.
-
-    Pass an instance as ``progress`` to :func:`sweep`; it is also accepted by
-    ``run_cohort`` (called with the patients of the current point done so far, or via
-    :meth:`update` with increments). On a terminal the line is redrawn in place; otherwise one line is
-    printed per finished grid point.
-    """
-
-    def __init__(self, n_points, n_patients_total=None, stream=None, label="sweep", min_interval=0.25):
-        self.n_points = int(n_points)
-        self.total = n_patients_total
-        self.stream = stream if stream is not None else sys.stderr
-        self.label = label
-        self.min_interval = min_interval
-        self.start = _time.perf_counter()
-        self.patients = 0
-        self.points = 0
-        self._point_base = 0  # patients counted before the current point
-        self._last = 0.0
-        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
-
-    def __call__(self, n_done, n_total=None):
-        """``run_cohort``'s callback: ``n_done`` patients of the current point finished so far."""
-        self.patients = self._point_base + int(n_done)
-        self._maybe_draw()
-
-    def update(self, n_new):
-        """``n_new`` more patients finished."""
-        self.patients += int(n_new)
-        self._maybe_draw()
-
-    def _maybe_draw(self):
-        now = _time.perf_counter()
-        if self._tty and now - self._last >= self.min_interval:
-            self._last = now
-            self._draw(now)
-
-    def point_done(self, n_patients=0):
-        """A grid point finished with ``n_patients`` patients (whether or not they were reported)."""
-        self.points += 1
-        self.patients = self._point_base = self._point_base + int(n_patients)
-        now = _time.perf_counter()
-        if self._tty:
-            self._draw(now)
-        else:
-            self.stream.write(self._line(now) + "\n")
-            self.stream.flush()
-
-    def _line(self, now) -> str:
-        elapsed = max(now - self.start, 1e-9)
-        rate = self.patients / elapsed
-        done = self.points / self.n_points if self.n_points else 1.0
-        if self.total:
-            done = max(done, min(1.0, self.patients / self.total))
-        width = 24
-        bar = "#" * int(round(done * width)) + "-" * (width - int(round(done * width)))
-        eta = (elapsed / done - elapsed) if 0 < done < 1 else 0.0
-        return (f"{self.label} [{bar}] {self.points}/{self.n_points} points, {self.patients:,} patients, "
-                f"{rate:,.0f} patients/s, {_fmt_seconds(elapsed)} elapsed, ETA {_fmt_seconds(eta)}")
-
-    def _draw(self, now):
-        self.stream.write("\r" + self._line(now) + "\x1b[K")
-        self.stream.flush()
-
-    def close(self):
-        if self._tty:
-            self._draw(_time.perf_counter())
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _fmt_seconds(s) -> str:
-    s = int(round(s))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
-# ----------------------------------------------------------------------------------------
-# results
-# ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class SweepResult:
-    """The aggregated results of a sweep.
-
-    Attributes
-    ----------
-    grid : pandas.DataFrame
-        ``point`` and one column per axis (labels as written in the scenario).
-    summary : pandas.DataFrame
-        Long table: point, arm, endpoint, statistic, value, lower, upper, n.
-    km : pandas.DataFrame
-        Kaplan-Meier summaries on a fixed time grid: point, arm, endpoint, time,
-        survival, lower, upper, n_at_risk.
-    info : dict
-        Provenance and settings (the content of ``sweep.json``).
-    path : pathlib.Path or None
-        The results folder, if written.
-    """
-
-    grid: object
-    summary: object
-    km: object
-    info: dict
-    path: Path | None = None
-
-    @property
-    def axis_names(self) -> list:
-        return [a["name"] for a in self.info.get("sweep", {}).get("axes", [])]
-
-    @property
-    def axis_kinds(self) -> dict:
-        return {a["name"]: a["kind"] for a in self.info.get("sweep", {}).get("axes", [])}
-
-    @property
-    def endpoint_kinds(self) -> dict:
-        return dict(self.info.get("endpoint_kinds", {}))
-
-    def parse_outcome(self, spec):
-        """Split ``endpoint``, ``endpoint:statistic`` or ``endpoint@day`` into (endpoint, statistic).
-
-        ``endpoint@day`` is Kaplan-Meier survival at that day (statistic ``survival@day``).
-        """
-        from carkinetics.studies.sensitivity import split_outcome
-
-        spec = str(spec)
-        try:
-            endpoint, statistic, day = split_outcome(spec)
-        except ValueError as err:
-            raise SweepError(f"'{spec}': {err}") from None
-        if day is not None:
-            return endpoint, f"survival@{day:g}"
-        if statistic is not None:
-            return endpoint, statistic
-        s = self.summary
-        if spec not in set(s["endpoint"]):
-            if spec in set(self.km["endpoint"]):
-                horizon = float(self.km["time"].max())
-                return spec, f"survival@{min(365.0, horizon):g}"
-            raise SweepError(f"'{spec}' is not an endpoint of this sweep"
-                             f"{suggestion(spec, sorted(set(s['endpoint'])))}")
-        return spec, default_statistic(spec, self.endpoint_kinds, set(s.loc[s["endpoint"] == spec, "statistic"]))
-
-    def outcome(self, endpoint, statistic=None, arm=None):
-        """One statistic at every grid point, beside the axis values.
-
-        Parameters
-        ----------
-        endpoint : str
-            An endpoint column (e.g. ``cr_d28``).
-        statistic : str, optional
-            Default: ``proportion`` for binary endpoints, ``median`` otherwise.
-        arm : str, optional
-            Only this arm (summary group).
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns: point, the axes, arm, value, lower, upper, n.
-        """
-        if statistic is not None and statistic.startswith("survival@"):
-            return self._km_outcome(endpoint, float(statistic.split("@", 1)[1]), arm)
-        s = self.summary
-        if endpoint not in set(s["endpoint"]):
-            raise SweepError(f"'{endpoint}' is not an endpoint of this sweep"
-                             f"{suggestion(endpoint, sorted(set(s['endpoint'])))}")
-        statistic = statistic or default_statistic(endpoint, self.endpoint_kinds,
-                                                   set(s.loc[s["endpoint"] == endpoint, "statistic"]))
-        rows = s[(s["endpoint"] == endpoint) & (s["statistic"] == statistic)]
-        if rows.empty:
-            have = sorted(set(s.loc[s["endpoint"] == endpoint, "statistic"]))
-            raise SweepError(f"'{statistic}' is not a statistic of '{endpoint}'{suggestion(statistic, have)} "
-                             f"(available: {', '.join(have)})")
-        if arm is not None:
-            rows = rows[rows["arm"] == arm]
-        on = ["point", "arm"] if "arm" in self.grid.columns else ["point"]
-        out = self.grid.merge(rows.drop(columns=["endpoint", "statistic"]), on=on, how="inner")
-        return out.sort_values(on).reset_index(drop=True)
-
-    def _km_outcome(self, endpoint, day, arm=None):
-        km = self.km[self.km["endpoint"] == endpoint]
-        if km.empty:
-            have = sorted(set(self.km["endpoint"]))
-            raise SweepError(f"'{endpoint}' has no Kaplan-Meier summary{suggestion(endpoint, have)} "
-                             f"(time-to-event endpoints: {', '.join(have)})")
-        times = np.unique(km["time"].to_numpy(float))
-        hit = np.isclose(times, day, rtol=0, atol=1e-6)
-        if not hit.any():
-            raise SweepError(f"day {day:g} is not one of the Kaplan-Meier summary days of this sweep; add it to "
-                             f"[sweep] km_times (days available: {_fmt_days(times)})")
-        rows = km[np.isclose(km["time"].to_numpy(float), day, rtol=0, atol=1e-6)]
-        rows = rows.rename(columns={"survival": "value"}).drop(columns=["endpoint", "time", "n_at_risk"])
-        if arm is not None:
-            rows = rows[rows["arm"] == arm]
-        on = ["point", "arm"] if "arm" in self.grid.columns else ["point"]
-        out = self.grid.merge(rows, on=on, how="inner")
-        return out.sort_values(on).reset_index(drop=True)
-
-
-def _fmt_days(times) -> str:
-    t = [f"{x:g}" for x in times]
-    return ", ".join(t) if len(t) <= 12 else ", ".join(t[:6] + ["..."] + t[-3:])
-
-
-def default_statistic(endpoint, kinds, available) -> str:
-    """``proportion`` for binary endpoints, ``median`` (or the first available) otherwise."""
-    kind = kinds.get(endpoint)
-    for stat in (("proportion",) if kind == "binary" else ()) + ("proportion", "median", "value"):
-        if stat in available:
-            return stat
-    return sorted(available)[0]
-
-
-def load_sweep(path) -> SweepResult:
-    """Read a sweep results folder written by :func:`sweep` (finished points only)."""
-    import pandas as pd
-
-    from carkinetics.io.atomic import read_result_csv, read_result_json
-
-    path = Path(path)
-    meta_path = path / "sweep.json"
-    if not meta_path.exists():
-        raise SweepError(f"{path}: not a sweep results folder (no sweep.json)")
-    info = read_result_json(meta_path)
-    grid = _read_grid(path / "grid.csv")
-    finished = sorted(info.get("finished", []))
-    summaries, kms = [], []
-    for pid in finished:
-        folder = path / "points" / f"{pid:04d}"
-        summaries.append(read_result_csv(folder / "summary.csv", keep_default_na=False, na_values=[""]))
-        kms.append(read_result_csv(folder / "km.csv", keep_default_na=False, na_values=[""]))
-    summary = (pd.concat(summaries, ignore_index=True) if summaries
-               else pd.DataFrame(columns=SUMMARY_COLUMNS))
-    km = pd.concat(kms, ignore_index=True) if kms else pd.DataFrame(columns=KM_COLUMNS)
-    for df in (summary, km):
-        if "arm" in df.columns:
-            df["arm"] = df["arm"].astype(str)
-    return SweepResult(grid=grid, summary=summary, km=km, info=info, path=path)
-
-
-def _read_grid(path):
-    from carkinetics.io.atomic import read_result_csv
-
-    grid = read_result_csv(path, keep_default_na=False, na_values=[""])
-    for col in grid.columns:
-        if col != "point" and grid[col].dtype == object:
-            grid[col] = grid[col].astype(str)
-    return grid
-
-
-def grid_frame(spec: SweepSpec, ids=None):
-    """The grid as a table: ``point`` and one column per axis (labels).
-
-    ``ids``: only these points (default: the whole grid).
-    """
-    import pandas as pd
-
-    points = spec.points(ids)
-    rows = [{"point": p.id, **p.labels} for p in points]
-    df = pd.DataFrame(rows, columns=["point"] + spec.axis_names)
-    for a in spec.axes:
-        if not all(is_number(v) for v in a.labels):
-            df[a.name] = df[a.name].astype(str)
-    return df
-
-
-# ----------------------------------------------------------------------------------------
-# running one point
-# ----------------------------------------------------------------------------------------
+from carkinetics.errors import ScenarioError, is_whole_number
+from carkinetics.io.atomic import atomic_write_text, register_outputs
+from carkinetics.io.provenance import file_sha256, provenance
+from carkinetics.io.results import write_json
+from carkinetics.progress import Progress
+from carkinetics.scenario.grid import MAX_SEED, GridPoint, SweepError, check_grid_size, max_patients
+from carkinetics.studies.dask import run_dask
+from carkinetics.studies.sweep_result import (KM_COLUMNS, SUMMARY_COLUMNS, SweepResult, check_output_folder,
+                                              grid_frame, holds_only_sweep_files, load_sweep, previous_sweep,
+                                              remove_stale_staging, write_combined, write_point)
 
 
 #: Days always in the Kaplan-Meier summary grid (when within follow-up): months 1, 2, 3, 6,
@@ -372,6 +99,20 @@ def km_time_grid(horizon, step=7.0, extra=()) -> np.ndarray:
 
     0, step, 2 step, ..., the horizon, the landmark days :data:`KM_LANDMARK_DAYS` and
     ``extra`` (e.g. the endpoints' ``report_at`` days), all within follow-up.
+
+    Parameters
+    ----------
+    horizon : float
+        Follow-up (day).
+    step : float, optional
+        Days between regular summary times.
+    extra : array_like, optional
+        More days.
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted unique days in [0, horizon].
     """
     t = np.arange(0.0, horizon + 1e-9, step)
     allt = np.concatenate([t, [float(horizon)], KM_LANDMARK_DAYS, np.asarray(extra, float).ravel()])
@@ -399,7 +140,7 @@ def km_summary(patients, kinds, times, group="arm"):
     """
     import pandas as pd
 
-    from carkinetics.stats.summary import kaplan_meier
+    from carkinetics.stats.km import kaplan_meier
 
     times = np.asarray(times, float)
     frames = []
@@ -429,6 +170,19 @@ def km_summary(patients, kinds, times, group="arm"):
 def run_point(scenario, point: GridPoint, *, n=None, seed=None, jobs=None, chunk_size=None,
               km_times=None, keep_patients=False, progress=None) -> dict:
     """Simulate one grid point's virtual cohort and reduce it to its summaries.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    point : GridPoint
+    n, seed, jobs, chunk_size : int, optional
+        As for :func:`carkinetics.cohort.pipeline.run_cohort`.
+    km_times : array_like, optional
+        Days of the Kaplan-Meier summary (default :func:`km_time_grid` of the horizon).
+    keep_patients : bool, optional
+        Return the per-patient table too.
+    progress : callable, optional
+        ``run_cohort``'s progress callback.
 
     Returns
     -------
@@ -462,14 +216,9 @@ def _endpoint_kinds(scenario, result) -> dict:
     es = getattr(result, "endpoint_set", None) or getattr(result, "endpoints", None)
     kinds = getattr(es, "kinds", None)
     if kinds is None:
-        es = scenario.sections.get("endpoints")
+        es = scenario.endpoints
         kinds = getattr(es, "kinds", None)
     return dict(kinds or {})
-
-
-# ----------------------------------------------------------------------------------------
-# the sweep
-# ----------------------------------------------------------------------------------------
 
 
 def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=None, per_patient=None,
@@ -521,214 +270,175 @@ def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=Non
         ids, a folder that holds another sweep (without ``resume``), or a resume whose
         inputs differ from those of the sweep in the folder.
     """
-    import pandas as pd
-
-    from carkinetics.io.atomic import provenance, write_json
     from carkinetics.scenario.load import load_scenario
 
     out = check_output_folder(output) if output is not None else None  # before anything is computed
-    if not hasattr(scenario, "sections"):
+    if isinstance(scenario, (str, Path)):
         scenario = load_scenario(scenario)
-    spec = scenario.sections.get("sweep")
+    spec = scenario.sweep
     if spec is None:
         raise ScenarioError(scenario.path, ["sweep: this scenario has no [sweep] section (add [sweep.axes])"])
     check_grid_size(spec)
-    n_points = spec.n_points
-    todo_ids = _point_ids(points, n_points)
+    todo_ids = _point_ids(points, spec.n_points)
     keep = spec.per_patient if per_patient is None else bool(per_patient)
-    es = scenario.sections.get("endpoints") or scenario.sections.get("outcomes")
+    es = scenario.endpoints
     report_days = [d for days in getattr(es, "report_at", {}).values() for d in (days or ())]
     km_times = np.asarray(spec.km_times if spec.km_times is not None
                           else km_time_grid(scenario.horizon, spec.km_step, report_days), float)
 
-    old = _previous_sweep(out) if out is not None else None
-    if old is not None and not resume:
-        hint = old.get("resume_command")
-        raise SweepError(f"{out} already holds a sweep ({len(old['finished'])} of {old.get('n_points')} points "
-                         f"finished); pass --resume to continue it"
-                         + (f" ({hint})" if hint else "") + " or choose another --output folder")
-    if resume and out is not None and old is None and not _holds_only_sweep_files(out):
-        raise SweepError(f"{out}: nothing to resume (no sweep.json with a finished grid point)")
+    old = previous_sweep(out) if out is not None else None
+    _check_resume(out, old, resume)
     n = _resolve_n(scenario, spec, n)
     seed, seed_source = _resolve_seed(scenario, spec, seed, old)
     inputs = sweep_inputs(scenario)
     settings = _settings(scenario, spec, n, seed, keep, km_times)
-    fingerprint = _fingerprint(inputs, settings)
     if old is not None:
         differences = compare_runs(old, inputs, settings)
         if differences:
             raise SweepError(f"{out}: cannot resume: " + "; ".join(differences)
                              + ". Resuming would mix results of different inputs in one sweep: restore the "
                                "inputs of the sweep there, or run this one into another --output folder")
-    info = {
+    info = _sweep_info(scenario, spec, es, inputs, settings, n=n, seed=seed, seed_source=seed_source, keep=keep,
+                       km_times=km_times, points=points, todo_ids=todo_ids, scheduler=scheduler)
+    if out is not None:
+        _add_folder_info(info, old, scenario, output, n=n, seed=seed, keep=keep, points=points, todo_ids=todo_ids,
+                         chunk_size=chunk_size)
+    done = set(info["finished"])
+    todo = spec.points([i for i in todo_ids if i not in done])  # only the points asked for are built
+    if out is not None:
+        remove_stale_staging(out)
+    bar = progress if isinstance(progress, Progress) else (
+        Progress(len(todo), n * len(todo), label=scenario.name) if progress else None)
+    recorder = _Recorder(out, info, spec, sorted(set(todo_ids) | done), bar)
+    completed = False
+    try:
+        if scheduler is None:
+            for point in todo:
+                res = run_point(scenario, point, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size,
+                                km_times=km_times, keep_patients=keep, progress=bar)
+                recorder.finish(point, res)
+        else:
+            path = str(Path(scenario.path).resolve())
+            hashes = {k: v["sha256"] for k, v in inputs.items()}
+            sha = file_sha256(path)
+            items = [(p, (path, sha, p, n, seed, jobs or 1, chunk_size, km_times, keep, hashes)) for p in todo]
+            run_dask(_dask_point, items, lambda done_point: recorder.finish(*done_point), scheduler=scheduler,
+                     n_workers=dask_workers, key=lambda p: p.id, prefix="carkinetics-point")
+        completed = True
+    finally:
+        recorder.close(completed)
+    return recorder.result(points, todo_ids)
+
+
+def _check_resume(out, old, resume) -> None:
+    """Refuse a folder that holds another sweep (without ``resume``), or nothing to resume."""
+    if old is not None and not resume:
+        hint = old.get("resume_command")
+        raise SweepError(f"{out} already holds a sweep ({len(old['finished'])} of {old.get('n_points')} points "
+                         f"finished); pass --resume to continue it"
+                         + (f" ({hint})" if hint else "") + " or choose another --output folder")
+    if resume and out is not None and old is None and not holds_only_sweep_files(out):
+        raise SweepError(f"{out}: nothing to resume (no sweep.json with a finished grid point)")
+
+
+def _sweep_info(scenario, spec, es, inputs, settings, *, n, seed, seed_source, keep, km_times, points, todo_ids,
+                scheduler) -> dict:
+    """The content of ``sweep.json`` before any point has finished."""
+    return {
         "scenario": str(scenario.path), "scenario_name": scenario.name,
         "scenario_sha256": inputs["scenario"]["sha256"], "model": str(scenario.model.path),
         "model_sha256": scenario.model.content_hash, "n": n, "seed": seed, "seed_source": seed_source,
         "per_patient": keep,
         "common_random_numbers": "the same seed at every grid point: the same virtual patients everywhere",
         "km_times": km_times.tolist(), "sweep": spec.to_json(), "inputs": inputs, "settings": settings,
-        "fingerprint": fingerprint, "n_points": n_points, "points_requested": None if points is None else todo_ids,
+        "fingerprint": _fingerprint(inputs, settings), "n_points": spec.n_points,
+        "points_requested": None if points is None else todo_ids,
         "finished": [], "point_stats": {}, "status": "running",
         "backend": "dask" if scheduler else "local",
         "endpoint_kinds": dict(getattr(es, "kinds", {}) or {}),
         "endpoint_descriptions": {k: v for k, v in (getattr(es, "descriptions", {}) or {}).items() if v},
     }
-    if out is not None:
-        info["resume_command"] = resume_command(scenario.path, output, n=n, seed=seed, per_patient=keep,
-                                                points=None if points is None else todo_ids,
-                                                chunk_size=chunk_size)
-        info["provenance"] = provenance()
-        info["created"] = info["provenance"]["created"]
+
+
+def _add_folder_info(info, old, scenario, output, *, n, seed, keep, points, todo_ids, chunk_size) -> None:
+    """The resume command and provenance of a sweep written to a folder; what an earlier run there finished."""
+    info["resume_command"] = resume_command(scenario.path, output, n=n, seed=seed, per_patient=keep,
+                                            points=None if points is None else todo_ids, chunk_size=chunk_size)
+    info["provenance"] = provenance()
+    info["created"] = info["provenance"]["created"]
     if old is not None:
         info["finished"] = sorted(old["finished"])
         info["point_stats"] = old.get("point_stats", {}) if isinstance(old.get("point_stats"), dict) else {}
         info["created"] = old.get("created") or info["created"]
-    done = set(info["finished"])
-    todo = spec.points([i for i in todo_ids if i not in done])  # only the points asked for are built
-    if out is not None:
-        _remove_stale_staging(out)
-    n_total = n * len(todo)
-    bar = progress if isinstance(progress, Progress) else (
-        Progress(len(todo), n_total, label=scenario.name) if progress else None)
-    results = {}
-    grid_ids = sorted(set(todo_ids) | done)
-    grid_written = [False]
 
-    def record():
+
+class _Recorder:
+    """Keeps each finished grid point: written to the folder (and recorded in ``sweep.json``), or in memory."""
+
+    def __init__(self, out, info, spec, grid_ids, bar):
+        self.out, self.info, self.spec, self.grid_ids, self.bar = out, info, spec, grid_ids, bar
+        self.results = {}
+        self.grid_written = False
+
+    def record(self):
         """sweep.json (and grid.csv the first time): only once a grid point has finished, so a
         sweep that fails on its first point leaves nothing that a corrected rerun would refuse."""
-        from carkinetics.io import atomic as io
-
-        first = not grid_written[0]
+        first = not self.grid_written
         if first:
-            io.atomic_write_text(out / "grid.csv", grid_frame(spec, grid_ids).to_csv(index=False))
-        write_json(out / "sweep.json", info)
+            atomic_write_text(self.out / "grid.csv", grid_frame(self.spec, self.grid_ids).to_csv(index=False))
+        write_json(self.out / "sweep.json", self.info)
         if first:
-            io.register_outputs(out, ["grid.csv", "sweep.json"])  # the folder's manifest: carkinetics' files
-            grid_written[0] = True
+            register_outputs(self.out, ["grid.csv", "sweep.json"])  # the folder's manifest: carkinetics' files
+            self.grid_written = True
 
-    def finish(point, res):
-        if out is not None:
-            _write_point(out, point, res)
+    def finish(self, point, res):
+        """A grid point finished with ``res`` (:func:`run_point`'s result)."""
+        info = self.info
+        if self.out is not None:
+            write_point(self.out, point, res)
             info["finished"] = sorted(set(info["finished"]) | {point.id})
             info["point_stats"][str(point.id)] = {"n_patients": res["n_patients"],
                                                   "seconds": round(res["seconds"], 3)}
             info["endpoint_kinds"] = info["endpoint_kinds"] or res["kinds"]
-            record()
+            self.record()
         else:
             info["finished"].append(point.id)
             info["endpoint_kinds"] = info["endpoint_kinds"] or res["kinds"]
-        results[point.id] = (res["summary"], res["km"], res["patients"])
-        if bar is not None:
-            bar.point_done(res["n_patients"])
+        self.results[point.id] = (res["summary"], res["km"], res["patients"])
+        if self.bar is not None:
+            self.bar.point_done(res["n_patients"])
 
-    inner = bar if (bar is not None and scheduler is None) else None
-
-    completed = False
-    try:
-        if scheduler is None:
-            for point in todo:
-                res = run_point(scenario, point, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size,
-                                km_times=km_times, keep_patients=keep, progress=inner)
-                finish(point, res)
-        else:
-            _run_dask(scenario, todo, finish, scheduler=scheduler, n_workers=dask_workers, n=n, seed=seed,
-                      jobs=jobs, chunk_size=chunk_size, km_times=km_times, keep=keep, inputs=inputs)
-        completed = True
-    finally:
-        if bar is not None:
-            bar.close()
-        if out is not None and info["finished"]:
-            finished_all = set(info["finished"]) >= set(range(n_points))
+    def close(self, completed):
+        """End the progress line; record the sweep's status and write the combined tables."""
+        if self.bar is not None:
+            self.bar.close()
+        info = self.info
+        if self.out is not None and info["finished"]:
+            finished_all = set(info["finished"]) >= set(range(info["n_points"]))
             info["status"] = "complete" if finished_all else ("interrupted" if not completed else "partial")
-            record()
-            _write_combined(out, info)
+            self.record()
+            write_combined(self.out, info)
 
-    if out is not None and info["finished"]:
-        result = load_sweep(out)
-        if points is not None:
-            keep_ids = set(todo_ids)
-            result.summary = result.summary[result.summary["point"].isin(keep_ids)].reset_index(drop=True)
-            result.km = result.km[result.km["point"].isin(keep_ids)].reset_index(drop=True)
-        return result
-    ids = sorted(results)
-    summary = (pd.concat([results[i][0] for i in ids], ignore_index=True) if ids
-               else pd.DataFrame(columns=SUMMARY_COLUMNS))
-    km = pd.concat([results[i][1] for i in ids], ignore_index=True) if ids else pd.DataFrame(columns=KM_COLUMNS)
-    info["status"] = "complete"
-    res = SweepResult(grid=grid_frame(spec, todo_ids), summary=summary, km=km, info=info, path=None)
-    res.patients = {i: results[i][2] for i in ids if results[i][2] is not None}
-    return res
+    def result(self, points, todo_ids) -> SweepResult:
+        """The sweep's results: read back from the folder, or gathered in memory."""
+        import pandas as pd
 
-
-# ----------------------------------------------------------------------------------------
-# what a sweep depends on, and the folder it writes to
-# ----------------------------------------------------------------------------------------
-
-
-def check_output_folder(output) -> Path:
-    """Refuse a results folder that cannot be one, before anything is computed; return it.
-
-    An empty path, an existing file or device (``/dev/null``), a path below a file, a
-    broken symbolic link, or a folder that cannot be created or written
-    (:func:`carkinetics.io.atomic.check_output_dir`; files already in the folder are left alone: a
-    sweep adds points to its folder).
-    """
-    from carkinetics.io import atomic as io
-
-    if not isinstance(output, (str, bytes, os.PathLike)):
-        raise SweepError(f"the output folder must be a path, got {output!r}")
-    io.check_output_dir(output)
-    return Path(os.fsdecode(os.fspath(output)))
-
-
-#: What a sweep writes in its folder (anything else there is not the sweep's).
-_SWEEP_FILES = {"grid.csv", "summary.csv", "km.csv", "sweep.json", "points", "figures"}
-
-
-def _holds_only_sweep_files(out: Path) -> bool:
-    if not out.exists():
-        return True
-    return all(p.name in _SWEEP_FILES or p.name.startswith(".") for p in out.iterdir())
-
-
-def _remove_stale_staging(out: Path) -> None:
-    """Staging folders and temporary files that a killed run left (atomic writes never finished):
-    beside and inside the folder, and in ``points/``."""
-    from carkinetics.io import atomic as io
-
-    io.remove_orphaned_partials(out)  # only those of processes no longer running
-    io.remove_orphaned_partials(out / "points")
-    for f in list(out.glob(".grid.csv.*tmp")) + list(out.glob(".sweep.json.*.tmp")):
-        if f.is_file():
-            f.unlink(missing_ok=True)
-
-
-def _previous_sweep(out: Path):
-    """The ``sweep.json`` in ``out`` if at least one of its grid points finished, else None.
-
-    A sweep whose every point failed or was interrupted left nothing to keep: the folder is
-    used afresh (sweep.json is only written once a point finished; older versions wrote it at
-    the start).
-    """
-    meta = out / "sweep.json"
-    if not meta.is_file():
-        return None
-    try:
-        old = json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise SweepError(f"{meta}: cannot read the record of the sweep in {out} ({err}); choose another "
-                         f"--output folder") from None
-    if not isinstance(old, dict):
-        raise SweepError(f"{meta}: not the record of a sweep; choose another --output folder")
-    finished = old.get("finished", [])
-    finished = [p for p in finished if isinstance(p, int) and not isinstance(p, bool)
-                and all((out / "points" / f"{p:04d}" / f).is_file() for f in ("summary.csv", "km.csv"))] \
-        if isinstance(finished, list) else []
-    if not finished:
-        return None
-    old["finished"] = finished
-    return old
+        out, results = self.out, self.results
+        if out is not None and self.info["finished"]:
+            result = load_sweep(out)
+            if points is not None:
+                keep_ids = set(todo_ids)
+                result.summary = result.summary[result.summary["point"].isin(keep_ids)].reset_index(drop=True)
+                result.km = result.km[result.km["point"].isin(keep_ids)].reset_index(drop=True)
+            return result
+        ids = sorted(results)
+        summary = (pd.concat([results[i][0] for i in ids], ignore_index=True) if ids
+                   else pd.DataFrame(columns=SUMMARY_COLUMNS))
+        km = pd.concat([results[i][1] for i in ids], ignore_index=True) if ids else pd.DataFrame(columns=KM_COLUMNS)
+        self.info["status"] = "complete"
+        res = SweepResult(grid=grid_frame(self.spec, todo_ids), summary=summary, km=km, info=self.info, path=None)
+        res.patients = {i: results[i][2] for i in ids if results[i][2] is not None}
+        return res
 
 
 def _point_ids(points, n_points) -> list:
@@ -752,7 +462,7 @@ def _resolve_n(scenario, spec, n) -> int:
     if n is None:
         n = spec.n
     if n is None:
-        n = getattr(scenario.sections.get("population"), "size", None)
+        n = getattr(scenario.population, "size", None)
     if n is None:
         raise SweepError(f"{scenario.path}: no number of virtual patients per grid point: set n in [sweep] or "
                          f"size in [population], or pass --n")
@@ -770,7 +480,7 @@ def _resolve_seed(scenario, spec, seed, old):
         return int(seed), "given"
     if spec.seed is not None:
         return int(spec.seed), "[sweep] seed"
-    pop_seed = getattr(scenario.sections.get("population"), "seed", None)
+    pop_seed = getattr(scenario.population, "seed", None)
     if pop_seed is not None:
         return int(pop_seed), "[population] seed"
     if old is not None and old.get("seed_source") == "drawn" and is_whole_number(old.get("seed"), 0):
@@ -785,7 +495,7 @@ def sweep_inputs(scenario) -> dict:
     scenario names (``[scenario] parameter_set``) and the ``[data]`` file. (The reference
     table of ``[targets]`` is not read by a sweep.)
     """
-    from carkinetics.io.atomic import file_sha256
+    from carkinetics.io.provenance import file_sha256
 
     inputs = {"scenario": {"path": str(scenario.path), "sha256": file_sha256(scenario.path)},
               "model": {"path": str(scenario.model.path), "sha256": scenario.model.content_hash}}
@@ -793,9 +503,9 @@ def sweep_inputs(scenario) -> dict:
     for k, p in enumerate(sets):
         role = "parameter_set" if len(sets) == 1 else f"parameter_set[{k}]"
         inputs[role] = {"path": str(p), "sha256": file_sha256(p)}
-    data = scenario.sections.get("data")
-    if isinstance(data, dict) and data.get("file") is not None and Path(data["file"]).is_file():
-        inputs["data"] = {"path": str(data["file"]), "sha256": file_sha256(data["file"])}
+    data_file = scenario.data_file
+    if data_file is not None and Path(data_file).is_file():
+        inputs["data"] = {"path": str(data_file), "sha256": file_sha256(data_file)}
     return inputs
 
 
@@ -815,7 +525,22 @@ _SETTING_NAMES = {"scenario_content": "the scenario's tables (as read)", "grid":
 
 
 def compare_runs(old: dict, inputs: dict, settings: dict) -> list:
-    """What differs between the sweep recorded in ``old`` (its sweep.json) and this one."""
+    """What differs between the sweep recorded in ``old`` (its sweep.json) and this one.
+
+    Parameters
+    ----------
+    old : dict
+        The content of the folder's ``sweep.json``.
+    inputs : dict
+        :func:`sweep_inputs` of this sweep.
+    settings : dict
+        This sweep's grid, n, seed, per-patient tables, Kaplan-Meier days, scenario content and version.
+
+    Returns
+    -------
+    list of str
+        One sentence per difference; empty when the sweep can be resumed.
+    """
     if not isinstance(old.get("inputs"), dict) or not isinstance(old.get("settings"), dict):
         return ["the sweep there was written by an older carkinetics that did not record the hashes of all its "
                 "inputs (parameter sets, data file), so an unchanged input cannot be told from a changed one"]
@@ -846,7 +571,21 @@ def _fingerprint(inputs, settings) -> str:
 
 
 def resume_command(scenario_path, output, *, n, seed, per_patient, points=None, chunk_size=None) -> str:
-    """The command that continues a sweep: every option that fixes its results, shell-quoted."""
+    """The command that continues a sweep: every option that fixes its results, shell-quoted.
+
+    Parameters
+    ----------
+    scenario_path, output : path
+        The scenario file and the results folder.
+    n, seed : int
+    per_patient : bool
+    points : list of int, optional
+    chunk_size : int, optional
+
+    Returns
+    -------
+    str
+    """
 
     def arg(p):
         s = os.fspath(p)
@@ -861,37 +600,6 @@ def resume_command(scenario_path, output, *, n, seed, per_patient, points=None, 
     parts.append("--resume")
     return shlex.join(parts)
 
-
-def _write_point(out, point, res) -> None:
-    from carkinetics.io.atomic import atomic_output_dir
-
-    with atomic_output_dir(out / "points" / point.folder) as staging:
-        res["summary"].to_csv(staging / "summary.csv", index=False)
-        res["km"].to_csv(staging / "km.csv", index=False)
-        if res["patients"] is not None:
-            res["patients"].to_csv(staging / "patients.csv.gz", index=False)
-    if res["patients"] is None:  # a per-patient table left by an earlier, failed run is not this point's
-        (out / "points" / point.folder / "patients.csv.gz").unlink(missing_ok=True)
-
-
-def _write_combined(out, info) -> None:
-    """Rewrite summary.csv and km.csv from the finished points (atomically)."""
-    import pandas as pd
-
-    from carkinetics.io.atomic import atomic_output_dir, exact_float_csv_kw
-
-    with atomic_output_dir(out) as staging:
-        for name, cols in (("summary.csv", SUMMARY_COLUMNS), ("km.csv", KM_COLUMNS)):
-            frames = [pd.read_csv(out / "points" / f"{p:04d}" / name, keep_default_na=False, na_values=[""],
-                                  **exact_float_csv_kw())
-                      for p in sorted(info["finished"])]
-            df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
-            df.to_csv(staging / name, index=False)
-
-
-# ----------------------------------------------------------------------------------------
-# Dask
-# ----------------------------------------------------------------------------------------
 
 _WORKER_SCENARIOS: dict = {}
 
@@ -917,49 +625,3 @@ def _dask_point(scenario_path, scenario_sha, point, n, seed, jobs, chunk_size, k
         _WORKER_SCENARIOS[key] = sc
     return point, run_point(sc, point, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size, km_times=km_times,
                             keep_patients=keep, progress=None)
-
-
-def import_distributed():
-    """Import ``distributed`` or explain how to install it."""
-    try:
-        import distributed
-    except ImportError:
-        raise SweepError("running on Dask needs the optional dependency 'distributed': "
-                         "pip install 'carkinetics[distributed]' (or pip install 'dask[distributed]')") from None
-    return distributed
-
-
-def _run_dask(scenario, todo, finish, *, scheduler, n_workers, n, seed, jobs, chunk_size, km_times, keep,
-              inputs=None):
-    """Submit one task per grid point; write each as it completes."""
-    from carkinetics.io.atomic import file_sha256
-
-    distributed = import_distributed()
-    cluster = None
-    if scheduler == "local":
-        cluster = distributed.LocalCluster(n_workers=n_workers or 2, threads_per_worker=1, processes=True,
-                                           dashboard_address=None)
-        client = distributed.Client(cluster)
-    elif isinstance(scheduler, str):
-        client = distributed.Client(scheduler)
-    else:
-        client = scheduler  # an existing distributed.Client
-    try:
-        path = str(Path(scenario.path).resolve())
-        sha = file_sha256(path)
-        run_id = uuid.uuid4().hex[:12]
-        hashes = None if inputs is None else {k: v["sha256"] for k, v in inputs.items()}
-        futures = [client.submit(_dask_point, path, sha, p, n, seed, jobs or 1, chunk_size, km_times, keep, hashes,
-                                 pure=False, key=f"carkinetics-point-{run_id}-{p.id}") for p in todo]
-        try:
-            for fut in distributed.as_completed(futures):
-                point, res = fut.result()
-                finish(point, res)
-        finally:
-            for fut in futures:
-                fut.cancel()
-    finally:
-        if client is not scheduler:
-            client.close()
-        if cluster is not None:
-            cluster.close()

@@ -35,6 +35,9 @@ import numpy as np
 
 from carkinetics.errors import ScenarioError, suggestion
 from carkinetics.scenario.targets import TargetSpec
+from carkinetics.stats.intervals import mean_interval, wilson_interval
+from carkinetics.stats.km import kaplan_meier
+from carkinetics.stats.quantiles import quantile_interval
 
 
 # ----------------------------------------------------------------------------------------
@@ -60,8 +63,6 @@ def cohort_statistic(patients, spec: TargetSpec, statistic: str, time: float | N
     -------
     (value, lower, upper, n) : tuple
     """
-    from carkinetics.stats import summary
-
     df = patients
     if "status" in df.columns:
         df = df[df["status"] == 0]
@@ -77,7 +78,7 @@ def cohort_statistic(patients, spec: TargetSpec, statistic: str, time: float | N
     has_event = event_col in df.columns
     if statistic == "proportion":
         k = float(np.nansum(x))
-        return (k / n, *summary.wilson_interval(k, n), n)
+        return (k / n, *wilson_interval(k, n), n)
     if statistic in ("km_estimate", "cumulative_incidence"):
         if not has_event:
             raise ValueError(f"'{spec.endpoint}' is not a time-to-event endpoint (no '{event_col}' column)")
@@ -86,26 +87,23 @@ def cohort_statistic(patients, spec: TargetSpec, statistic: str, time: float | N
         ev = df[event_col].to_numpy(dtype=float)
         if statistic == "cumulative_incidence":
             k = float(np.sum((ev == 1) & (x <= time)))
-            return (k / n, *summary.wilson_interval(k, n), n)
-        km = summary.kaplan_meier(x, ev)
+            return (k / n, *wilson_interval(k, n), n)
+        km = kaplan_meier(x, ev)
         s, lo, hi = km.at(time)
         return float(s), float(lo), float(hi), n
     if statistic == "median":
         if has_event:
-            km = summary.kaplan_meier(x, df[event_col].to_numpy(dtype=float))
+            km = kaplan_meier(x, df[event_col].to_numpy(dtype=float))
             m, lo, hi = km.median()
             return float(m), float(lo), float(hi), n
-        m, lo, hi = summary.quantile_interval(x, 0.5)
+        m, lo, hi = quantile_interval(x, 0.5)
         return float(m), float(lo), float(hi), n
     if statistic == "mean":
-        m = float(np.mean(x))
-        se = float(np.std(x, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-        return m, m - 1.96 * se, m + 1.96 * se, n
+        m, lo, hi = mean_interval(x)
+        return m, lo, hi, n
     if statistic == "geometric_mean":
-        lx = np.log(x[x > 0])
-        m = float(np.mean(lx))
-        se = float(np.std(lx, ddof=1) / math.sqrt(len(lx))) if len(lx) > 1 else math.nan
-        return math.exp(m), math.exp(m - 1.96 * se), math.exp(m + 1.96 * se), n
+        m, lo, hi = mean_interval(x[x > 0], geometric=True)
+        return m, lo, hi, n
     raise ValueError(f"unknown statistic '{statistic}'")
 
 
@@ -121,7 +119,7 @@ _COLUMNS = ["scenario", "target_id", "arm", "quantity", "role", "statistic", "ti
 def seed_scenarios() -> list[Path]:
     """The shipped scenarios that declare ``[targets]`` (the seed trials)."""
     from carkinetics.errors import CarKineticsError
-    from carkinetics.model.spec import model_search_paths
+    from carkinetics.model.load import model_search_paths
     from carkinetics.scenario.load import read_toml
 
     found = {}
@@ -162,7 +160,7 @@ def validate_scenario(scenario, reference, n=2000, seed=1, jobs=None, progress=N
 
     from carkinetics.cohort.pipeline import run_cohort
 
-    specs = scenario.sections.get("targets") or {}
+    specs = scenario.target_specs
     if not specs:
         raise ScenarioError(scenario.path, ["targets: this scenario declares no [targets.<id>] to validate"])
     by_id = reference.set_index("target_id")
@@ -176,7 +174,7 @@ def validate_scenario(scenario, reference, n=2000, seed=1, jobs=None, progress=N
     for tid, spec in specs.items():
         ref = by_id.loc[tid]
         statistic = spec.statistic or str(ref["statistic"])
-        time = spec.time if spec.time is not None else _float(ref.get("timepoint_days"))
+        time = spec.time if spec.time is not None else as_float(ref.get("timepoint_days"))
         missing = [c for c in (spec.endpoint, spec.among) if c and c not in patients.columns]
         if missing:
             raise ScenarioError(scenario.path, [f"targets.{tid}: '{c}' is not an endpoint column of this scenario"
@@ -185,12 +183,12 @@ def validate_scenario(scenario, reference, n=2000, seed=1, jobs=None, progress=N
             value, lo, hi, n_sim = cohort_statistic(patients, spec, statistic, time)
         except ValueError as err:
             raise ScenarioError(scenario.path, [f"targets.{tid}: {err}"]) from None
-        r_lo, r_hi = _float(ref.get("lower")), _float(ref.get("upper"))
+        r_lo, r_hi = as_float(ref.get("lower")), as_float(ref.get("upper"))
         inside = (bool(r_lo - 1e-12 <= value <= r_hi + 1e-12)
                   if math.isfinite(r_lo) and math.isfinite(r_hi) and math.isfinite(value) else None)
         rows.append({
             "scenario": scenario.name, "target_id": tid, "arm": ref.get("arm"), "quantity": ref.get("quantity"),
-            "role": spec.role, "statistic": statistic, "timepoint_days": time, "reported": _float(ref["value"]),
+            "role": spec.role, "statistic": statistic, "timepoint_days": time, "reported": as_float(ref["value"]),
             "reported_lower": r_lo, "reported_upper": r_hi, "simulated": value, "mc_lower": lo, "mc_upper": hi,
             "n_simulated": n_sim, "inside": inside, "evidence": ref.get("evidence"),
             "note": spec.note,
@@ -198,7 +196,17 @@ def validate_scenario(scenario, reference, n=2000, seed=1, jobs=None, progress=N
     return pd.DataFrame(rows, columns=_COLUMNS)
 
 
-def _float(v) -> float:
+def as_float(v) -> float:
+    """A cell of the reference table as a float; NaN when it is blank or not a number.
+
+    Parameters
+    ----------
+    v : object
+
+    Returns
+    -------
+    float
+    """
     try:
         f = float(v)
     except (TypeError, ValueError):
@@ -216,10 +224,21 @@ def verdict_counts(table) -> dict:
 
 
 def plot_validation(table, title="carkinetics validate"):
-    """Forest plot: one row per target, reported 95% interval vs simulated value."""
-    from carkinetics.plots.cohort import _plt
+    """Forest plot: one row per target, reported 95% interval vs simulated value.
 
-    plt = _plt()
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`run_validation`'s table.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from carkinetics.plots.style import pyplot
+
+    plt = pyplot()
     t = table.reset_index(drop=True)
     n = len(t)
     fig, ax = plt.subplots(figsize=(9.5, 0.32 * n + 1.6))
@@ -262,7 +281,9 @@ def run_validation(paths=None, n=2000, seed=1, jobs=None, output=None, progress_
     """
     import pandas as pd
 
-    from carkinetics.io.atomic import atomic_output_dir, check_output_dir, provenance, write_json
+    from carkinetics.io.atomic import atomic_output_dir, check_output_dir
+    from carkinetics.io.provenance import provenance
+    from carkinetics.io.results import write_json
     from carkinetics.plots.cohort import save_figure
     from carkinetics.scenario.load import load_scenario
     from carkinetics.scenario.reference import load_targets

@@ -10,10 +10,13 @@ from click.testing import CliRunner
 
 from carkinetics import simulate
 from carkinetics.cli.main import main
-from carkinetics.cohort.pipeline import (QUANTILE_COLUMNS, QUANTILES, BandHistogram, CohortError, load_cohort_result,
-                                run_cohort, write_csv)
-from carkinetics.io.atomic import exact_float_csv_kw
-from carkinetics.scenario.population import cohort_design
+from carkinetics.cohort.bands import QUANTILE_COLUMNS, QUANTILES, BandHistogram
+from carkinetics.cohort.chunk import CohortError
+from carkinetics.cohort.pipeline import run_cohort
+from carkinetics.cohort.result import load_cohort_result
+from carkinetics.io.results import exact_float_csv_kw
+from carkinetics.io.csv import write_csv
+from carkinetics.scenario.sampling import cohort_design
 from carkinetics.scenario.load import load_scenario
 from carkinetics.simulation.schedule import Action, Event, Schedule
 
@@ -67,9 +70,9 @@ def test_band_quantiles_are_within_one_bin_of_the_exact_ones():
 
 @pytest.mark.parametrize("buffer", [1 << 16, 3])  # 3: values outside the range overflow the list
 def test_histograms_do_not_depend_on_how_values_are_split(monkeypatch, buffer):
-    import carkinetics.cohort.pipeline as cohort
+    import carkinetics.cohort.bands as bands
 
-    monkeypatch.setattr(cohort, "_MISSED_BUFFER", buffer)
+    monkeypatch.setattr(bands, "_MISSED_BUFFER", buffer)
     rng = np.random.default_rng(1)
     x = np.exp(rng.normal(0, 10, size=(2000, 5)))
     ok = rng.random(2000) > 0.1
@@ -297,8 +300,7 @@ def test_cli_cohort_files_identical_for_one_and_two_jobs(tmp_path):
     assert (outs[2] / "patients.csv").read_text() == written.to_csv(index=False)
     tr = pd.read_csv(outs[0] / "trajectories.csv")
     assert len(tr) == 300 * 61 and list(tr.columns) == ["patient", "arm", "time", "total", "a"]
-    # the figures drawn by the helper process of `carkinetics run` (the bands sent before the
-    # summaries were computed) are the ones drawn here from the written files
+    # the figures `carkinetics run` wrote are the ones drawn here from the written files
     import matplotlib.image
 
     from carkinetics.plots.cohort import save_figure
@@ -369,7 +371,7 @@ def test_band_panels_of_negative_outputs_are_linear():
 
 
 # ---------------------------------------------------------------------------------------
-# the pipeline's engine thread, figures drawn by a helper process, tables as mappings
+# the pipeline's engine thread, tables as mappings
 # ---------------------------------------------------------------------------------------
 
 
@@ -405,54 +407,3 @@ def test_patient_table_as_a_mapping_writes_the_bytes_of_to_csv():
         out = io.StringIO()
         write_csv(cols, out, header=header)
         assert out.getvalue() == pd.DataFrame(cols).to_csv(index=False, header=header)
-
-
-def _pixels(fig):
-    import matplotlib.pyplot as plt
-
-    fig.canvas.draw()
-    img = np.asarray(fig.canvas.buffer_rgba()).copy()
-    plt.close(fig)
-    return img
-
-
-def test_cohort_figures_are_the_same_from_mappings_of_arrays(reference):
-    """The helper process draws from plain arrays (no pandas): the very same pixels."""
-    from carkinetics.plots import cohort as plots
-
-    for function, _, kwargs in reference._figure_args():
-        plain = dict(next(kw for f, _, kw in reference._figure_args(plain=True) if f == function))
-        assert not any(isinstance(v, pd.DataFrame) for v in plain.values())
-        np.testing.assert_array_equal(_pixels(getattr(plots, function)(**kwargs)),
-                                      _pixels(getattr(plots, function)(**plain)))
-
-
-def test_figures_drawn_by_the_helper_process_or_here_when_it_fails(tmp_path, reference, monkeypatch):
-    import matplotlib.image
-
-    from carkinetics.plots import render
-
-    here = tmp_path / "here"
-    reference.write(here)
-    helper_dir = tmp_path / "helper"
-    helper_dir.mkdir()
-    with render.FigureHelper() as figures:
-        assert figures.available
-        names = reference.write_into(helper_dir, figures=figures)
-    assert {"bands.png", "km.png"} <= set(names)
-    for name in ("bands.png", "km.png"):
-        np.testing.assert_array_equal(matplotlib.image.imread(helper_dir / name), matplotlib.image.imread(here / name))
-    # a helper that dies before drawing: the figures are drawn in this process instead
-    monkeypatch.setattr(render, "_COMMAND", "import sys; sys.exit(3)")
-    failed_dir = tmp_path / "failed"
-    failed_dir.mkdir()
-    with render.FigureHelper() as figures:
-        reference.write_into(failed_dir, figures=figures)
-        assert not figures.available
-    for name in ("bands.png", "km.png"):
-        np.testing.assert_array_equal(matplotlib.image.imread(failed_dir / name), matplotlib.image.imread(here / name))
-    # an unused helper is stopped
-    unused = render.FigureHelper()
-    proc = unused._proc
-    unused.close()
-    assert proc.poll() is not None

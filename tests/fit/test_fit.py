@@ -3,7 +3,6 @@ multi-start, bootstrap, population and target fits, calibrated outputs, the CLI.
 
 import math
 import tomllib
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,21 +12,11 @@ from scipy import optimize, special, stats
 from carkinetics import load_model
 from carkinetics.scenario.data import load_data
 from carkinetics.errors import DataError
-from carkinetics.fit import individual as F
+from carkinetics import fit as F
 
-FIT = Path(__file__).resolve().parent / "data" / "fit"
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import FIT_DATA as FIT, ROOT
+
 TIMES = np.array([1.0, 2, 4, 7, 10, 14, 21])
-
-
-@pytest.fixture(scope="module")
-def decay():
-    return load_model(FIT / "decay.toml")
-
-
-@pytest.fixture(scope="module")
-def multiphasic():
-    return load_model(ROOT / "models" / "multiphasic.toml")
 
 
 def decay_data(decay, sigma=0.3, seed=1, lloq=None, level_0=1000.0, k=0.2, times=TIMES):

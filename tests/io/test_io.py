@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from carkinetics.io import atomic as io
 from carkinetics.cli.main import main
 from carkinetics.io.atomic import OutputError, atomic_output_dir, check_output_dir
+from carkinetics.io.results import write_json
 
 from conftest import DATA, ROOT, SCENARIOS
 
@@ -406,12 +407,12 @@ def test_results_that_cannot_be_moved_into_place_are_kept(tmp_path, monkeypatch)
 def test_write_json_error_names_the_file(tmp_path):
     (tmp_path / "x.json").mkdir()
     with pytest.raises(OutputError, match="x.json: cannot write"):
-        io.write_json(tmp_path / "x.json", {})
+        write_json(tmp_path / "x.json", {})
 
 
 def test_seed_scenarios_skip_unreadable_files(tmp_path, monkeypatch):
     """validate's search for seed scenarios reads each file through the one input reader."""
-    import carkinetics.model.spec
+    import carkinetics.model.load
     from carkinetics.studies.validate import seed_scenarios
 
     (tmp_path / "models").mkdir()
@@ -419,6 +420,6 @@ def test_seed_scenarios_skip_unreadable_files(tmp_path, monkeypatch):
     (tmp_path / "scenarios" / "a_bad.toml").write_bytes(b"\xff\xfe[targets]\n")
     (tmp_path / "scenarios" / "b_dir.toml").mkdir()
     (tmp_path / "scenarios" / "c_good.toml").write_text("[targets.x]\nendpoint = 'y'\n")
-    monkeypatch.setattr(carkinetics.model.spec, "model_search_paths", lambda: [tmp_path / "models"])
+    monkeypatch.setattr(carkinetics.model.load, "model_search_paths", lambda: [tmp_path / "models"])
     assert [p.name for p in seed_scenarios()] == ["c_good.toml"]
     assert ROOT.exists()

@@ -12,7 +12,6 @@ What is checked, each against an independent reference:
 * the integration against scipy's Radau (tests/reference.py) at tight tolerance.
 """
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,7 +177,7 @@ def test_calibrated_cd7_products_peak_in_days_7_to_21_then_contract_and_persist(
     days 7-21 (no peak day in the equations), fast contraction, then a slow persistence phase."""
     from carkinetics.scenario.load import load_parameter_set
 
-    calibrated = load_parameter_set(Path(__file__).resolve().parents[1] / "models" / "calibrated" / "cart_tall"
+    calibrated = load_parameter_set(MODELS / "calibrated" / "cart_tall"
                                     / f"{product}.toml", tall)
     tr = run(tall, typical_protocol(tall, calibrated), overrides=calibrated)
     assert tr.success

@@ -66,8 +66,8 @@ def assert_inert(source: str, clean_source: str) -> None:
     assert head.isascii() and all(line.isprintable() for line in head.split("\n"))
 
 
-_TEMPLATE_MARK = "# ---------------------------------------------------------------------- engine template"
-_TEMPLATE_IMPORTS = {a.name.split(".")[0] for node in ast.walk(ast.parse(codegen._template_body()))
+_TEMPLATE_MARK = "# ---------------------------------------------------------------------- engine"
+_TEMPLATE_IMPORTS = {a.name.split(".")[0] for node in ast.walk(ast.parse(codegen.engine_source()))
                      if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}
 _DUMPS: dict[str, str] = {}
 
@@ -256,9 +256,9 @@ def test_kernel_cache_key_changes_with_everything_in_the_source(workdir, monkeyp
     p = path_of(text, "other_name.toml")
     assert p not in seen, "file name"
     seen.add(p)
-    # the whole source: a change in the engine template changes the key too
-    body = codegen._template_body()
-    monkeypatch.setattr(codegen, "_template_body", lambda: body + "\n# changed\n")
+    # the whole source: a change in the engine changes the key too
+    body = codegen.engine_source()
+    monkeypatch.setattr(codegen, "engine_source", lambda: body + "\n# changed\n")
     assert path_of(text) not in seen
 
 

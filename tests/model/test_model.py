@@ -134,7 +134,7 @@ def test_models_pickle_without_kernel(linear_model):
 def test_content_hash_is_the_file_hash():
     import hashlib
 
-    from carkinetics.model.spec import load_model, resolve_model_path
+    from carkinetics.model.load import load_model, resolve_model_path
 
     path = resolve_model_path("multiphasic")
     model = load_model(path)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from carkinetics.studies.sweep import KM_COLUMNS, SUMMARY_COLUMNS, SweepResult
+from carkinetics.studies.sweep_result import KM_COLUMNS, SUMMARY_COLUMNS, SweepResult
 
 
 def _result():

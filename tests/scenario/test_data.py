@@ -1,7 +1,6 @@
 """Observation datasets: column mapping (long and NONMEM style), censoring, bad-input messages."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,12 +10,7 @@ from carkinetics import load_model
 from carkinetics.scenario.data import load_data
 from carkinetics.errors import DataError
 
-FIT = Path(__file__).resolve().parent / "data" / "fit"
-
-
-@pytest.fixture(scope="module")
-def decay():
-    return load_model(FIT / "decay.toml")
+from conftest import FIT_DATA as FIT
 
 
 @pytest.fixture(scope="module")

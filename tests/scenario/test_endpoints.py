@@ -12,9 +12,10 @@ import pytest
 from scipy import stats
 from scipy.optimize import brentq
 
-import carkinetics.scenario.endpoints as ep
+import carkinetics.stats.nca as nca
 from carkinetics import ScenarioError
 from carkinetics.scenario.load import load_scenario, scenario_from_dict
+from carkinetics.scenario.schema import SECTIONS_BY_NAME
 from carkinetics.stats.summary import kaplan_meier
 
 from conftest import DATA
@@ -34,14 +35,14 @@ PK_CONC = np.array([0, 2, 0, 1, 2, 1, 0, 0], dtype=float)
 
 def test_auc_all_points_linear_and_lin_up_log_down():
     # segments: 0->2 up, 2->0 (zero: linear), 0->1 up, 1->2 up, 2->1 down (log), 1->0 (zero), 0->0
-    assert ep.auc(PK_TIMES, PK_CONC, method="linear") == pytest.approx(1 + 1 + 0.5 + 1.5 + 1.5 + 0.5, rel=1e-14)
-    assert ep.auc(PK_TIMES, PK_CONC) == pytest.approx(1 + 1 + 0.5 + 1.5 + 1 / LN2 + 0.5, rel=1e-14)
+    assert nca.auc(PK_TIMES, PK_CONC, method="linear") == pytest.approx(1 + 1 + 0.5 + 1.5 + 1.5 + 0.5, rel=1e-14)
+    assert nca.auc(PK_TIMES, PK_CONC) == pytest.approx(1 + 1 + 0.5 + 1.5 + 1 / LN2 + 0.5, rel=1e-14)
 
 
 def test_auc_below_lloq_first_keep_middle_drop_last_keep():
     # the BLQ zero at day 2 is dropped (2 -> 1 over two days), trailing zeros kept (PKNCA AUCall)
-    lin = ep.auc(PK_TIMES, PK_CONC, method="linear", lloq=0.5)
-    log = ep.auc(PK_TIMES, PK_CONC, lloq=0.5)
+    lin = nca.auc(PK_TIMES, PK_CONC, method="linear", lloq=0.5)
+    log = nca.auc(PK_TIMES, PK_CONC, lloq=0.5)
     assert lin == pytest.approx(1 + 3 + 1.5 + 1.5 + 0.5, rel=1e-14)
     assert log == pytest.approx(1 + 2 / LN2 + 1.5 + 1 / LN2 + 0.5, rel=1e-14)
 
@@ -51,8 +52,8 @@ def test_auc_interval_end_interpolated_between_output_times():
     # (linear towards the zero), then the 1 -> 0.5 segment is log-down
     times = np.array([0, 1, 2, 3, 4, 5, 7], dtype=float)
     conc = np.array([0, 2, 0, 1, 2, 1, 0], dtype=float)
-    assert ep.auc(times, conc, 0, 6, lloq=0.5) == pytest.approx(1 + 2 / LN2 + 1.5 + 1 / LN2 + 0.5 / LN2, rel=1e-14)
-    assert ep.auc(times, conc, 0, 6, method="linear", lloq=0.5) == pytest.approx(1 + 3 + 1.5 + 1.5 + 0.75)
+    assert nca.auc(times, conc, 0, 6, lloq=0.5) == pytest.approx(1 + 2 / LN2 + 1.5 + 1 / LN2 + 0.5 / LN2, rel=1e-14)
+    assert nca.auc(times, conc, 0, 6, method="linear", lloq=0.5) == pytest.approx(1 + 3 + 1.5 + 1.5 + 0.75)
 
 
 def test_log_down_auc_is_exact_for_exponential_decay_on_a_coarse_grid():
@@ -60,11 +61,11 @@ def test_log_down_auc_is_exact_for_exponential_decay_on_a_coarse_grid():
     k, c0 = 0.3, 10.0
     conc = c0 * np.exp(-k * times)
     exact = c0 / k * (1 - math.exp(-k * 9))
-    assert ep.auc(times, conc) == pytest.approx(exact, rel=1e-13)
+    assert nca.auc(times, conc) == pytest.approx(exact, rel=1e-13)
     # window ends between output times are interpolated log-linearly on falling segments
-    assert ep.auc(times, conc, 1.0, 7.0) == pytest.approx(c0 / k * (math.exp(-k) - math.exp(-7 * k)), rel=1e-13)
+    assert nca.auc(times, conc, 1.0, 7.0) == pytest.approx(c0 / k * (math.exp(-k) - math.exp(-7 * k)), rel=1e-13)
     # the linear trapezoid overestimates a convex decay
-    assert ep.auc(times, conc, method="linear") > exact * 1.05
+    assert nca.auc(times, conc, method="linear") > exact * 1.05
 
 
 def test_auc_per_row_rules_and_failed_rows():
@@ -74,10 +75,10 @@ def test_auc_per_row_rules_and_failed_rows():
     grow = 2.0 * np.exp(0.5 * times)
     rows = np.array([grow, [1.0, 1.0, 1.0, 1.0], [0.0, 2.0, 2.0, 0.0], [1.0, np.nan, 1.0, 1.0]])
     exact_growth = 2.0 / 0.5 * (math.exp(0.5 * 4.0) - 1.0)
-    log = ep.auc(times, rows, method="log")
+    log = nca.auc(times, rows, method="log")
     assert log[0] == pytest.approx(exact_growth, rel=1e-13)
     assert log[1] == 4.0 and log[2] == 1.0 + 4.0 + 1.0 and np.isnan(log[3])
-    updown = ep.auc(times, rows)  # lin-up/log-down: growth by trapezoids (above the exact area)
+    updown = nca.auc(times, rows)  # lin-up/log-down: growth by trapezoids (above the exact area)
     trapezoids = float(np.sum(np.diff(times) * (grow[1:] + grow[:-1]) / 2))
     assert updown[0] == pytest.approx(trapezoids, rel=1e-14) and updown[0] > exact_growth
     assert np.array_equal(updown[1:3], log[1:3]) and np.isnan(updown[3])
@@ -88,14 +89,14 @@ def test_cmax_tmax_first_maximum_window_and_lloq():
     v = np.array([[1.0, 3.0, 2.0, 3.0, 0.5, 4.0],
                   [0.1, 0.2, 0.1, 0.0, 0.0, 0.0],
                   [1.0, np.nan, 2.0, 3.0, 0.5, 4.0]])
-    peak, tpeak = ep.cmax(times, v, end=4)
+    peak, tpeak = nca.cmax(times, v, end=4)
     np.testing.assert_array_equal(peak[:2], [3.0, 0.2])
     np.testing.assert_array_equal(tpeak[:2], [1.0, 1.0])  # first of the tied maxima
     assert np.isnan(peak[2]) and np.isnan(tpeak[2])  # a failed patient
-    peak, tpeak = ep.cmax(times, v[:2], lloq=0.5)
+    peak, tpeak = nca.cmax(times, v[:2], lloq=0.5)
     np.testing.assert_array_equal(peak, [4.0, 0.0])  # nothing quantifiable: Cmax 0, Tmax NaN
     assert tpeak[0] == 5.0 and np.isnan(tpeak[1])
-    low, tlow = ep.cmin(times, v[:2], start=1, end=3)
+    low, tlow = nca.cmin(times, v[:2], start=1, end=3)
     np.testing.assert_array_equal(low, [2.0, 0.0])
     np.testing.assert_array_equal(tlow, [2.0, 3.0])
 
@@ -103,21 +104,21 @@ def test_cmax_tmax_first_maximum_window_and_lloq():
 def test_tlast_is_the_last_quantifiable_time():
     times = np.arange(6.0)
     v = np.array([0.0, 0.5, 2.0, 1.0, 0.2, 0.05])
-    assert ep.tlast(times, v, lloq=0.2) == 4.0  # a value equal to the LLOQ is quantifiable
-    assert ep.tlast(times, v, lloq=0.3) == 3.0
-    assert ep.tlast(times, v) == 5.0  # without an LLOQ: last value > 0
-    assert ep.tlast(times, v, lloq=0.2, end=3.5) == 3.0
-    assert np.isnan(ep.tlast(times, v, lloq=5.0))
+    assert nca.tlast(times, v, lloq=0.2) == 4.0  # a value equal to the LLOQ is quantifiable
+    assert nca.tlast(times, v, lloq=0.3) == 3.0
+    assert nca.tlast(times, v) == 5.0  # without an LLOQ: last value > 0
+    assert nca.tlast(times, v, lloq=0.2, end=3.5) == 3.0
+    assert np.isnan(nca.tlast(times, v, lloq=5.0))
 
 
 def test_level_interpolation_and_lloq():
     times = np.array([0.0, 10.0, 20.0])
     v = 100 * np.exp(-0.1 * times)
-    assert ep.interpolate(times, v, 10.0) == 100 * math.exp(-1.0)
-    assert ep.interpolate(times, v, 13.0) == pytest.approx(100 * math.exp(-1.3), rel=1e-13)  # log-down
-    assert ep.interpolate(times, v, 13.0, "linear") == pytest.approx(0.7 * v[1] + 0.3 * v[2], rel=1e-14)
+    assert nca.interpolate(times, v, 10.0) == 100 * math.exp(-1.0)
+    assert nca.interpolate(times, v, 13.0) == pytest.approx(100 * math.exp(-1.3), rel=1e-13)  # log-down
+    assert nca.interpolate(times, v, 13.0, "linear") == pytest.approx(0.7 * v[1] + 0.3 * v[2], rel=1e-14)
     rising = np.array([0.0, 10.0, 40.0])
-    assert ep.interpolate(times, rising, 15.0) == pytest.approx(25.0)  # lin-up
+    assert nca.interpolate(times, rising, 15.0) == pytest.approx(25.0)  # lin-up
 
 
 # ----------------------------------------------------------------------------------------
@@ -128,16 +129,16 @@ def test_level_interpolation_and_lloq():
 def test_first_below_and_above_match_closed_forms():
     times = np.arange(0.0, 61.0, 3.0)  # coarse grid: interpolation must do the work
     decay = 100 * np.exp(-0.2 * times)
-    t, e = ep.first_crossing(times, decay, 10.0, "below")
+    t, e = nca.first_crossing(times, decay, 10.0, "below")
     assert t == pytest.approx(math.log(10) / 0.2, rel=1e-12) and e == 1.0
     rise = 2.0 * times
-    t, e = ep.first_crossing(times, rise, 5.0, "above")
+    t, e = nca.first_crossing(times, rise, 5.0, "above")
     assert t == pytest.approx(2.5, rel=1e-12) and e == 1.0
     # never crosses by `end`: censored at `end`
-    t, e = ep.first_crossing(times, decay, 1e-9, "below", end=40)
+    t, e = nca.first_crossing(times, decay, 1e-9, "below", end=40)
     assert t == 40.0 and e == 0.0
     # already below at `after`: the time is `after`
-    t, e = ep.first_crossing(times, decay, 10.0, "below", after=20.0)
+    t, e = nca.first_crossing(times, decay, 10.0, "below", after=20.0)
     assert t == 20.0 and e == 1.0
 
 
@@ -146,8 +147,8 @@ def test_first_crossing_after_a_per_patient_time_with_a_rebound():
     times = np.arange(0.0, 201.0, 2.0)
     rates = np.array([[0.3], [0.2]])
     blasts = 0.5 * np.exp(-rates * times) + 1e-4 * np.exp(0.05 * times)
-    remission, _ = ep.first_crossing(times, blasts, 0.05, "below", method="log")
-    relapse, event = ep.first_crossing(times, blasts, 0.05, "above", after=remission, method="log")
+    remission, _ = nca.first_crossing(times, blasts, 0.05, "below", method="log")
+    relapse, event = nca.first_crossing(times, blasts, 0.05, "above", after=remission, method="log")
     # reference: root of the continuous curve (log-linear interpolation is close on a 2-day grid)
     for i, rate in enumerate(rates[:, 0]):
         def f(t):
@@ -156,18 +157,18 @@ def test_first_crossing_after_a_per_patient_time_with_a_rebound():
         assert relapse[i] == pytest.approx(brentq(f, 60, 200), abs=0.05)
         assert event[i] == 1.0
     # a NaN reference time (no remission) gives NaN, not a relapse at day 0
-    t, e = ep.first_crossing(times, blasts, 0.05, "above", after=np.array([np.nan, 10.0]))
+    t, e = nca.first_crossing(times, blasts, 0.05, "above", after=np.array([np.nan, 10.0]))
     assert np.isnan(t[0]) and np.isnan(e[0]) and e[1] == 1.0
 
 
 def test_time_below_and_above():
     times = np.arange(0.0, 31.0, 2.0)
     decay = 100 * np.exp(-0.2 * times)
-    assert ep.time_beyond(times, decay, 10.0, "below") == pytest.approx(30 - math.log(10) / 0.2, rel=1e-12)
-    assert ep.time_beyond(times, decay, 10.0, "above", start=1, end=9) == pytest.approx(8.0)
+    assert nca.time_beyond(times, decay, 10.0, "below") == pytest.approx(30 - math.log(10) / 0.2, rel=1e-12)
+    assert nca.time_beyond(times, decay, 10.0, "above", start=1, end=9) == pytest.approx(8.0)
     tent = np.interp(np.arange(0.0, 21.0), [0, 10, 20], [0, 10, 0])
-    assert ep.time_beyond(np.arange(0.0, 21.0), tent, 4.0, "above", method="linear") == pytest.approx(12.0)
-    assert ep.time_beyond(np.arange(0.0, 21.0), tent, 4.0, "below", method="linear") == pytest.approx(8.0)
+    assert nca.time_beyond(np.arange(0.0, 21.0), tent, 4.0, "above", method="linear") == pytest.approx(12.0)
+    assert nca.time_beyond(np.arange(0.0, 21.0), tent, 4.0, "below", method="linear") == pytest.approx(8.0)
 
 
 # ----------------------------------------------------------------------------------------
@@ -179,18 +180,18 @@ def test_constant_hazard_gives_exact_exponential_times():
     times = np.arange(0.0, 366.0)
     rate = 0.01
     u = np.random.default_rng(3).uniform(size=6000)
-    t, e = ep.hazard_event_times(times, np.full((u.size, times.size), rate), u)
+    t, e = nca.hazard_event_times(times, np.full((u.size, times.size), rate), u)
     expected = -np.log(u) / rate
     event = expected <= 365
     np.testing.assert_array_equal(e, event.astype(float))
     np.testing.assert_allclose(t[event], expected[event], rtol=1e-12)
     assert np.all(t[~event] == 365.0)
     # with a risk window starting at day 100
-    t, e = ep.hazard_event_times(times, np.full((u.size, times.size), rate), u, start=100.0)
+    t, e = nca.hazard_event_times(times, np.full((u.size, times.size), rate), u, start=100.0)
     late = expected + 100 <= 365
     np.testing.assert_allclose(t[late], expected[late] + 100, rtol=1e-12)
     # Kaplan-Meier of the exponential times follows exp(-rate t) within its band
-    t, e = ep.hazard_event_times(times, np.full((u.size, times.size), rate), u)
+    t, e = nca.hazard_event_times(times, np.full((u.size, times.size), rate), u)
     km = kaplan_meier(t, e)
     for day in (30, 90, 180, 365):
         s, lo, hi = km.at(day)
@@ -203,7 +204,7 @@ def test_linear_hazard_is_integrated_exactly():
     times = np.arange(0.0, 201.0, 10.0)
     a, b = 0.002, 1e-4
     u = np.random.default_rng(5).uniform(size=5000)
-    t, e = ep.hazard_event_times(times, np.broadcast_to(a + b * times, (u.size, times.size)), u)
+    t, e = nca.hazard_event_times(times, np.broadcast_to(a + b * times, (u.size, times.size)), u)
     target = -np.log(u)
     expected = (-a + np.sqrt(a * a + 2 * b * target)) / b
     event = expected <= 200
@@ -211,7 +212,7 @@ def test_linear_hazard_is_integrated_exactly():
     assert np.all(e[event] == 1) and np.all(e[~event] == 0)
     # and a decreasing hazard (negative slope), h = 0.05 - 2e-4 t > 0 on [0, 200]
     h = 0.05 - 2e-4 * times
-    t, e = ep.hazard_event_times(times, np.broadcast_to(h, (u.size, times.size)), u)
+    t, e = nca.hazard_event_times(times, np.broadcast_to(h, (u.size, times.size)), u)
     disc = 0.05 ** 2 - 4e-4 * target  # H(t) = 0.05 t - 1e-4 t^2 reaches target only if >= 0
     expected = (0.05 - np.sqrt(np.maximum(disc, 0.0))) / 2e-4
     ok = (disc >= 0) & (expected <= 200)
@@ -226,7 +227,7 @@ def test_hazard_driven_by_time_below_a_threshold():
     cd3 = np.where(times <= 20, 10.0, 1000.0)
     u = np.array([0.9, 0.7, 0.5, 0.1])
     h = np.broadcast_to(0.02 * (cd3 < 50), (u.size, times.size))
-    t, e = ep.hazard_event_times(times, h, u)
+    t, e = nca.hazard_event_times(times, h, u)
     target = -np.log(u)
     # events while the risk lasts (cumulative 0.02 * 20 = 0.4 by day 20)
     early = target < 0.4
@@ -259,8 +260,8 @@ def _toy_outputs(times, n, rng):
 
 
 def test_scenario_sections_parse_into_one_endpoint_set(good):
-    es = good.sections["endpoints"]
-    assert good.sections["outcomes"] is es
+    es = good.endpoints
+    assert SECTIONS_BY_NAME["outcomes"].attribute == SECTIONS_BY_NAME["endpoints"].attribute == "endpoints"
     assert es.columns[:7] == ("cmax", "tmax", "auc28", "tlast", "persist_d90", "remission", "remission_event")
     assert es.columns[-2:] == ("event_free_survival", "event_free_survival_event")
     assert es.kinds["remission_d28"] == "binary" and es.kinds["relapse"] == "time"
@@ -274,7 +275,7 @@ def test_scenario_sections_parse_into_one_endpoint_set(good):
 
 
 def test_compute_from_a_scenario_matches_the_array_functions(good):
-    es = good.sections["endpoints"]
+    es = good.endpoints
     times = good.times
     n = 300
     rng = np.random.default_rng(11)
@@ -284,18 +285,18 @@ def test_compute_from_a_scenario_matches_the_array_functions(good):
     res = es.compute(times, outs, uniforms, good.horizon)
     assert list(res) == list(es.columns) and all(v.shape == (n,) for v in res.values())
 
-    assert res["cmax"] == pytest.approx(ep.cmax(times, outs["cart_blood"])[0])
-    np.testing.assert_allclose(res["auc28"], ep.auc(times, outs["cart_blood"], 0, 28))
-    rem, rem_ev = ep.first_crossing(times, outs["blast_fraction"], 0.05, "below")
+    assert res["cmax"] == pytest.approx(nca.cmax(times, outs["cart_blood"])[0])
+    np.testing.assert_allclose(res["auc28"], nca.auc(times, outs["cart_blood"], 0, 28))
+    rem, rem_ev = nca.first_crossing(times, outs["blast_fraction"], 0.05, "below")
     np.testing.assert_array_equal(res["remission"], rem)
-    d28 = ep.interpolate(times, outs["blast_fraction"], 28.0) < 0.05
+    d28 = nca.interpolate(times, outs["blast_fraction"], 28.0) < 0.05
     np.testing.assert_array_equal(res["remission_d28"], d28.astype(float))
     # relapse only among those in remission at day 28, searched after the remission time
-    rel, rel_ev = ep.first_crossing(times, outs["blast_fraction"], 0.05, "above", after=rem)
+    rel, rel_ev = nca.first_crossing(times, outs["blast_fraction"], 0.05, "above", after=rem)
     np.testing.assert_array_equal(res["relapse"], np.where(d28, rel, np.nan))
     # antigen-negative relapse is read at each patient's relapse time, NaN without relapse
     at = np.where(d28 & (rel_ev == 1), rel, np.nan)
-    neg = ep.interpolate(times, outs["antigen_neg_fraction"], at) > 0.5
+    neg = nca.interpolate(times, outs["antigen_neg_fraction"], at) > 0.5
     np.testing.assert_array_equal(res["antigen_negative_relapse"], np.where(np.isnan(at), np.nan, neg))
     # T-cell aplasia: below 50/uL for the first 30 days (step between days 29 and 30)
     ok = np.arange(n) != 7
@@ -304,7 +305,7 @@ def test_compute_from_a_scenario_matches_the_array_functions(good):
     assert not np.isnan(res["cmax"][7])  # endpoints on other outputs are unaffected
     # infection death: the hazard's own uniforms column
     h = 0.002 * (outs["cd3"] < 50)
-    t_inf, e_inf = ep.hazard_event_times(times, h, uniforms[:, 0])
+    t_inf, e_inf = nca.hazard_event_times(times, h, uniforms[:, 0])
     np.testing.assert_array_equal(res["infection_death"][ok], t_inf[ok])
     np.testing.assert_array_equal(res["infection_death_event"][ok], e_inf[ok])
     # leukaemia death starts at relapse: NaN where no relapse happened
@@ -320,7 +321,7 @@ def test_a_failed_row_gives_nan_for_every_endpoint_even_outside_its_window():
     from conftest import SCENARIOS
 
     sc = load_scenario(SCENARIOS / "multiphasic_cohort.toml")
-    eps = sc.sections["endpoints"]
+    eps = sc.endpoints
     times = sc.times
     rows = np.vstack([1e4 * np.exp(-0.01 * times)] * 3)
     rows[1, 700] = np.nan
@@ -331,7 +332,7 @@ def test_a_failed_row_gives_nan_for_every_endpoint_even_outside_its_window():
 
 
 def test_outcome_is_the_first_event_and_censoring_is_respected(good):
-    es = good.sections["endpoints"]
+    es = good.endpoints
     times = good.times
     n = 300
     rng = np.random.default_rng(12)
@@ -366,7 +367,7 @@ def test_outcome_censored_by_a_component_window():
         "c": {"type": "first_below", "output": "cd3", "threshold": 80, "interpolation": "linear"},
     }
     data["outcomes"] = {"ab": {"events": ["a", "b"]}, "ac": {"events": ["a", "c"]}}
-    es = scenario_from_dict(data, SCEN / "inline.toml").sections["endpoints"]
+    es = scenario_from_dict(data, SCEN / "inline.toml").endpoints
     times = np.arange(0.0, 101.0)
     cd3 = (100.0 - times)[None, :]
     outs = {"cd3": cd3}
@@ -383,7 +384,7 @@ def test_two_constant_hazards_combine_into_an_exponential_with_the_summed_rate()
     data["endpoints"] = {"d1": {"type": "hazard", "hazard": 0.004},
                          "d2": {"type": "hazard", "hazard": "0.001 * cd3"}}
     data["outcomes"] = {"os": {"combine": "first", "events": ["d1", "d2"]}}
-    es = scenario_from_dict(data, SCEN / "inline.toml").sections["endpoints"]
+    es = scenario_from_dict(data, SCEN / "inline.toml").endpoints
     times = np.arange(0.0, 366.0)
     n = 20000
     rng = np.random.default_rng(2)
@@ -407,7 +408,7 @@ def test_ordered_dependencies_declared_out_of_order_and_among():
                  "among": "flag == 1"},
         "flag": {"type": "condition", "expr": "cd3 > 90", "day": 5},
     }
-    es = scenario_from_dict(data, SCEN / "inline.toml").sections["endpoints"]
+    es = scenario_from_dict(data, SCEN / "inline.toml").endpoints
     assert [e.name for e in es.endpoints] == ["flag", "drop", "late_value"]
     assert es.columns == ("late_value", "drop", "drop_event", "flag")
     times = np.arange(0.0, 101.0)
@@ -429,7 +430,7 @@ def test_bernoulli_and_timeless_values_from_other_endpoints():
         "death": {"type": "hazard", "hazard": 0.001},
     }
     data["outcomes"] = {"efs": {"events": ["early_infection", "death"]}}
-    es = scenario_from_dict(data, SCEN / "inline.toml").sections["endpoints"]
+    es = scenario_from_dict(data, SCEN / "inline.toml").endpoints
     assert es.n_uniforms == 3 and es.uniform_columns == {"severe_crs": 0, "early_infection": 1, "death": 2}
     assert es.kinds["severe_crs"] == "binary" and es.kinds["crs_grade"] == "continuous"
     times = np.arange(0.0, 366.0)
@@ -517,7 +518,7 @@ def test_names_that_clash_are_refused():
 
 
 def test_compute_checks_its_inputs(good):
-    es = good.sections["endpoints"]
+    es = good.endpoints
     times = good.times
     with pytest.raises(KeyError, match="cd3"):
         es.compute(times, {"cart_blood": np.zeros((2, times.size))}, np.zeros((2, 2)), 365.0)

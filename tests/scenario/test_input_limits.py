@@ -14,10 +14,10 @@ import pytest
 from carkinetics import ScenarioError, load_model, simulate
 from carkinetics.scenario.data import load_data
 from carkinetics.errors import DataError, FileError, SolverError
-from carkinetics.fit.individual import load_target_table
+from carkinetics.fit.targets import load_target_table
 from carkinetics.simulation.options import OptionsError, SolverOptions
-from carkinetics.scenario.population import cohort_design
-from carkinetics.scenario.load import check_file, load_scenario, scenario_from_dict
+from carkinetics.scenario.sampling import cohort_design
+from carkinetics.scenario.load import check_file, load_scenario
 from carkinetics.simulation.schedule import Action, Event, EventError, Schedule
 from carkinetics.simulation.simulate import SimulationInputError, simulate_batch
 from carkinetics.scenario.reference import load_targets
@@ -28,19 +28,15 @@ LINEAR = str(DATA / "models" / "linear.toml")
 SCEN = DATA / "scenarios"
 
 
-def _scenario(path=None, **sections):
-    data = {"scenario": {"name": "t", "model": LINEAR}, "times": {"end": 100, "step": 5}}
-    for k, v in sections.items():
-        if isinstance(v, dict) and isinstance(data.get(k), dict):
-            data[k] = {**data[k], **v}
-        else:
-            data[k] = v
-    return scenario_from_dict(data, path or SCEN / "inline.toml")
+@pytest.fixture
+def inline_times():
+    """Output times of the inline scenarios of this module (overrides the conftest default)."""
+    return {"end": 100, "step": 5}
 
 
-def _message(**sections):
+def _message(build, **sections):
     with pytest.raises(ScenarioError) as exc:
-        _scenario(**sections)
+        build(**sections)
     return str(exc.value)
 
 
@@ -159,41 +155,41 @@ def test_fit_target_table_refuses_non_finite_and_negative_numbers(tmp_path):
 # scenario: time grids, solver limits, types
 # ---------------------------------------------------------------------------------------
 
-def test_time_grids_are_sized_before_they_are_allocated():
-    msg = _message(times={"end": 730, "step": 1e-9})
+def test_time_grids_are_sized_before_they_are_allocated(inline_scenario):
+    msg = _message(inline_scenario, times={"end": 730, "step": 1e-9})
     assert ("times.step: step = 1e-09 from 0 to 730 gives 730,000,000,001 output times; at most 100,000 "
             "are allowed") in msg
-    assert "times.end: 1e+308 is beyond +-1e+06 days" in _message(times={"end": 1e308, "step": 1e300})
-    assert "times.start: -1e+308 is beyond" in _message(times={"start": -1e308})
-    assert "times.values: 1e+300 is beyond" in _message(times={"values": [0, 1, 1e300]})
-    assert "times.step: expected a positive number, got inf" in _message(times={"step": float("inf")})
+    assert "times.end: 1e+308 is beyond +-1e+06 days" in _message(inline_scenario, times={"end": 1e308, "step": 1e300})
+    assert "times.start: -1e+308 is beyond" in _message(inline_scenario, times={"start": -1e308})
+    assert "times.values: 1e+300 is beyond" in _message(inline_scenario, times={"values": [0, 1, 1e300]})
+    assert "times.step: expected a positive number, got inf" in _message(inline_scenario, times={"step": float("inf")})
 
 
-def test_solver_options_are_range_and_type_checked():
-    assert "`max_steps` must be a whole number in [1, 1_000_000_000]" in _message(solver={"max_steps": 10**30})
-    assert "`max_step` must be a positive number" in _message(solver={"max_step": "x"})
-    assert "solver.method: expected one of" in _message(solver={"method": ["x"]})
-    assert "`atol` must be a positive number" in _message(solver={"atol": True})
-    assert "`rtol` must be a number" in _message(solver={"rtol": True})
-    assert "atol['a'] must be a positive finite number" in _message(solver={"atol": {"a": float("inf")}})
+def test_solver_options_are_range_and_type_checked(inline_scenario):
+    assert "`max_steps` must be a whole number in [1, 1_000_000_000]" in _message(inline_scenario, solver={"max_steps": 10**30})
+    assert "`max_step` must be a positive number" in _message(inline_scenario, solver={"max_step": "x"})
+    assert "solver.method: expected one of" in _message(inline_scenario, solver={"method": ["x"]})
+    assert "`atol` must be a positive number" in _message(inline_scenario, solver={"atol": True})
+    assert "`rtol` must be a number" in _message(inline_scenario, solver={"rtol": True})
+    assert "atol['a'] must be a positive finite number" in _message(inline_scenario, solver={"atol": {"a": float("inf")}})
     with pytest.raises(OptionsError):
         SolverOptions(max_steps=2**63)
     with pytest.raises(OptionsError):
         SolverOptions(extinction="no")
 
 
-def test_scenario_fields_have_their_types():
-    assert "scenario.name: expected a non-empty line of at most 200 printable characters, got 5" in _message(scenario={"name": 5})
-    assert "scenario.description: expected a string, got 5" in _message(scenario={"description": 5})
-    assert "plot.log_scale: expected true or false, got 'no'" in _message(plot={"log_scale": "no"})
-    assert "plot.title: expected a string" in _message(plot={"title": 3})
+def test_scenario_fields_have_their_types(inline_scenario):
+    assert "scenario.name: expected a non-empty line of at most 200 printable characters, got 5" in _message(inline_scenario, scenario={"name": 5})
+    assert "scenario.description: expected a string, got 5" in _message(inline_scenario, scenario={"description": 5})
+    assert "plot.log_scale: expected true or false, got 'no'" in _message(inline_scenario, plot={"log_scale": "no"})
+    assert "plot.title: expected a string" in _message(inline_scenario, plot={"title": 3})
 
 
-def test_unknown_reference_targets_are_refused_with_a_suggestion():
-    msg = _message(scenario={"targets": ["stein_typical_d77"]})
+def test_unknown_reference_targets_are_refused_with_a_suggestion(inline_scenario):
+    msg = _message(inline_scenario, scenario={"targets": ["stein_typical_d77"]})
     assert ("scenario.targets: 'stein_typical_d77' is not a target id of the reference table "
             "(did you mean 'stein_typical_d7'?)") in msg
-    assert _scenario(scenario={"targets": ["stein_typical_d7"]}).targets == ("stein_typical_d7",)
+    assert inline_scenario(scenario={"targets": ["stein_typical_d7"]}).targets == ("stein_typical_d7",)
 
 
 def test_check_file_reads_through_the_input_reader(tmp_path):
@@ -210,18 +206,18 @@ def test_check_file_reads_through_the_input_reader(tmp_path):
 # events: states stay >= 0, parameters within bounds, times within range
 # ---------------------------------------------------------------------------------------
 
-def test_event_values_that_make_nonsense_are_refused_at_load():
+def test_event_values_that_make_nonsense_are_refused_at_load(inline_scenario):
     ev = {"name": "e", "time": 10}
-    msg = _message(events=[{**ev, "set": {"a": -1e6}}])
+    msg = _message(inline_scenario, events=[{**ev, "set": {"a": -1e6}}])
     assert "events[0].set.a: value must be >= 0, got -1000000.0" in msg
-    assert "events[0].multiply.a: factor must be >= 0" in _message(events=[{**ev, "multiply": {"a": -2}}])
-    msg = _message(events=[{**ev, "set_parameter": {"k_ab": 1e9}}])
+    assert "events[0].multiply.a: factor must be >= 0" in _message(inline_scenario, events=[{**ev, "multiply": {"a": -2}}])
+    msg = _message(inline_scenario, events=[{**ev, "set_parameter": {"k_ab": 1e9}}])
     assert "events[0].set_parameter.k_ab: 1e+09 is outside the bounds of parameter 'k_ab' [0, 10]" in msg
     # expressions: checked for the typical patient at load
-    assert "events[0].set.b: value must be >= 0, got -0.3" in _message(events=[{**ev, "set": {"b": "-k_ab"}}])
-    msg = _message(events=[{"time": "k_ab * 1e308 * 10", "add": {"a": 1}}])
+    assert "events[0].set.b: value must be >= 0, got -0.3" in _message(inline_scenario, events=[{**ev, "set": {"b": "-k_ab"}}])
+    msg = _message(inline_scenario, events=[{"time": "k_ab * 1e308 * 10", "add": {"a": 1}}])
     assert "events[0].time: " in msg and "not a finite number" in msg
-    assert "events[0].time: 1e+308 is beyond" in _message(events=[{"time": 1e308, "add": {"a": 1}}])
+    assert "events[0].time: 1e+308 is beyond" in _message(inline_scenario, events=[{"time": 1e308, "add": {"a": 1}}])
 
 
 def test_python_api_refuses_negative_states_and_parameters_outside_bounds(linear_model):
@@ -244,36 +240,36 @@ def test_batch_memory_is_checked_before_allocating(linear_model):
 # population: values written by the user are not clipped; integer fields have ranges
 # ---------------------------------------------------------------------------------------
 
-def test_arm_and_population_values_outside_bounds_are_errors_not_clips():
-    msg = _message(arms={"high": {"share": 1, "parameters": {"k_ab": 100}}})
+def test_arm_and_population_values_outside_bounds_are_errors_not_clips(inline_scenario):
+    msg = _message(inline_scenario, arms={"high": {"share": 1, "parameters": {"k_ab": 100}}})
     assert "arms.high.parameters.k_ab: arm 'high': k_ab = 100 is outside the model's bounds [0, 10]" in msg
-    msg = _message(population={"parameters": {"k_ab": "k_ab * 100"}})
+    msg = _message(inline_scenario, population={"parameters": {"k_ab": "k_ab * 100"}})
     assert "population.parameters.k_ab: k_ab = 30 is outside the model's bounds" in msg
     # an expression outside the bounds for some patients only: an error when they are drawn
-    sc = _scenario(population={"covariates": {"w": {"distribution": "uniform", "lower": 1, "upper": 40}},
+    sc = inline_scenario(population={"covariates": {"w": {"distribution": "uniform", "lower": 1, "upper": 40}},
                                "parameters": {"k_ab": "k_ab * w"}})
     design = cohort_design(sc, 1)
     with pytest.raises(ScenarioError, match=r"inline\.toml: population\.parameters\.k_ab: k_ab = .* for patient"):
         design.draw(0, 2000)
     with pytest.raises(ScenarioError, match="parameters.k_ab: k_ab = 50 is outside the model's bounds"):
-        cohort_design(_scenario(), 1, parameters={"k_ab": 50.0})
+        cohort_design(inline_scenario(), 1, parameters={"k_ab": 50.0})
 
 
-def test_population_integers_and_sds_are_range_checked():
-    assert "population.size: 100,000,000,000,000,000,000 patients; at most 100,000,000" in _message(
+def test_population_integers_and_sds_are_range_checked(inline_scenario):
+    assert "population.size: 100,000,000,000,000,000,000 patients; at most 100,000,000" in _message(inline_scenario, 
         population={"size": 10**20})
-    assert "population.seed: expected a whole number in [0, 2**63 - 1]" in _message(population={"seed": 2**64})
-    assert "population.variability.k_ab: a log-normal SD of 1e+300 is a" in _message(
+    assert "population.seed: expected a whole number in [0, 2**63 - 1]" in _message(inline_scenario, population={"seed": 2**64})
+    assert "population.variability.k_ab: a log-normal SD of 1e+300 is a" in _message(inline_scenario, 
         population={"variability": {"k_ab": 1e300}})
-    assert "variables.x.unit: expected a string" in _message(variables={"x": {"value": 1, "unit": 5}})
+    assert "variables.x.unit: expected a string" in _message(inline_scenario, variables={"x": {"value": 1, "unit": 5}})
 
 
 # ---------------------------------------------------------------------------------------
 # errors while simulating name the scenario file and key
 # ---------------------------------------------------------------------------------------
 
-def test_per_patient_event_values_name_the_file_and_event(tmp_path):
-    sc = _scenario(tmp_path / "s.toml", events=[{"name": "dose", "time": 1, "add": {"b": "a0"}}])
+def test_per_patient_event_values_name_the_file_and_event(inline_scenario, tmp_path):
+    sc = inline_scenario(tmp_path / "s.toml", events=[{"name": "dose", "time": 1, "add": {"b": "a0"}}])
     sched = sc.schedule()
     with pytest.raises(ScenarioError) as exc:
         simulate_batch(sc.model, sched, sc.times, np.tile(sc.parameter_vector(), (2, 1)),
@@ -283,15 +279,15 @@ def test_per_patient_event_values_name_the_file_and_event(tmp_path):
     assert isinstance(exc.value, SimulationInputError)  # still what the API documents
 
 
-def test_solver_failures_name_the_scenario_file(tmp_path):
-    sc = _scenario(tmp_path / "s.toml", solver={"max_steps": 2}, events=[{"time": 1, "add": {"a": 1e3}}])
+def test_solver_failures_name_the_scenario_file(inline_scenario, tmp_path):
+    sc = inline_scenario(tmp_path / "s.toml", solver={"max_steps": 2}, events=[{"time": 1, "add": {"a": 1e3}}])
     with pytest.raises(SolverError, match=r"s\.toml: solver: integration of model 'linear' failed"):
         simulate(sc.model, sc.schedule(), sc.times, parameters=sc.parameter_vector(), options=sc.solver)
 
 
-def test_endpoint_errors_name_the_file_and_endpoint(tmp_path):
-    sc = _scenario(tmp_path / "s.toml", endpoints={"late_peak": {"type": "cmax", "output": "total", "start": 50}})
-    es = sc.sections["endpoints"]
+def test_endpoint_errors_name_the_file_and_endpoint(inline_scenario, tmp_path):
+    sc = inline_scenario(tmp_path / "s.toml", endpoints={"late_peak": {"type": "cmax", "output": "total", "start": 50}})
+    es = sc.endpoints
     times = sc.times
     with pytest.raises(ScenarioError, match=r"s\.toml: endpoints\.late_peak: could not be computed: the window"):
         es.compute(times, {"total": np.ones((2, times.size))}, np.zeros((2, 0)), 20.0)
@@ -302,18 +298,18 @@ def test_shipped_scenarios_still_load(root):
         load_scenario(path)
 
 
-def test_hazards_and_probabilities_must_be_rates_and_probabilities(tmp_path):
-    assert "endpoints.h.hazard: a hazard is a rate >= 0, got -0.1" in _message(
+def test_hazards_and_probabilities_must_be_rates_and_probabilities(inline_scenario, tmp_path):
+    assert "endpoints.h.hazard: a hazard is a rate >= 0, got -0.1" in _message(inline_scenario, 
         endpoints={"h": {"type": "hazard", "hazard": -0.1}})
-    assert "endpoints.p.probability: a probability is in [0, 1], got 2" in _message(
+    assert "endpoints.p.probability: a probability is in [0, 1], got 2" in _message(inline_scenario, 
         endpoints={"p": {"type": "bernoulli", "probability": 2}})
-    assert "endpoints.p.type: expected a string" in _message(endpoints={"p": {"type": ["cmax"]}})
-    assert "outcomes.o.combine: expected one of" in _message(
+    assert "endpoints.p.type: expected a string" in _message(inline_scenario, endpoints={"p": {"type": ["cmax"]}})
+    assert "outcomes.o.combine: expected one of" in _message(inline_scenario, 
         endpoints={"h": {"type": "hazard", "hazard": 0.1}}, outcomes={"o": {"events": ["h"], "combine": ["first"]}})
-    sc = _scenario(tmp_path / "s.toml", endpoints={"h": {"type": "hazard", "hazard": "0.01 - total * 1e-6"},
+    sc = inline_scenario(tmp_path / "s.toml", endpoints={"h": {"type": "hazard", "hazard": "0.01 - total * 1e-6"},
                                                    "p": {"type": "bernoulli", "probability": "total / 100",
                                                          "day": 10}})
-    es = sc.sections["endpoints"]
+    es = sc.endpoints
     times = sc.times
     total = np.full((2, times.size), 50.0)
     u = np.full((2, 2), 0.5)

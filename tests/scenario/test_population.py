@@ -12,19 +12,13 @@ import pytest
 from scipy import stats
 
 from carkinetics import ScenarioError
-from carkinetics.scenario.population import BLOCK, cohort_design, sample_population
-from carkinetics.scenario.load import load_scenario, scenario_from_dict
+from carkinetics.scenario.sampling import BLOCK, cohort_design, sample_population
+from carkinetics.scenario.load import load_scenario
 
 from conftest import DATA
 
 LINEAR = str(DATA / "models" / "linear.toml")
 SCEN = DATA / "scenarios"
-
-
-def _scenario(**sections):
-    data = {"scenario": {"name": "t", "model": LINEAR}, "times": {"end": 10}}
-    data.update(sections)
-    return scenario_from_dict(data, SCEN / "inline.toml")
 
 
 def _problems(exc_info):
@@ -36,8 +30,8 @@ def _problems(exc_info):
 # ---------------------------------------------------------------------------------------
 
 
-def test_log_normal_sds_and_correlations_match_the_request():
-    sc = _scenario(population={
+def test_log_normal_sds_and_correlations_match_the_request(inline_scenario):
+    sc = inline_scenario(population={
         "variability": {"k_ab": 0.5, "k_ba": 0.25, "k_bc": 0.0, "decay_c": 0.4},
         "correlation": {"parameters": ["k_ab", "k_ba", "decay_c"],
                         "matrix": [[1, 0.6, -0.3], [0.6, 1, 0.2], [-0.3, 0.2, 1]]}})
@@ -58,30 +52,30 @@ def test_log_normal_sds_and_correlations_match_the_request():
     assert np.all(df["param_growth_a"] == m.parameter("growth_a").value)
 
 
-def test_model_variability_is_the_default_and_can_be_switched_off():
-    sc = _scenario()
+def test_model_variability_is_the_default_and_can_be_switched_off(inline_scenario):
+    sc = inline_scenario()
     df = sample_population(sc, 100_000, seed=5)
     # linear.toml: iiv_log_sd = 0.3 for k_ab and k_bc, none for the others
     for p in ("k_ab", "k_bc"):
         assert np.std(np.log(df[f"param_{p}"])) == pytest.approx(0.3, rel=0.015)
     assert df["param_k_ba"].nunique() == 1
-    off = _scenario(population={"model_variability": False, "variability": {"k_ba": 0.1}})
+    off = inline_scenario(population={"model_variability": False, "variability": {"k_ba": 0.1}})
     df = sample_population(off, 50_000, seed=5)
     assert df["param_k_ab"].nunique() == 1 and df["param_k_bc"].nunique() == 1
     assert np.std(np.log(df["param_k_ba"])) == pytest.approx(0.1, rel=0.02)
 
 
-def test_covariance_gives_the_sds_on_its_diagonal():
+def test_covariance_gives_the_sds_on_its_diagonal(inline_scenario):
     cov = [[0.25, 0.05], [0.05, 0.04]]  # SDs 0.5 and 0.2, correlation 0.5
-    sc = _scenario(population={"covariance": {"parameters": ["k_ab", "k_ba"], "matrix": cov}})
+    sc = inline_scenario(population={"covariance": {"parameters": ["k_ab", "k_ba"], "matrix": cov}})
     df = sample_population(sc, 200_000, seed=9)
     x = np.log(df[["param_k_ab", "param_k_ba"]].to_numpy())
     np.testing.assert_allclose(np.cov(x.T), cov, rtol=0.02, atol=5e-4)
 
 
-def test_values_are_clipped_to_the_model_bounds_and_counted():
+def test_values_are_clipped_to_the_model_bounds_and_counted(inline_scenario):
     # k_ab bounds [0, 10]; typical 0.3 with SD 2: P(> 10) = 1 - Phi(ln(33.3) / 2) = 4.0%
-    sc = _scenario(population={"variability": {"k_ab": 2.0}})
+    sc = inline_scenario(population={"variability": {"k_ab": 2.0}})
     design = cohort_design(sc, 1)
     draws = design.draw(0, 50_000)
     k_ab = draws.parameters[:, sc.model.parameter_index("k_ab")]
@@ -110,10 +104,10 @@ _COVARIATES = {
 }
 
 
-def test_covariates_follow_their_distributions():
+def test_covariates_follow_their_distributions(inline_scenario):
     n = 40_000
     pop = {"covariates": {k: v[0] for k, v in _COVARIATES.items()}}
-    df = sample_population(_scenario(population=pop), n, seed=21)
+    df = sample_population(inline_scenario(population=pop), n, seed=21)
     # Kolmogorov-Smirnov: the 0.1% critical value of D is 1.95 / sqrt(n)
     crit = 1.95 / math.sqrt(n)
     for name, (_, dist) in _COVARIATES.items():
@@ -130,17 +124,17 @@ def test_covariates_follow_their_distributions():
     assert df["frac_t"].max() <= 0.5
 
 
-def test_lognormal_from_arithmetic_mean_and_sd():
-    df = sample_population(_scenario(population={"covariates": {
+def test_lognormal_from_arithmetic_mean_and_sd(inline_scenario):
+    df = sample_population(inline_scenario(population={"covariates": {
         "weight": {"distribution": "lognormal", "mean": 40.0, "sd": 20.0}}}), 200_000, seed=2)
     # arithmetic moments of the sample: SE of the mean 20 / sqrt(n) = 0.045
     assert df["weight"].mean() == pytest.approx(40.0, abs=0.25)
     assert df["weight"].std() == pytest.approx(20.0, rel=0.03)
 
 
-def test_discrete_covariates():
+def test_discrete_covariates(inline_scenario):
     n = 100_000
-    df = sample_population(_scenario(population={"covariates": {
+    df = sample_population(inline_scenario(population={"covariates": {
         "prior_hsct": {"distribution": "bernoulli", "p": 0.3},
         "grade": {"distribution": "categorical", "values": [1, 2, 4], "probabilities": [0.5, 0.3, 0.2]},
         "site": {"distribution": "choice", "values": [7, 8]},
@@ -154,8 +148,8 @@ def test_discrete_covariates():
     assert (df["dose"] == 2.5).all()
 
 
-def test_covariates_and_variables_in_parameter_expressions():
-    sc = _scenario(
+def test_covariates_and_variables_in_parameter_expressions(inline_scenario):
+    sc = inline_scenario(
         variables={"reference_weight": 60.0},
         population={"model_variability": False,
                     "covariates": {"weight": {"distribution": "uniform", "lower": 30, "upper": 90}},
@@ -173,8 +167,8 @@ def test_covariates_and_variables_in_parameter_expressions():
 # ---------------------------------------------------------------------------------------
 
 
-def _arm_scenario():
-    return _scenario(
+def _arm_scenario(build):
+    return build(
         variables={"dose": 1.0},
         population={"model_variability": False, "variability": {"k_ab": 0.3},
                     "covariates": {"weight": {"distribution": "uniform", "lower": 40, "upper": 80}},
@@ -184,8 +178,8 @@ def _arm_scenario():
                             "variables": {"dose": 0.5}}})
 
 
-def test_arm_shares_and_parameters():
-    sc = _arm_scenario()
+def test_arm_shares_and_parameters(inline_scenario):
+    sc = _arm_scenario(inline_scenario)
     n = 40_000
     df = sample_population(sc, n, seed=8)
     p_new = 0.25
@@ -201,8 +195,8 @@ def test_arm_shares_and_parameters():
     assert np.all(df.loc[~new, "param_growth_a"] == m.parameter("growth_a").value)
 
 
-def test_arm_subset_renormalises_and_keeps_patients():
-    sc = _arm_scenario()
+def test_arm_subset_renormalises_and_keeps_patients(inline_scenario):
+    sc = _arm_scenario(inline_scenario)
     only = sample_population(sc, 2000, seed=8, arms=["new_donor"])
     assert (only["arm"] == "new_donor").all()
     both = sample_population(sc, 2000, seed=8)
@@ -211,8 +205,8 @@ def test_arm_subset_renormalises_and_keeps_patients():
     np.testing.assert_array_equal(only["param_k_ab"], both["param_k_ab"])
 
 
-def test_unknown_overrides_are_refused():
-    sc = _arm_scenario()
+def test_unknown_overrides_are_refused(inline_scenario):
+    sc = _arm_scenario(inline_scenario)
     with pytest.raises(ScenarioError) as info:
         cohort_design(sc, 1, variables={"dosee": 2.0}, parameters={"k_abb": 1.0}, arms=["new_donr"])
     text = _problems(info)
@@ -226,8 +220,8 @@ def test_unknown_overrides_are_refused():
 # ---------------------------------------------------------------------------------------
 
 
-def test_any_split_of_the_patients_gives_the_same_draws():
-    sc = _arm_scenario()
+def test_any_split_of_the_patients_gives_the_same_draws(inline_scenario):
+    sc = _arm_scenario(inline_scenario)
     design = cohort_design(sc, 123)
     n = 2 * BLOCK + 777
     whole = design.draw(0, n)
@@ -243,9 +237,9 @@ def test_any_split_of_the_patients_gives_the_same_draws():
     assert not np.array_equal(other.parameters, whole.parameters[:100])
 
 
-def test_streams_are_separate():
-    base = _scenario(population={"variability": {"k_ab": 0.4}})
-    more = _scenario(population={"variability": {"k_ab": 0.4, "k_ba": 0.2},
+def test_streams_are_separate(inline_scenario):
+    base = inline_scenario(population={"variability": {"k_ab": 0.4}})
+    more = inline_scenario(population={"variability": {"k_ab": 0.4, "k_ba": 0.2},
                                  "covariates": {"weight": {"distribution": "normal", "mean": 70, "sd": 10}}},
                      arms={"x": {"share": 1}, "y": {"share": 1}})
     a = sample_population(base, 5000, seed=77)
@@ -257,11 +251,11 @@ def test_streams_are_separate():
     np.testing.assert_array_equal(d.uniforms(0, 100, 1)[:, 0], d.uniforms(0, 100, 4)[:, 0])
 
 
-def test_seed_from_the_scenario_or_fresh():
+def test_seed_from_the_scenario_or_fresh(inline_scenario):
     sc = load_scenario(SCEN / "cohort_linear.toml")
     assert cohort_design(sc).seed == 11
     assert cohort_design(sc, 5).seed == 5
-    fresh = _scenario()
+    fresh = inline_scenario()
     s1, s2 = cohort_design(fresh).seed, cohort_design(fresh).seed
     assert s1 != s2 and s1 >= 0
 
@@ -271,8 +265,8 @@ def test_seed_from_the_scenario_or_fresh():
 # ---------------------------------------------------------------------------------------
 
 
-def test_variables_and_typical_covariates_in_the_typical_schedule():
-    sc = _scenario(variables={"dose_per_kg": 1e4, "day": {"value": 12, "unit": "day"}},
+def test_variables_and_typical_covariates_in_the_typical_schedule(inline_scenario):
+    sc = inline_scenario(variables={"dose_per_kg": 1e4, "day": {"value": 12, "unit": "day"}},
                    population={"covariates": {"weight": {"distribution": "lognormal", "median": 65,
                                                          "sd_log": 0.3, "lower": 20}}},
                    events=[{"name": "dose", "time": "day", "add": {"a": "dose_per_kg * weight"}}])
@@ -283,6 +277,17 @@ def test_variables_and_typical_covariates_in_the_typical_schedule():
     z_lo = math.log(20 / 65) / 0.3
     median = 65 * math.exp(0.3 * stats.norm.ppf(stats.norm.cdf(z_lo) + 0.5 * stats.norm.sf(z_lo)))
     assert event.actions[0].value == pytest.approx(1e4 * median, rel=1e-12)
+
+
+def test_sections_are_parsed_in_schema_order_whatever_the_file_order(inline_scenario):
+    # [sweep] comes before [variables] in the file; variables are still parsed first, so a sweep
+    # axis on a variable that was refused is refused too (it once depended on the import order).
+    with pytest.raises(ScenarioError) as info:
+        inline_scenario(sweep={"axes": {"dose": [1, 2]}}, variables={"dose": "x"})
+    assert _problems(info).splitlines() == [
+        "variables.dose: expected a finite number, got 'x'",
+        "sweep.axes.dose: 'dose' is not a [variables] entry, a parameter of model 'linear', or 'arm'; for named "
+        "option sets write a table [sweep.axes.dose] with one sub-table per option"]
 
 
 def test_bad_population_sections_are_all_reported():
@@ -331,14 +336,25 @@ def test_correlation_matrix_not_positive_definite():
     ({"parameters": ["k_ab"], "matrix": [[1]]}, "expected a list of at least two distinct parameter names"),
     ({"parameters": ["k_ab", "k_bcc"], "matrix": [[1, 0], [0, 1]]}, "'k_bcc' is not a parameter of model 'linear'"),
 ])
-def test_bad_correlation_blocks(block, message):
+def test_bad_correlation_blocks(inline_scenario, block, message):
     with pytest.raises(ScenarioError, match="population.correlation") as info:
-        _scenario(population={"correlation": block})
+        inline_scenario(population={"correlation": block})
     assert message in _problems(info)
 
 
-def test_covariance_and_variability_for_the_same_parameter():
+def test_covariance_and_variability_for_the_same_parameter(inline_scenario):
     with pytest.raises(ScenarioError) as info:
-        _scenario(population={"variability": {"k_ab": 0.1},
+        inline_scenario(population={"variability": {"k_ab": 0.1},
                               "covariance": {"parameters": ["k_ab", "k_bc"], "matrix": [[0.1, 0], [0, 0.1]]}})
     assert "the SD of 'k_ab' is given twice" in _problems(info)
+
+
+def test_lognormal_from_a_huge_arithmetic_sd_does_not_overflow(inline_scenario):
+    # (sd / mean) ** 2 overflows a float for sd / mean > 1e154 (it raised OverflowError); the
+    # exact conversion: median = mean / sqrt(1 + cv^2) = 1e-300, sd_log = sqrt(log(1 + cv^2))
+    # = sqrt(2 log 1e300) to double precision.
+    sc = inline_scenario(population={"size": 10, "covariates": {
+        "weight": {"distribution": "lognormal", "mean": 1.0, "sd": 1e300}}})
+    params = sc.population.covariates["weight"].params
+    assert params["median"] == pytest.approx(1e-300, rel=1e-12)
+    assert params["sd_log"] == pytest.approx(math.sqrt(2 * math.log(1e300)), rel=1e-12)

@@ -5,6 +5,7 @@ import pytest
 
 from carkinetics import ScenarioError, simulate
 from carkinetics.scenario.load import check_file, load_scenario
+from carkinetics.scenario.schema import SECTIONS
 
 from conftest import DATA, SCENARIOS
 
@@ -44,6 +45,15 @@ def test_unknown_keys_are_refused_with_suggestions():
     assert "solver.method: expected one of ['auto', 'rodas4', 'tsit5'], got 'rk45'" in text
     assert "events[0].ad: 'ad' is not a key of an event (did you mean 'add'?)" in text
     assert "events[0]: event 'event 0' has no actions" in text
+
+
+def test_the_schema_lists_every_legal_section_once_in_parse_order():
+    names = [s.name for s in SECTIONS]
+    assert names == ["scenario", "times", "parameters", "solver", "variables", "population", "arms", "endpoints",
+                     "outcomes", "targets", "sweep", "data", "events", "plot"]
+    assert all(s.description for s in SECTIONS)
+    assert "populaton: 'populaton' is not a section of a scenario file (did you mean 'population'?)" in _problems(
+        "bad_scenario_keys.toml")
 
 
 def test_unknown_names_are_refused_with_suggestions():

@@ -6,26 +6,21 @@ scenario, arms named by a target must exist, and every seed arm row of the trial
 scenario covers must be listed (issue 5: one [targets] entry per reported row).
 """
 
-from pathlib import Path
 
 import pytest
 
 from carkinetics.scenario.load import load_scenario
 from carkinetics.scenario.reference import load_targets
-from carkinetics.studies import validate  # noqa: F401  (registers the [targets] section)
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 SEEDS = sorted((ROOT / "scenarios").glob("seed_*.toml"))
 PREFIX = {"seed_s1": "S1", "seed_s2": "S2", "seed_s3": "S3", "seed_s4": "S4", "seed_s5": "S5"}
 
 
 def _columns(sc):
-    cols = set()
-    for sec in ("endpoints", "outcomes"):
-        obj = sc.sections.get(sec)
-        if obj is not None:
-            cols |= set(obj.columns)
-    pop = sc.sections.get("population")
+    cols = set(sc.endpoints.columns) if sc.endpoints is not None else set()
+    pop = sc.population
     cov = getattr(pop, "covariates", None) or {}
     cols |= set(cov)
     return cols
@@ -38,13 +33,13 @@ def test_seed_scenarios_exist():
 @pytest.mark.parametrize("path", SEEDS, ids=lambda p: p.stem)
 def test_seed_scenario_targets(path):
     sc = load_scenario(path)
-    specs = sc.sections.get("targets")
+    specs = sc.target_specs
     assert specs, "no [targets]"
     ref = load_targets().set_index("target_id")
     unknown = [t for t in specs if t not in ref.index]
     assert not unknown
     cols = _columns(sc)
-    arms = set(getattr(sc.sections.get("arms"), "names", None) or sc.sections.get("arms") or [])
+    arms = set(sc.arms.names if sc.arms else [])
     for tid, spec in specs.items():
         assert spec.endpoint in cols, (tid, spec.endpoint)
         if spec.among:

@@ -6,7 +6,6 @@ faithfully, and a malformed table must give one clear message per problem, all a
 
 import csv
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,9 +13,10 @@ import pytest
 
 from carkinetics.errors import CarKineticsError, DataError
 from carkinetics.scenario.reference import (TARGET_COLUMNS, default_targets_path, load_targets)
+from conftest import ROOT
 
 SHIPPED = default_targets_path()
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "targets.csv"
+SHARED = ROOT.parent / "shared" / "reference" / "targets.csv"
 
 
 @pytest.fixture(scope="module")

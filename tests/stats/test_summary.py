@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-import carkinetics.scenario.endpoints  # noqa: F401  (registers the [endpoints] and [outcomes] sections)
 from carkinetics.scenario.load import scenario_from_dict
-from carkinetics.stats.summary import (clopper_pearson_interval, kaplan_meier, mean_interval, quantile_interval,
-                                 summarise, wilson_interval)
+from carkinetics.stats.intervals import clopper_pearson_interval, mean_interval, wilson_interval
+from carkinetics.stats.km import kaplan_meier
+from carkinetics.stats.quantiles import quantile_interval
+from carkinetics.stats.summary import summarise
 
 from conftest import DATA
 
@@ -58,7 +59,7 @@ def test_quantile_interval_matches_scipy_quantile_test(q, n):
 def test_binomial_order_statistics_by_bisection_match_scipy():
     """The order statistics of the quantile intervals (bisection over the binomial CDF) are
     scipy.stats.binom.ppf / isf, for small samples and for the 10^5-10^6 of a large cohort."""
-    from carkinetics.stats.summary import _binomial_crossing
+    from carkinetics.stats.quantiles import _binomial_crossing
 
     for n in [1, 2, 3, 7, 30, 59, 1000, 12345, 100_000, 1_000_000]:
         for q in (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99):
@@ -154,7 +155,7 @@ def endpoint_set():
             "endpoints": {"cmax": {"type": "cmax", "output": "cart_blood"},
                           "remission_d28": {"type": "condition", "expr": "blast_fraction < 0.05", "day": 28},
                           "death": {"type": "hazard", "hazard": 0.01, "report_at": [30, 100]}}}
-    return scenario_from_dict(data, DATA / "scenarios" / "inline.toml").sections["endpoints"]
+    return scenario_from_dict(data, DATA / "scenarios" / "inline.toml").endpoints
 
 
 def test_summarise_per_arm_against_the_reference_functions(endpoint_set):

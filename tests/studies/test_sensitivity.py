@@ -9,16 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import rankdata
 
-from conftest import DATA
-
-TOY = DATA / "sweep" / "toy_sweep.toml"
-
-
-@pytest.fixture(scope="module")
-def toy():
-    from carkinetics.scenario.load import load_scenario
-
-    return load_scenario(TOY)
+from conftest import DATA, TOY_SWEEP as TOY
 
 
 # ----------------------------------------------------------------------------------------
@@ -41,7 +32,7 @@ def _prcc_by_regression(X, y):
 
 
 def test_prcc_equals_the_residual_regression_definition():
-    from carkinetics.studies.sensitivity import prcc
+    from carkinetics.stats.sensitivity_indices import prcc
 
     rng = np.random.default_rng(3)
     X = rng.uniform(size=(300, 4))
@@ -59,7 +50,7 @@ def test_prcc_equals_the_residual_regression_definition():
 
 
 def test_prcc_of_a_constant_output_is_undefined():
-    from carkinetics.studies.sensitivity import prcc
+    from carkinetics.stats.sensitivity_indices import prcc
 
     X = np.random.default_rng(0).uniform(size=(50, 2))
     table = prcc(X, np.ones(50), n_boot=10)
@@ -67,7 +58,7 @@ def test_prcc_of_a_constant_output_is_undefined():
 
 
 def test_latin_hypercube_has_one_point_per_stratum():
-    from carkinetics.studies.sensitivity import latin_hypercube
+    from carkinetics.stats.sensitivity_indices import latin_hypercube
 
     n = 50
     X = latin_hypercube([0.0, 1e-3], [2.0, 10.0], n, seed=4)
@@ -81,7 +72,7 @@ def test_latin_hypercube_has_one_point_per_stratum():
 
 def test_sobol_indices_of_the_ishigami_function():
     """Closed form: Ishigami & Homma (1990), a = 7, b = 0.1 on [-pi, pi]^3."""
-    from carkinetics.studies.sensitivity import sobol
+    from carkinetics.stats.sensitivity_indices import sobol
 
     a, b = 7.0, 0.1
 
@@ -107,9 +98,10 @@ def test_sobol_indices_of_the_ishigami_function():
 
 
 def test_parse_outcome(toy):
-    from carkinetics.studies.sensitivity import SensitivityError, parse_outcome
+    from carkinetics.stats.sensitivity_indices import SensitivityError
+    from carkinetics.studies.sensitivity_inputs import parse_outcome
 
-    es = toy.sections["endpoints"]
+    es = toy.endpoints
     o = parse_outcome("remission_d28", es)
     assert (o.endpoint, o.statistic, o.kind) == ("remission_d28", "proportion", "binary")
     assert parse_outcome("cmax:q95", es).statistic == "q95"
@@ -127,7 +119,8 @@ def test_parse_outcome(toy):
 
 
 def test_parameter_ranges_from_bounds_and_fold(toy):
-    from carkinetics.studies.sensitivity import SensitivityError, parameter_ranges
+    from carkinetics.stats.sensitivity_indices import SensitivityError
+    from carkinetics.studies.sensitivity_inputs import parameter_ranges
 
     r = parameter_ranges(toy, ["expansion", "kill"]).set_index("parameter")
     assert tuple(r.loc["expansion", ["low", "high"]]) == (0.2, 1.2)
@@ -147,7 +140,7 @@ def test_parameter_ranges_from_bounds_and_fold(toy):
 
 def test_tornado_runs_the_cohort_at_each_bound_with_common_random_numbers(toy):
     from carkinetics.cohort.pipeline import run_cohort
-    from carkinetics.studies.sensitivity import tornado
+    from carkinetics.studies.tornado import tornado
 
     # one arm: the new_donor arm's expansion = 0.7 x typical leaves the bounds at the low value
     arm = ["previous_donor"]
@@ -171,7 +164,7 @@ def test_tornado_runs_the_cohort_at_each_bound_with_common_random_numbers(toy):
 
 def test_typical_patients_match_a_direct_simulation(toy):
     from carkinetics import simulate
-    from carkinetics.studies.sensitivity import simulate_typical
+    from carkinetics.studies.typical_patients import simulate_typical
 
     values = np.array([[0.6, 1e-9], [1.0, 1e-9], [0.6, 3e-9]])
     table = simulate_typical(toy, values, ["expansion", "kill"], seed=5, jobs=1, arms=["previous_donor"])
@@ -186,7 +179,7 @@ def test_typical_patients_match_a_direct_simulation(toy):
 
 
 def test_global_prcc_ranks_the_driving_parameters(toy):
-    from carkinetics.studies.sensitivity import global_sensitivity
+    from carkinetics.studies.global_sensitivity import global_sensitivity
 
     table = global_sensitivity(toy, "cmax", ["expansion", "kill", "editing"], n_samples=64, seed=3, jobs=1,
                                arms=["previous_donor"], n_boot=100)
@@ -198,7 +191,7 @@ def test_global_prcc_ranks_the_driving_parameters(toy):
     assert not by.loc["editing", "reachable"] and np.isnan(by.loc["editing", "value"])
     assert "not used by the model equations" in by.loc["editing", "note"]
     # the inert dummy: sampled, index near 0, its interval covers 0
-    from carkinetics.studies.sensitivity import DUMMY
+    from carkinetics.stats.sensitivity_indices import DUMMY
 
     assert abs(by.loc[DUMMY, "value"]) < 0.3 and by.loc[DUMMY, "lower"] < 0 < by.loc[DUMMY, "upper"]
     assert not by.loc[DUMMY, "significant"]
@@ -232,7 +225,7 @@ def test_cli_sensitivity_writes_tables_and_figures(tmp_path):
 
 def test_sobol_accepts_a_read_only_output_as_pandas_3_gives():
     """scipy.stats.sobol_indices centres the output in place; pandas 3 hands out read-only arrays."""
-    from carkinetics.studies.sensitivity import sobol
+    from carkinetics.stats.sensitivity_indices import sobol
 
     def f(X):
         y = pd.DataFrame({"y": 2.0 * X[:, 0] + X[:, 1]})["y"].to_numpy()
@@ -245,9 +238,10 @@ def test_sobol_accepts_a_read_only_output_as_pandas_3_gives():
 
 
 def test_patient_values_are_writable(toy):
-    from carkinetics.studies.sensitivity import parse_outcome, patient_values
+    from carkinetics.stats.outcome import patient_values
+    from carkinetics.studies.sensitivity_inputs import parse_outcome
 
-    es = toy.sections["endpoints"]
+    es = toy.endpoints
     with pd.option_context("mode.copy_on_write", True) if pd.__version__ < "3" else _nullcontext():
         df = pd.DataFrame({"cmax": [1.0, 2.0], "overall_survival": [10.0, 400.0],
                            "overall_survival_event": [1.0, 0.0]})
@@ -266,12 +260,12 @@ def _nullcontext():
 def test_scipy_random_argument_for_old_and_new_scipy(monkeypatch):
     import scipy
 
-    from carkinetics.studies.sensitivity import _scipy_rng
+    from carkinetics.stats.sampling import scipy_rng
 
     monkeypatch.setattr(scipy, "__version__", "1.11.4")
-    assert set(_scipy_rng(3, "random_state")) == {"random_state"}
+    assert set(scipy_rng(3, "random_state")) == {"random_state"}
     monkeypatch.setattr(scipy, "__version__", "1.15.0")
-    (key, gen), = _scipy_rng(3, "random_state").items()
+    (key, gen), = scipy_rng(3, "random_state").items()
     assert key == "rng" and isinstance(gen, np.random.Generator)
 
 
@@ -282,14 +276,14 @@ def test_scipy_random_argument_for_old_and_new_scipy(monkeypatch):
 
 def test_prcc_with_a_dummy_flags_the_known_drivers_only():
     """Linear toy with a known ordering; an unused input and the dummy are not significant."""
-    from carkinetics.studies.sensitivity import DUMMY, _prcc, flag_significance
+    from carkinetics.stats.sensitivity_indices import DUMMY, flag_significance, prcc_with_replicates
 
     rng = np.random.default_rng(11)
     n = 600
     X = rng.uniform(size=(n, 5))
     y = 3 * X[:, 0] - 2 * X[:, 1] + 1 * X[:, 2] + 0.5 * rng.normal(size=n)  # x3 unused, column 4 the dummy
     names = ["a", "b", "c", "unused", DUMMY]
-    table, boots = _prcc(X, y, names, n_boot=300, seed=2)
+    table, boots = prcc_with_replicates(X, y, names, n_boot=300, seed=2)
     # independent: plain numpy partial correlation of ranks (residuals of the rank regressions)
     np.testing.assert_allclose(table["value"], _prcc_by_regression(X, y), rtol=1e-10, atol=1e-12)
     t = flag_significance(table, boots=boots).set_index("parameter")
@@ -304,7 +298,7 @@ def test_prcc_with_a_dummy_flags_the_known_drivers_only():
 
 def test_sobol_of_a_linear_additive_function_and_its_dummy():
     """y = 4 x1 + 2 x2 + x3 on U(0,1)^3: S_i = a_i^2 / sum a_j^2, first order = total; dummy 0."""
-    from carkinetics.studies.sensitivity import DUMMY, flag_significance, sobol
+    from carkinetics.stats.sensitivity_indices import DUMMY, flag_significance, sobol
 
     a = np.array([4.0, 2.0, 1.0])
 
@@ -358,7 +352,7 @@ def reach_scenario(tmp_path_factory):
 
 
 def test_reachability_from_outputs_and_event_times(reach_scenario):
-    from carkinetics.studies.sensitivity import outcome_reads, reachability
+    from carkinetics.studies.reachability import outcome_reads, reachability
 
     sc = reach_scenario
     assert outcome_reads(sc, "remission_d28") == ({"blast_fraction"}, 28.0)
@@ -385,7 +379,7 @@ def test_reachability_from_outputs_and_event_times(reach_scenario):
 
 def test_unreachable_parameters_do_not_change_the_simulated_outcome(reach_scenario):
     """Independent check of the structural claim: vary them over their whole range."""
-    from carkinetics.studies.sensitivity import simulate_typical
+    from carkinetics.studies.typical_patients import simulate_typical
 
     sc = reach_scenario
     rng = np.random.default_rng(0)
@@ -409,7 +403,8 @@ def test_unreachable_parameters_do_not_change_the_simulated_outcome(reach_scenar
 
 
 def test_global_sensitivity_has_the_dummy_and_excludes_unreachable_parameters(reach_scenario):
-    from carkinetics.studies.sensitivity import DUMMY, GLOBAL_TABLE_COLUMNS, global_sensitivity
+    from carkinetics.stats.sensitivity_indices import DUMMY
+    from carkinetics.studies.global_sensitivity import GLOBAL_TABLE_COLUMNS, global_sensitivity
 
     sc = reach_scenario
     pars = ["tcells0", "t_recovery", "growth", "blood_volume", "graft"]
@@ -433,7 +428,8 @@ def test_global_sensitivity_has_the_dummy_and_excludes_unreachable_parameters(re
 
 
 def test_few_samples_warn_with_the_rule(toy):
-    from carkinetics.studies.sensitivity import SensitivityWarning, global_sensitivity
+    from carkinetics.stats.sensitivity_indices import SensitivityWarning
+    from carkinetics.studies.global_sensitivity import global_sensitivity
 
     with pytest.warns(SensitivityWarning, match=r"rule of thumb n >= 10 x \(parameters \+ 1\) = 40"):
         global_sensitivity(toy, "cmax", ["expansion", "kill", "growth"], n_samples=16, seed=3, jobs=1,
@@ -445,7 +441,7 @@ def test_few_samples_warn_with_the_rule(toy):
 
 def test_significance_needs_the_interval_beyond_the_dummy():
     """A small p-value alone is not enough: the interval must clear the dummy's bound."""
-    from carkinetics.studies.sensitivity import DUMMY, flag_significance
+    from carkinetics.stats.sensitivity_indices import DUMMY, flag_significance
 
     table = pd.DataFrame({"parameter": ["a", "b", "c", DUMMY], "index": "prcc",
                           "value": [0.30, 0.12, -0.25, 0.05], "lower": [0.25, 0.08, -0.30, -0.02],
@@ -459,7 +455,8 @@ def test_significance_needs_the_interval_beyond_the_dummy():
 
 
 def test_global_sobol_on_typical_patients_has_the_exact_zero_dummy(toy):
-    from carkinetics.studies.sensitivity import DUMMY, SensitivityWarning, global_sensitivity
+    from carkinetics.stats.sensitivity_indices import DUMMY, SensitivityWarning
+    from carkinetics.studies.global_sensitivity import global_sensitivity
 
     with pytest.warns(SensitivityWarning):  # 64 base samples: noisy, and cmax spans > 100-fold: log10
         table = global_sensitivity(toy, "cmax", ["expansion", "kill", "editing"], method="sobol", n_samples=64,

@@ -17,17 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from carkinetics.io.atomic import exact_float_csv_kw
-from conftest import DATA
-
-TOY = DATA / "sweep" / "toy_sweep.toml"
-
-
-@pytest.fixture(scope="module")
-def toy():
-    from carkinetics.scenario.load import load_scenario
-
-    return load_scenario(TOY)
+from carkinetics.io.results import exact_float_csv_kw
+from conftest import TOY_SWEEP as TOY
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +48,7 @@ def _scenario(data):
 def test_grid_is_the_product_of_the_axes_first_axis_slowest(toy):
     from carkinetics.scenario.grid import NEVER
 
-    spec = toy.sections["sweep"]
+    spec = toy.sweep
     assert [a.name for a in spec.axes] == ["dose_per_kg", "transplant_day", "arm"]
     assert [a.kind for a in spec.axes] == ["variable", "variable", "arm"]
     points = spec.points()
@@ -77,7 +68,7 @@ def test_parameter_and_option_axes(toy):
                              "product": {"cd7": {"kill": 2e-9, "dose_per_kg": 1e6},
                                          "cd5": {"kill": 5e-10, "dose_per_kg": 2e6}}}
     sc = _scenario(data)
-    spec = sc.sections["sweep"]
+    spec = sc.sweep
     assert [a.kind for a in spec.axes] == ["parameter", "options"]
     pts = spec.points()
     assert len(pts) == 4
@@ -220,7 +211,7 @@ def _interrupt_after(k):
     """A progress object that raises KeyboardInterrupt once k grid points have finished."""
     import io
 
-    from carkinetics.studies.sweep import Progress
+    from carkinetics.progress import Progress
 
     class InterruptAfter(Progress):
         def point_done(self, n_patients=0):
@@ -276,7 +267,8 @@ def test_local_dask_cluster_gives_the_identical_table(full_run, toy, tmp_path):
 def test_missing_dask_gives_an_install_hint(monkeypatch):
     import builtins
 
-    from carkinetics.studies.sweep import SweepError, import_distributed
+    from carkinetics.scenario.grid import SweepError
+    from carkinetics.studies.dask import import_distributed
 
     real_import = builtins.__import__
 
@@ -463,7 +455,7 @@ def test_a_sweep_failing_on_its_first_point_can_be_rerun(tmp_path, monkeypatch):
 
 
 def test_grid_points_are_decoded_from_their_ids(toy):
-    spec = toy.sections["sweep"]
+    spec = toy.sweep
     assert spec.n_points == 8
     assert [spec.point(i) for i in range(8)] == spec.points()
     assert spec.points([5, 2]) == [spec.points()[5], spec.points()[2]]
@@ -480,7 +472,7 @@ def test_only_the_requested_points_of_a_large_grid_are_built(tmp_path, monkeypat
     data["sweep"]["axes"] = {"dose_per_kg": [1e5 + 1e3 * k for k in range(1000)],
                              "transplant_day": list(range(1000))}
     sc = _scenario(data)
-    spec = sc.sections["sweep"]
+    spec = sc.sweep
     assert spec.n_points == 1_000_000  # the largest grid accepted
     start = time.perf_counter()
     res = sweep(sc, tmp_path / "big", n=3, jobs=1, points=[0, 999_999])

@@ -12,6 +12,7 @@ import scipy.stats
 from carkinetics.errors import ScenarioError
 from carkinetics.scenario.targets import TargetSpec
 from carkinetics.studies.validate import cohort_statistic, plot_validation, verdict_counts
+from conftest import DATA
 
 
 def _spec(endpoint, **kw):
@@ -79,6 +80,18 @@ def test_median_time_to_event_and_geometric_mean(patients):
     assert glo < 1e4 < ghi
 
 
+def test_mean_intervals_are_student_t(patients):
+    """Validation reports the mean and geometric mean with the t interval of the cohort summaries."""
+    x = patients.cmax.to_numpy()[:30]
+    small = patients.iloc[:30]
+    m, lo, hi, n = cohort_statistic(small, _spec("cmax"), "mean", None)
+    ci = scipy.stats.t.interval(0.95, n - 1, loc=x.mean(), scale=scipy.stats.sem(x))
+    assert (m, lo, hi) == pytest.approx((x.mean(), *ci), rel=1e-9)
+    g, glo, ghi, _ = cohort_statistic(small, _spec("cmax"), "geometric_mean", None)
+    lci = scipy.stats.t.interval(0.95, n - 1, loc=np.log(x).mean(), scale=scipy.stats.sem(np.log(x)))
+    assert (glo, ghi) == pytest.approx(tuple(np.exp(lci)), rel=1e-9)
+
+
 def test_km_needs_time_to_event_column(patients):
     with pytest.raises(ValueError, match="not a time-to-event"):
         cohort_statistic(patients, _spec("cr"), "km_estimate", 30.0)
@@ -106,8 +119,7 @@ def test_verdicts_and_plot():
 def test_bad_targets_section(tmp_path):
     from carkinetics.scenario.load import load_scenario
 
-    (tmp_path / "m.toml").write_text((__import__("pathlib").Path(__file__).parent / "data" / "models"
-                                      / "linear.toml").read_text())
+    (tmp_path / "m.toml").write_text((DATA / "models" / "linear.toml").read_text())
     (tmp_path / "s.toml").write_text("""
 [scenario]
 model = "m.toml"

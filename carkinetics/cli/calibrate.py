@@ -1,0 +1,86 @@
+"""``carkinetics calibrate``: fit one parameter set per product to reported targets."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("calibration", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--output", "-o", "output", type=str, default=None,
+              help="Folder for the parameter sets and the record (default: results/calibration/<name>).")
+@click.option("--write-parameter-sets", is_flag=True,
+              help="Write into the folder named by [calibration] output in the file (e.g. models/calibrated/<name>), "
+                   "replacing the parameter sets the scenarios read. Not with --output.")
+@click.option("--n", "n", default=None, type=click.IntRange(2), help="Virtual patients per scenario (default: file).")
+@click.option("--method", type=click.Choice(["nelder-mead", "differential_evolution"]), default=None,
+              help="Optimiser (default: file).")
+@click.option("--maxiter", default=None, type=click.IntRange(1),
+              help="Iteration budget: generations (differential evolution) or iterations per estimate (Nelder-Mead).")
+@click.option("--jobs", "-j", default=None, type=click.IntRange(1), help="Threads (default: all cores).")
+@click.option("--dry-run", is_flag=True, help="Check the file and list estimates and targets; simulate nothing.")
+def calibrate(calibration, output, write_parameter_sets, n, method, maxiter, jobs, dry_run):
+    """Fit one parameter set per product to the reported targets of the products' seed scenarios.
+
+    Results go to --output (default results/calibration/<name>); the parameter sets the
+    scenarios read (the file's [calibration] output) are replaced only with --write-parameter-sets.
+    """
+    import shlex
+
+    from carkinetics.studies.calibrate import calibrate as run_calibration
+    from carkinetics.studies.calibration_file import load_calibration
+    from carkinetics.studies.calibration_output import check_calibration_output, default_output, write_calibration
+    from carkinetics.studies.sweep_result import check_output_folder
+
+    if write_parameter_sets and output is not None:
+        raise click.UsageError("--write-parameter-sets writes to the folder of [calibration] output in the file; "
+                               "give either it or --output")
+    if output is not None:
+        check_output_folder(output)  # before the file is read: a bad -o is refused at once
+    cal = load_calibration(calibration)
+    if write_parameter_sets:
+        if cal.output is None:
+            raise click.UsageError(f"--write-parameter-sets: {calibration} names no folder of parameter sets "
+                                   f"([calibration] output)")
+        out = cal.output
+    else:
+        out = Path(output) if output is not None else default_output(cal)
+    out = check_calibration_output(cal, out)  # before anything is fitted
+    click.echo(f"{cal.name}: {len(cal.products)} products, {len(cal.estimates)} estimates "
+               f"({', '.join(cal.labels)}), {len(cal.targets)} targets, {len(cal.excluded)} excluded, "
+               f"{len(cal.fixed)} documented as fixed")
+    if dry_run:
+        for t in cal.targets:
+            click.echo(f"  {t.target_id:40s} {t.product:12s} {t.statistic:20s} {t.reported:<10.4g} se {t.se:.3g} "
+                       f"({t.se_source})")
+        for tid, why in cal.excluded.items():
+            click.echo(f"  excluded {tid}: {why}")
+        click.echo(f"would write to {os.path.normpath(out)}")
+        return
+
+    def progress(line):
+        """Redraw the optimiser's progress line on stderr."""
+        click.echo("\r" + line, nl=False, err=True)
+
+    result = run_calibration(cal, n=n, method=method, maxiter=maxiter, jobs=jobs, progress=progress)
+    click.echo("", err=True)
+    click.echo(f"objective {result.objective_initial:.4g} -> {result.objective:.4g} after {result.n_evaluations} "
+               f"evaluations ({result.seconds:.0f} s); {int((result.comparison['inside'] == True).sum())} of "  # noqa: E712
+               f"{int(result.comparison['inside'].notna().sum())} targets inside their reported interval "
+               f"(before: {int((result.comparison['inside_initial'] == True).sum())})")  # noqa: E712
+    for _, row in result.table().iterrows():
+        flag = "  (at a bound)" if row["at_bound"] else ""
+        click.echo(f"  {row['parameter']:32s} {row['product']:14s} {row['initial']:11.4g} -> {row['estimate']:11.4g}"
+                   f"{flag}")
+    files = write_calibration(result, out, command=shlex.join(["carkinetics", "calibrate", *sys.argv[2:]]))
+    click.echo(f"wrote {len(files)} files to {os.path.normpath(out)}")
+    if not write_parameter_sets and cal.output is not None:
+        same = os.path.realpath(out) == os.path.realpath(cal.output)
+        if not same:
+            click.echo(f"  the scenarios still read the parameter sets in {os.path.normpath(cal.output)} (unchanged); "
+                       f"to replace them, copy the product files there after review, or run "
+                       f"{shlex.join(['carkinetics', 'calibrate', str(calibration), '--write-parameter-sets'])}")

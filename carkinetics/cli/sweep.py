@@ -1,0 +1,78 @@
+"""``carkinetics sweep``: a virtual cohort at every point of a scenario's grid."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+def _int_list(text):
+    """Comma-separated grid point ids as a list of ints (None for None)."""
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in str(text).replace(" ", "").split(",") if x]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated point ids, got {text!r}") from None
+
+
+@click.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--output", "-o", "output", type=str, required=True,
+              help="Results folder (grid.csv, summary.csv, km.csv, points/, sweep.json, figures/).")
+@click.option("--n", "n", type=click.IntRange(min=1), default=None,
+              help="Virtual patients per grid point (default: [sweep] n, then [population] size).")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Seed; the same virtual patients at every grid point (common random numbers).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Threads (per Dask task on Dask).")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None,
+              help="Patients simulated at once (memory); results do not depend on it.")
+@click.option("--per-patient/--no-per-patient", default=None,
+              help="Also write each point's per-patient table (points/<id>/patients.csv.gz).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted sweep in OUTPUT (finished points are kept).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Run on Dask: 'local' for a local cluster or a scheduler address (tcp://host:8786). "
+                   "Needs pip install 'carkinetics[distributed]'.")
+@click.option("--dask-workers", type=click.IntRange(min=1), default=None, help="Workers of --scheduler local.")
+@click.option("--points", "points", default=None, metavar="IDS", help="Only these grid points (e.g. 0,3,5).")
+@click.option("--progress/--no-progress", default=True, help="Progress line on stderr.")
+@click.option("--plots/--no-plots", default=True, help="Draw the figures when the sweep is complete.")
+def sweep(scenario, output, n, seed, jobs, chunk_size, per_patient, resume, scheduler, dask_workers, points,
+          progress, plots):
+    """Run a virtual cohort at every point of the scenario's [sweep] grid."""
+    from carkinetics.scenario.load import load_scenario
+    from carkinetics.studies.sweep_result import check_output_folder
+    from carkinetics.studies.sweep import sweep as run_sweep
+
+    check_output_folder(output)  # a bad -o is refused before anything is read or computed
+    point_ids = _int_list(points)
+    sc = load_scenario(scenario)
+    output = Path(output)
+    try:
+        result = run_sweep(sc, output, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size, per_patient=per_patient,
+                           resume=resume, scheduler=scheduler, dask_workers=dask_workers,
+                           progress=progress, points=point_ids)
+    except KeyboardInterrupt:
+        import json
+
+        try:
+            info = json.loads((output / "sweep.json").read_text(encoding="utf-8"))
+            finished, command = len(info["finished"]), info["resume_command"]
+        except (OSError, ValueError, KeyError, TypeError):
+            finished = command = None
+        if finished:
+            click.echo(f"\ninterrupted: {finished} of {info['n_points']} grid points finished and kept in "
+                       f"{output}; continue with: {command}", err=True)
+        else:
+            click.echo("\ninterrupted before any grid point finished", err=True)
+        sys.exit(130)
+    info = result.info
+    click.echo(f"{sc.name}: {len(info['finished'])} of {info['n_points']} grid points finished "
+               f"({info['status']}), results in {output}")
+    if plots and info["status"] == "complete":
+        from carkinetics.studies.figures import plot_results
+
+        files = plot_results(output)
+        click.echo(f"  {len(files)} figures in {output / 'figures'}")

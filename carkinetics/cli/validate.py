@@ -1,0 +1,53 @@
+"""``carkinetics validate``: compare the seed scenarios with their reported targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from carkinetics.cli.common import PatientProgress
+
+
+@click.command()
+@click.argument("scenarios", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--output", "-o", "output", type=str, default=None, metavar="DIRECTORY",
+              help="Folder for validation.csv, validation.png and validation.json (files of an earlier run there "
+                   "are removed; a folder with other files is refused).")
+@click.option("--n", "n", type=click.IntRange(1), default=2000, show_default=True,
+              help="Virtual patients per seed scenario.")
+@click.option("--seed", type=click.IntRange(0), default=1, show_default=True, help="Random seed.")
+@click.option("--jobs", "-j", type=click.IntRange(1), default=None, help="Threads (default: all cores).")
+def validate(scenarios, output, n, seed, jobs):
+    """Run the seed scenarios (default: every shipped scenario with [targets]) and compare
+    each simulated endpoint with its reported value and 95% interval.
+
+    The exit status is 0 whatever the verdicts: they are data.
+    """
+    from carkinetics.io.atomic import check_output_dir
+    from carkinetics.studies.validate import VALIDATION_FILES, run_validation, verdict_counts
+
+    if output is not None:
+        check_output_dir(output, clean=True, known=VALIDATION_FILES)  # before anything is simulated
+        output = Path(output)
+    table = run_validation(scenarios or None, n=n, seed=seed, jobs=jobs, output=output,
+                           progress_factory=lambda sc, total: PatientProgress(sc.name))
+    fmt = "{:<34s} {:<8s} {:>9s} [{:>9s}, {:>9s}]  {:>9s} [{:>9s}, {:>9s}]  {}"
+    click.echo(fmt.format("target", "role", "reported", "lower", "upper", "simulated", "MC lo", "MC hi", "verdict"))
+
+    def g(x):
+        """A number for the table: 4 significant digits, empty for NaN."""
+        return "" if x != x else f"{x:.4g}"
+
+    for r in table.itertuples():
+        verdict = {True: "inside", False: "OUTSIDE"}.get(r.inside, "no interval")
+        click.echo(fmt.format(r.target_id, r.role, g(r.reported), g(r.reported_lower), g(r.reported_upper),
+                              g(r.simulated), g(r.mc_lower), g(r.mc_upper), verdict))
+    c = verdict_counts(table)
+    share = c["inside"] / c["outcome_rows"] if c["outcome_rows"] else float("nan")
+    click.echo(f"{c['inside']} of {c['outcome_rows']} outcome rows inside the reported 95% interval "
+               f"({share:.0%}); {c['outside']} outside, {c['no_interval']} without an interval; "
+               f"{c['inputs']} rows are protocol inputs")
+    if output is not None:
+        for f in ("validation.csv", "validation.png", "validation.json"):
+            click.echo(f"  wrote {Path(output) / f}")

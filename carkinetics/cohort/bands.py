@@ -1,0 +1,364 @@
+"""Quantile bands of a cohort's outputs over time, from streaming log-linear histograms.
+
+Values are binned by the top bits of their IEEE-754 representation: each octave
+``[2^e, 2^(e+1))`` is split into ``2^BAND_BITS = 64`` equal bins, so a bin is at most
+1.56% of its value wide (0.0068 decade; 64 x 3.32 = 213 bins per decade). Exact zeros
+are counted apart, negative values are binned the same way by magnitude, NaN is left
+out; magnitudes below ``BAND_FLOOR`` (2^-70, about 8.5e-22) share one bin and those
+above ``BAND_CEILING`` (2^100, about 1.3e30) another, so the range, and the memory, is
+bounded whatever N. A quantile is the inverted-CDF order statistic ``k = ceil(q n)``
+placed inside its bin by linear interpolation of the rank: within one bin of
+``numpy.quantile(x, q, method="inverted_cdf")``. Memory is 4 bytes per (arm, output,
+output time, bin between the smallest and largest value seen). Histogram counts are sums,
+so the bands do not depend on how the patients were split into chunks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+BAND_BITS = 6
+_SHIFT = 52 - BAND_BITS
+_MAG = np.int64(0x7FFFFFFFFFFFFFFF)
+BAND_FLOOR = 2.0 ** -70  # ~8.5e-22: smaller magnitudes share one bin [0, floor)
+BAND_CEILING = 2.0 ** 100  # ~1.3e30: larger magnitudes share one bin, read as the ceiling
+_KEY_MIN = int(np.array(BAND_FLOOR).view(np.int64)) >> _SHIFT
+_KEY_UNDER = _KEY_MIN - 1
+_KEY_OVER = int(np.array(BAND_CEILING).view(np.int64)) >> _SHIFT
+_GROW_MARGIN = 4 << BAND_BITS  # bins added beyond the values seen when a histogram grows (4 octaves)
+_SAMPLE_ROWS = 256  # patients whose values size an empty histogram
+_MISSED_BUFFER = 1 << 16  # values outside the range recorded for a second, short pass
+_NO_KEY = 1 << 40  # first key of an empty side's dummy row: above every key of a float64
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+QUANTILE_COLUMNS = ("q05", "q25", "q50", "q75", "q95")
+BAND_RESOLUTION = (f"log-linear histogram: 2^{BAND_BITS} = {2 ** BAND_BITS} equal bins per octave (a bin is at most "
+                   f"{100 / 2 ** BAND_BITS:.2f}% of its value wide, {math.log10(1 + 2.0 ** -BAND_BITS):.4f} decade); "
+                   f"magnitudes below {BAND_FLOOR:.2g} share one bin [0, {BAND_FLOOR:.2g}), above "
+                   f"{BAND_CEILING:.2g} one bin read as {BAND_CEILING:.2g}; exact zeros counted apart; quantile = "
+                   f"inverted-CDF order statistic placed in its bin by linear interpolation of the rank")
+
+
+@njit(cache=True, nogil=True)
+def _key(bits):
+    """Bin of a magnitude's bit pattern, clamped to [_KEY_UNDER, _KEY_OVER]."""
+    k = bits >> _SHIFT
+    if k < _KEY_MIN:
+        return _KEY_UNDER
+    if k > _KEY_OVER:
+        return _KEY_OVER
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _accumulate(bits, vals, ok, pos, pos_lo, neg, neg_lo, zeros, nans, missed, buffer):
+    """Count values whose bin lies in the current range; note the others.
+
+    ``pos``/``neg`` have shape (n_bins, n_times), bin ``k`` in row ``k - lo``.
+    ``missed`` = (min, max) key of positive, then negative values outside the
+    current ranges (min > max when none), then their number; the flat indices
+    ``i * n_times + t`` of the first ``len(buffer)`` of them go to ``buffer``.
+    """
+    n, n_t = vals.shape
+    pos_hi = pos_lo + pos.shape[0] - 1
+    neg_hi = neg_lo + neg.shape[0] - 1
+    big = np.int64(1) << 62
+    pmin, pmax, nmin, nmax = big, -big, big, -big
+    n_missed = 0
+    cap = buffer.shape[0]
+    # Fast path: a positive value whose raw key lies in the positive range (one unsigned
+    # comparison; zero, negative, NaN, infinite values and keys outside the range fail it and
+    # take the full test below, which clamps keys as _key does: same counts, ~2x faster).
+    flat = pos.reshape(-1)
+    n_pos = np.uint64(pos.shape[0])
+    u_t = np.uint64(n_t)
+    for i in range(n):
+        if not ok[i]:
+            continue
+        for t in range(n_t):
+            j = np.uint64((bits[i, t] >> _SHIFT) - pos_lo)
+            if j < n_pos:
+                flat[j * u_t + np.uint64(t)] += np.uint32(1)
+                continue
+            x = vals[i, t]
+            if x > 0:
+                k = _key(bits[i, t])
+                if k >= pos_lo and k <= pos_hi:
+                    pos[k - pos_lo, t] += 1
+                else:
+                    pmin = min(pmin, k)
+                    pmax = max(pmax, k)
+                    if n_missed < cap:
+                        buffer[n_missed] = i * n_t + t
+                    n_missed += 1
+            elif x < 0:
+                k = _key(bits[i, t] & _MAG)
+                if k >= neg_lo and k <= neg_hi:
+                    neg[k - neg_lo, t] += 1
+                else:
+                    nmin = min(nmin, k)
+                    nmax = max(nmax, k)
+                    if n_missed < cap:
+                        buffer[n_missed] = i * n_t + t
+                    n_missed += 1
+            elif x == 0:
+                zeros[t] += 1
+            else:
+                nans[t] += 1
+    missed[0] = pmin
+    missed[1] = pmax
+    missed[2] = nmin
+    missed[3] = nmax
+    missed[4] = n_missed
+
+
+@njit(cache=True, nogil=True)
+def _accumulate_listed(bits, vals, buffer, n_listed, pos, pos_lo, neg, neg_lo):
+    """Count the values at the flat indices ``buffer[:n_listed]`` (after the histograms grew)."""
+    n_t = vals.shape[1]
+    for j in range(n_listed):
+        i = buffer[j] // n_t
+        t = buffer[j] - i * n_t
+        if vals[i, t] > 0:
+            pos[_key(bits[i, t]) - pos_lo, t] += 1
+        else:
+            neg[_key(bits[i, t] & _MAG) - neg_lo, t] += 1
+
+
+@njit(cache=True, nogil=True)
+def _accumulate_outside(bits, vals, ok, pos, pos_lo, old_pos_lo, old_pos_hi, neg, neg_lo, old_neg_lo, old_neg_hi):
+    """Count the values that fell outside the old ranges, once the histograms have grown."""
+    n, n_t = vals.shape
+    for i in range(n):
+        if not ok[i]:
+            continue
+        for t in range(n_t):
+            x = vals[i, t]
+            if x > 0:
+                k = _key(bits[i, t])
+                if k < old_pos_lo or k > old_pos_hi:
+                    pos[k - pos_lo, t] += 1
+            elif x < 0:
+                k = _key(bits[i, t] & _MAG)
+                if k < old_neg_lo or k > old_neg_hi:
+                    neg[k - neg_lo, t] += 1
+
+
+def _key_edges(keys: np.ndarray):
+    """Lower and upper edge (magnitudes) of the bins with these keys."""
+    keys = keys.astype(np.int64)
+    lo = (np.clip(keys, _KEY_MIN, _KEY_OVER) << _SHIFT).view(np.float64)
+    hi = ((np.clip(keys, _KEY_MIN, _KEY_OVER) + 1) << _SHIFT).view(np.float64)
+    lo = np.where(keys == _KEY_UNDER, 0.0, lo)
+    hi = np.where(keys == _KEY_UNDER, BAND_FLOOR, np.where(keys == _KEY_OVER, lo, hi))
+    return lo, hi
+
+
+class BandHistogram:
+    """Counts of one output's values at each output time, in log-linear bins.
+
+    See the module documentation for the bins. The bin range grows as values
+    arrive (rows of ``pos``/``neg``, shape (n_bins, n_times)); counts are unsigned
+    32-bit. Sums of histograms are histograms, so the counts do not depend on how
+    the values were split into chunks.
+    """
+
+    def __init__(self, n_times: int):
+        self.n_times = n_times
+        self.pos = np.zeros((0, n_times), dtype=np.uint32)
+        self.pos_lo = 0
+        self.neg = np.zeros((0, n_times), dtype=np.uint32)
+        self.neg_lo = 0
+        self.zeros = np.zeros(n_times, dtype=np.int64)
+        self.nans = np.zeros(n_times, dtype=np.int64)
+
+    @staticmethod
+    def _grow(arr, lo, kmin, kmax):
+        """``arr`` extended to hold keys kmin..kmax, with a margin so that it rarely grows again."""
+        if kmin > kmax:
+            return arr, lo
+        if arr.shape[0] and kmin >= lo and kmax <= lo + arr.shape[0] - 1:
+            return arr, lo
+        new_lo = max(_KEY_UNDER, kmin - _GROW_MARGIN)
+        new_hi = min(_KEY_OVER, kmax + _GROW_MARGIN)
+        if arr.shape[0] == 0:
+            return np.zeros((new_hi - new_lo + 1, arr.shape[1]), dtype=np.uint32), new_lo
+        new_lo, new_hi = min(lo, new_lo), max(lo + arr.shape[0] - 1, new_hi)
+        out = np.zeros((new_hi - new_lo + 1, arr.shape[1]), dtype=np.uint32)
+        out[lo - new_lo:lo - new_lo + arr.shape[0]] = arr
+        return out, new_lo
+
+    @staticmethod
+    def _bounds(arr, lo):
+        return (lo, lo + arr.shape[0] - 1) if arr.shape[0] else (1, 0)  # empty: lo > hi
+
+    @staticmethod
+    def _nonempty(arr):
+        return arr if arr.shape[0] else np.zeros((1, arr.shape[1]), dtype=np.uint32)
+
+    def add(self, values: np.ndarray, ok: np.ndarray) -> None:
+        """Count ``values`` (n_patients, n_times) of the patients where ``ok`` is true."""
+        vals = np.ascontiguousarray(values, dtype=np.float64)
+        ok = np.ascontiguousarray(ok, dtype=np.bool_)
+        bits = vals.view(np.int64)
+        if self.pos.shape[0] == 0 and self.neg.shape[0] == 0:
+            # size the ranges from the first patients, so most values fit in one pass
+            sample = vals[np.flatnonzero(ok)[:_SAMPLE_ROWS]]
+            keys = np.minimum(np.maximum(np.abs(sample).view(np.int64) >> _SHIFT, _KEY_UNDER), _KEY_OVER)
+            for side, sel in (("pos", sample > 0), ("neg", sample < 0)):
+                if sel.any():
+                    arr, lo = self._grow(getattr(self, side), 0, int(keys[sel].min()), int(keys[sel].max()))
+                    setattr(self, side, arr)
+                    setattr(self, side + "_lo", lo)
+        missed = np.empty(5, dtype=np.int64)
+        buffer = np.empty(_MISSED_BUFFER, dtype=np.int64)
+        p_old, n_old = self._bounds(self.pos, self.pos_lo), self._bounds(self.neg, self.neg_lo)
+        # an empty side gets a dummy row at a key no value has, so nothing lands in it
+        _accumulate(bits, vals, ok, self._nonempty(self.pos), np.int64(self.pos_lo if self.pos.shape[0] else _NO_KEY),
+                    self._nonempty(self.neg), np.int64(self.neg_lo if self.neg.shape[0] else _NO_KEY), self.zeros,
+                    self.nans, missed, buffer)
+        pmin, pmax, nmin, nmax, n_missed = (int(x) for x in missed)
+        if n_missed:
+            self.pos, self.pos_lo = self._grow(self.pos, self.pos_lo, pmin, pmax)
+            self.neg, self.neg_lo = self._grow(self.neg, self.neg_lo, nmin, nmax)
+            pos, neg = self._nonempty(self.pos), self._nonempty(self.neg)
+            if n_missed <= len(buffer):
+                _accumulate_listed(bits, vals, buffer, n_missed, pos, np.int64(self.pos_lo), neg,
+                                   np.int64(self.neg_lo))
+            else:
+                _accumulate_outside(bits, vals, ok, pos, np.int64(self.pos_lo), np.int64(p_old[0]),
+                                    np.int64(p_old[1]), neg, np.int64(self.neg_lo), np.int64(n_old[0]),
+                                    np.int64(n_old[1]))
+
+    def merged(self, other: "BandHistogram") -> "BandHistogram":
+        """The sum of two histograms (e.g. of the arms of a cohort)."""
+        out = BandHistogram(self.n_times)
+        for side in ("pos", "neg"):
+            arrs = [(getattr(h, side), getattr(h, side + "_lo")) for h in (self, other) if getattr(h, side).shape[0]]
+            if not arrs:
+                continue
+            lo = min(a_lo for _, a_lo in arrs)
+            hi = max(a_lo + a.shape[0] - 1 for a, a_lo in arrs)
+            acc = np.zeros((hi - lo + 1, self.n_times), dtype=np.uint32)
+            for a, a_lo in arrs:
+                acc[a_lo - lo:a_lo - lo + a.shape[0]] += a
+            setattr(out, side, acc)
+            setattr(out, side + "_lo", lo)
+        out.zeros = self.zeros + other.zeros
+        out.nans = self.nans + other.nans
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the counts (bytes)."""
+        return int(self.pos.nbytes + self.neg.nbytes + self.zeros.nbytes + self.nans.nbytes)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Non-NaN values counted per time."""
+        return self.pos.sum(axis=0, dtype=np.int64) + self.neg.sum(axis=0, dtype=np.int64) + self.zeros
+
+    def quantiles(self, qs=QUANTILES) -> np.ndarray:
+        """Quantiles (n_times, len(qs)); NaN where no value was counted."""
+        n_lo, n_hi = _key_edges(self.neg_lo + np.arange(self.neg.shape[0]))
+        p_lo, p_hi = _key_edges(self.pos_lo + np.arange(self.pos.shape[0]))
+        out = np.full((self.n_times, len(qs)), np.nan)
+        _quantiles(self._nonempty(self.pos), p_lo if len(p_lo) else np.zeros(1), p_hi if len(p_hi) else np.zeros(1),
+                   self._nonempty(self.neg), n_lo if len(n_lo) else np.zeros(1),
+                   n_hi if len(n_hi) else np.zeros(1), self.zeros, np.asarray(qs, dtype=np.float64), out)
+        return out
+
+
+@njit(cache=True, nogil=True)
+def _quantiles(pos, p_lo, p_hi, neg, n_lo, n_hi, zeros, qs, out):
+    """Inverted-CDF quantiles from the histograms, interpolated within their bins.
+
+    Values in ascending order: negative bins from the largest magnitude down, the
+    zeros, then positive bins. ``p_lo``/``p_hi`` (``n_lo``/``n_hi``) are the
+    magnitude edges of each row of ``pos`` (``neg``). Rows are walked in order, so
+    memory is read contiguously.
+    """
+    n_t = zeros.shape[0]
+    n_q = qs.shape[0]
+    total = zeros.copy()
+    for r in range(pos.shape[0]):
+        for t in range(n_t):
+            total[t] += pos[r, t]
+    for r in range(neg.shape[0]):
+        for t in range(n_t):
+            total[t] += neg[r, t]
+    target = np.zeros((n_t, n_q), dtype=np.int64)
+    for t in range(n_t):
+        for j in range(n_q):
+            k = int(math.ceil(qs[j] * total[t] - 1e-9))
+            target[t, j] = min(max(k, 1), total[t])
+    seen = np.zeros(n_t, dtype=np.int64)
+    for r in range(neg.shape[0] - 1, -1, -1):
+        for t in range(n_t):
+            c = neg[r, t]
+            if c == 0:
+                continue
+            for j in range(n_q):
+                k = target[t, j]
+                if seen[t] < k <= seen[t] + c:
+                    out[t, j] = -n_hi[r] + (k - seen[t] - 0.5) / c * (n_hi[r] - n_lo[r])
+            seen[t] += c
+    for t in range(n_t):
+        c = zeros[t]
+        for j in range(n_q):
+            k = target[t, j]
+            if c > 0 and seen[t] < k <= seen[t] + c:
+                out[t, j] = 0.0
+        seen[t] += c
+    for r in range(pos.shape[0]):
+        for t in range(n_t):
+            c = pos[r, t]
+            if c == 0:
+                continue
+            for j in range(n_q):
+                k = target[t, j]
+                if seen[t] < k <= seen[t] + c:
+                    out[t, j] = p_lo[r] + (k - seen[t] - 0.5) / c * (p_hi[r] - p_lo[r])
+            seen[t] += c
+
+
+def band_table(histograms, band_names, arm_names, times, all_arms):
+    """The long table of quantile bands: ``arm, output, time, n, q05, q25, q50, q75, q95``.
+
+    Parameters
+    ----------
+    histograms : mapping of (int, str) to BandHistogram
+        By (arm index, output name).
+    band_names : sequence of str
+        The outputs, in the order of the table.
+    arm_names : sequence of str
+        The arms, in the order of their index.
+    times : ndarray, shape (n_times,)
+        The output times (model time unit).
+    all_arms : str
+        Name of the whole cohort, listed after the arms when there are several.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    import pandas as pd
+
+    rows = []
+    arm_list = list(enumerate(arm_names))
+    for name in band_names:
+        per_arm = [(a, histograms[(k, name)]) for k, a in arm_list]
+        if len(per_arm) > 1:
+            total = per_arm[0][1]
+            for _, h in per_arm[1:]:
+                total = total.merged(h)
+            per_arm.append((all_arms, total))
+        for a, h in per_arm:
+            q = h.quantiles()
+            frame = pd.DataFrame({"arm": a, "output": name, "time": times, "n": h.counts})
+            for j, col in enumerate(QUANTILE_COLUMNS):
+                frame[col] = q[:, j]
+            rows.append(frame)
+    return pd.concat(rows, ignore_index=True)

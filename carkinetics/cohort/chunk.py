@@ -1,0 +1,397 @@
+"""Simulating a cohort chunk by chunk: per-arm events, one chunk of patients, the engine thread.
+
+:class:`ChunkSimulator` draws the patients ``start..stop-1`` of a cohort design and simulates
+them arm by arm with :func:`~carkinetics.simulation.simulate.simulate_batch`;
+:func:`endpoint_values` reduces a simulated chunk to its status and endpoint columns. Both are
+shared by :func:`carkinetics.cohort.pipeline.run_cohort` and the typical patients of
+:mod:`carkinetics.studies.typical_patients`. :class:`EngineThread` runs the chunks in a thread, so that
+their reduction overlaps the simulation.
+
+Every result is independent of the chunk size and of the number of threads: the patients'
+random numbers depend only on the seed and the patient index, and the engine's arithmetic
+per patient is the same in any batch.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time as _time
+from dataclasses import dataclass
+
+import numpy as np
+
+from carkinetics.errors import CarKineticsError
+from carkinetics.model import expressions
+from carkinetics.scenario.population import DEFAULT_ARM
+
+#: Finished chunks that may wait for their reduction: at most this many, and this many bytes.
+QUEUE_CHUNKS, QUEUE_BYTES = 4, 100e6
+#: Target size of one chunk's saved outputs (bytes; up to QUEUE_CHUNKS + 2 chunks are alive at once).
+CHUNK_BYTES = 32e6
+#: Largest chunk of saved values (patients x times x outputs, 8 bytes each) simulated at once.
+MAX_CHUNK_GIB = 2.0
+#: Order in which the actions of one event are applied, by kind.
+KIND_ORDER = {"multiply": 0, "set": 1, "add": 2, "set_parameter": 3}
+
+
+class CohortError(CarKineticsError, ValueError):
+    """A cohort run cannot start (no size, unknown output, bad chunk size...)."""
+
+
+def default_chunk_size(n_times: int, n_saved: int) -> int:
+    """Patients per chunk: about 32 MB of saved values, a multiple of 4096 where possible.
+
+    Parameters
+    ----------
+    n_times : int
+        Output times per patient.
+    n_saved : int
+        Outputs and states saved per patient and time.
+
+    Returns
+    -------
+    int
+    """
+    size = int(CHUNK_BYTES / (8.0 * max(1, n_times) * max(1, n_saved)))
+    if size >= 4096:
+        return min(16384, size - size % 4096)
+    return max(16, size)
+
+
+def check_chunk_size(chunk_size, n_times, n_saved, path) -> int:
+    """The chunk size as an int, or the default one when it is None.
+
+    Parameters
+    ----------
+    chunk_size : int or None
+        Patients simulated at once.
+    n_times, n_saved : int
+        Output times, and outputs and states saved, per patient.
+    path : path-like
+        The scenario file, for the message.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    CohortError
+        If it is not a whole number >= 1, or a chunk would hold more than :data:`MAX_CHUNK_GIB`.
+    """
+    if chunk_size is None:
+        chunk_size = default_chunk_size(n_times, n_saved)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise CohortError(f"chunk_size must be a whole number >= 1, got {chunk_size!r}")
+    chunk_size = int(chunk_size)
+    chunk_gib = 8.0 * chunk_size * n_times * max(1, n_saved) / 1024**3
+    if chunk_gib > MAX_CHUNK_GIB:
+        raise CohortError(f"{path}: chunk_size = {chunk_size:,} patients x {n_times:,} output times x "
+                          f"{max(1, n_saved)} saved outputs needs {chunk_gib:,.1f} GiB per chunk; at most "
+                          f"{MAX_CHUNK_GIB:g} GiB (choose a smaller chunk size)")
+    return chunk_size
+
+
+def typical_design(design):
+    """A copy of a cohort design whose patients are all typical.
+
+    Covariates are at their typical values and there is no between-patient variability;
+    arms, variables and the random numbers of random events are those of ``design``.
+
+    Parameters
+    ----------
+    design : carkinetics.scenario.sampling.CohortDesign
+
+    Returns
+    -------
+    carkinetics.scenario.sampling.CohortDesign
+        ``design.typical_patients()``.
+    """
+    return design.typical_patients()
+
+
+class ArmEvents:
+    """The schedule of one arm and the expressions behind its per-patient event arrays.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    arm_name : str
+        An arm of the scenario, or :data:`~carkinetics.scenario.population.DEFAULT_ARM`.
+    typical_env : dict
+        Names usable in event expressions at the typical patient's values (with the
+        arm's variables), for the arm's schedule.
+    """
+
+    def __init__(self, scenario, arm_name, typical_env):
+        self.specs = scenario.events_for_arm(None if arm_name == DEFAULT_ARM else arm_name)
+        self.schedule = scenario.schedule(typical_env, None if arm_name == DEFAULT_ARM else arm_name)
+        self.time_exprs = [s.time for s in self.specs]
+        self.action_exprs = []
+        for s in self.specs:
+            for kind, target, e in sorted(s.actions, key=lambda a: KIND_ORDER[a[0]]):
+                self.action_exprs.append(e)
+        # constant expressions need no per-patient arrays
+        self.constant = all(e.op == "num" for e in self.time_exprs + self.action_exprs)
+
+    def arrays(self, env, n):
+        """Per-patient event times and action values, shape (n, n_events) and (n, n_actions).
+
+        Parameters
+        ----------
+        env : dict
+            Name -> value or array of ``n`` values (:meth:`Draws.env
+            <carkinetics.scenario.sampling.Draws.env>`).
+        n : int
+            Patients.
+
+        Returns
+        -------
+        tuple of ndarray or (None, None)
+            (None, None) when every expression is a constant (the schedule's own values).
+        """
+        if self.constant:
+            return None, None
+        times = np.empty((n, len(self.time_exprs)))
+        for j, e in enumerate(self.time_exprs):
+            times[:, j] = np.broadcast_to(np.asarray(expressions.evaluate(e, env), dtype=float), (n,))
+        values = np.empty((n, len(self.action_exprs)))
+        for j, e in enumerate(self.action_exprs):
+            values[:, j] = np.broadcast_to(np.asarray(expressions.evaluate(e, env), dtype=float), (n,))
+        return times, values
+
+
+@dataclass
+class Chunk:
+    """Patients of one chunk, drawn and simulated.
+
+    Attributes
+    ----------
+    draws : carkinetics.scenario.sampling.Draws
+    uniforms : ndarray, shape (n, n_uniforms)
+        Random numbers of the endpoints' random events.
+    sims : list of (int, ndarray, BatchResult)
+        Per arm with patients: the arm's index, the rows of its patients in the chunk and
+        their simulation.
+    draw_seconds, simulate_seconds : float
+        Time spent drawing (with the event arrays) and simulating (s).
+    """
+
+    draws: object
+    uniforms: np.ndarray
+    sims: list
+    draw_seconds: float = 0.0
+    simulate_seconds: float = 0.0
+
+
+def saved_series(result, name):
+    """The values of a saved output or state of a batch result, shape (n, n_times)."""
+    return result.output(name) if name in result.output_names else result.state(name)
+
+
+class ChunkSimulator:
+    """Draws and simulates chunks of a cohort design's patients, arm by arm.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    design : carkinetics.scenario.sampling.CohortDesign
+    outputs : sequence of str
+        Outputs and states of the model to save.
+    jobs : int, optional
+        Threads of the engine (default: all cores).
+    n_uniforms : int
+        Random numbers per patient for the endpoints' random events.
+    """
+
+    def __init__(self, scenario, design, outputs, *, jobs=None, n_uniforms=0):
+        from carkinetics.simulation.simulate import simulate_batch  # looked up per run (tests replace it)
+
+        model = scenario.model
+        self.scenario = scenario
+        self.design = design
+        self.model = model
+        self.jobs = jobs
+        self.n_uniforms = n_uniforms
+        self._simulate_batch = simulate_batch
+        typical_env = scenario.default_env()
+        typical_env.update(design.variables)
+        self.arm_events = [ArmEvents(scenario, a.name, {**typical_env, **a.variables}) for a in design.arms]
+        self.save_outputs = [x for x in outputs if x in model.output_names]
+        self.save_states = [x for x in outputs if x not in model.output_names]
+
+    def draw(self, start, stop):
+        """Draws and uniforms of the patients ``start..stop-1``."""
+        draws = self.design.draw(start, stop)
+        uniforms = (self.design.uniforms(start, stop, self.n_uniforms) if self.n_uniforms
+                    else np.zeros((stop - start, 0)))
+        return draws, uniforms
+
+    def arm_inputs(self, draws):
+        """``(arm index, patient rows, event times, action values)`` of each arm with patients."""
+        names = self.model.parameter_names
+        inputs = []
+        for k, arm_ev in enumerate(self.arm_events):
+            mask = draws.arm == k
+            idx = np.flatnonzero(mask)
+            if idx.size:
+                inputs.append((k, idx, *arm_ev.arrays(draws.env(names, mask), idx.size)))
+        return inputs
+
+    def simulate(self, draws, inputs, kernel_ready=None):
+        """Simulate the patients of ``draws`` arm by arm; return ``(sims, seconds)`` (see :class:`Chunk`).
+
+        ``kernel_ready``: a :class:`threading.Event` set once the compiled kernel is loaded; while
+        it is not set, two patients are simulated first (loading the kernel is ~0.4 s of
+        interpreter work, done before the calling thread's imports compete with it for the
+        interpreter lock).
+        """
+        simulate_batch = self._simulate_batch
+        times = self.scenario.times
+        kwargs = dict(options=self.scenario.solver, t0=self.scenario.t0, n_threads=self.jobs,
+                      save_states=self.save_states, save_outputs=self.save_outputs)
+        sims = []
+        seconds = 0.0
+        for k, idx, ev_times, act_values in inputs:
+            ta = _time.perf_counter()
+            schedule = self.arm_events[k].schedule
+            if kernel_ready is not None and not kernel_ready.is_set() and idx.size > 2:
+                try:
+                    simulate_batch(self.model, schedule, times, draws.parameters[idx[:2]],
+                                   event_times=None if ev_times is None else ev_times[:2],
+                                   action_values=None if act_values is None else act_values[:2], **kwargs)
+                finally:
+                    kernel_ready.set()
+            res = simulate_batch(self.model, schedule, times, draws.parameters[idx], event_times=ev_times,
+                                 action_values=act_values, **kwargs)
+            if kernel_ready is not None:
+                kernel_ready.set()
+            seconds += _time.perf_counter() - ta
+            sims.append((k, idx, res))
+        return sims, seconds
+
+    def run(self, draws, uniforms, kernel_ready=None, draw_seconds=0.0) -> Chunk:
+        """Simulate drawn patients (see :meth:`simulate` for ``kernel_ready``).
+
+        Parameters
+        ----------
+        draws : carkinetics.scenario.sampling.Draws
+        uniforms : ndarray, shape (n, n_uniforms)
+        kernel_ready : threading.Event, optional
+        draw_seconds : float
+            Time spent drawing them (s), added to the time of the event arrays.
+
+        Returns
+        -------
+        Chunk
+        """
+        t0 = _time.perf_counter()
+        inputs = self.arm_inputs(draws)
+        draw_seconds += _time.perf_counter() - t0
+        sims, simulate_seconds = self.simulate(draws, inputs, kernel_ready)
+        return Chunk(draws, uniforms, sims, draw_seconds, simulate_seconds)
+
+    def chunk(self, start, stop, kernel_ready=None) -> Chunk:
+        """Draw and simulate the patients ``start..stop-1`` (see :meth:`simulate` for ``kernel_ready``)."""
+        t0 = _time.perf_counter()
+        draws, uniforms = self.draw(start, stop)
+        return self.run(draws, uniforms, kernel_ready, _time.perf_counter() - t0)
+
+
+def endpoint_values(chunk, endpoints, columns, times, horizon):
+    """Status and endpoint values of a simulated chunk's patients (NaN for failed patients).
+
+    Parameters
+    ----------
+    chunk : Chunk
+    endpoints : object or None
+        The scenario's endpoints (``compute``, ``outputs_needed``); None for none.
+    columns : sequence of str
+        The endpoint columns to return.
+    times : ndarray
+        Output times (model time unit).
+    horizon : float
+        The scenario's horizon (model time unit).
+
+    Returns
+    -------
+    status : ndarray of int64, shape (n,)
+    values : dict of str to ndarray, shape (n,)
+    """
+    m = chunk.uniforms.shape[0]
+    status = np.zeros(m, dtype=np.int64)
+    values = {col: np.full(m, np.nan) for col in columns}
+    for k, idx, res in chunk.sims:
+        status[idx] = res.status
+        ok = res.status == 0
+        if endpoints:
+            vals = endpoints.compute(times, {x: np.ascontiguousarray(saved_series(res, x))
+                                             for x in endpoints.outputs_needed}, chunk.uniforms[idx], horizon)
+            for col in columns:
+                values[col][idx] = np.where(ok, np.asarray(vals[col], dtype=float), np.nan)
+    return status, values
+
+
+class EngineThread:
+    """Runs ``simulate(start)`` for each chunk start, in order, in a thread.
+
+    :meth:`get` returns the results in the same order. At most ``depth`` finished chunks
+    wait in the queue (the thread blocks until one is taken); an exception in the thread
+    is raised by :meth:`get`.
+
+    Parameters
+    ----------
+    simulate : callable(int)
+        Simulates the chunk starting at a patient index.
+    starts : iterable of int
+        The chunks' first patients.
+    depth : int
+        Finished chunks that may wait.
+    """
+
+    def __init__(self, simulate, starts, depth):
+        self._queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(simulate, list(starts)),
+                                        name="carkinetics-engine", daemon=True)
+
+    def start(self):
+        """Start simulating."""
+        self._thread.start()
+
+    def is_alive(self):
+        """Whether the thread is still running."""
+        return self._thread.is_alive()
+
+    def _put(self, item):
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, simulate, starts):
+        try:
+            for start in starts:
+                if self._stop.is_set() or not self._put((True, simulate(start))):
+                    return
+        except BaseException as err:  # handed to the calling thread
+            self._put((False, err))
+
+    def get(self):
+        """The next chunk's result (waits for it), or the exception raised in the thread."""
+        ok, item = self._queue.get()
+        if not ok:
+            raise item
+        return item
+
+    def close(self):
+        """Stop after the chunk being simulated (if any) and wait for the thread."""
+        self._stop.set()
+        while self._thread.is_alive():
+            self._thread.join(0.05)
+        while not self._queue.empty():  # free the outputs of chunks nobody took
+            self._queue.get_nowait()

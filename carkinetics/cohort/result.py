@@ -1,0 +1,187 @@
+"""The result of a virtual cohort run: :class:`CohortResult`, its files, and reading them back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from carkinetics.errors import DataError
+from carkinetics.io.csv import write_csv
+
+#: Files ``carkinetics run`` writes (typical patient or cohort). The output folder belongs to the
+#: run: the files of an earlier run are replaced or removed, files carkinetics did not write make
+#: it refuse before it computes (:func:`carkinetics.io.atomic.atomic_output_dir` with ``clean=True``).
+#: These names are recognised as an earlier run's in a folder without manifest (written before
+#: manifests were kept).
+RUN_FILES = ("trajectory.csv", "outputs.png", "run.json", "patients.csv", "summary.csv", "bands.csv", "km.csv",
+             "observed.csv", "trajectories.csv", "bands.png", "km.png")
+
+
+@dataclass
+class CohortResult:
+    """What :func:`carkinetics.cohort.pipeline.run_cohort` returns.
+
+    Attributes
+    ----------
+    patients : pandas.DataFrame
+        One row per patient: ``patient`` (0-based index), ``arm``, covariates, the
+        parameters that vary between patients (``param_NAME``), ``status`` (0 = solved;
+        see :data:`carkinetics.simulation.result.STATUS_MESSAGES`) and the endpoint columns (NaN for
+        failed patients).
+    summary : pandas.DataFrame
+        Cohort summaries of the endpoints per arm (:func:`carkinetics.stats.summary.summarise`),
+        of the patients with status 0. Empty without ``[endpoints]``.
+    bands : pandas.DataFrame or None
+        Long table ``arm, output, time, n, q05, q25, q50, q75, q95``; arm ``all`` is the
+        whole cohort (listed separately only when there are several arms).
+    km : pandas.DataFrame
+        Kaplan-Meier curves ``arm, endpoint, time, survival, lower, upper, n_at_risk``
+        of each time-to-event endpoint, per arm.
+    info : dict
+        Provenance and run facts (seed, n, chunk size, threads, timings, failures,
+        clipped parameter draws, units), written as ``run.json``.
+    trajectories : pandas.DataFrame or None
+        With ``keep_trajectories=True``: ``patient, arm, time`` and one column per
+        band output.
+    observed : pandas.DataFrame or None
+        The scenario's ``[data]`` observations, for the visual predictive check.
+    files : list of Path
+        Files written by :meth:`write` (or ``carkinetics run``).
+    streamed_csv : Path or None
+        Where :func:`~carkinetics.cohort.pipeline.run_cohort` streamed ``patients.csv`` (its
+        ``patients_csv``), if anywhere.
+    """
+
+    patients: object
+    summary: object
+    bands: object
+    km: object
+    info: dict
+    trajectories: object = None
+    observed: object = None
+    files: list = field(default_factory=list)
+    streamed_csv: object = field(default=None, repr=False)
+
+    def _bands_kwargs(self) -> dict:
+        """Arguments of :func:`~carkinetics.plots.cohort.plot_cohort_bands` for this result."""
+        return dict(bands=self.bands, outputs=self.info.get("band_outputs"),
+                    log_scale=self.info.get("log_scale", True), observed=self.observed,
+                    units=self.info.get("units"), time_unit=self.info.get("time_unit", ""),
+                    title=f"{self.info.get('scenario_name', '')}: {self.info.get('n_patients', '')} virtual patients")
+
+    def _km_kwargs(self) -> dict:
+        """Arguments of :func:`~carkinetics.plots.cohort.plot_kaplan_meier` for this result."""
+        return dict(km=self.km, time_unit=self.info.get("time_unit", ""),
+                    title=f"{self.info.get('scenario_name', '')}: Kaplan-Meier")
+
+    def _figures(self):
+        """``(function name, file name, kwargs)`` of each figure of :meth:`write_into`."""
+        figures = []
+        if self.bands is not None and len(self.bands):
+            figures.append(("plot_cohort_bands", "bands.png", self._bands_kwargs()))
+        if self.km is not None and len(self.km):
+            figures.append(("plot_kaplan_meier", "km.png", self._km_kwargs()))
+        return figures
+
+    def plot_bands(self, outputs=None):
+        """Median and 5-95% / 25-75% bands per arm over time, with the observations if any."""
+        from carkinetics.plots.cohort import plot_cohort_bands
+
+        kwargs = self._bands_kwargs()
+        if outputs:
+            kwargs["outputs"] = outputs
+        return plot_cohort_bands(**kwargs)
+
+    def plot_km(self):
+        """Kaplan-Meier curves of each time-to-event endpoint, per arm."""
+        from carkinetics.plots.cohort import plot_kaplan_meier
+
+        return plot_kaplan_meier(**self._km_kwargs())
+
+    def write_into(self, folder, plots=True) -> list[str]:
+        """Write the result files into an existing folder (no staging); return their names."""
+        from carkinetics.plots import cohort as plotting
+        from carkinetics.io.results import write_json
+
+        folder = Path(folder)
+        names = ["patients.csv", "summary.csv"]
+        to_draw = self._figures() if plots else []
+        streamed = self.streamed_csv is not None and Path(self.streamed_csv) == folder / "patients.csv"
+        if not (streamed and (folder / "patients.csv").exists()):
+            write_csv(self.patients, folder / "patients.csv")
+        write_csv(self.summary, folder / "summary.csv")
+        if self.bands is not None:
+            write_csv(self.bands, folder / "bands.csv")
+            names.append("bands.csv")
+        if self.km is not None and len(self.km):
+            write_csv(self.km, folder / "km.csv")
+            names.append("km.csv")
+        if self.observed is not None:
+            write_csv(self.observed, folder / "observed.csv")
+            names.append("observed.csv")
+        if self.trajectories is not None:
+            write_csv(self.trajectories, folder / "trajectories.csv")
+            names.append("trajectories.csv")
+        elif (folder / "trajectories.csv").exists():
+            names.append("trajectories.csv")
+        # fixed margins and one draw per figure (no tight bounding box): cheap at any N
+        for function, file, kwargs in to_draw:
+            plotting.save_figure(getattr(plotting, function)(**kwargs), folder / file, ("png",), tight=False,
+                                 dpi=120)
+        names += [file for _, file, _ in to_draw]
+        names.append("run.json")
+        self.info["files"] = names
+        write_json(folder / "run.json", self.info)
+        return names
+
+    def write(self, directory, plots=True) -> list[Path]:
+        """Write ``patients.csv``, ``summary.csv``, ``bands.csv``, ``km.csv``, plots and
+        ``run.json`` into ``directory``, atomically.
+
+        As for ``carkinetics run``, the folder belongs to the result: the files of an earlier
+        run there are replaced or removed, and a folder holding files carkinetics did not
+        write is refused (:class:`carkinetics.io.atomic.OutputError`)."""
+        from carkinetics.io.atomic import atomic_output_dir
+
+        with atomic_output_dir(directory, clean=True, known=RUN_FILES) as staging:
+            names = self.write_into(staging, plots=plots)
+        self.files = [Path(directory) / n for n in names]
+        return self.files
+
+
+def load_cohort_result(directory) -> CohortResult:
+    """Read a result folder written by :meth:`CohortResult.write` (or ``carkinetics run --n``).
+
+    Raises
+    ------
+    DataError
+        If the folder lacks ``run.json`` or ``patients.csv``.
+    """
+    import pandas as pd
+
+    from carkinetics.io.results import read_result_csv, read_result_json
+
+    d = Path(directory)
+    missing = [f for f in ("run.json", "patients.csv") if not (d / f).exists()]
+    if missing:
+        raise DataError(d, [f"not a cohort result folder: missing {', '.join(missing)}"])
+    info = read_result_json(d / "run.json")
+
+    def read(name):
+        p = d / name
+        if not p.exists():
+            return None
+        return read_result_csv(p)
+
+    patients = read("patients.csv")
+    patients["arm"] = patients["arm"].astype(str)
+    bands = read("bands.csv")
+    if bands is not None and len(bands):
+        bands["arm"] = bands["arm"].astype(str)
+    km = read("km.csv")
+    if km is None:
+        km = pd.DataFrame(columns=["arm", "endpoint", "time", "survival", "lower", "upper", "n_at_risk"])
+    observed = read("observed.csv")
+    summary = read("summary.csv")
+    return CohortResult(patients, summary if summary is not None else pd.DataFrame(), bands, km, info,
+                        observed=observed, files=sorted(p for p in d.iterdir() if not p.name.startswith(".")))

@@ -1,0 +1,39 @@
+"""Figure style: matplotlib with the package's rcParams, and panel grids."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: rcParams applied by :func:`pyplot`.
+STYLE = {"figure.dpi": 110, "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11,
+         "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.3}
+
+
+def pyplot():
+    """``matplotlib.pyplot`` with :data:`STYLE` applied (matplotlib is imported on first use).
+
+    Returns
+    -------
+    module
+        ``matplotlib.pyplot``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False) if matplotlib.get_backend().lower() == "agg" else None
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(STYLE)
+    return plt
+
+
+def grid_shape(n):
+    """(rows, columns) of a grid of ``n`` panels: one column for one panel, two up to four, else three.
+
+    Examples
+    --------
+    >>> grid_shape(1), grid_shape(4), grid_shape(7)
+    ((1, 1), (2, 2), (3, 3))
+    """
+    cols = 1 if n == 1 else (2 if n <= 4 else 3)
+    rows = int(np.ceil(n / cols))
+    return rows, cols
