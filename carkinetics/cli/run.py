@@ -52,19 +52,23 @@ def run(scenario, output, n, seed, jobs, chunk_size, trajectories):
     # and 0.3 s).
     from carkinetics.studies.run import check_run_output
 
-    check_run_output(output)  # before anything is computed
+    check_run_output(output)  # before anything is computed (or a helper started)
     output = Path(output)
     was_enabled = gc.isenabled()
     gc.disable()
-    try:
-        _run(scenario, output, n, seed, jobs, chunk_size, trajectories)
-    finally:
-        if was_enabled:
-            gc.freeze()
-            gc.enable()
+    from carkinetics.plots.render import FigureHelper
+
+    # started first: the helper imports matplotlib while this process starts up (see plots/render.py)
+    with FigureHelper() as figures:
+        try:
+            _run(scenario, output, n, seed, jobs, chunk_size, trajectories, figures)
+        finally:
+            if was_enabled:
+                gc.freeze()
+                gc.enable()
 
 
-def _run(scenario, output, n, seed, jobs, chunk_size, trajectories):
+def _run(scenario, output, n, seed, jobs, chunk_size, trajectories, figures):
     """Run the scenario and print what was simulated and written."""
     from carkinetics.studies.run import is_cohort_run, run_population, run_typical
     from carkinetics.scenario.load import load_scenario
@@ -83,7 +87,7 @@ def _run(scenario, output, n, seed, jobs, chunk_size, trajectories):
     progress = PatientProgress(sc.name)
     try:
         result = run_population(sc, output, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size,
-                                trajectories=trajectories, progress=progress)
+                                trajectories=trajectories, progress=progress, figures=figures)
     finally:
         progress.close()
     info = result.info

@@ -41,7 +41,7 @@ _SWITCH_INTERVAL = 0.0005  # s: interpreter-lock hand-over while the engine thre
 
 def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, variables=None, parameters=None,
                arms=None, keep_trajectories=False, bands=True, progress=None, patients_csv=None,
-               while_simulating=None) -> CohortResult:
+               while_simulating=None, on_bands=None) -> CohortResult:
     """Simulate a virtual cohort of a scenario and reduce it as it streams.
 
     Parameters
@@ -79,6 +79,10 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
         Called in a helper thread while the engine simulates the first chunks (e.g.
         imports needed later for the files and plots); an exception it raises is
         raised by ``run_cohort``.
+    on_bands : callable(CohortResult), optional
+        Called as soon as the quantile bands are known, before the summaries: with a
+        partial result holding the bands, the observations and the figures' ``info`` (for
+        a figure helper process that draws while the rest is computed).
 
     Returns
     -------
@@ -105,6 +109,8 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
     bands_table = (band_table(reducer.histograms, band_names, design.arm_names, scenario.times, DEFAULT_ARM)
                    if band_names else None)
     observed, data_file = _observations(scenario)
+    if on_bands is not None and bands_table is not None:
+        on_bands(CohortResult(None, None, bands_table, None, _figure_info(scenario, n, band_names), None, observed))
     patients = _join_tables(reducer.tables)
     reducer.tables = None
     summary, km = _summaries(patients, endpoints, design.arm_names)

@@ -62,25 +62,32 @@ class CohortResult:
     files: list = field(default_factory=list)
     streamed_csv: object = field(default=None, repr=False)
 
-    def _bands_kwargs(self) -> dict:
+    @staticmethod
+    def _table(t, plain):
+        """``t``, or with ``plain`` its columns as numpy arrays (for :mod:`carkinetics.plots.render`)."""
+        return None if t is None else ({str(c): t[c].to_numpy() for c in t.columns} if plain else t)
+
+    def _bands_kwargs(self, plain=False) -> dict:
         """Arguments of :func:`~carkinetics.plots.cohort.plot_cohort_bands` for this result."""
-        return dict(bands=self.bands, outputs=self.info.get("band_outputs"),
-                    log_scale=self.info.get("log_scale", True), observed=self.observed,
+        return dict(bands=self._table(self.bands, plain), outputs=self.info.get("band_outputs"),
+                    log_scale=self.info.get("log_scale", True), observed=self._table(self.observed, plain),
                     units=self.info.get("units"), time_unit=self.info.get("time_unit", ""),
                     title=f"{self.info.get('scenario_name', '')}: {self.info.get('n_patients', '')} virtual patients")
 
-    def _km_kwargs(self) -> dict:
+    def _km_kwargs(self, plain=False) -> dict:
         """Arguments of :func:`~carkinetics.plots.cohort.plot_kaplan_meier` for this result."""
-        return dict(km=self.km, time_unit=self.info.get("time_unit", ""),
+        return dict(km=self._table(self.km, plain), time_unit=self.info.get("time_unit", ""),
                     title=f"{self.info.get('scenario_name', '')}: Kaplan-Meier")
 
-    def _figures(self):
-        """``(function name, file name, kwargs)`` of each figure of :meth:`write_into`."""
+    def figure_args(self, plain=False, skip=()):
+        """``(function name, file name, kwargs)`` of each figure of :meth:`write_into` whose
+        function is not in ``skip``; with ``plain``, tables as mappings of numpy arrays (what
+        the figure helper process of :mod:`carkinetics.plots.render` is sent)."""
         figures = []
-        if self.bands is not None and len(self.bands):
-            figures.append(("plot_cohort_bands", "bands.png", self._bands_kwargs()))
-        if self.km is not None and len(self.km):
-            figures.append(("plot_kaplan_meier", "km.png", self._km_kwargs()))
+        if self.bands is not None and len(self.bands) and "plot_cohort_bands" not in skip:
+            figures.append(("plot_cohort_bands", "bands.png", self._bands_kwargs(plain)))
+        if self.km is not None and len(self.km) and "plot_kaplan_meier" not in skip:
+            figures.append(("plot_kaplan_meier", "km.png", self._km_kwargs(plain)))
         return figures
 
     def plot_bands(self, outputs=None):
@@ -98,14 +105,20 @@ class CohortResult:
 
         return plot_kaplan_meier(**self._km_kwargs())
 
-    def write_into(self, folder, plots=True) -> list[str]:
-        """Write the result files into an existing folder (no staging); return their names."""
+    def write_into(self, folder, plots=True, figures=None) -> list[str]:
+        """Write the result files into an existing folder (no staging); return their names.
+
+        ``figures``: a :class:`carkinetics.plots.render.FigureHelper` that draws the plots in
+        its own process while the tables are written (else, or if it fails, they are drawn here).
+        """
         from carkinetics.plots import cohort as plotting
         from carkinetics.io.results import write_json
 
         folder = Path(folder)
         names = ["patients.csv", "summary.csv"]
-        to_draw = self._figures() if plots else []
+        to_draw = self.figure_args() if plots else []
+        if figures is not None and to_draw:  # the figures not handed over yet (see run_cohort's on_bands)
+            figures.send([(f, folder / file, kw) for f, file, kw in self.figure_args(plain=True, skip=figures.sent)])
         streamed = self.streamed_csv is not None and Path(self.streamed_csv) == folder / "patients.csv"
         if not (streamed and (folder / "patients.csv").exists()):
             write_csv(self.patients, folder / "patients.csv")
@@ -125,9 +138,10 @@ class CohortResult:
         elif (folder / "trajectories.csv").exists():
             names.append("trajectories.csv")
         # fixed margins and one draw per figure (no tight bounding box): cheap at any N
-        for function, file, kwargs in to_draw:
-            plotting.save_figure(getattr(plotting, function)(**kwargs), folder / file, ("png",), tight=False,
-                                 dpi=120)
+        if to_draw and not (figures is not None and figures.wait()):
+            for function, file, kwargs in to_draw:
+                plotting.save_figure(getattr(plotting, function)(**kwargs), folder / file, ("png",), tight=False,
+                                     dpi=120)
         names += [file for _, file, _ in to_draw]
         names.append("run.json")
         self.info["files"] = names

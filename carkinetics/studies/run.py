@@ -55,7 +55,7 @@ def is_cohort_run(scenario, n=None) -> bool:
 
 
 def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_size=None, trajectories=False,
-                   progress=None, plots=True):
+                   progress=None, plots=True, figures=None):
     """Simulate the scenario's virtual cohort and write its tables and plots to ``output_dir``.
 
     Writes, atomically: ``patients.csv`` (one row per patient: arm, covariates, varying
@@ -75,6 +75,9 @@ def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_
         Also write every patient's trajectory of the plot outputs (large: N x n_times rows).
     plots : bool
         Draw ``bands.png`` and ``km.png``.
+    figures : carkinetics.plots.render.FigureHelper, optional
+        A helper process that draws the plots (started early by ``carkinetics run``, so that
+        matplotlib is imported while this process starts up); default: drawn here.
 
     Returns
     -------
@@ -86,17 +89,28 @@ def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_
     output_dir = Path(output_dir)
 
     def prepare():
-        if plots:  # most of matplotlib's import (~0.4 s) while the engine simulates; pyplot (and the
-            # choice of its backend) is left to the calling thread, when the figures are drawn
+        if plots and figures is None:  # most of matplotlib's import (~0.4 s) while the engine simulates;
+            # pyplot (and the choice of its backend) is left to the calling thread, when the figures are drawn
             import matplotlib.backends.backend_agg  # noqa: F401
             import matplotlib.figure  # noqa: F401
 
     # the folder is checked (and files of others in it refused) before anything is simulated
     with atomic_output_dir(output_dir, clean=True, known=RUN_FILES) as staging:
-        result = run_cohort(scenario, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size,
-                            keep_trajectories=(staging / "trajectories.csv") if trajectories else False,
-                            progress=progress, patients_csv=staging / "patients.csv",
-                            while_simulating=prepare)
-        names = result.write_into(staging, plots=plots)
+        def draw_bands(partial):  # the helper draws the bands while the summaries are computed here
+            figures.send([(f, staging / file, kw) for f, file, kw in partial.figure_args(plain=True)])
+
+        try:
+            result = run_cohort(scenario, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size,
+                                keep_trajectories=(staging / "trajectories.csv") if trajectories else False,
+                                progress=progress, patients_csv=staging / "patients.csv", while_simulating=prepare,
+                                on_bands=draw_bands if plots and figures is not None else None)
+            names = result.write_into(staging, plots=plots, figures=figures)
+        except BaseException:
+            if figures is not None:  # failed or interrupted: the helper stops now, not after its figures
+                figures.kill()
+            raise
+        finally:
+            if figures is not None:  # it writes into the staging folder: done before the folder goes
+                figures.close()
     result.files = [output_dir / f for f in names]
     return result

@@ -407,3 +407,54 @@ def test_patient_table_as_a_mapping_writes_the_bytes_of_to_csv():
         out = io.StringIO()
         write_csv(cols, out, header=header)
         assert out.getvalue() == pd.DataFrame(cols).to_csv(index=False, header=header)
+
+
+def _pixels(fig):
+    import matplotlib.pyplot as plt
+
+    fig.canvas.draw()
+    img = np.asarray(fig.canvas.buffer_rgba()).copy()
+    plt.close(fig)
+    return img
+
+
+def test_cohort_figures_are_the_same_from_mappings_of_arrays(reference):
+    """The helper process draws from plain arrays (no pandas): the very same pixels."""
+    from carkinetics.plots import cohort as plots
+
+    for function, _, kwargs in reference.figure_args():
+        plain = dict(next(kw for f, _, kw in reference.figure_args(plain=True) if f == function))
+        assert not any(isinstance(v, pd.DataFrame) for v in plain.values())
+        np.testing.assert_array_equal(_pixels(getattr(plots, function)(**kwargs)),
+                                      _pixels(getattr(plots, function)(**plain)))
+
+
+def test_figures_drawn_by_the_helper_process_or_here_when_it_fails(tmp_path, reference, monkeypatch):
+    import matplotlib.image
+
+    from carkinetics.plots import render
+
+    here = tmp_path / "here"
+    reference.write(here)
+    helper_dir = tmp_path / "helper"
+    helper_dir.mkdir()
+    with render.FigureHelper() as figures:
+        assert figures.available
+        names = reference.write_into(helper_dir, figures=figures)
+    assert {"bands.png", "km.png"} <= set(names)
+    for name in ("bands.png", "km.png"):
+        np.testing.assert_array_equal(matplotlib.image.imread(helper_dir / name), matplotlib.image.imread(here / name))
+    # a helper that dies before drawing: the figures are drawn in this process instead
+    monkeypatch.setattr(render, "_COMMAND", "import sys; sys.exit(3)")
+    failed_dir = tmp_path / "failed"
+    failed_dir.mkdir()
+    with render.FigureHelper() as figures:
+        reference.write_into(failed_dir, figures=figures)
+        assert not figures.available
+    for name in ("bands.png", "km.png"):
+        np.testing.assert_array_equal(matplotlib.image.imread(failed_dir / name), matplotlib.image.imread(here / name))
+    # an unused helper is stopped
+    unused = render.FigureHelper()
+    proc = unused._proc
+    unused.close()
+    assert proc.poll() is not None
