@@ -51,8 +51,8 @@ from carkinetics.fit.space import ParameterSpace as ParameterSpace
 from carkinetics.fit.synthetic import synthetic_data as synthetic_data
 from carkinetics.fit.target_fit import (TargetFitResult as TargetFitResult, fit_targets as fit_targets,
                                         target_distance as target_distance)
-from carkinetics.fit.targets import (QUANTITIES as QUANTITIES, STATISTICS as STATISTICS, Target as Target,
-                                     load_target_table as load_target_table,
+from carkinetics.fit.targets import (FITTED_STATISTICS as FITTED_STATISTICS, QUANTITIES as QUANTITIES,
+                                     Target as Target, load_target_table as load_target_table,
                                      simulated_statistics as simulated_statistics)
 from carkinetics.fit.uncertainty import (CHI2_1_95 as CHI2_1_95, Profile as Profile,
                                          parametric_bootstrap as parametric_bootstrap,
@@ -60,7 +60,7 @@ from carkinetics.fit.uncertainty import (CHI2_1_95 as CHI2_1_95, Profile as Prof
 
 __all__ = [
     "BEST_TOLERANCE", "CHI2_1_95", "CRNCohort", "CohortOutputs", "FitError", "FitResult", "NonIdentifiableWarning",
-    "ParameterSpace", "PatientProblem", "PatientTables", "PopulationFit", "Profile", "QUANTITIES", "STATISTICS",
+    "ParameterSpace", "PatientProblem", "PatientTables", "PopulationFit", "Profile", "QUANTITIES", "FITTED_STATISTICS",
     "ScenarioCohort", "Target", "TargetFitResult", "calibrated_model_text", "calibrated_parameters_text",
     "default_options", "fit_individual", "fit_population", "fit_provenance", "fit_targets", "load_target_table",
     "minimise_distance", "parametric_bootstrap", "profile_likelihood", "simulated_statistics", "synthetic_data",

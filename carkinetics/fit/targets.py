@@ -2,7 +2,7 @@
 
 A :class:`Target` is one reported number (a median Cmax, a proportion of patients above a level
 at a day...): its ``quantity`` names a function of simulated cohort outputs (:data:`QUANTITIES`,
-per patient) and its ``statistic`` one of :data:`STATISTICS` (over patients).
+per patient) and its ``statistic`` one of :data:`FITTED_STATISTICS` (over patients).
 :func:`simulated_statistics` computes every target's value for S simulated cohorts.
 """
 
@@ -17,7 +17,7 @@ from carkinetics.errors import DataError, ProblemCollector, suggestion
 from carkinetics.fit.cohort_simulators import MAX_TARGET_DAY, CohortOutputs
 from carkinetics.fit.errors import FitError
 
-STATISTICS = ("median", "mean", "geometric_mean", "geometric_cv_percent", "proportion", "typical_value")
+FITTED_STATISTICS = ("median", "mean", "geometric_mean", "geometric_cv_percent", "proportion", "typical_value")
 TARGET_REQUIRED = ("quantity", "statistic", "value")
 
 
@@ -152,9 +152,9 @@ def load_target_table(path, *, quantities=None, select=None, frame=None):
         if q not in quantities:
             errs.add(f"line {line}", f"quantity '{q}' has no simulator definition{suggestion(q, quantities)} "
                                      f"(known: {', '.join(sorted(quantities))})")
-        if st not in STATISTICS:
-            errs.add(f"line {line}", f"statistic '{st}' cannot be fitted{suggestion(st, STATISTICS)} "
-                                     f"(fittable: {', '.join(STATISTICS)})")
+        if st not in FITTED_STATISTICS:
+            errs.add(f"line {line}", f"statistic '{st}' cannot be fitted{suggestion(st, FITTED_STATISTICS)} "
+                                     f"(fittable: {', '.join(FITTED_STATISTICS)})")
         value = num(row, "value", line)
         if not math.isfinite(value):
             errs.add(f"line {line}", "value is missing")

@@ -28,7 +28,7 @@ TARGET_COLUMNS = (
 #: Columns read as floats (NaN when empty); ``value`` may not be empty.
 NUMERIC_COLUMNS = ("value", "lower", "upper", "k", "n", "timepoint_days", "dose_per_kg")
 #: Allowed values of ``statistic`` (see the README of the table).
-STATISTICS = (
+REPORTED_STATISTICS = (
     "proportion", "km_estimate", "cumulative_incidence", "median", "mean", "geometric_mean",
     "geometric_cv_percent", "ratio", "parameter", "iiv_omega2", "typical_value", "max_observed",
     "lower_bound", "individual_value",
@@ -152,9 +152,9 @@ def load_targets(path=None):
 
 def _check_row(row, vals, where, errs) -> None:
     """Rules that relate the columns of one row."""
-    if row.statistic not in STATISTICS:
-        errs.add(f"{where}: statistic", f"'{row.statistic}' is not one of {', '.join(STATISTICS)}"
-                                        f"{suggestion(row.statistic, STATISTICS)}")
+    if row.statistic not in REPORTED_STATISTICS:
+        errs.add(f"{where}: statistic", f"'{row.statistic}' is not one of {', '.join(REPORTED_STATISTICS)}"
+                                        f"{suggestion(row.statistic, REPORTED_STATISTICS)}")
     if row.ci_method not in CI_METHODS:
         errs.add(f"{where}: ci_method", f"'{row.ci_method}' is not one of {', '.join(CI_METHODS)}"
                                         f"{suggestion(row.ci_method, CI_METHODS)}")

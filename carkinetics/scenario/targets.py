@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from carkinetics.errors import suggestion
 
-STATISTICS = ("proportion", "km_estimate", "cumulative_incidence", "median", "mean", "geometric_mean")
+COHORT_STATISTICS = ("proportion", "km_estimate", "cumulative_incidence", "median", "mean", "geometric_mean")
 ROLES = ("outcome", "input")
 _KEYS = {"endpoint", "statistic", "arm", "among", "time", "role", "note"}
 
@@ -57,9 +57,9 @@ def parse_targets(raw, context) -> dict:
             errs.add(f"{key}.endpoint", f"expected the name of an endpoint column, got {endpoint!r}")
             continue
         stat = spec.get("statistic")
-        if stat is not None and stat not in STATISTICS:
-            errs.add(f"{key}.statistic", f"'{stat}' is not one of {', '.join(STATISTICS)}"
-                                         f"{suggestion(str(stat), STATISTICS)}")
+        if stat is not None and stat not in COHORT_STATISTICS:
+            errs.add(f"{key}.statistic", f"'{stat}' is not one of {', '.join(COHORT_STATISTICS)}"
+                                         f"{suggestion(str(stat), COHORT_STATISTICS)}")
         arm = spec.get("arm")
         arms = None
         if arm is not None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from carkinetics.errors import CarKineticsError
-from carkinetics.studies.calibration_file import METHODS, Calibration
+from carkinetics.studies.calibration_file import OPTIMISERS, Calibration
 
 
 class CalibrationError(CarKineticsError, ValueError):
@@ -171,8 +171,8 @@ def calibrate(cal: Calibration, *, n=None, method=None, starts=None, maxiter=Non
     from carkinetics.fit.optimise import minimise_distance
 
     method = method or cal.method
-    if method not in METHODS:
-        raise CalibrationError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method not in OPTIMISERS:
+        raise CalibrationError(f"method must be one of {', '.join(OPTIMISERS)}, got {method!r}")
     starts = int(starts or cal.starts)
     maxiter = maxiter or cal.maxiter
     t0 = time.perf_counter()

@@ -60,7 +60,7 @@ from carkinetics.errors import CarKineticsError, ProblemCollector, ScenarioError
 from carkinetics.scenario.population import MAX_POPULATION
 from carkinetics.studies.calibration_targets import collect_targets
 
-METHODS = ("nelder-mead", "differential_evolution")
+OPTIMISERS = ("nelder-mead", "differential_evolution")
 _HEAD_KEYS = {"name", "description", "model", "n", "seed", "method", "starts", "maxiter", "popsize",
               "output", "reference", "jobs", "notes"}
 _PRODUCT_KEYS = {"description", "scenarios"}
@@ -219,9 +219,9 @@ def _read_head(head, path, errs) -> dict:
                                      f"results folder results/calibration/<name>), got {name!r}")
         name = "calibration"
     method = head.get("method", "nelder-mead")
-    if not isinstance(method, str) or method not in METHODS:
-        errs.add("calibration.method", f"expected one of {', '.join(METHODS)}, got {method!r}"
-                                       f"{suggestion(str(method), METHODS)}")
+    if not isinstance(method, str) or method not in OPTIMISERS:
+        errs.add("calibration.method", f"expected one of {', '.join(OPTIMISERS)}, got {method!r}"
+                                       f"{suggestion(str(method), OPTIMISERS)}")
     output = head.get("output")
     if output is not None and not (isinstance(output, str) and output.strip()):
         errs.add("calibration.output", f"expected the folder of the parameter sets (relative to this file; "

@@ -20,15 +20,14 @@ import warnings
 import numpy as np
 
 from carkinetics.errors import suggestion
-from carkinetics.stats.outcome import Outcome, patient_values
+from carkinetics.stats.outcome import patient_values
 from carkinetics.stats.sensitivity_indices import (DUMMY, GLOBAL_COLUMNS, SensitivityError, SensitivityWarning,
                                                    flag_significance, latin_hypercube, prcc_with_replicates, sobol)
-from carkinetics.studies.reachability import reachability
-from carkinetics.studies.sensitivity_inputs import parameter_ranges, parse_outcome
+from carkinetics.studies.reachability import outcome_ranges_and_reach
 from carkinetics.studies.typical_patients import simulate_typical
 
 #: Global methods.
-METHODS = ("prcc", "sobol")
+GLOBAL_METHODS = ("prcc", "sobol")
 #: Columns of :func:`global_sensitivity` (the pure
 #: :func:`~carkinetics.stats.sensitivity_indices.prcc` and
 #: :func:`~carkinetics.stats.sensitivity_indices.sobol` give :data:`GLOBAL_COLUMNS`).
@@ -98,15 +97,11 @@ def global_sensitivity(scenario, outcome, parameters=None, *, method="prcc", n_s
         reachable, note. ``attrs``: outcome, warnings (list of str), dummy_bound,
         significance (the rule), n_samples, excluded (parameter -> reason).
     """
-    if method not in METHODS:
-        raise SensitivityError(f"method must be one of {list(METHODS)}, got {method!r}"
-                               f"{suggestion(str(method), METHODS)}")
-    es = scenario.endpoints
-    out = outcome if isinstance(outcome, Outcome) else parse_outcome(outcome, es)
-    ranges = parameter_ranges(scenario, parameters, fold)
-    reach = reachability(scenario, out, ranges["parameter"].tolist(), variables=variables, arms=arms)
-    reason = dict(zip(reach["parameter"], reach["reason"]))
-    reachable = dict(zip(reach["parameter"], reach["reachable"]))
+    if method not in GLOBAL_METHODS:
+        raise SensitivityError(f"method must be one of {list(GLOBAL_METHODS)}, got {method!r}"
+                               f"{suggestion(str(method), GLOBAL_METHODS)}")
+    out, ranges, reachable, reason = outcome_ranges_and_reach(scenario, outcome, parameters, fold, variables=variables,
+                                                              arms=arms)
     names, lo, hi, log = _sampled_box(ranges, reachable, reason, keep_unreachable, out)
     k = len(names)
     all_names = names + [DUMMY]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from carkinetics.stats.outcome import Outcome
-from carkinetics.studies.sensitivity_inputs import parse_outcome
+from carkinetics.studies.sensitivity_inputs import parameter_ranges, parse_outcome
 
 
 def _name_closure(start, model) -> set:
@@ -239,3 +239,27 @@ def reachability(scenario, outcome, parameters=None, *, variables=None, arms=Non
     table.attrs["last_day"] = last
     table.attrs["reads"] = sorted(reads)
     return table
+
+
+def outcome_ranges_and_reach(scenario, outcome, parameters=None, fold=None, *, variables=None, arms=None):
+    """What a tornado and a global analysis both start from: the outcome, the ranges, reachability.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    outcome : str or Outcome
+        Parsed against the scenario's endpoints if a string.
+    parameters, fold
+        As :func:`~carkinetics.studies.sensitivity_inputs.parameter_ranges`.
+    variables, arms
+        As :func:`reachability`.
+
+    Returns
+    -------
+    (Outcome, pandas.DataFrame, dict, dict)
+        The outcome; the parameter ranges; parameter -> reachable (bool); parameter -> reason.
+    """
+    out = outcome if isinstance(outcome, Outcome) else parse_outcome(outcome, scenario.endpoints)
+    ranges = parameter_ranges(scenario, parameters, fold)
+    reach = reachability(scenario, out, ranges["parameter"].tolist(), variables=variables, arms=arms)
+    return out, ranges, dict(zip(reach["parameter"], reach["reachable"])), dict(zip(reach["parameter"], reach["reason"]))

@@ -18,7 +18,7 @@ import numpy as np
 
 from carkinetics.progress import Progress
 from carkinetics.stats.sensitivity_indices import DUMMY, SensitivityError, SensitivityWarning
-from carkinetics.studies.global_sensitivity import METHODS, global_sensitivity
+from carkinetics.studies.global_sensitivity import GLOBAL_METHODS, global_sensitivity
 from carkinetics.studies.reachability import reachability
 from carkinetics.studies.sensitivity_inputs import parameter_ranges, parse_outcome
 from carkinetics.studies.tornado import tornado
@@ -111,7 +111,7 @@ def run_sensitivity(scenario, outcome, output=None, *, methods=("tornado", "prcc
     from carkinetics.io.provenance import file_sha256, provenance
     from carkinetics.io.results import write_json
 
-    allowed = ("tornado",) + METHODS
+    allowed = ("tornado",) + GLOBAL_METHODS
     bad = [m for m in methods if m not in allowed]
     if bad:
         raise SensitivityError(f"unknown method(s) {bad}; choose from {', '.join(allowed)}")
@@ -142,7 +142,7 @@ def run_sensitivity(scenario, outcome, output=None, *, methods=("tornado", "prcc
                       progress=tick, keep_unreachable=keep_unreachable)
         if bar is not None:
             bar.close()
-    method = next((m for m in methods if m in METHODS), None)
+    method = next((m for m in methods if m in GLOBAL_METHODS), None)
     notes = []
     if method is not None:
         with warnings.catch_warnings(record=True):  # kept in the table and reported once below

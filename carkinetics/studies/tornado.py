@@ -12,9 +12,8 @@ from __future__ import annotations
 import math
 
 from carkinetics.errors import ScenarioError
-from carkinetics.stats.outcome import Outcome, cohort_value
-from carkinetics.studies.reachability import reachability
-from carkinetics.studies.sensitivity_inputs import parameter_ranges, parse_outcome
+from carkinetics.stats.outcome import cohort_value
+from carkinetics.studies.reachability import outcome_ranges_and_reach
 
 TORNADO_COLUMNS = ["parameter", "typical", "low", "high", "outcome_low", "outcome_high", "baseline", "swing"]
 TORNADO_TABLE_COLUMNS = TORNADO_COLUMNS + ["reachable", "note"]
@@ -56,11 +55,8 @@ def tornado(scenario, outcome, parameters=None, *, fold=None, n=200, seed=1, job
     from carkinetics.cohort.pipeline import run_cohort
 
     es = scenario.endpoints
-    out = outcome if isinstance(outcome, Outcome) else parse_outcome(outcome, es)
-    ranges = parameter_ranges(scenario, parameters, fold)
-    reach = reachability(scenario, out, ranges["parameter"].tolist(), variables=variables, arms=arms)
-    reason = dict(zip(reach["parameter"], reach["reason"]))
-    reachable = dict(zip(reach["parameter"], reach["reachable"]))
+    out, ranges, reachable, reason = outcome_ranges_and_reach(scenario, outcome, parameters, fold, variables=variables,
+                                                              arms=arms)
     simulate_it = {p: keep_unreachable or reachable[p] for p in ranges["parameter"]}
     total = 2 * sum(simulate_it.values()) + 1
 

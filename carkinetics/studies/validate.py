@@ -55,7 +55,7 @@ def cohort_statistic(patients, spec: TargetSpec, statistic: str, time: float | N
         columns; time-to-event endpoints as ``NAME`` and ``NAME_event``).
     spec : TargetSpec
     statistic : str
-        One of :data:`STATISTICS`.
+        One of :data:`~carkinetics.scenario.targets.COHORT_STATISTICS`.
     time : float or None
         The day for ``km_estimate`` and ``cumulative_incidence``.
 
