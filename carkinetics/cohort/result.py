@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from carkinetics.errors import DataError
-from carkinetics.io.csv import write_csv
 
 #: Files ``carkinetics run`` writes (typical patient or cohort). The output folder belongs to the
 #: run: the files of an earlier run are replaced or removed, files carkinetics did not write make
@@ -111,8 +110,11 @@ class CohortResult:
         ``figures``: a :class:`carkinetics.plots.render.FigureHelper` that draws the plots in
         its own process while the tables are written (else, or if it fails, they are drawn here).
         """
-        from carkinetics.plots import cohort as plotting
+        # imported here, not with the module: ``carkinetics run`` reads RUN_FILES before it starts
+        # the figure helper, and the CSV writer imports numba (0.15 s)
+        from carkinetics.io.csv import write_csv
         from carkinetics.io.results import write_json
+        from carkinetics.plots import cohort as plotting
 
         folder = Path(folder)
         names = ["patients.csv", "summary.csv"]
