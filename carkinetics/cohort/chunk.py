@@ -93,24 +93,6 @@ def check_chunk_size(chunk_size, n_times, n_saved, path) -> int:
     return chunk_size
 
 
-def typical_design(design):
-    """A copy of a cohort design whose patients are all typical.
-
-    Covariates are at their typical values and there is no between-patient variability;
-    arms, variables and the random numbers of random events are those of ``design``.
-
-    Parameters
-    ----------
-    design : carkinetics.scenario.sampling.CohortDesign
-
-    Returns
-    -------
-    carkinetics.scenario.sampling.CohortDesign
-        ``design.typical_patients()``.
-    """
-    return design.typical_patients()
-
-
 class ArmEvents:
     """The schedule of one arm and the expressions behind its per-patient event arrays.
 

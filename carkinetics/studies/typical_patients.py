@@ -34,7 +34,7 @@ def simulate_typical(scenario, values, names, *, seed=1, jobs=None, arms=None, v
     """
     import pandas as pd
 
-    from carkinetics.cohort.chunk import ChunkSimulator, endpoint_values, typical_design
+    from carkinetics.cohort.chunk import ChunkSimulator, endpoint_values
     from carkinetics.scenario.sampling import cohort_design
 
     es = scenario.endpoints
@@ -42,7 +42,7 @@ def simulate_typical(scenario, values, names, *, seed=1, jobs=None, arms=None, v
         raise SensitivityError(f"{scenario.path}: the scenario has no [endpoints]")
     X = np.asarray(values, float)
     n = X.shape[0]
-    design = typical_design(cohort_design(scenario, seed, variables=variables, arms=arms))
+    design = cohort_design(scenario, seed, variables=variables, arms=arms).typical_patients()
     simulator = ChunkSimulator(scenario, design, list(es.outputs_needed), jobs=jobs, n_uniforms=es.n_uniforms)
     if patient is None:
         draws, uniforms = simulator.draw(0, n)
