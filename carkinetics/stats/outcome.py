@@ -125,7 +125,7 @@ def parse_outcome(text, endpoint_set, error=OutcomeError) -> Outcome:
     """
     if endpoint_set is None:
         raise error("the scenario has no [endpoints]: an outcome needs an endpoint")
-    kinds = {c: k for c, k in endpoint_set.kinds.items() if k != "event_flag"}
+    kinds = {c: k for c, k in endpoint_set.kinds.items() if k not in ("event_flag", "cause")}
     text = str(text).strip()
     try:
         endpoint, statistic, day = split_outcome(text)

@@ -1,9 +1,10 @@
 """Cohort summaries: every endpoint of an endpoint set summarised per arm into one long table.
 
 :func:`summarise` reads only an endpoint set's ``kinds`` (column -> binary, continuous, time,
-event_flag) and ``report_at`` (column -> Kaplan-Meier days) and uses the intervals of
-:mod:`carkinetics.stats.intervals`, :mod:`carkinetics.stats.quantiles` and
-:mod:`carkinetics.stats.km`.
+event_flag, cause), ``report_at`` (column -> Kaplan-Meier days) and, if it has one, ``causes``
+(time column -> names of its competing causes), and uses the intervals of
+:mod:`carkinetics.stats.intervals`, :mod:`carkinetics.stats.quantiles`,
+:mod:`carkinetics.stats.km` and :mod:`carkinetics.stats.competing`.
 
 Missing values (NaN: a failed simulation, a patient outside an endpoint's
 ``among`` subgroup, a reference event that did not happen) are left out of every
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from carkinetics.stats.competing import aalen_johansen
 from carkinetics.stats.intervals import INTERVALS, mean_interval, proportion_interval, two_sided_z
 from carkinetics.stats.km import kaplan_meier
 from carkinetics.stats.quantiles import QUANTILES, quantile_interval_sorted
@@ -23,6 +25,23 @@ SUMMARY_COLUMNS = ["group", "endpoint", "statistic", "value", "lower", "upper", 
 
 def _fmt_day(t: float) -> str:
     return f"{t:g}"
+
+
+def _add_cause_rows(add, col, time, code, names, days, level):
+    """Add the cumulative-incidence rows of time column ``col`` with competing ``names``."""
+    ok = ~np.isnan(time) & ~np.isnan(code)
+    n = int(ok.sum())
+    codes = tuple(range(1, len(names) + 1))
+    bad = sorted(set(np.unique(code[ok]).tolist()) - {0.0, *map(float, codes)})
+    if bad:
+        raise ValueError(f"column '{col}_cause' must hold 0 (censored) or a cause code from 1 to {len(names)} "
+                         f"({', '.join(names)}), got {bad[0]:g}")
+    ci = aalen_johansen(time[ok], code[ok], level, causes=codes)
+    for k, name in zip(codes, names):
+        for day in days:
+            add(f"cif_{name}_at_{_fmt_day(day)}", *ci.at(day, k), count=n)
+    for k, name in zip(codes, names):
+        add(f"events_{name}", float((code[ok] == k).sum()), count=n)
 
 
 def summarise(patients, endpoint_set, by="arm", level=0.95, interval="wilson"):
@@ -37,6 +56,12 @@ def summarise(patients, endpoint_set, by="arm", level=0.95, interval="wilson"):
     * time-to-event: ``km_median`` (Brookmeyer-Crowley interval), ``km_at_<day>``
       at each of the endpoint's ``report_at`` days (log-log band), and ``events``
       (number of events, value only);
+    * a time-to-event endpoint with competing causes (a key of the endpoint set's
+      ``causes``, whose ``NAME_cause`` column holds 0 for censored and ``k`` for the
+      ``k``-th cause): ``cif_<cause>_at_<day>`` for each cause at each ``report_at``
+      day (Aalen-Johansen cumulative incidence, :func:`aalen_johansen`, log-log band;
+      ``n`` counts patients with a time and a cause code) and ``events_<cause>``
+      (number of events of that cause, value only);
     * every endpoint: ``missing`` (number of NaN values, value only).
 
     Parameters
@@ -44,7 +69,9 @@ def summarise(patients, endpoint_set, by="arm", level=0.95, interval="wilson"):
     patients : pandas.DataFrame
         One row per patient with the endpoint set's columns (and the ``by`` column).
     endpoint_set : EndpointSet
-        Gives the columns, their kinds and the Kaplan-Meier report days.
+        Gives the columns, their kinds, the Kaplan-Meier report days and, in an
+        optional attribute ``causes`` (dict of time column to tuple of cause names,
+        code ``k`` naming ``causes[col][k - 1]``), the competing causes.
     by : str or None
         Grouping column (default "arm"); None, or a column the table lacks, gives
         one group "all".
@@ -64,6 +91,10 @@ def summarise(patients, endpoint_set, by="arm", level=0.95, interval="wilson"):
     if interval not in INTERVALS:
         raise ValueError(f"`interval` must be one of {list(INTERVALS)}, got {interval!r}")
     two_sided_z(level)
+    causes = getattr(endpoint_set, "causes", None) or {}
+    for col in causes:
+        if endpoint_set.kinds.get(col) != "time":
+            raise ValueError(f"`causes` of the endpoint set names '{col}', which is not a time-to-event endpoint")
     if by is not None and by in patients.columns:
         groups = [(str(g), sub) for g, sub in patients.groupby(by, sort=False)]
     else:
@@ -71,7 +102,7 @@ def summarise(patients, endpoint_set, by="arm", level=0.95, interval="wilson"):
     rows = []
     for group, sub in groups:
         for col, kind in endpoint_set.kinds.items():
-            if kind == "event_flag" or col not in sub.columns:
+            if kind in ("event_flag", "cause") or col not in sub.columns:
                 continue
             x = sub[col].to_numpy(dtype=float)
             if kind == "time":
@@ -101,5 +132,8 @@ def summarise(patients, endpoint_set, by="arm", level=0.95, interval="wilson"):
                 for day in endpoint_set.report_at.get(col, ()):
                     add(f"km_at_{_fmt_day(day)}", *km.at(day))
                 add("events", float((flag[ok] == 1).sum()))
+                if col in causes and f"{col}_cause" in sub.columns:
+                    _add_cause_rows(add, col, x, sub[f"{col}_cause"].to_numpy(dtype=float), causes[col],
+                                    endpoint_set.report_at.get(col, ()), level)
             add("missing", n_missing, count=x.size)
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

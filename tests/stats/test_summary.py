@@ -214,3 +214,82 @@ def test_summarise_without_groups_and_with_clopper_pearson(endpoint_set):
     assert (r.lower, r.upper) == pytest.approx((ref.low, ref.high))
     with pytest.raises(ValueError, match="interval"):
         summarise(df, endpoint_set, interval="agresti")
+
+
+def _competing_table():
+    # arm "a": the ten patients of tests/stats/test_competing.py (causes 1 relapse, 2 toxicity),
+    # plus one with a time but no cause code; arm "b": toxicity at day 3, censored at day 6
+    time = [1, 2, 2, 3, 4, 4, 5, 6, 7, 8, 9, 3, 6]
+    cause = [1, 2, 1, 0, 1, 0, 2, 0, 1, 0, np.nan, 2, 0]
+    df = pd.DataFrame({"arm": ["a"] * 11 + ["b"] * 2, "os": np.array(time, dtype=float),
+                       "os_cause": np.array(cause, dtype=float)})
+    df["os_event"] = (df["os_cause"].fillna(1) > 0).astype(float)
+    df["cmax"] = np.arange(13, dtype=float) + 1
+    return df
+
+
+def _stub_endpoints(causes):
+    from types import SimpleNamespace
+
+    kinds = {"cmax": "continuous", "os": "time", "os_event": "event_flag", "os_cause": "cause"}
+    stub = SimpleNamespace(kinds=kinds, report_at={"os": (2.0, 5.5)})
+    if causes is not None:
+        stub.causes = causes
+    return stub
+
+
+def test_summarise_competing_causes_by_hand():
+    from carkinetics.stats.competing import aalen_johansen
+
+    df = _competing_table()
+    table = summarise(df, _stub_endpoints({"os": ("relapse", "toxicity")}))
+
+    def row(group, statistic):
+        r = table[(table.group == group) & (table.endpoint == "os") & (table.statistic == statistic)]
+        assert len(r) == 1, statistic
+        return r.iloc[0]
+
+    # the hand-worked values of tests/stats/test_competing.py (the patient without a cause is left out)
+    expected = {"cif_relapse_at_2": 1 / 5, "cif_relapse_at_5.5": 19 / 60,
+                "cif_toxicity_at_2": 1 / 10, "cif_toxicity_at_5.5": 59 / 240}
+    ref = aalen_johansen(df.os[:10], df.os_cause[:10])
+    for stat, value in expected.items():
+        r = row("a", stat)
+        code = 1 if "relapse" in stat else 2
+        day = float(stat.rsplit("_", 1)[1])
+        assert r.value == pytest.approx(value, rel=1e-13) and r.n == 10
+        assert (r.lower, r.upper) == pytest.approx(ref.at(day, code)[1:], rel=1e-13)
+        assert 0 < r.lower < r.value < r.upper < 1
+    assert (row("a", "events_relapse").value, row("a", "events_toxicity").value) == (4, 2)
+    assert row("a", "events_relapse").n == 10
+    assert row("a", "events").n == 11  # the Kaplan-Meier rows keep the patient without a cause
+    # arm b: toxicity at day 3 of 2 patients; no relapse (an incidence of 0 with a band of 0)
+    assert row("b", "cif_toxicity_at_5.5").value == pytest.approx(0.5)
+    assert (row("b", "cif_relapse_at_5.5").value, row("b", "cif_relapse_at_5.5").lower,
+            row("b", "cif_relapse_at_5.5").upper) == (0.0, 0.0, 0.0)
+    assert row("b", "events_relapse").value == 0 and row("b", "events_toxicity").value == 1
+    assert not any(table.endpoint == "os_cause")
+    # the rows of the cause come after the Kaplan-Meier rows, before "missing"
+    stats_a = table[(table.group == "a") & (table.endpoint == "os")].statistic.tolist()
+    assert stats_a == ["km_median", "km_at_2", "km_at_5.5", "events", "cif_relapse_at_2", "cif_relapse_at_5.5",
+                       "cif_toxicity_at_2", "cif_toxicity_at_5.5", "events_relapse", "events_toxicity", "missing"]
+
+
+def test_summarise_without_causes_is_unchanged():
+    df = _competing_table()
+    plain = summarise(df, _stub_endpoints(None))
+    with_causes = summarise(df, _stub_endpoints({"os": ("relapse", "toxicity")}))
+    extra = with_causes.statistic.str.startswith(("cif_", "events_"))
+    assert extra.sum() == 2 * (4 + 2)
+    pd.testing.assert_frame_equal(plain, with_causes[~extra].reset_index(drop=True))
+    assert not plain.statistic.str.startswith("cif_").any()
+    pd.testing.assert_frame_equal(plain, summarise(df, _stub_endpoints({})))
+
+
+def test_summarise_rejects_bad_cause_codes():
+    df = _competing_table()
+    df.loc[0, "os_cause"] = 3.0
+    with pytest.raises(ValueError, match=r"os_cause.*1 to 2 \(relapse, toxicity\), got 3"):
+        summarise(df, _stub_endpoints({"os": ("relapse", "toxicity")}))
+    with pytest.raises(ValueError, match="'cmax', which is not a time-to-event endpoint"):
+        summarise(_competing_table(), _stub_endpoints({"cmax": ("relapse",)}))
