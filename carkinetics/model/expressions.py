@@ -57,6 +57,10 @@ MAX_DEPTH = 100
 
 #: Longest name (state, parameter, expression, output, covariate) accepted.
 MAX_NAME_LENGTH = 64
+#: Prefixes of the dotted names a scenario's endpoints may read (``fired.transplant``: 1 if
+#: the event named transplant fired; ``time_of.transplant``: when; ``arm.hsct``: 1 in that
+#: arm). Any other attribute access is refused; model files know no dotted names.
+NAMESPACES = ("fired", "time_of", "arm")
 
 
 def name_problem(name) -> str | None:
@@ -225,6 +229,9 @@ def _convert(node, source: str) -> Expr:
         if node.id in FUNCTIONS:
             raise ExpressionError(f"'{node.id}' is a function and must be called, in '{source}'")
         return Expr.var(node.id)
+    if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            and node.value.id in NAMESPACES):
+        return Expr.var(f"{node.value.id}.{node.attr}")
     if isinstance(node, ast.BinOp):
         op = _BINOPS.get(type(node.op))
         if op is None:
@@ -659,6 +666,42 @@ def where(c: Expr, x: Expr, y: Expr) -> Expr:
     if x == y:
         return x
     return Expr("where", (c, x, y))
+
+
+def substitute(e: Expr, mapping) -> Expr:
+    """``e`` with each name in ``mapping`` replaced by its expression, simplified.
+
+    Sums, products and quotients with 0 or 1 and operations on two numbers are folded
+    (:func:`add`, :func:`mul`, ...), comparisons of two numbers become 1 or 0 and
+    ``where`` with a number as its condition becomes the branch it selects; every fold
+    is exact in floating point.
+
+    Parameters
+    ----------
+    e : Expr
+    mapping : mapping of str to Expr
+
+    Returns
+    -------
+    Expr
+    """
+    if e.op == "var":
+        return mapping.get(e.value, e)
+    if not e.args:
+        return e
+    args = tuple(substitute(a, mapping) for a in e.args)
+    folds = {"+": add, "-": sub, "*": mul, "/": div}
+    if e.op in folds:
+        return folds[e.op](*args)
+    if e.op == "neg":
+        return neg(args[0])
+    if e.op == "where":
+        if args[0].op == "num":
+            return args[1] if args[0].value != 0.0 else args[2]
+        return where(*args)
+    if e.op in _CMP_NAMES and all(a.op == "num" for a in args):
+        return Expr.num(1.0 if _truth(_ev(Expr(e.op, args), {})) else 0.0)
+    return Expr(e.op, args, e.value)
 
 
 def diff(e: Expr, var: str, dvar=None) -> Expr:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from carkinetics.model import expressions as ex
+from carkinetics.model.interventions import parse_interventions
 from carkinetics.errors import (CarKineticsError, ExpressionError, ModelFileError, ProblemCollector, is_number,
                                 printable, suggestion)
 
@@ -38,7 +39,7 @@ _STATE_KEYS = {"unit", "description", "initial", "extinction", "atol", "notes"}
 _PARAM_KEYS = {"value", "unit", "description", "symbol", "source", "bounds", "iiv_log_sd", "status", "notes"}
 _EXPR_KEYS = {"expression", "unit", "description", "notes"}
 _OUTPUT_KEYS = {"expression", "unit", "description", "notes"}
-_TOP_KEYS = {"model", "states", "parameters", "expressions", "odes", "outputs"}
+_TOP_KEYS = {"model", "states", "parameters", "expressions", "odes", "outputs", "interventions"}
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ class Model:
     odes: dict[str, ex.Expr]
     outputs: tuple[Output, ...]
     breakpoints: tuple[ex.Expr, ...] = ()
+    #: Named interventions (:mod:`carkinetics.model.interventions`) scenarios use by name.
+    interventions: dict = field(default_factory=dict)
     source_text: str = field(repr=False, default="")
     _kernel: object = field(default=None, repr=False, compare=False)
 
@@ -394,6 +397,7 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
     odes = _odes(odes_t, state_names, set(state_names) | set(param_names) | set(exprs_t), errs)
     states = _states(states_t, param_names, typical, errs)
     outputs = _outputs(outs_t, set(state_names) | set(param_names) | set(exprs_t), errs)
+    interventions = parse_interventions(data.get("interventions", {}), state_names, param_names, errs)
 
     errs.raise_if_any()
     return Model(
@@ -408,6 +412,7 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         odes=odes,
         outputs=tuple(outputs),
         breakpoints=tuple(breakpoints),
+        interventions=interventions,
         source_text=text,
     )
 
