@@ -17,12 +17,13 @@ from __future__ import annotations
 import queue
 import threading
 import time as _time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from carkinetics.errors import CarKineticsError
+from carkinetics.errors import CarKineticsError, FileProblem, ScenarioError
 from carkinetics.model import expressions
+from carkinetics.scenario.events import check_arguments, event_times
 from carkinetics.scenario.population import DEFAULT_ARM
 
 #: Finished chunks that may wait for their reduction: at most this many, and this many bytes.
@@ -107,6 +108,7 @@ class ArmEvents:
     """
 
     def __init__(self, scenario, arm_name, typical_env):
+        self.path = scenario.path
         self.specs = scenario.events_for_arm(None if arm_name == DEFAULT_ARM else arm_name)
         self.schedule = scenario.schedule(typical_env, None if arm_name == DEFAULT_ARM else arm_name)
         self.time_exprs = [s.time for s in self.specs]
@@ -115,7 +117,8 @@ class ArmEvents:
             for kind, target, e in sorted(s.actions, key=lambda a: KIND_ORDER[a[0]]):
                 self.action_exprs.append(e)
         # constant expressions need no per-patient arrays
-        self.constant = all(e.op == "num" for e in self.time_exprs + self.action_exprs)
+        self.constant = all(e.op == "num" for e in self.time_exprs + self.action_exprs) and all(
+            s.condition is None for s in self.specs)
 
     def arrays(self, env, n):
         """Per-patient event times and action values, shape (n, n_events) and (n, n_actions).
@@ -133,11 +136,16 @@ class ArmEvents:
         tuple of ndarray or (None, None)
             (None, None) when every expression is a constant (the schedule's own values).
         """
+        for spec in self.specs:
+            try:
+                check_arguments(spec, env, n)
+            except ValueError as err:
+                raise ScenarioError(self.path, [FileProblem(spec.key, str(err))]) from None
         if self.constant:
             return None, None
         times = np.empty((n, len(self.time_exprs)))
-        for j, e in enumerate(self.time_exprs):
-            times[:, j] = np.broadcast_to(np.asarray(expressions.evaluate(e, env), dtype=float), (n,))
+        for j, spec in enumerate(self.specs):
+            times[:, j] = event_times(spec, env, n)
         values = np.empty((n, len(self.action_exprs)))
         for j, e in enumerate(self.action_exprs):
             values[:, j] = np.broadcast_to(np.asarray(expressions.evaluate(e, env), dtype=float), (n,))
@@ -158,6 +166,8 @@ class Chunk:
         their simulation.
     draw_seconds, simulate_seconds : float
         Time spent drawing (with the event arrays) and simulating (s).
+    patient : dict of str to ndarray, shape (n,)
+        What endpoints may read of each patient besides outputs (:meth:`ChunkSimulator.patient_values`).
     """
 
     draws: object
@@ -165,6 +175,7 @@ class Chunk:
     sims: list
     draw_seconds: float = 0.0
     simulate_seconds: float = 0.0
+    patient: dict = field(default_factory=dict)
 
 
 def saved_series(result, name):
@@ -183,11 +194,11 @@ class ChunkSimulator:
         Outputs and states of the model to save.
     jobs : int, optional
         Threads of the engine (default: all cores).
-    n_uniforms : int
-        Random numbers per patient for the endpoints' random events.
+    uniform_streams : sequence of int
+        The random-number streams of the endpoints' random events (one uniform per patient each).
     """
 
-    def __init__(self, scenario, design, outputs, *, jobs=None, n_uniforms=0):
+    def __init__(self, scenario, design, outputs, *, jobs=None, uniform_streams=()):
         from carkinetics.simulation.simulate import simulate_batch  # looked up per run (tests replace it)
 
         model = scenario.model
@@ -195,7 +206,7 @@ class ChunkSimulator:
         self.design = design
         self.model = model
         self.jobs = jobs
-        self.n_uniforms = n_uniforms
+        self.uniform_streams = tuple(uniform_streams)
         self._simulate_batch = simulate_batch
         typical_env = scenario.default_env()
         typical_env.update(design.variables)
@@ -206,7 +217,7 @@ class ChunkSimulator:
     def draw(self, start, stop):
         """Draws and uniforms of the patients ``start..stop-1``."""
         draws = self.design.draw(start, stop)
-        uniforms = (self.design.uniforms(start, stop, self.n_uniforms) if self.n_uniforms
+        uniforms = (self.design.uniforms(start, stop, self.uniform_streams) if self.uniform_streams
                     else np.zeros((stop - start, 0)))
         return draws, uniforms
 
@@ -272,7 +283,49 @@ class ChunkSimulator:
         inputs = self.arm_inputs(draws)
         draw_seconds += _time.perf_counter() - t0
         sims, simulate_seconds = self.simulate(draws, inputs, kernel_ready)
-        return Chunk(draws, uniforms, sims, draw_seconds, simulate_seconds)
+        patient = self.patient_values(draws, sims, {k: ev_times for k, _, ev_times, _ in inputs})
+        return Chunk(draws, uniforms, sims, draw_seconds, simulate_seconds, patient)
+
+    def patient_values(self, draws, sims, event_times) -> dict:
+        """The patient-level names endpoints may read, for the simulated patients of a chunk.
+
+        Covariates and variables; ``arm.NAME`` (1 in that arm, else 0); ``fired.EVENT`` (1 if an
+        event of that name fired for the patient) and ``time_of.EVENT`` (the first time one did;
+        NaN if none did).
+
+        Parameters
+        ----------
+        draws : carkinetics.scenario.sampling.Draws
+        sims : list of (int, ndarray, BatchResult)
+            Per arm: its index, the rows of its patients and their simulation.
+        event_times : dict of int to ndarray or None
+            Per arm: the patients' event times, shape (n_arm, n_events) (None: the schedule's).
+
+        Returns
+        -------
+        dict of str to ndarray, shape (n,)
+        """
+        n = draws.arm.size
+        values = {name: np.broadcast_to(np.asarray(v, dtype=float), (n,)).copy()
+                  for name, v in {**draws.covariates, **draws.variables}.items()}
+        for k, arm in enumerate(self.design.arms):
+            if arm.name != DEFAULT_ARM:
+                values[f"arm.{arm.name}"] = (draws.arm == k).astype(float)
+        names = list(dict.fromkeys(e.name for e in self.scenario.events))
+        for name in names:
+            values[f"fired.{name}"] = np.zeros(n)
+            values[f"time_of.{name}"] = np.full(n, np.nan)
+        for k, idx, res in sims:
+            schedule = self.arm_events[k].schedule
+            times = (np.broadcast_to([e.time for e in schedule], (idx.size, len(schedule)))
+                     if event_times.get(k) is None else event_times[k])
+            applied = np.asarray(res.events_applied, dtype=bool)[:, :len(schedule)]
+            for j, event in enumerate(schedule):
+                fired = applied[:, j]
+                first = values[f"time_of.{event.name}"][idx]
+                values[f"time_of.{event.name}"][idx] = np.where(fired, np.fmin(first, times[:, j]), first)
+                values[f"fired.{event.name}"][idx] = np.maximum(values[f"fired.{event.name}"][idx], fired)
+        return values
 
     def chunk(self, start, stop, kernel_ready=None) -> Chunk:
         """Draw and simulate the patients ``start..stop-1`` (see :meth:`simulate` for ``kernel_ready``)."""
@@ -309,7 +362,8 @@ def endpoint_values(chunk, endpoints, columns, times, horizon):
         ok = res.status == 0
         if endpoints:
             vals = endpoints.compute(times, {x: np.ascontiguousarray(saved_series(res, x))
-                                             for x in endpoints.outputs_needed}, chunk.uniforms[idx], horizon)
+                                             for x in endpoints.outputs_needed}, chunk.uniforms[idx], horizon,
+                                     patient={name: v[idx] for name, v in chunk.patient.items()})
             for col in columns:
                 values[col][idx] = np.where(ok, np.asarray(vals[col], dtype=float), np.nan)
     return status, values

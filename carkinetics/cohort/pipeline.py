@@ -99,8 +99,8 @@ def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, varia
     endpoints = scenario.endpoints
     band_names, traj_names, needed = _saved_names(scenario, bands, keep_trajectories, endpoints)
     chunk_size = check_chunk_size(chunk_size, len(scenario.times), len(needed), scenario.path)
-    n_uniforms = int(getattr(endpoints, "n_uniforms", 0) or 0) if endpoints else 0
-    simulator = ChunkSimulator(scenario, design, needed, jobs=jobs, n_uniforms=n_uniforms)
+    streams = tuple(getattr(endpoints, "uniform_streams", ())) if endpoints else ()
+    simulator = ChunkSimulator(scenario, design, needed, jobs=jobs, uniform_streams=streams)
     reducer = _ChunkReducer(scenario, design, endpoints, band_names, traj_names, keep_trajectories)
     _simulate_and_reduce(simulator, reducer, n, chunk_size, len(needed), progress=progress,
                          patients_csv=patients_csv, while_simulating=while_simulating, endpoints=endpoints)

@@ -20,7 +20,7 @@ from carkinetics.stats.nca import AUC_METHODS, INTERPOLATIONS
 
 #: Keys every endpoint table accepts, and the keys of an outcome table.
 _COMMON_KEYS = frozenset({"type", "description", "notes", "among"})
-_OUTCOME_KEYS = frozenset({"combine", "events", "among", "report_at", "description", "notes"})
+_OUTCOME_KEYS = frozenset({"combine", "events", "among", "report_at", "origin", "description", "notes"})
 #: An endpoint or outcome name.
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -33,8 +33,16 @@ class _Parser:
         self.model = context.model
         self.times = np.asarray(context.times, dtype=float)
         self.outputs = tuple(self.model.output_names)
-        self.raw_endpoints = context.tables.get("endpoints", {})
-        self.raw_outcomes = context.tables.get("outcomes", {})
+        imported = context.vocabulary_tables
+        own_endpoints = context.tables.get("endpoints", {})
+        own_outcomes = context.tables.get("outcomes", {})
+        # the vocabulary's endpoints first, then the scenario's own (which replace them by name)
+        self.raw_endpoints = ({**imported.get("endpoints", {}), **own_endpoints} if isinstance(own_endpoints, dict)
+                              else own_endpoints)
+        self.raw_outcomes = ({**imported.get("outcomes", {}), **own_outcomes} if isinstance(own_outcomes, dict)
+                             else own_outcomes)
+        self.patient_names = context.patient_names()
+        self.protocol_events = list(context.protocol_events)
 
     # -- helpers ----------------------------------------------------------------------
     def number(self, spec, k, key, *, positive=False):
@@ -173,8 +181,9 @@ class _Parser:
         except ExpressionError as err:
             self.errs.add(f"{key}.{k}", str(err))
             return None
-        allowed = set(self.columns) | ({"t"} | set(self.outputs) if allow_outputs else set())
-        what = ("model outputs, t and other endpoints" if allow_outputs else "other endpoints")
+        allowed = set(self.columns) | self.patient_names | ({"t"} | set(self.outputs) if allow_outputs else set())
+        what = ("model outputs, t, other endpoints" if allow_outputs else "other endpoints") + (
+            ", covariates, variables, arm.ARM, fired.EVENT and time_of.EVENT")
         ok = True
         for nm in sorted(ex.names(expr)):
             if nm not in allowed:
@@ -272,6 +281,26 @@ class _Parser:
             r = self.days_list(spec, "report_at", key)
             ok &= r is not None
             report_at = r or report_at
+        if typ == "event_time" and "event" in spec:
+            options["event"] = self.origin({"origin": spec["event"]}, key, "event")
+            ok &= options["event"] is not None
+        if "otherwise" in spec:
+            options["otherwise"] = self.number(spec, "otherwise", key)
+            ok &= options["otherwise"] is not None
+            if "at" not in spec:
+                self.errs.add(f"{key}.otherwise", "needs 'at' (the value where the event named by 'at' did "
+                                                  "not happen)")
+                ok = False
+            elif typ == "condition" and options["otherwise"] not in (0.0, 1.0, None):
+                self.errs.add(f"{key}.otherwise", "a condition is 0 or 1")
+                ok = False
+        if "origin" in spec:
+            if kind != "time":
+                self.errs.add(f"{key}.origin", f"only time-to-event endpoints have an origin ('{typ}' is {kind})")
+                ok = False
+            else:
+                options["origin"] = self.origin(spec, key)
+                ok &= options["origin"] is not None
         if not ok:
             return None
         return Endpoint(name=name, type=typ, key=key, kind=kind, output=output, options=options, times=times,
@@ -299,10 +328,24 @@ class _Parser:
             r = self.days_list(spec, "report_at", key)
             ok &= r is not None
             report_at = r or report_at
+        options = {"combine": combine}
+        if "origin" in spec:
+            options["origin"] = self.origin(spec, key)
+            ok &= options["origin"] is not None
         if not ok:
             return None  # the problems are recorded; keep checking the component names
         return Endpoint(name=name, type="outcome", key=key, kind="time", events=tuple(events), among=among,
-                        report_at=report_at, description=description, options={"combine": combine})
+                        report_at=report_at, description=description, options=options)
+
+    def origin(self, spec, key, k="origin"):
+        """The protocol event named by ``spec["origin"]`` (e.g. ``origin = "transplant"``), or None."""
+        value = spec["origin"]
+        if not isinstance(value, str) or value not in self.protocol_events:
+            self.errs.add(f"{key}.{k}", f"expected the name of an event of this scenario "
+                                           f"({', '.join(self.protocol_events) or 'none declared'}), got {value!r}"
+                                           f"{suggestion(str(value), self.protocol_events)}")
+            return None
+        return value
 
     def check_references(self, by_name):
         for e in list(by_name.values()):

@@ -22,6 +22,7 @@ Endpoint types (the registry :data:`ENDPOINT_TYPES`):
 ``condition``             whether a condition on outputs holds at a day or at another event (binary)
 ``value``                 an expression of outputs at a day or at another event (continuous)
 ``hazard``                a random event drawn from a hazard expression (time + event)
+``event_time``            when a protocol event (``[[events]]`` name) fired (time + event)
 ``bernoulli``             a random yes/no event with a probability given by an expression (binary)
 ========================  =============================================================
 
@@ -37,6 +38,7 @@ reference event (``after = "remission"``) did not happen.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,23 +69,25 @@ ENDPOINT_TYPES: dict[str, tuple[frozenset, frozenset, str, str]] = {
               "last output time with a quantifiable value"),
     "level": (frozenset({"output", "day", "lloq", "below_lloq", "interpolation"}), frozenset({"output", "day"}),
               "continuous", "value of an output at a day"),
-    "first_above": (frozenset({"output", "threshold", "after", "end", "interpolation", "report_at"}),
+    "first_above": (frozenset({"output", "threshold", "after", "end", "interpolation", "report_at", "origin"}),
                     frozenset({"output", "threshold"}), "time",
                     "first time an output rises above a threshold after a day"),
-    "first_below": (frozenset({"output", "threshold", "after", "end", "interpolation", "report_at"}),
+    "first_below": (frozenset({"output", "threshold", "after", "end", "interpolation", "report_at", "origin"}),
                     frozenset({"output", "threshold"}), "time",
                     "first time an output falls below a threshold after a day"),
     "time_above": (frozenset({"output", "threshold", "start", "end", "interpolation"}),
                    frozenset({"output", "threshold"}), "continuous", "time spent above a threshold"),
     "time_below": (frozenset({"output", "threshold", "start", "end", "interpolation"}),
                    frozenset({"output", "threshold"}), "continuous", "time spent below a threshold"),
-    "condition": (frozenset({"expr", "day", "at", "interpolation"}), frozenset({"expr"}), "binary",
+    "condition": (frozenset({"expr", "day", "at", "otherwise", "interpolation"}), frozenset({"expr"}), "binary",
                   "whether a condition on outputs holds at a day or at another endpoint's event time"),
-    "value": (frozenset({"expr", "day", "at", "interpolation"}), frozenset({"expr"}), "continuous",
+    "value": (frozenset({"expr", "day", "at", "otherwise", "interpolation"}), frozenset({"expr"}), "continuous",
               "an expression of outputs at a day or at another endpoint's event time"),
     "bernoulli": (frozenset({"probability", "day", "at", "interpolation"}), frozenset({"probability"}), "binary",
                   "random yes/no event with a probability given by an expression (e.g. severe CRS from Cmax)"),
-    "hazard": (frozenset({"hazard", "start", "end", "report_at"}), frozenset({"hazard"}), "time",
+    "event_time": (frozenset({"event", "report_at", "origin"}), frozenset({"event"}), "time",
+                   "when an event of the protocol fired (e.g. the transplant); censored at the horizon if it did not"),
+    "hazard": (frozenset({"hazard", "start", "end", "report_at", "origin"}), frozenset({"hazard"}), "time",
                "random event drawn from a hazard (1/day) integrated along the trajectory"),
 }
 
@@ -120,6 +124,8 @@ class Endpoint:
     @property
     def columns(self) -> tuple[str, ...]:
         """Its output columns: ``NAME``, and ``NAME_event`` for a time-to-event endpoint."""
+        if self.type == "outcome":
+            return (self.name, f"{self.name}_event", f"{self.name}_cause")
         return (self.name, f"{self.name}_event") if self.kind == "time" else (self.name,)
 
     def references(self) -> set[str]:
@@ -137,6 +143,18 @@ class Endpoint:
         if self.expr is not None:
             used |= {n for n in ex.names(self.expr) if n in output_names}
         return used
+
+
+def stream_id(name: str) -> int:
+    """The random-number sub-stream of a random endpoint: a stable 32-bit number from its name.
+
+    A patient's draw for an endpoint then depends only on the seed, the patient and the
+    endpoint's name: not on which other endpoints a scenario declares, or in what order.
+
+    >>> stream_id("relapse") == stream_id("relapse") != stream_id("os")
+    True
+    """
+    return zlib.crc32(name.encode("utf-8"))
 
 
 def base_name(column: str) -> str:
@@ -190,7 +208,11 @@ class EndpointSet:
             kinds[e.name] = e.kind
             if e.kind == "time":
                 kinds[f"{e.name}_event"] = "event_flag"
+            if e.type == "outcome":
+                kinds[f"{e.name}_cause"] = "cause"
         self.kinds = kinds
+        #: Outcome -> the names of its causes: ``NAME_cause`` = k for the k-th (1-based), 0 censored.
+        self.causes = {e.name: e.events for e in self.declared if e.type == "outcome"}
         needed = []
         for e in self.declared:
             for o in sorted(e.outputs_used(output_names)):
@@ -200,6 +222,8 @@ class EndpointSet:
         hazards = [e.name for e in self.declared if e.type in ("hazard", "bernoulli")]
         self.uniform_columns = {name: i for i, name in enumerate(hazards)}
         self.n_uniforms = len(hazards)
+        #: The random-number stream of each column of ``uniforms``: from the endpoint's name.
+        self.uniform_streams = tuple(stream_id(name) for name in hazards)
         self.report_at = {e.name: e.report_at for e in self.declared if e.kind == "time"}
         self.descriptions = {e.name: e.description for e in self.declared}
         self._output_names = tuple(output_names)
@@ -224,7 +248,7 @@ class EndpointSet:
             return ScenarioError(self.path, [FileProblem(e.key, f"could not be computed: {message}")])
         return EndpointError(f"{e.key}: could not be computed: {message}")
 
-    def compute(self, times, outputs, uniforms, horizon) -> dict:
+    def compute(self, times, outputs, uniforms, horizon, patient=None) -> dict:
         """Compute every endpoint for a chunk of patients.
 
         Parameters
@@ -241,6 +265,10 @@ class EndpointSet:
         horizon : float
             End of follow-up (day): the default end of every window and the
             censoring time of time-to-event endpoints without their own ``end``.
+        patient : mapping of str to ndarray, shape (n,), optional
+            Patient-level names the expressions may read: covariates, variables,
+            ``arm.NAME`` (1 in that arm), ``fired.EVENT`` (1 if the event fired) and
+            ``time_of.EVENT`` (its time; NaN if it did not fire).
 
         Returns
         -------
@@ -262,7 +290,8 @@ class EndpointSet:
         if u.ndim != 2 or u.shape[0] != n or u.shape[1] < self.n_uniforms:
             raise ValueError(f"uniforms has shape {u.shape}, the endpoints need ({n}, {self.n_uniforms})")
         horizon = min(float(horizon), float(times[-1]))
-        state = _State(times, arrays, u, horizon, n, self.uniform_columns)
+        state = _State(times, arrays, u, horizon, n, self.uniform_columns,
+                       patient={k: np.broadcast_to(np.asarray(v, dtype=float), (n,)) for k, v in (patient or {}).items()})
         row_nan = {}
 
         def nan_rows(o):
@@ -290,8 +319,15 @@ class EndpointSet:
                     for name in ex.names(e.expr):
                         if name in state.results:
                             bad |= np.isnan(state.results[name])
+                        elif name in state.patient:
+                            bad |= np.isnan(state.patient[name])
                 if e.among is not None:
-                    bad |= ~_among(e.among, state.results)
+                    bad |= ~_among(e.among, {**state.patient, **state.results})
+                if "origin" in e.options:  # time counted from a protocol event; NaN where it did not fire
+                    origin = state.patient[f"time_of.{e.options['origin']}"]  # or the event came first
+                    cols[e.name] = cols[e.name] - origin
+                    state.origins[e.name] = origin
+                    bad |= np.isnan(origin) | (cols[e.name] < 0)
                 cols = {c: np.where(bad, np.nan, v) for c, v in cols.items()}
                 for c, v in cols.items():
                     state.results[c] = np.asarray(v, dtype=float)
@@ -309,6 +345,12 @@ class _State:
     results: dict = field(default_factory=dict)
     eval_times: dict = field(default_factory=dict)  # binary endpoint -> time it refers to
     cache: dict = field(default_factory=dict)  # shared intermediate results (Cmax for Tmax)
+    patient: dict = field(default_factory=dict)  # patient-level names: covariates, fired.EVENT, ...
+    origins: dict = field(default_factory=dict)  # endpoint counted from an event -> that event's day
+
+    def day(self, name):
+        """The day of a time-to-event endpoint's time (its value plus its origin's day, if it has one)."""
+        return self.results[name] + self.origins[name] if name in self.origins else self.results[name]
 
     def end(self, e: Endpoint) -> float:
         end = e.times.get("end")
@@ -319,7 +361,7 @@ class _State:
         if value is None:
             return float(self.times[0])
         if isinstance(value, str):  # a reference event: its time where it happened, else NaN
-            return np.where(self.results[f"{value}_event"] == 1.0, self.results[value], np.nan)
+            return np.where(self.results[f"{value}_event"] == 1.0, self.day(value), np.nan)
         return float(value)
 
     def env_at(self, expr: ex.Expr, at, method) -> dict:
@@ -329,6 +371,8 @@ class _State:
                 env[name] = interpolate(self.times, self.outputs[name], at, method)
             elif name in self.results:
                 env[name] = self.results[name]
+            elif name in self.patient:
+                env[name] = self.patient[name]
         return env
 
     def env_grid(self, expr: ex.Expr) -> dict:
@@ -338,6 +382,8 @@ class _State:
                 env[name] = self.outputs[name]
             elif name in self.results:
                 env[name] = self.results[name][:, None]
+            elif name in self.patient:
+                env[name] = self.patient[name][:, None]
         return env
 
 
@@ -413,6 +459,10 @@ def _c_at(e, s):
             bad = bad | np.isnan(env[name])
     if at is not None:
         s.eval_times[e.name] = at
+    if "otherwise" in e.options and at is not None:  # the reference event did not happen: a value, not NaN
+        missing_at = np.isnan(at)
+        value = np.where(missing_at, e.options["otherwise"], value)
+        bad = bad & ~missing_at
     if e.type == "bernoulli":  # probability -> a yes/no draw with this endpoint's uniform
         wrong = ~bad & ~((value >= -1e-12) & (value <= 1 + 1e-12))  # NaN too, where its inputs are numbers
         if wrong.any():
@@ -443,12 +493,20 @@ def _c_hazard(e, s):
     return {e.name: time, f"{e.name}_event": event}
 
 
+def _c_event_time(e, s):
+    name = e.options["event"]
+    fired = s.patient[f"fired.{name}"] == 1.0
+    time = np.where(fired, s.patient[f"time_of.{name}"], s.horizon)
+    return {e.name: time, f"{e.name}_event": fired.astype(float)}
+
+
 def _c_outcome(e, s):
     event_time = np.full(s.n, np.inf)
     censor_time = np.full(s.n, s.horizon)
     known = np.zeros(s.n, dtype=bool)
-    for comp in e.events:
-        t = s.results[comp]
+    cause = np.zeros(s.n)
+    for code, comp in enumerate(e.events, start=1):
+        t = s.day(comp)
         if f"{comp}_event" in s.results:  # time-to-event component
             flag = s.results[f"{comp}_event"]
             t_ev = np.where(flag == 1.0, t, np.inf)
@@ -458,17 +516,19 @@ def _c_outcome(e, s):
             t_ev = np.where(flag == 1.0, s.eval_times[comp], np.inf)
             t_cens = np.full(s.n, np.inf)
         ok = ~np.isnan(flag) & ~(np.isnan(t_ev) & (flag == 1.0))
+        cause = np.where(ok & (t_ev < event_time), float(code), cause)  # the first cause wins ties
         event_time = np.where(ok, np.minimum(event_time, t_ev), event_time)
         censor_time = np.where(ok, np.minimum(censor_time, t_cens), censor_time)
         known |= ok
     event = event_time <= censor_time
     time = np.where(event, event_time, censor_time)
-    return {e.name: np.where(known, time, np.nan), f"{e.name}_event": np.where(known, event.astype(float), np.nan)}
+    return {e.name: np.where(known, time, np.nan), f"{e.name}_event": np.where(known, event.astype(float), np.nan),
+            f"{e.name}_cause": np.where(known, np.where(event, cause, 0.0), np.nan)}
 
 
 _COMPUTE = {
     "cmax": _c_cmax, "tmax": _c_cmax, "cmin": _c_cmin, "tmin": _c_cmin, "auc": _c_auc, "tlast": _c_tlast,
     "level": _c_level, "first_above": _c_first, "first_below": _c_first, "time_above": _c_time_beyond,
     "time_below": _c_time_beyond, "condition": _c_at, "value": _c_at, "bernoulli": _c_at, "hazard": _c_hazard,
-    "outcome": _c_outcome,
+    "event_time": _c_event_time, "outcome": _c_outcome,
 }

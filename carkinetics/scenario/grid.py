@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from carkinetics.errors import CarKineticsError, is_number, is_whole_number, printable, suggestion
-from carkinetics.model import expressions as ex
 from carkinetics.simulation.simulate import MAX_TIME as _MAX_TIME  # the largest event time the engine accepts
 from carkinetics.stats.outcome import OUTCOME_PATTERN  # outcomes named in [sweep.plots]
 #: The value a "none" entry of a variable axis stands for: an event at this time never happens
@@ -162,19 +161,6 @@ class SweepSpec:
                 "km_times": None if self.km_times is None else list(self.km_times), "plots": self.plots}
 
 
-def _event_time_names(data) -> set:
-    """Names used in the time expressions of the scenario's events (raw TOML)."""
-    used = set()
-    for ev in data.get("events", []) if isinstance(data.get("events"), list) else []:
-        t = ev.get("time") if isinstance(ev, dict) else None
-        if isinstance(t, str):
-            try:
-                used |= set(ex.names(ex.parse(t)))
-            except CarKineticsError:
-                pass  # the event parser reports it
-    return used
-
-
 def _parse_km_days(raw, times, errs) -> tuple:
     """``km_step`` and ``km_times`` of ``[sweep]``: the days Kaplan-Meier summaries report (problems in ``errs``)."""
     km_step = raw.get("km_step", 7.0)
@@ -243,7 +229,7 @@ def parse_sweep(raw, context) -> SweepSpec:
     variables = list(context.variables)
     arms = list(context.arm_names)
     params = list(model.parameter_names)
-    event_time_names = _event_time_names(context.tables)
+    event_time_names = context.event_time_names
     axes_raw = raw.get("axes", {})
     if not isinstance(axes_raw, dict) or not axes_raw:
         errs.add("sweep.axes", "expected a table of axes, e.g. dose_per_kg = [5e5, 1e6, 2e6]")

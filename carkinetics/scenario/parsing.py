@@ -45,6 +45,12 @@ class SectionContext:
         Names of the ``[arms]`` tables.
     event_names : set of str
         Names, besides the model's parameters, that event expressions may use.
+    protocol_events : list of str
+        Names of the ``[[events]]`` (what endpoints read as ``fired.NAME``, ``time_of.NAME``).
+    event_time_names : set of str
+        Names the events' times use (a sweep's "none" needs one).
+    vocabulary_tables : dict
+        ``{"endpoints": ..., "outcomes": ...}``: the tables the ``[vocabulary]`` imports.
     """
 
     model: object
@@ -58,6 +64,17 @@ class SectionContext:
     covariates: dict = field(default_factory=dict)
     arm_names: set = field(default_factory=set)
     event_names: set = field(default_factory=set)
+    protocol_events: list = field(default_factory=list)
+    vocabulary_tables: dict = field(default_factory=dict)
+    event_time_names: set = field(default_factory=set)
+
+    def patient_names(self) -> set:
+        """Names an endpoint expression may read besides outputs and endpoints: covariates,
+        variables, ``arm.NAME``, ``fired.EVENT`` and ``time_of.EVENT``."""
+        names = set(self.covariates) | set(self.variables) | {f"arm.{a}" for a in self.arm_names}
+        for event in self.protocol_events:
+            names |= {f"fired.{event}", f"time_of.{event}"}
+        return names
 
 
 def parameter_items(raw, section: str, model, errs, expected: str) -> list:

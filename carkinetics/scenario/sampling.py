@@ -286,15 +286,19 @@ class CohortDesign:
                      f"bounds [{self.lower[j]:g}, {self.upper[j]:g}] ({int(bad.sum())} of {len(values)} patients "
                      f"in this chunk); values written in a scenario are not clipped, only random draws are")])
 
-    def uniforms(self, start: int, stop: int, n_uniforms: int) -> np.ndarray:
-        """Uniforms in (0, 1) for random events (hazards), shape (stop - start, n_uniforms).
+    def uniforms(self, start: int, stop: int, streams) -> np.ndarray:
+        """Uniforms in (0, 1) for random events (hazards), shape (stop - start, len(streams)).
 
-        Column ``j`` comes from its own sub-stream, so adding a random event after
-        the others leaves theirs unchanged.
+        Column ``j`` comes from its own sub-stream ``streams[j]`` (an endpoint's
+        :func:`~carkinetics.scenario.endpoints.stream_id`, from its name), so adding, removing or
+        reordering random events leaves the others' draws unchanged. An int ``k`` stands for
+        the streams ``0..k-1``.
         """
-        out = np.empty((stop - start, max(0, int(n_uniforms))))
-        for j in range(out.shape[1]):
-            out[:, j] = _stream(self.seed, STREAMS["events"], j, start, stop, lambda g, b: _uniform_open(g, b))
+        streams = range(max(0, int(streams))) if isinstance(streams, (int, np.integer)) else list(streams)
+        out = np.empty((stop - start, len(streams)))
+        for j, sub in enumerate(streams):
+            out[:, j] = _stream(self.seed, STREAMS["events"], int(sub), start, stop,
+                                lambda g, b: _uniform_open(g, b))
         return out
 
     def columns(self, draws: Draws) -> dict:

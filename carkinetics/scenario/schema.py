@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 from carkinetics.scenario.endpoint_parser import parse_endpoints
+from carkinetics.scenario.events import parse_event_section
 from carkinetics.scenario.grid import parse_sweep
 from carkinetics.scenario.observations import parse_data
 from carkinetics.scenario.population import parse_arms, parse_population, parse_variables
 from carkinetics.scenario.targets import parse_targets
+from carkinetics.scenario.vocabulary import parse_vocabulary
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class Section:
         ``parse(table, context) -> object``, given the table as read and the
         :class:`~carkinetics.scenario.parsing.SectionContext`; it records problems in
         ``context.errors``. None for the core sections (``[scenario]``, ``[times]``,
-        ``[parameters]``, ``[solver]``, ``[[events]]``, ``[plot]``), which
+        ``[parameters]``, ``[solver]``, ``[plot]``), which
         :func:`~carkinetics.scenario.load.scenario_from_dict` reads itself.
     attribute : str
         The :class:`~carkinetics.scenario.load.Scenario` attribute that holds the parsed
@@ -55,7 +57,7 @@ class Section:
 
 
 #: The legal sections, in parse order. Events come after the sections whose names
-#: event expressions and ``arms`` may use.
+#: event expressions and ``arms`` may use, and before the endpoints that read them.
 SECTIONS: tuple[Section, ...] = (
     Section("scenario", "name, description, model, reported targets and parameter sets of the scenario"),
     Section("times", "output times: start, end and step, or values"),
@@ -65,6 +67,10 @@ SECTIONS: tuple[Section, ...] = (
     Section("population", "virtual population: size, seed, variability, covariates", parse_population,
             "population"),
     Section("arms", "named shares of the cohort with their own parameters and variables", parse_arms, "arms"),
+    Section("events", "the protocol: interventions by name (do) and actions (add, multiply, set, set_parameter)",
+            parse_event_section, "events"),
+    Section("vocabulary", "a standard endpoint vocabulary (use = \"clinical\") and its clinical definitions",
+            parse_vocabulary, "vocabulary"),
     Section("endpoints", "per-patient endpoints computed from model outputs", parse_endpoints, "endpoints"),
     Section("outcomes", "survival outcomes combining time-to-event endpoints (parsed with [endpoints])",
             parse_endpoints, "endpoints"),
@@ -72,7 +78,6 @@ SECTIONS: tuple[Section, ...] = (
             "target_specs"),
     Section("sweep", "the grid of protocol choices a sweep runs", parse_sweep, "sweep"),
     Section("data", "observed data shown in visual predictive checks", parse_data, "data_file"),
-    Section("events", "dosing and other events: add, multiply, set, set_parameter"),
     Section("plot", "outputs and scale of the scenario's figure"),
 )
 

@@ -43,7 +43,7 @@ def simulate_typical(scenario, values, names, *, seed=1, jobs=None, arms=None, v
     X = np.asarray(values, float)
     n = X.shape[0]
     design = cohort_design(scenario, seed, variables=variables, arms=arms).typical_patients()
-    simulator = ChunkSimulator(scenario, design, list(es.outputs_needed), jobs=jobs, n_uniforms=es.n_uniforms)
+    simulator = ChunkSimulator(scenario, design, list(es.outputs_needed), jobs=jobs, uniform_streams=es.uniform_streams)
     if patient is None:
         draws, uniforms = simulator.draw(0, n)
     else:

@@ -263,7 +263,7 @@ def test_scenario_sections_parse_into_one_endpoint_set(good):
     es = good.endpoints
     assert SECTIONS_BY_NAME["outcomes"].attribute == SECTIONS_BY_NAME["endpoints"].attribute == "endpoints"
     assert es.columns[:7] == ("cmax", "tmax", "auc28", "tlast", "persist_d90", "remission", "remission_event")
-    assert es.columns[-2:] == ("event_free_survival", "event_free_survival_event")
+    assert es.columns[-3:] == ("event_free_survival", "event_free_survival_event", "event_free_survival_cause")
     assert es.kinds["remission_d28"] == "binary" and es.kinds["relapse"] == "time"
     assert es.kinds["relapse_event"] == "event_flag" and es.kinds["auc28"] == "continuous"
     assert set(es.outputs_needed) == {"cart_blood", "blast_fraction", "antigen_neg_fraction", "cd3"}

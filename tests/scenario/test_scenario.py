@@ -49,8 +49,8 @@ def test_unknown_keys_are_refused_with_suggestions():
 
 def test_the_schema_lists_every_legal_section_once_in_parse_order():
     names = [s.name for s in SECTIONS]
-    assert names == ["scenario", "times", "parameters", "solver", "variables", "population", "arms", "endpoints",
-                     "outcomes", "targets", "sweep", "data", "events", "plot"]
+    assert names == ["scenario", "times", "parameters", "solver", "variables", "population", "arms", "events",
+                     "vocabulary", "endpoints", "outcomes", "targets", "sweep", "data", "plot"]
     assert all(s.description for s in SECTIONS)
     assert "populaton: 'populaton' is not a section of a scenario file (did you mean 'population'?)" in _problems(
         "bad_scenario_keys.toml")
