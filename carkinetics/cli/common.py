@@ -1,6 +1,8 @@
-"""What several commands share: the cohort progress line and comma-separated option values."""
+"""What several commands share: the cohort progress line, comma-separated option values and ``--set``."""
 
 from __future__ import annotations
+
+import click
 
 from carkinetics.progress import Progress
 
@@ -50,3 +52,55 @@ def comma_separated(text) -> list:
     list of str
     """
     return [item for item in text.replace(" ", "").split(",") if item]
+
+
+def set_option(command):
+    """The repeatable ``--set NAME=VALUE`` option (its values reach the command as ``settings``)."""
+    return click.option(
+        "--set", "settings", multiple=True, metavar="NAME=VALUE",
+        help="Set a scenario variable, a model parameter or a covariate (then the same for every patient) "
+             "to a number, as if written in the scenario file; repeatable. Recorded in the results.")(command)
+
+
+def parse_settings(texts) -> dict:
+    """The ``--set`` values as NAME -> number; a malformed one is a usage error (exit status 2).
+
+    Parameters
+    ----------
+    texts : tuple of str
+
+    Returns
+    -------
+    dict of str to float
+    """
+    from carkinetics.scenario.overrides import OverrideError, parse_set_options
+
+    try:
+        return parse_set_options(texts)
+    except OverrideError as err:
+        raise click.UsageError(str(err)) from None
+
+
+def apply_settings(scenario, overrides, sweep=False):
+    """The scenario with the ``--set`` values; a name or value it does not accept is a usage error
+    (exit status 2).
+
+    Parameters
+    ----------
+    scenario : Scenario
+    overrides : dict of str to float
+    sweep : bool, optional
+        Also refuse names that the scenario's ``[sweep]`` grid sets.
+
+    Returns
+    -------
+    Scenario
+    """
+    from carkinetics.scenario.overrides import OverrideError, apply_overrides, check_not_swept
+
+    try:
+        if sweep:
+            check_not_swept(scenario, overrides)
+        return apply_overrides(scenario, overrides)
+    except OverrideError as err:
+        raise click.UsageError(str(err)) from None

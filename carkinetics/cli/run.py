@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from carkinetics.cli.common import PatientProgress
+from carkinetics.cli.common import PatientProgress, apply_settings, parse_settings, set_option
 
 
 def _engine_threads_sleep_when_idle():
@@ -39,7 +39,8 @@ def _engine_threads_sleep_when_idle():
               help="Patients simulated at once (default: about 32 MB of outputs per chunk).")
 @click.option("--trajectories", is_flag=True, default=False,
               help="Also write every patient's trajectory (trajectories.csv; large).")
-def run(scenario, output, n, seed, jobs, chunk_size, trajectories):
+@set_option
+def run(scenario, output, n, seed, jobs, chunk_size, trajectories, settings):
     """Simulate a scenario (its typical patient, or a virtual cohort) and write results and plots to OUTPUT."""
     import gc
 
@@ -52,6 +53,7 @@ def run(scenario, output, n, seed, jobs, chunk_size, trajectories):
     # and 0.3 s).
     from carkinetics.studies.run import check_run_output
 
+    overrides = parse_settings(settings)
     check_run_output(output)  # before anything is computed (or a helper started)
     output = Path(output)
     was_enabled = gc.isenabled()
@@ -61,24 +63,24 @@ def run(scenario, output, n, seed, jobs, chunk_size, trajectories):
     # started first: the helper imports matplotlib while this process starts up (see plots/render.py)
     with FigureHelper() as figures:
         try:
-            _run(scenario, output, n, seed, jobs, chunk_size, trajectories, figures)
+            _run(scenario, output, n, seed, jobs, chunk_size, trajectories, figures, overrides)
         finally:
             if was_enabled:
                 gc.freeze()
                 gc.enable()
 
 
-def _run(scenario, output, n, seed, jobs, chunk_size, trajectories, figures):
-    """Run the scenario and print what was simulated and written."""
+def _run(scenario, output, n, seed, jobs, chunk_size, trajectories, figures, overrides):
+    """Run the scenario (with the ``--set`` values) and print what was simulated and written."""
     from carkinetics.studies.run import is_cohort_run, run_population, run_typical
     from carkinetics.scenario.load import load_scenario
 
-    sc = load_scenario(scenario)
+    sc = apply_settings(load_scenario(scenario), overrides)  # before the output folder is made
     if not is_cohort_run(sc, n):
         if seed is not None or jobs is not None or chunk_size is not None or trajectories:
             raise click.UsageError("--seed, --jobs, --chunk-size and --trajectories need a cohort "
                                    "(--n, or [population] in the scenario)")
-        summary = run_typical(sc, output)
+        summary = run_typical(sc, output, overrides=overrides)
         click.echo(f"{sc.name}: {summary['status']} ({summary['n_steps']} steps, "
                    f"{summary['n_rhs_evals']} right-hand-side evaluations)")
         for f in summary["files"]:
@@ -87,7 +89,8 @@ def _run(scenario, output, n, seed, jobs, chunk_size, trajectories, figures):
     progress = PatientProgress(sc.name)
     try:
         result = run_population(sc, output, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size,
-                                trajectories=trajectories, progress=progress, figures=figures)
+                                trajectories=trajectories, progress=progress, figures=figures,
+                                overrides=overrides)
     finally:
         progress.close()
     info = result.info

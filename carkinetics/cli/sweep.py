@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from carkinetics.cli.common import apply_settings, parse_settings, set_option
 
 def _int_list(text):
     """Comma-separated grid point ids as a list of ints (None for None)."""
@@ -39,8 +40,9 @@ def _int_list(text):
 @click.option("--points", "points", default=None, metavar="IDS", help="Only these grid points (e.g. 0,3,5).")
 @click.option("--progress/--no-progress", default=True, help="Progress line on stderr.")
 @click.option("--plots/--no-plots", default=True, help="Draw the figures when the sweep is complete.")
+@set_option
 def sweep(scenario, output, n, seed, jobs, chunk_size, per_patient, resume, scheduler, dask_workers, points,
-          progress, plots):
+          progress, plots, settings):
     """Run a virtual cohort at every point of the scenario's [sweep] grid."""
     from carkinetics.scenario.load import load_scenario
     from carkinetics.studies.sweep_result import check_output_folder
@@ -48,12 +50,13 @@ def sweep(scenario, output, n, seed, jobs, chunk_size, per_patient, resume, sche
 
     check_output_folder(output)  # a bad -o is refused before anything is read or computed
     point_ids = _int_list(points)
-    sc = load_scenario(scenario)
+    overrides = parse_settings(settings)
+    sc = apply_settings(load_scenario(scenario), overrides, sweep=True)
     output = Path(output)
     try:
         result = run_sweep(sc, output, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size, per_patient=per_patient,
                            resume=resume, scheduler=scheduler, dask_workers=dask_workers,
-                           progress=progress, points=point_ids)
+                           progress=progress, points=point_ids, overrides=overrides)
     except KeyboardInterrupt:
         import json
 

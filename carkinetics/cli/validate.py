@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from carkinetics.cli.common import PatientProgress
+from carkinetics.cli.common import PatientProgress, parse_settings, set_option
 
 
 @click.command()
@@ -18,20 +18,37 @@ from carkinetics.cli.common import PatientProgress
               help="Virtual patients per seed scenario.")
 @click.option("--seed", type=click.IntRange(0), default=1, show_default=True, help="Random seed.")
 @click.option("--jobs", "-j", type=click.IntRange(1), default=None, help="Threads (default: all cores).")
-def validate(scenarios, output, n, seed, jobs):
+@click.option("--reference", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="TABLE.csv",
+              help="A reference target table (the format of carkinetics/reference/README.md) that replaces the "
+                   "shipped one: the scenarios' target ids are looked up, and scored, in it.")
+@set_option
+def validate(scenarios, output, n, seed, jobs, reference, settings):
     """Run the seed scenarios (default: every shipped scenario with [targets]) and compare
     each simulated endpoint with its reported value and 95% interval.
 
     The exit status is 0 whatever the verdicts: they are data.
     """
+    from carkinetics.errors import DataError
     from carkinetics.io.atomic import check_output_dir
+    from carkinetics.scenario.overrides import OverrideError
+    from carkinetics.scenario.reference import load_targets
     from carkinetics.studies.validate import VALIDATION_FILES, run_validation, verdict_counts
 
+    overrides = parse_settings(settings)
     if output is not None:
         check_output_dir(output, clean=True, known=VALIDATION_FILES)  # before anything is simulated
         output = Path(output)
-    table = run_validation(scenarios or None, n=n, seed=seed, jobs=jobs, output=output,
-                           progress_factory=lambda sc, total: PatientProgress(sc.name))
+    if reference is not None:
+        try:
+            load_targets(reference)  # a bad table is a bad option: refused before any scenario is read
+        except DataError as err:
+            raise click.UsageError(f"--reference: {err}") from None
+    try:
+        table = run_validation(scenarios or None, n=n, seed=seed, jobs=jobs, output=output,
+                               progress_factory=lambda sc, total: PatientProgress(sc.name), overrides=overrides,
+                               reference=reference)
+    except OverrideError as err:
+        raise click.UsageError(str(err)) from None
     fmt = "{:<34s} {:<8s} {:>9s} [{:>9s}, {:>9s}]  {:>9s} [{:>9s}, {:>9s}]  {}"
     click.echo(fmt.format("target", "role", "reported", "lower", "upper", "simulated", "MC lo", "MC hi", "verdict"))
 

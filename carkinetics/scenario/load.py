@@ -33,11 +33,13 @@ from pathlib import Path
 import numpy as np
 
 from carkinetics.model import expressions as ex
-from carkinetics.errors import (CarKineticsError, ExpressionError, FileProblem, ProblemCollector, ScenarioError,
+from carkinetics.errors import (CarKineticsError, FileProblem, ProblemCollector, ScenarioError,
                                 is_number, parse_toml, printable, read_input_text, suggestion)
 from carkinetics.scenario.endpoints import EndpointSet
+from carkinetics.scenario.events import check_action_value, check_arguments, check_time, event_time
 from carkinetics.scenario.grid import SweepSpec
-from carkinetics.scenario.parsing import SectionContext, parameter_items, value_expression
+from carkinetics.scenario.parameter_sets import load_parameter_set
+from carkinetics.scenario.parsing import SectionContext, parameter_items
 from carkinetics.scenario.population import Arms, PopulationSpec, Variables
 from carkinetics.scenario.schema import SECTIONS
 from carkinetics.scenario.targets import TargetSpec
@@ -49,21 +51,7 @@ _SCENARIO_KEYS = {"name", "description", "model", "targets", "notes", "seed_file
                   "parameter_set"}
 _TIMES_KEYS = {"start", "end", "step", "values"}
 _SOLVER_KEYS = {"method", "rtol", "atol", "max_steps", "max_step"}
-_EVENT_KEYS = {"name", "time", "when", "add", "multiply", "set", "set_parameter", "notes", "arms"}
 _PLOT_KEYS = {"outputs", "log_scale", "title"}
-ACTION_KEYS = ("multiply", "set", "add", "set_parameter")
-
-
-@dataclass
-class EventSpec:
-    """An event as written in a scenario; values may be expressions."""
-
-    name: str
-    time: ex.Expr
-    when: str | None
-    actions: list  # (kind, target, Expr)
-    arms: tuple[str, ...] | None = None  # None: all arms
-    key: str = ""
 
 
 @dataclass
@@ -96,6 +84,7 @@ class Scenario:
     target_specs: dict[str, TargetSpec] = field(default_factory=dict)  # by target id
     sweep: SweepSpec | None = None
     data_file: Path | None = None  # observed data for visual predictive checks
+    vocabulary: object = None  # the [vocabulary] it imports (scenario.vocabulary.VocabularyUse)
     raw: dict = field(default_factory=dict, repr=False)
     parameter_sets: tuple[Path, ...] = ()  # files whose [parameters] the scenario starts from
 
@@ -120,8 +109,9 @@ class Scenario:
             key = spec.key or f"events[{k}]"
             where = f"{key}.time"
             try:
-                t = _event_number(spec.time, env)
+                t = event_time(spec, _event_number(spec.time, env), env)
                 check_time(t, "event time")
+                check_arguments(spec, env)
                 acts = []
                 for kind, target, value in spec.actions:
                     where = f"{key}.{kind}.{target}"
@@ -160,26 +150,6 @@ def _event_number(expr, env) -> float:
     if not math.isfinite(v):
         raise ValueError(f"evaluates to {v} (not a finite number)")
     return v
-
-
-def check_time(t: float, what: str = "time") -> None:
-    """Raise ValueError for a time that is not finite or beyond ``MAX_TIME`` days."""
-    if not math.isfinite(t) or abs(t) > MAX_TIME:
-        raise ValueError(f"{what} {t:g} is beyond +-{MAX_TIME:g} days (the largest time carkinetics accepts)")
-
-
-def check_action_value(model, kind: str, target: str, value: float) -> None:
-    """Raise ValueError for an event value that cannot be right: a negative amount, factor or
-    state (states are cell counts or fractions, >= 0), a parameter outside its bounds."""
-    if kind in ("add", "multiply", "set") and value < 0:
-        word = {"add": "amount", "multiply": "factor", "set": "value"}[kind]
-        raise ValueError(f"{word} must be >= 0, got {value} (states are amounts: cells, copies, fractions)")
-    if kind == "set_parameter":
-        par = model.parameter(target)
-        lo, hi = par.bounds or (-math.inf, math.inf)
-        if not (lo - 1e-9 * abs(lo) <= value <= hi + 1e-9 * abs(hi)):  # slack: rounding at a bound
-            raise ValueError(f"{value:g} is outside the bounds of parameter '{target}' "
-                             f"[{par.bounds[0]:g}, {par.bounds[1]:g}] ({par.unit})")
 
 
 def load_scenario(path) -> Scenario:
@@ -245,17 +215,15 @@ def scenario_from_dict(data: dict, path) -> Scenario:
                              tables=data)
     parsed = {}
     for section in SECTIONS:
-        if section.parse is not None and section.name in data and section.attribute not in parsed:
-            parsed[section.attribute] = section.parse(data[section.name], context)
+        imported = section.attribute == "endpoints" and context.vocabulary_tables  # endpoints from [vocabulary]
+        if section.parse is not None and (section.name in data or imported) and section.attribute not in parsed:
+            parsed[section.attribute] = section.parse(data.get(section.name, {}), context)
 
-    # names usable in event expressions: parameters, plus those the sections declare
-    events = _parse_events(data.get("events", []), model, times, t0, errs, set(context.event_names),
-                           set(context.arm_names))
     plot_outputs, plot_log = _parse_plot(data.get("plot", {}), model, errs)
 
     errs.raise_if_any()
     scenario = Scenario(path=path, name=name, description=str(head.get("description", "")), model=model,
-                        times=times, t0=t0, parameters=overrides, solver=solver, events=events,
+                        times=times, t0=t0, parameters=overrides, solver=solver, events=parsed.pop("events", []),
                         plot_outputs=plot_outputs, plot_log=plot_log, targets=tuple(targets), raw=data,
                         parameter_sets=tuple(set_paths), **parsed)
     # the typical patient's events: expressions that give a negative amount, a time beyond the
@@ -314,12 +282,14 @@ _TARGET_IDS: dict = {}
 
 
 def _reference_target_ids() -> list:
-    """Ids of the shipped reference target table (read once per version of the file)."""
-    from carkinetics.scenario.reference import default_targets_path, load_targets
+    """Ids of the reference target table in use (the shipped one unless
+    :func:`~carkinetics.scenario.reference.reference_table` names another; each file read once
+    per version)."""
+    from carkinetics.scenario.reference import active_targets_path, load_targets
 
-    path = default_targets_path()
+    path = active_targets_path()
     try:
-        stamp = (path.stat().st_mtime_ns, path.stat().st_size)
+        stamp = (str(path), path.stat().st_mtime_ns, path.stat().st_size)
     except OSError:
         stamp = None
     if stamp is None or _TARGET_IDS.get("stamp") != stamp:
@@ -329,7 +299,9 @@ def _reference_target_ids() -> list:
 
 
 def _check_target_ids(targets, errs) -> None:
-    """Record ids of ``[scenario] targets`` that are not in the reference table."""
+    """Record ids of ``[scenario] targets`` that are not in the reference table in use."""
+    from carkinetics.scenario.reference import active_targets_path, is_default_table
+
     if not targets:
         return
     try:
@@ -337,6 +309,7 @@ def _check_target_ids(targets, errs) -> None:
     except CarKineticsError as err:
         errs.add("scenario.targets", f"the reference target table could not be read: {err}")
         return
+    table = "" if is_default_table(active_targets_path()) else f" {active_targets_path()}"
     known_set = set(known)
     seen = set()
     for t in targets:
@@ -344,7 +317,8 @@ def _check_target_ids(targets, errs) -> None:
             errs.add("scenario.targets", f"'{t}' is listed twice")
         seen.add(t)
         if t not in known_set:
-            errs.add("scenario.targets", f"'{t}' is not a target id of the reference table{suggestion(t, known)}")
+            errs.add("scenario.targets", f"'{t}' is not a target id of the reference table{table}"
+                                         f"{suggestion(t, known)}")
 
 
 def header_and_model(data, table, keys, path, errs):
@@ -406,49 +380,6 @@ def _parameter_set_paths(raw, path: Path, errs) -> list:
         else:
             out.append(p)  # folders, devices, huge files: refused by read_toml, naming the file
     return out
-
-
-def load_parameter_set(path, model) -> dict:
-    """Parameter values from a parameter-set file: a TOML file with a ``[parameters]`` table.
-
-    Such files are written by ``carkinetics calibrate`` (one per product, with the fit's
-    provenance in comments and in a ``[calibration]`` table, which is not read here); a
-    scenario names one with ``[scenario] parameter_set = "..."`` and its own
-    ``[parameters]`` apply on top.
-
-    Raises
-    ------
-    ScenarioError
-        Naming the file: not TOML, no ``[parameters]`` table, unknown parameters, values
-        that are not finite numbers within the model's bounds.
-    """
-    path = Path(path)
-    errs = ProblemCollector(path, ScenarioError)
-    data = read_toml(path, ScenarioError)
-    if not isinstance(data.get("parameters"), dict):
-        raise ScenarioError(path, ["parameters: a parameter-set file needs a [parameters] table of "
-                                   "parameter = value"])
-    for k in data:
-        if k not in ("parameters", "calibration"):
-            errs.unknown_name(k, k, ("parameters", "calibration"), "a section of a parameter-set file")
-    _check_provenance_numbers(data.get("calibration"), "calibration", errs)
-    out = {}
-    _numeric_parameters(parameter_items(data["parameters"], "parameters", model, errs, "value"), model, errs, out)
-    errs.raise_if_any()
-    return out
-
-
-def _check_provenance_numbers(value, key, errs) -> None:
-    """A parameter set's ``[calibration]`` record is not used, but a NaN or infinite number in it
-    means the file did not come from a finished calibration: refuse it."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _check_provenance_numbers(v, f"{key}.{k}", errs)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_provenance_numbers(v, f"{key}[{i}]", errs)
-    elif isinstance(value, float) and not math.isfinite(value):
-        errs.add(key, f"{value!r} in the record of the calibration: the file is not from a finished calibration")
 
 
 def _parse_times(raw, errs):
@@ -544,92 +475,6 @@ def _parse_solver(raw, model, errs) -> SolverOptions:
         return SolverOptions()
 
 
-def _parse_events(raw, model, times, t0, errs, extra_names, arm_names) -> list:
-    if not isinstance(raw, list):
-        errs.add("events", "expected [[events]] tables (an array of tables)")
-        return []
-    horizon_hi = times[-1]
-    value_names = set(model.parameter_names) | set(extra_names)
-    out = []
-    for k, ev in enumerate(raw):
-        key = f"events[{k}]"
-        if not isinstance(ev, dict):
-            errs.add(key, "expected a table")
-            continue
-        name = ev.get("name", f"event {k}")
-        if not isinstance(name, str):
-            errs.add(f"{key}.name", f"expected a string, got {name!r}")
-            name = f"event {k}"
-        errs.unknown_keys(key, ev, _EVENT_KEYS, "a key of an event")
-        if "time" not in ev:
-            errs.add(f"{key}.time", "missing (a number or an expression, model time unit)")
-            continue
-        time_expr = value_expression(ev["time"], f"{key}.time", value_names, errs)
-        if time_expr is not None and time_expr.op == "num":
-            tv = time_expr.value
-            if abs(tv) > MAX_TIME:
-                errs.add(f"{key}.time", f"{tv:g} is beyond +-{MAX_TIME:g} days (the largest time carkinetics "
-                                        f"accepts)")
-            elif t0 is not None and tv < t0:
-                errs.add(f"{key}.time", f"{tv} is before the start of the scenario ({t0})")
-            if tv > horizon_hi:
-                errs.add(f"{key}.time", f"{tv} is after the last output time ({horizon_hi}); the event "
-                                        f"would never happen")
-        when = ev.get("when")
-        if when is not None:
-            if not isinstance(when, str):
-                errs.add(f"{key}.when", f"expected a condition string, got {when!r}")
-                when = None
-            else:
-                try:
-                    model.parse_condition(when)
-                except ExpressionError as err:
-                    errs.add(f"{key}.when", str(err))
-                    when = None
-        arms = ev.get("arms")
-        if arms is not None:
-            if not isinstance(arms, list) or not all(isinstance(a, str) for a in arms):
-                errs.add(f"{key}.arms", "expected a list of arm names")
-                arms = None
-            else:
-                for a in arms:
-                    if a not in arm_names:
-                        errs.add(f"{key}.arms", f"'{a}' is not an arm of this scenario"
-                                                f"{suggestion(a, arm_names)}")
-                arms = tuple(arms)
-        actions = []
-        for kind in ACTION_KEYS:
-            table = ev.get(kind)
-            if table is None:
-                continue
-            if not isinstance(table, dict) or not table:
-                errs.add(f"{key}.{kind}", "expected a table of name = value")
-                continue
-            targets = model.parameter_names if kind == "set_parameter" else model.state_names
-            what = "a parameter" if kind == "set_parameter" else "a state"
-            for target, value in table.items():
-                akey = f"{key}.{kind}.{target}"
-                if target not in targets:
-                    errs.add(akey, f"'{target}' is not {what} of model '{model.name}'"
-                                   f"{suggestion(target, targets)}")
-                    continue
-                vexpr = value_expression(value, akey, value_names, errs)
-                if vexpr is None:
-                    continue
-                if vexpr.op == "num":
-                    try:
-                        check_action_value(model, kind, target, vexpr.value)
-                    except ValueError as err:
-                        errs.add(akey, str(err))
-                        continue
-                actions.append((kind, target, vexpr))
-        if not any(kind in ev for kind in ACTION_KEYS):
-            errs.add(key, f"event '{name}' has no actions (use add, multiply, set or set_parameter)")
-        out.append(EventSpec(name=name, time=time_expr if time_expr is not None else ex.ZERO, when=when,
-                             actions=actions, arms=arms, key=key))
-    return out
-
-
 def check_file(path) -> str:
     """Validate a model or scenario file; return a one-line summary or raise."""
     from carkinetics.errors import FileError, ModelFileError
@@ -639,8 +484,18 @@ def check_file(path) -> str:
     data = read_toml(path, FileError)
     if "scenario" in data:
         sc = load_scenario(path)
+        if sc.target_specs:  # the ids of [targets.ID] must be rows of the reference table in use
+            from carkinetics.scenario.reference import active_targets_path, load_targets
+            from carkinetics.scenario.targets import check_target_ids
+
+            check_target_ids(sc, load_targets(active_targets_path()))
+        vocabulary = ""
+        if sc.vocabulary is not None:
+            left = "; ".join(f"{n} ({why})" for n, why in sc.vocabulary.left_out.items())
+            vocabulary = (f", {len(sc.vocabulary.included)} endpoints of vocabulary '{sc.vocabulary.vocabulary.name}'"
+                          + (f" (left out: {left})" if left else ""))
         return (f"{path}: scenario '{sc.name}' is valid: model '{sc.model.name}', {len(sc.times)} output times "
-                f"to day {sc.horizon:g}, {len(sc.events)} events")
+                f"to day {sc.horizon:g}, {len(sc.events)} events{vocabulary}")
     if "odes" in data or "states" in data or "model" in data:
         m = load_model(path)
         return (f"{path}: model '{m.name}' is valid: {m.n_states} states, {m.n_parameters} parameters, "

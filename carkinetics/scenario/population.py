@@ -18,7 +18,9 @@ Three scenario sections are defined here (see the README section "Virtual cohort
 
 ``[arms.NAME]``
     A named share of the cohort with its own parameters (values or expressions) and
-    variables; ``[[events]]`` with ``arms = [...]`` apply only to those arms.
+    variables; ``parameter_set = "file.toml"`` (relative to the scenario file, the format of
+    ``[scenario] parameter_set``) gives the arm a product's values, under its own
+    ``parameters``; ``[[events]]`` with ``arms = [...]`` apply only to those arms.
 
 The patients of a cohort are drawn by :mod:`carkinetics.scenario.sampling`, their
 covariates from the distributions of :mod:`carkinetics.scenario.covariates`.
@@ -28,13 +30,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from carkinetics.model import expressions as ex
 from carkinetics.model.spec import bound_slack as _slack
-from carkinetics.errors import CarKineticsError, is_number, is_whole_number, suggestion
+from carkinetics.errors import CarKineticsError, ScenarioError, is_number, is_whole_number, suggestion
 from carkinetics.scenario.covariates import parse_covariate
+from carkinetics.scenario.parameter_sets import load_parameter_set
 from carkinetics.scenario.parsing import parameter_items, value_expression
 
 #: Names no variable or covariate may take (``t``, functions and constants of expressions).
@@ -54,7 +58,7 @@ DEFAULT_ARM = "all"  # the arm name of a cohort without [arms]; reserved
 
 _POPULATION_KEYS = {"size", "seed", "description", "notes", "model_variability", "variability", "correlation",
                     "covariance", "covariates", "parameters"}
-_ARM_KEYS = {"share", "parameters", "variables", "description", "notes"}
+_ARM_KEYS = {"share", "parameters", "variables", "description", "notes", "parameter_set"}
 _BLOCK_KEYS = {"parameters", "matrix"}
 
 
@@ -108,6 +112,7 @@ class Arm:
     parameters: dict = field(default_factory=dict)  # parameter -> Expr
     variables: dict = field(default_factory=dict)  # variable -> float
     description: str = ""
+    parameter_set: Path | None = None  # the file the arm's values start from
 
 
 @dataclass
@@ -431,6 +436,28 @@ def _parse_block(raw, key, kind, model, spec, sds, errs):
     return CorrelationBlock(tuple(names), corr, block_sds, chol)
 
 
+def _arm_parameter_set(raw, key, context) -> tuple:
+    """The file of an arm's ``parameter_set`` and its values as constant expressions
+    (``(None, {})`` without one, or after a recorded problem)."""
+    if raw is None:
+        return None, {}
+    if not isinstance(raw, str) or not raw or len(raw) > 4096 or "\x00" in raw:
+        context.errors.add(key, f"expected the path of a parameter-set file (relative to this scenario), got "
+                                f"{raw!r:.200}")
+        return None, {}
+    path = Path(context.path).parent / raw
+    if not path.exists():
+        context.errors.add(key, f"parameter-set file '{raw}' not found (looked for {path})")
+        return None, {}
+    try:
+        values = load_parameter_set(path, context.model)
+    except ScenarioError as err:
+        context.errors.add(key, f"parameter-set file '{raw}' could not be read:\n    "
+                                + str(err).replace("\n", "\n    "))
+        return None, {}
+    return path, {name: ex.Expr.num(value) for name, value in values.items()}
+
+
 def parse_arms(raw, context) -> Arms:
     """Parse ``[arms.NAME]`` tables: each arm's share, parameters and variables.
 
@@ -441,7 +468,8 @@ def parse_arms(raw, context) -> Arms:
     context : SectionContext
         The scenario being parsed (after its ``[variables]`` and ``[population]``);
         problems go to ``context.errors``, and the arm names are declared in
-        ``context.arm_names``.
+        ``context.arm_names``. An arm's ``parameter_set`` is a file relative to
+        ``context.path``; the arm's ``parameters`` override its values.
 
     Returns
     -------
@@ -474,7 +502,7 @@ def parse_arms(raw, context) -> Arms:
             errs.add(f"{key}.share", f"{share:g} is larger than {MAX_SHARE:g}; shares are relative weights "
                                      f"(e.g. 1 and 2, or 0.3 and 0.7)")
             share = None
-        params = {}
+        set_path, params = _arm_parameter_set(a.get("parameter_set"), f"{key}.parameter_set", context)
         for pname, value, pkey in parameter_items(a.get("parameters", {}), f"{key}.parameters", model, errs,
                                                   "value or expression"):
             e = value_expression(value, pkey, allowed, errs, "arm parameters may use parameters (their typical "
@@ -505,6 +533,6 @@ def parse_arms(raw, context) -> Arms:
             if k in a and not isinstance(a[k], str):
                 errs.add(f"{key}.{k}", f"expected a string, got {a[k]!r}")
         if share is not None:
-            arms[name] = Arm(name, float(share), params, avars, str(a.get("description", "")))
+            arms[name] = Arm(name, float(share), params, avars, str(a.get("description", "")), set_path)
     context.arm_names = set(context.arm_names) | set(raw)
     return Arms(arms)

@@ -14,6 +14,8 @@ interval, denominator, source and evidence code.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from pathlib import Path
 
@@ -41,9 +43,69 @@ CI_METHODS = ("reported", "wilson", "range", "none")
 EVIDENCE_CODES = ("V-seed", "V-abs", "V-sec", "D")
 
 
+#: The reference table in use while scenarios are loaded (None: the shipped one); set with
+#: :func:`reference_table`.
+_ACTIVE_TABLE: contextvars.ContextVar = contextvars.ContextVar("carkinetics_reference_table", default=None)
+
+
 def default_targets_path() -> Path:
     """Path of the reference table shipped with carkinetics."""
     return Path(__file__).resolve().parent.parent / "reference" / "targets.csv"
+
+
+def active_targets_path() -> Path:
+    """The reference table scenarios are checked against: the one of :func:`reference_table`, else
+    the shipped one (:func:`default_targets_path`).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    active = _ACTIVE_TABLE.get()
+    return default_targets_path() if active is None else active
+
+
+def is_default_table(path) -> bool:
+    """Whether ``path`` is the reference table shipped with carkinetics.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+
+    Returns
+    -------
+    bool
+    """
+    try:
+        return Path(path).resolve() == default_targets_path()
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def reference_table(path=None):
+    """Use another reference table (``carkinetics validate --reference``) while scenarios are loaded.
+
+    Inside the ``with`` block, the target ids a scenario lists in ``[scenario] targets``
+    are checked against ``path`` instead of the shipped table.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path, optional
+        A reference table (:func:`load_targets` format); None: the shipped one.
+
+    Examples
+    --------
+    >>> from carkinetics.scenario.reference import active_targets_path, reference_table
+    >>> with reference_table("my_targets.csv"):
+    ...     active_targets_path().name
+    'my_targets.csv'
+    """
+    token = _ACTIVE_TABLE.set(None if path is None else Path(path))
+    try:
+        yield
+    finally:
+        _ACTIVE_TABLE.reset(token)
 
 
 def load_targets(path=None):
@@ -58,7 +120,8 @@ def load_targets(path=None):
     Returns
     -------
     pandas.DataFrame
-        One row per target, columns in :data:`TARGET_COLUMNS` order. The columns of
+        One row per target, columns in :data:`TARGET_COLUMNS` order (the file's path in
+        ``attrs["path"]``). The columns of
         :data:`NUMERIC_COLUMNS` are floats (NaN where the file leaves them empty:
         ``k`` and ``n`` are whole numbers when given); the other columns are strings
         (empty string where the file leaves them empty).
@@ -147,7 +210,9 @@ def load_targets(path=None):
     errs.raise_if_any()
     for c in NUMERIC_COLUMNS:
         table[c] = pd.Series(numbers[c], index=table.index, dtype=float)
-    return table.reset_index(drop=True)
+    table = table.reset_index(drop=True)
+    table.attrs["path"] = str(path)
+    return table
 
 
 def _check_row(row, vals, where, errs) -> None:

@@ -1,11 +1,17 @@
-"""The [targets] section of a scenario: which reported numbers it reproduces, and how each is computed."""
+"""The [targets] section of a scenario: which reported numbers it reproduces, and how each is computed.
+
+Target ids are rows of a reference target table (:mod:`carkinetics.scenario.reference`): the
+shipped one, or the one given to ``carkinetics validate --reference``; :func:`check_target_ids`
+checks them against the table in use.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from carkinetics.errors import suggestion
+from carkinetics.errors import ScenarioError, suggestion
+from carkinetics.scenario.reference import default_targets_path
 
 COHORT_STATISTICS = ("proportion", "km_estimate", "cumulative_incidence", "median", "mean", "geometric_mean")
 ROLES = ("outcome", "input")
@@ -83,3 +89,29 @@ def parse_targets(raw, context) -> dict:
         specs[tid] = TargetSpec(str(tid), endpoint, stat, arms, among,
                                 None if time is None else float(time), role, str(spec.get("note", "")))
     return specs
+
+
+def check_target_ids(scenario, reference) -> None:
+    """Refuse a scenario without ``[targets]``, or with target ids that are not rows of ``reference``.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    reference : pandas.DataFrame
+        The reference target table (:func:`carkinetics.scenario.reference.load_targets`;
+        its file is named in messages).
+
+    Raises
+    ------
+    ScenarioError
+        Naming the scenario, each unknown target (with a close match) and the table.
+    """
+    specs = scenario.target_specs
+    if not specs:
+        raise ScenarioError(scenario.path, ["targets: this scenario declares no [targets.<id>] to validate"])
+    known = list(reference["target_id"])
+    table = reference.attrs.get("path") or str(default_targets_path())
+    problems = [f"targets.{tid}: '{tid}' is not a target_id of the reference table {table}"
+                f"{suggestion(tid, known)}" for tid in specs if tid not in set(known)]
+    if problems:
+        raise ScenarioError(scenario.path, problems)

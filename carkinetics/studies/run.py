@@ -8,6 +8,7 @@ from carkinetics.cohort.result import RUN_FILES
 from carkinetics.io.atomic import atomic_output_dir, check_output_dir
 from carkinetics.io.provenance import file_sha256, provenance
 from carkinetics.io.results import write_json
+from carkinetics.scenario.overrides import apply_overrides
 from carkinetics.simulation.simulate import simulate
 
 
@@ -17,14 +18,17 @@ def check_run_output(output_dir):
     return check_output_dir(output_dir, clean=True, known=RUN_FILES)
 
 
-def run_typical(scenario, output_dir) -> dict:
+def run_typical(scenario, output_dir, overrides=None) -> dict:
     """Simulate the scenario's typical patient; write ``trajectory.csv``, ``outputs.png``, ``run.json``.
 
+    ``overrides`` (NAME -> value, as ``--set``) are applied to the scenario
+    (:func:`~carkinetics.scenario.overrides.apply_overrides`) and recorded in ``run.json``.
     Returns a summary dict (also written as ``run.json``).
     """
     from carkinetics.plots.cohort import plot_trajectory, save_figure
 
     check_run_output(output_dir)
+    scenario = apply_overrides(scenario, overrides)
     trajectory = simulate(scenario.model, scenario.schedule(), scenario.times,
                           parameters=scenario.parameter_vector(), options=scenario.solver, t0=scenario.t0)
     summary = {
@@ -33,6 +37,7 @@ def run_typical(scenario, output_dir) -> dict:
         "model": str(scenario.model.path),
         "model_sha256": scenario.model.content_hash,
         "kind": "typical patient",
+        "overrides": dict(overrides or {}),
         "status": trajectory.message,
         "n_steps": trajectory.n_steps,
         "n_rhs_evals": trajectory.n_rhs_evals,
@@ -55,7 +60,7 @@ def is_cohort_run(scenario, n=None) -> bool:
 
 
 def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_size=None, trajectories=False,
-                   progress=None, plots=True, figures=None):
+                   progress=None, plots=True, figures=None, overrides=None):
     """Simulate the scenario's virtual cohort and write its tables and plots to ``output_dir``.
 
     Writes, atomically: ``patients.csv`` (one row per patient: arm, covariates, varying
@@ -78,6 +83,10 @@ def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_
     figures : carkinetics.plots.render.FigureHelper, optional
         A helper process that draws the plots (started early by ``carkinetics run``, so that
         matplotlib is imported while this process starts up); default: drawn here.
+    overrides : dict of str to float, optional
+        Values set as with ``--set`` (variables, parameters, covariates): applied to the
+        scenario (:func:`~carkinetics.scenario.overrides.apply_overrides`) and recorded as
+        ``overrides`` in ``run.json``.
 
     Returns
     -------
@@ -87,6 +96,7 @@ def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_
     from carkinetics.cohort.pipeline import run_cohort
 
     output_dir = Path(output_dir)
+    scenario = apply_overrides(scenario, overrides)  # refused before the folder is made
 
     def prepare():
         if plots and figures is None:  # most of matplotlib's import (~0.4 s) while the engine simulates;
@@ -104,6 +114,7 @@ def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_
                                 keep_trajectories=(staging / "trajectories.csv") if trajectories else False,
                                 progress=progress, patients_csv=staging / "patients.csv", while_simulating=prepare,
                                 on_bands=draw_bands if plots and figures is not None else None)
+            result.info["overrides"] = dict(overrides or {})
             names = result.write_into(staging, plots=plots, figures=figures)
         except BaseException:
             if figures is not None:  # failed or interrupted: the helper stops now, not after its figures

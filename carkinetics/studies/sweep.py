@@ -80,6 +80,7 @@ from carkinetics.errors import ScenarioError, is_whole_number
 from carkinetics.io.atomic import atomic_write_text, register_outputs
 from carkinetics.io.provenance import file_sha256, provenance
 from carkinetics.io.results import write_json
+from carkinetics.scenario.overrides import apply_overrides, check_not_swept
 from carkinetics.progress import Progress
 from carkinetics.scenario.grid import MAX_SEED, GridPoint, SweepError, check_grid_size, max_patients
 from carkinetics.studies.dask import run_dask
@@ -222,7 +223,7 @@ def _endpoint_kinds(scenario, result) -> dict:
 
 
 def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=None, per_patient=None,
-          resume=False, scheduler=None, dask_workers=None, progress=None, points=None) -> SweepResult:
+          resume=False, scheduler=None, dask_workers=None, progress=None, points=None, overrides=None) -> SweepResult:
     """Run a virtual cohort at every point of the scenario's ``[sweep]`` grid.
 
     Parameters
@@ -258,6 +259,10 @@ def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=Non
     points : sequence of int, optional
         Only these grid points (ids); for tests and partial reruns. Only these points
         are built, whatever the size of the grid.
+    overrides : dict of str to float, optional
+        Values set as with ``--set`` (variables, parameters, covariates; not those the grid
+        sets): applied to the scenario (:func:`~carkinetics.scenario.overrides.apply_overrides`),
+        recorded in ``sweep.json`` and part of what a resume must match.
 
     Returns
     -------
@@ -275,6 +280,9 @@ def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=Non
     out = check_output_folder(output) if output is not None else None  # before anything is computed
     if isinstance(scenario, (str, Path)):
         scenario = load_scenario(scenario)
+    overrides = dict(overrides or {})
+    scenario = apply_overrides(scenario, overrides)
+    check_not_swept(scenario, overrides)
     spec = scenario.sweep
     if spec is None:
         raise ScenarioError(scenario.path, ["sweep: this scenario has no [sweep] section (add [sweep.axes])"])
@@ -292,6 +300,8 @@ def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=Non
     seed, seed_source = _resolve_seed(scenario, spec, seed, old)
     inputs = sweep_inputs(scenario)
     settings = _settings(scenario, spec, n, seed, keep, km_times)
+    if overrides or "overrides" in ((old or {}).get("settings") or {}):  # recorded only when given (or
+        settings["overrides"] = overrides  # given to the sweep resumed): sweeps without --set resume as before
     if old is not None:
         differences = compare_runs(old, inputs, settings)
         if differences:
@@ -300,9 +310,10 @@ def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=Non
                                "inputs of the sweep there, or run this one into another --output folder")
     info = _sweep_info(scenario, spec, es, inputs, settings, n=n, seed=seed, seed_source=seed_source, keep=keep,
                        km_times=km_times, points=points, todo_ids=todo_ids, scheduler=scheduler)
+    info["overrides"] = overrides
     if out is not None:
         _add_folder_info(info, old, scenario, output, n=n, seed=seed, keep=keep, points=points, todo_ids=todo_ids,
-                         chunk_size=chunk_size)
+                         chunk_size=chunk_size, overrides=overrides)
     done = set(info["finished"])
     todo = spec.points([i for i in todo_ids if i not in done])  # only the points asked for are built
     if out is not None:
@@ -321,7 +332,8 @@ def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=Non
             path = str(Path(scenario.path).resolve())
             hashes = {k: v["sha256"] for k, v in inputs.items()}
             sha = file_sha256(path)
-            items = [(p, (path, sha, p, n, seed, jobs or 1, chunk_size, km_times, keep, hashes)) for p in todo]
+            items = [(p, (path, sha, p, n, seed, jobs or 1, chunk_size, km_times, keep, hashes, overrides))
+                     for p in todo]
             run_dask(_dask_point, items, lambda done_point: recorder.finish(*done_point), scheduler=scheduler,
                      n_workers=dask_workers, key=lambda p: p.id, prefix="carkinetics-point")
         completed = True
@@ -360,10 +372,12 @@ def _sweep_info(scenario, spec, es, inputs, settings, *, n, seed, seed_source, k
     }
 
 
-def _add_folder_info(info, old, scenario, output, *, n, seed, keep, points, todo_ids, chunk_size) -> None:
+def _add_folder_info(info, old, scenario, output, *, n, seed, keep, points, todo_ids, chunk_size,
+                     overrides=None) -> None:
     """The resume command and provenance of a sweep written to a folder; what an earlier run there finished."""
     info["resume_command"] = resume_command(scenario.path, output, n=n, seed=seed, per_patient=keep,
-                                            points=None if points is None else todo_ids, chunk_size=chunk_size)
+                                            points=None if points is None else todo_ids, chunk_size=chunk_size,
+                                            overrides=overrides)
     info["provenance"] = provenance()
     info["created"] = info["provenance"]["created"]
     if old is not None:
@@ -492,7 +506,8 @@ def sweep_inputs(scenario) -> dict:
     """Every file a sweep's results depend on, with its SHA-256: role -> {path, sha256}.
 
     The scenario file, the model (the text it was read from), each parameter-set file the
-    scenario names (``[scenario] parameter_set``) and the ``[data]`` file. (The reference
+    scenario names (``[scenario] parameter_set`` and its arms' ``parameter_set``) and the
+    ``[data]`` file. (The reference
     table of ``[targets]`` is not read by a sweep.)
     """
     from carkinetics.io.provenance import file_sha256
@@ -503,6 +518,11 @@ def sweep_inputs(scenario) -> dict:
     for k, p in enumerate(sets):
         role = "parameter_set" if len(sets) == 1 else f"parameter_set[{k}]"
         inputs[role] = {"path": str(p), "sha256": file_sha256(p)}
+    arms = scenario.arms.arms.values() if scenario.arms is not None else ()
+    for arm in arms:
+        if getattr(arm, "parameter_set", None) is not None:
+            inputs[f"parameter_set[arm {arm.name}]"] = {"path": str(arm.parameter_set),
+                                                        "sha256": file_sha256(arm.parameter_set)}
     data_file = scenario.data_file
     if data_file is not None and Path(data_file).is_file():
         inputs["data"] = {"path": str(data_file), "sha256": file_sha256(data_file)}
@@ -521,7 +541,7 @@ def _settings(scenario, spec, n, seed, keep, km_times) -> dict:
 _SETTING_NAMES = {"scenario_content": "the scenario's tables (as read)", "grid": "the grid (axes and their values)",
                   "n": "n (virtual patients per point)",
                   "seed": "the seed", "per_patient": "per-patient tables", "km_times": "the Kaplan-Meier days",
-                  "carkinetics": "the carkinetics version"}
+                  "carkinetics": "the carkinetics version", "overrides": "the set of --set values"}
 
 
 def compare_runs(old: dict, inputs: dict, settings: dict) -> list:
@@ -570,7 +590,8 @@ def _fingerprint(inputs, settings) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def resume_command(scenario_path, output, *, n, seed, per_patient, points=None, chunk_size=None) -> str:
+def resume_command(scenario_path, output, *, n, seed, per_patient, points=None, chunk_size=None,
+                   overrides=None) -> str:
     """The command that continues a sweep: every option that fixes its results, shell-quoted.
 
     Parameters
@@ -581,6 +602,8 @@ def resume_command(scenario_path, output, *, n, seed, per_patient, points=None, 
     per_patient : bool
     points : list of int, optional
     chunk_size : int, optional
+    overrides : dict of str to float, optional
+        The ``--set`` values (repeated in the command).
 
     Returns
     -------
@@ -597,6 +620,8 @@ def resume_command(scenario_path, output, *, n, seed, per_patient, points=None, 
         parts += ["--points", ",".join(map(str, points))]
     if chunk_size is not None:
         parts += ["--chunk-size", str(chunk_size)]
+    for name, value in (overrides or {}).items():
+        parts += ["--set", f"{name}={value!r}"]
     parts.append("--resume")
     return shlex.join(parts)
 
@@ -604,15 +629,18 @@ def resume_command(scenario_path, output, *, n, seed, per_patient, points=None, 
 _WORKER_SCENARIOS: dict = {}
 
 
-def _dask_point(scenario_path, scenario_sha, point, n, seed, jobs, chunk_size, km_times, keep, inputs=None):
+def _dask_point(scenario_path, scenario_sha, point, n, seed, jobs, chunk_size, km_times, keep, inputs=None,
+                overrides=None):
     """A Dask task: load the scenario once per worker, run one grid point.
 
     ``inputs`` (role -> sha256 of the files the sweep started with): a worker that reads a
-    changed model or parameter-set file refuses to run rather than mix results.
+    changed model or parameter-set file refuses to run rather than mix results. ``overrides``:
+    the ``--set`` values, applied to the scenario.
     """
     from carkinetics.scenario.load import load_scenario
 
-    key = (str(scenario_path), scenario_sha, json.dumps(inputs, sort_keys=True))
+    key = (str(scenario_path), scenario_sha, json.dumps(inputs, sort_keys=True),
+           json.dumps(overrides or {}, sort_keys=True))
     sc = _WORKER_SCENARIOS.get(key)
     if sc is None:
         sc = load_scenario(scenario_path)
@@ -622,6 +650,7 @@ def _dask_point(scenario_path, scenario_sha, point, n, seed, jobs, chunk_size, k
             if changed:
                 raise SweepError(f"{scenario_path}: {', '.join(changed)} changed since the sweep started; the "
                                  f"points still to run would not be those of the same inputs")
+        sc = apply_overrides(sc, overrides)
         _WORKER_SCENARIOS[key] = sc
     return point, run_point(sc, point, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size, km_times=km_times,
                             keep_patients=keep, progress=None)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from carkinetics.errors import ScenarioError, suggestion
-from carkinetics.scenario.targets import TargetSpec
+from carkinetics.scenario.targets import TargetSpec, check_target_ids
 from carkinetics.stats.intervals import mean_interval, wilson_interval
 from carkinetics.stats.km import kaplan_meier
 from carkinetics.stats.quantiles import quantile_interval
@@ -76,8 +76,12 @@ def cohort_statistic(patients, spec: TargetSpec, statistic: str, time: float | N
     x = df[spec.endpoint].to_numpy(dtype=float)
     event_col = f"{spec.endpoint}_event"
     has_event = event_col in df.columns
-    if statistic == "proportion":
-        k = float(np.nansum(x))
+    if statistic == "proportion":  # patients without a value (NaN: not applicable) are not in the denominator
+        known = ~np.isnan(x)
+        n = int(known.sum())
+        if n == 0:
+            return math.nan, math.nan, math.nan, 0
+        k = float(x[known].sum())
         return (k / n, *wilson_interval(k, n), n)
     if statistic in ("km_estimate", "cumulative_incidence"):
         if not has_event:
@@ -160,14 +164,9 @@ def validate_scenario(scenario, reference, n=2000, seed=1, jobs=None, progress=N
 
     from carkinetics.cohort.pipeline import run_cohort
 
+    check_target_ids(scenario, reference)
     specs = scenario.target_specs
-    if not specs:
-        raise ScenarioError(scenario.path, ["targets: this scenario declares no [targets.<id>] to validate"])
     by_id = reference.set_index("target_id")
-    problems = [f"targets.{tid}: '{tid}' is not a target_id of the reference table"
-                f"{suggestion(tid, list(by_id.index))}" for tid in specs if tid not in by_id.index]
-    if problems:
-        raise ScenarioError(scenario.path, problems)
     result = run_cohort(scenario, n=n, seed=seed, jobs=jobs, bands=False, progress=progress)
     patients = result.patients
     rows = []
@@ -269,7 +268,8 @@ def plot_validation(table, title="carkinetics validate"):
 VALIDATION_FILES = ("validation.csv", "validation.png", "validation.json")
 
 
-def run_validation(paths=None, n=2000, seed=1, jobs=None, output=None, progress_factory=None):
+def run_validation(paths=None, n=2000, seed=1, jobs=None, output=None, progress_factory=None, overrides=None,
+                   reference=None):
     """Validate seed scenarios; write ``validation.csv``, ``validation.png`` and ``validation.json``
     to ``output``.
 
@@ -277,24 +277,50 @@ def run_validation(paths=None, n=2000, seed=1, jobs=None, output=None, progress_
     removed, and a folder holding files carkinetics did not write is refused before anything is
     simulated (:class:`carkinetics.io.atomic.OutputError`).
 
-    Returns the combined table.
+    Parameters
+    ----------
+    paths : list of path, optional
+        Scenario files (default: :func:`seed_scenarios`).
+    n, seed, jobs : int
+        Virtual patients per scenario, seed and threads.
+    output : path, optional
+        The folder for the files.
+    progress_factory : callable, optional
+        ``progress_factory(scenario, n)`` gives one cohort's progress callback.
+    overrides : dict of str to float, optional
+        Values set as with ``--set``, applied to every scenario
+        (:func:`~carkinetics.scenario.overrides.apply_overrides`); recorded in ``validation.json``.
+    reference : path, optional
+        A reference target table (:func:`~carkinetics.scenario.reference.load_targets` format)
+        that replaces the shipped one: the scenarios' target ids (``[targets.ID]`` and
+        ``[scenario] targets``) are checked against it, and their rows are scored with its values.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The combined table.
     """
     import pandas as pd
 
     from carkinetics.io.atomic import atomic_output_dir, check_output_dir
-    from carkinetics.io.provenance import provenance
+    from carkinetics.io.provenance import file_sha256, provenance
     from carkinetics.io.results import write_json
     from carkinetics.plots.cohort import save_figure
     from carkinetics.scenario.load import load_scenario
-    from carkinetics.scenario.reference import load_targets
+    from carkinetics.scenario.overrides import apply_overrides
+    from carkinetics.scenario.reference import load_targets, reference_table
 
     if output is not None:
         check_output_dir(output, clean=True, known=VALIDATION_FILES)
-    reference = load_targets()
+    table_path = None if reference is None else Path(reference)
+    reference = load_targets(table_path)
     paths = [Path(p) for p in paths] if paths else seed_scenarios()
     if not paths:
         raise ScenarioError(Path("scenarios"), ["no scenario with a [targets] section was found"])
-    scenarios = [load_scenario(p) for p in paths]  # all inputs checked before anything runs
+    with reference_table(table_path):  # all inputs checked before anything runs
+        scenarios = [apply_overrides(load_scenario(p), overrides) for p in paths]
+    for sc in scenarios:
+        check_target_ids(sc, reference)
     tables = []
     for sc in scenarios:
         progress = progress_factory(sc, n) if progress_factory else None
@@ -310,6 +336,7 @@ def run_validation(paths=None, n=2000, seed=1, jobs=None, output=None, progress_
             table.to_csv(staging / "validation.csv", index=False)
             save_figure(plot_validation(table), staging / "validation", ("png",))
             write_json(staging / "validation.json", {
-                "scenarios": [str(p) for p in paths], "n": n, "seed": seed,
+                "scenarios": [str(p) for p in paths], "n": n, "seed": seed, "overrides": dict(overrides or {}),
+                "reference": {"path": reference.attrs["path"], "sha256": file_sha256(reference.attrs["path"])},
                 "counts": verdict_counts(table), "provenance": provenance()})
     return table

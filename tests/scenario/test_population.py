@@ -358,3 +358,56 @@ def test_lognormal_from_a_huge_arithmetic_sd_does_not_overflow(inline_scenario):
     params = sc.population.covariates["weight"].params
     assert params["median"] == pytest.approx(1e-300, rel=1e-12)
     assert params["sd_log"] == pytest.approx(math.sqrt(2 * math.log(1e300)), rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------
+# an arm's parameter set
+# ---------------------------------------------------------------------------------------
+
+
+def _two_arm_scenario(tmp_path, boost_arm):
+    """cohort_linear.toml with its boost arm replaced by ``boost_arm`` (TOML lines), in tmp_path."""
+    text = (SCEN / "cohort_linear.toml").read_text()
+    old = 'parameters = { growth_a = 0.0 }\nvariables = { dose_per_kg = 2.0e4 }\n'
+    assert old in text
+    text = text.replace(old, boost_arm + 'variables = { dose_per_kg = 2.0e4 }\n')
+    text = text.replace('"../models/linear.toml"', f'"{LINEAR}"')
+    text = text.replace('"cohort_observations.csv"', f'"{SCEN / "cohort_observations.csv"}"')
+    path = tmp_path / f"s{len(list(tmp_path.glob('s*.toml')))}.toml"
+    path.write_text(text)
+    return path
+
+
+def test_arm_parameter_set_equals_the_values_written_in_the_arm(tmp_path):
+    (tmp_path / "sets").mkdir()
+    (tmp_path / "sets" / "product.toml").write_text("# a calibrated product\n[parameters]\nk_ab = 0.6\n"
+                                                   "growth_a = 0.01\n\n[calibration]\nobjective = 1.5\n")
+    with_set = load_scenario(_two_arm_scenario(tmp_path, 'parameter_set = "sets/product.toml"\n'
+                                                         'parameters = { growth_a = 0.0 }\n'))
+    written = load_scenario(_two_arm_scenario(tmp_path, 'parameters = { k_ab = 0.6, growth_a = 0.0 }\n'))
+    plain = load_scenario(_two_arm_scenario(tmp_path, 'parameters = { growth_a = 0.0 }\n'))
+    arm = with_set.arms.arms["boost"]
+    assert arm.parameter_set == tmp_path / "sets" / "product.toml"
+    assert arm.parameters["growth_a"].value == 0.0  # the arm's own value over the set's 0.01
+    a, b = sample_population(with_set, 400, seed=9), sample_population(written, 400, seed=9)
+    c = sample_population(plain, 400, seed=9)
+    assert a.equals(b)
+    boost, control = a["arm"] == "boost", a["arm"] == "control"
+    assert boost.sum() > 100 and control.sum() > 100
+    # k_ab (log-normal SD 0.3 around its typical value) is 0.6 / 0.3 = 2x in the boost arm only
+    np.testing.assert_allclose(a.loc[boost, "param_k_ab"], 2 * c.loc[boost, "param_k_ab"], rtol=1e-12)
+    np.testing.assert_array_equal(a.loc[control, "param_k_ab"], c.loc[control, "param_k_ab"])
+    assert (a.loc[boost, "param_growth_a"] == 0.0).all()
+
+
+def test_bad_arm_parameter_sets_are_reported(tmp_path):
+    (tmp_path / "bad.toml").write_text("[parameters]\nk_ab = 50.0\nk_abb = 1.0\n")
+    for line, parts in (('parameter_set = "missing.toml"\n', ["arms.boost.parameter_set",
+                                                              "parameter-set file 'missing.toml' not found"]),
+                        ('parameter_set = 3\n', ["arms.boost.parameter_set", "expected the path"]),
+                        ('parameter_set = "bad.toml"\n', ["arms.boost.parameter_set", "bad.toml",
+                                                          "outside the model's bounds", "did you mean 'k_ab'"])):
+        with pytest.raises(ScenarioError) as err:
+            load_scenario(_two_arm_scenario(tmp_path, line))
+        for part in parts:
+            assert part in str(err.value), (part, str(err.value))

@@ -551,3 +551,33 @@ def test_sweep_section_limits_and_no_echo_of_a_bad_axis_under_plots():
     assert "sweep.axes.dose_per_kg: expected numbers" in msg
     assert "sweep.plots.outcomes: expected a list of endpoint names" in msg
     assert "sweep.plots.x" not in msg and "heatmaps" not in msg  # the bad axis is reported once
+
+
+def test_set_is_applied_recorded_and_part_of_a_resume(tmp_path):
+    """``--set weight=75``: every patient weighs 75 kg, sweep.json records it, the resume command repeats
+    it, a resume without it is refused, and a name the grid sets is refused (exit status 2)."""
+    import shlex
+
+    from click.testing import CliRunner
+
+    from carkinetics.cli.main import main
+    from carkinetics.scenario.load import load_scenario
+    from carkinetics.studies.sweep import SweepError, sweep
+
+    out = tmp_path / "out"
+    res = sweep(load_scenario(TOY), out, n=6, jobs=1, points=[0], per_patient=True, overrides={"weight": 75.0})
+    patients = pd.read_csv(out / "points" / "0000" / "patients.csv.gz")
+    assert (patients["weight"] == 75).all()
+    info = json.loads((out / "sweep.json").read_text())
+    assert info["overrides"] == {"weight": 75.0} and info["settings"]["overrides"] == {"weight": 75.0}
+    assert res.info["overrides"] == {"weight": 75.0}
+    assert ["--set", "weight=75.0"] == shlex.split(info["resume_command"])[-3:-1]
+    with pytest.raises(SweepError, match=r"the set of --set values differs: \{.weight.: 75.0\} when the sweep started, \{\} now"):
+        sweep(load_scenario(TOY), out, n=6, jobs=1, resume=True, per_patient=True)
+    r = CliRunner().invoke(main, shlex.split(info["resume_command"])[1:] + ["--points", "0,1", "--no-progress",
+                                                                            "--no-plots"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "sweep.json").read_text())["finished"] == [0, 1]
+    r = CliRunner().invoke(main, ["sweep", str(TOY), "-o", str(tmp_path / "never"), "--set", "dose_per_kg=2e6"])
+    assert r.exit_code == 2 and "Error: --set dose_per_kg: 'dose_per_kg' is set by the axis" in r.output
+    assert not (tmp_path / "never").exists()
