@@ -220,28 +220,53 @@ def _parse_one(name, spec, key, state_names, parameter_names, errs):
             values[vname] = expr
         known.add(vname)
     actions = []
-    for kind in INTERVENTION_ACTIONS:
-        targets_table = spec.get(kind)
-        if targets_table is None:
-            continue
-        if not isinstance(targets_table, dict) or not targets_table:
-            errs.add(f"{key}.{kind}", "expected a table of name = expression")
-            continue
-        targets = parameter_names if kind == "set_parameter" else state_names
-        what = "a parameter" if kind == "set_parameter" else "a state"
-        for target, text in targets_table.items():
-            akey = f"{key}.{kind}.{target}"
-            if target not in targets:
-                errs.add(akey, f"'{target}' is not {what} of the model{suggestion(target, targets)}")
-                continue
-            expr = _expression(text, akey, known, errs)
-            if expr is not None:
-                actions.append((kind, target, expr))
+    for kind, target, text, akey in action_entries(spec, key, state_names, parameter_names, errs, "the model"):
+        expr = _expression(text, akey, known, errs)
+        if expr is not None:
+            actions.append((kind, target, expr))
     if not actions:
         errs.add(key, "an intervention needs at least one action (add, multiply, set or set_parameter)")
         return None
     return Intervention(name, str(spec.get("description", "")), str(spec.get("source", "")), arguments, values,
                         tuple(actions))
+
+
+def action_entries(table, key, state_names, parameter_names, errs, model_label):
+    """The ``add``, ``multiply``, ``set`` and ``set_parameter`` entries of a table whose targets exist.
+
+    Parameters
+    ----------
+    table : dict
+        An event or intervention table as read.
+    key : str
+        Its key path, for messages.
+    state_names, parameter_names : sequence of str
+        Targets of add/multiply/set, and of set_parameter.
+    errs : ProblemCollector
+        Records a non-table or empty action, and targets that are not states or parameters.
+    model_label : str
+        How messages name the model, e.g. ``"model 'cart_tall'"``.
+
+    Yields
+    ------
+    (kind, target, value, key) : tuple
+        In :data:`INTERVENTION_ACTIONS` order; ``value`` as read.
+    """
+    for kind in INTERVENTION_ACTIONS:
+        entries = table.get(kind)
+        if entries is None:
+            continue
+        if not isinstance(entries, dict) or not entries:
+            errs.add(f"{key}.{kind}", "expected a table of name = value")
+            continue
+        targets = parameter_names if kind == "set_parameter" else state_names
+        what = "a parameter" if kind == "set_parameter" else "a state"
+        for target, value in entries.items():
+            akey = f"{key}.{kind}.{target}"
+            if target not in targets:
+                errs.add(akey, f"'{target}' is not {what} of {model_label}{suggestion(target, targets)}")
+                continue
+            yield kind, target, value, akey
 
 
 def _arguments(table, key, parameter_names, errs) -> dict:

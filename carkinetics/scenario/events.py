@@ -27,12 +27,12 @@ import numpy as np
 
 from carkinetics.errors import ExpressionError, suggestion
 from carkinetics.model import expressions as ex
-from carkinetics.model.interventions import check_argument_value
+from carkinetics.model.interventions import INTERVENTION_ACTIONS, action_entries, check_argument_value
 from carkinetics.scenario.parsing import value_expression
 from carkinetics.simulation.simulate import MAX_TIME
 
 #: Kinds of low-level action, as keys of an event.
-ACTION_KEYS = ("multiply", "set", "add", "set_parameter")
+ACTION_KEYS = INTERVENTION_ACTIONS
 #: Keys every event may have (an intervention's arguments come on top).
 EVENT_KEYS = {"name", "time", "at", "when", "if", "do", "notes", "arms"} | set(ACTION_KEYS)
 #: Time given to an event for a patient whose ``if`` does not hold: beyond any horizon, so it
@@ -325,29 +325,17 @@ def check_arguments(spec: EventSpec, env, n: int | None = None) -> None:
 
 def _low_level_actions(ev, key, model, errs, value_names) -> list:
     actions = []
-    for kind in ACTION_KEYS:
-        table = ev.get(kind)
-        if table is None:
+    for kind, target, value, akey in action_entries(ev, key, model.state_names, model.parameter_names, errs,
+                                                    f"model '{model.name}'"):
+        vexpr = value_expression(value, akey, value_names, errs)
+        if vexpr is None:
             continue
-        if not isinstance(table, dict) or not table:
-            errs.add(f"{key}.{kind}", "expected a table of name = value")
-            continue
-        targets = model.parameter_names if kind == "set_parameter" else model.state_names
-        what = "a parameter" if kind == "set_parameter" else "a state"
-        for target, value in table.items():
-            akey = f"{key}.{kind}.{target}"
-            if target not in targets:
-                errs.add(akey, f"'{target}' is not {what} of model '{model.name}'{suggestion(target, targets)}")
+        if vexpr.op == "num":
+            try:
+                check_action_value(model, kind, target, vexpr.value)
+            except ValueError as err:
+                errs.add(akey, str(err))
                 continue
-            vexpr = value_expression(value, akey, value_names, errs)
-            if vexpr is None:
-                continue
-            if vexpr.op == "num":
-                try:
-                    check_action_value(model, kind, target, vexpr.value)
-                except ValueError as err:
-                    errs.add(akey, str(err))
-                    continue
-            actions.append((kind, target, vexpr))
+        actions.append((kind, target, vexpr))
     return actions
 

@@ -38,7 +38,7 @@ from carkinetics.errors import (CarKineticsError, FileProblem, ProblemCollector,
 from carkinetics.scenario.endpoints import EndpointSet
 from carkinetics.scenario.events import check_action_value, check_arguments, check_time, event_time
 from carkinetics.scenario.grid import SweepSpec
-from carkinetics.scenario.parameter_sets import load_parameter_set
+from carkinetics.scenario.parameter_sets import load_parameter_set, numeric_parameters
 from carkinetics.scenario.parsing import SectionContext, parameter_items
 from carkinetics.scenario.population import Arms, PopulationSpec, Variables
 from carkinetics.scenario.schema import SECTIONS
@@ -206,7 +206,7 @@ def scenario_from_dict(data: dict, path) -> Scenario:
     set_paths = _parameter_set_paths(head.get("parameter_set"), path, errs)
     for set_path in set_paths:
         overrides.update(load_parameter_set(set_path, model))
-    _numeric_parameters(parameter_items(data.get("parameters", {}), "parameters", model, errs, "value"),
+    numeric_parameters(parameter_items(data.get("parameters", {}), "parameters", model, errs, "value"),
                         model, errs, overrides)
     solver = _parse_solver(data.get("solver", {}), model, errs)
 
@@ -348,20 +348,6 @@ def header_and_model(data, table, keys, path, errs):
                  + str(err).replace("\n", "\n    "))
         errs.raise_if_any()
     return head, model
-
-
-def _numeric_parameters(items, model, errs, out: dict) -> None:
-    """Check ``(name, value, key)`` entries as finite numbers within the model's bounds into ``out``."""
-    for nm, value, key in items:
-        if not is_number(value):
-            errs.add(key, f"expected a finite number, got {value!r}")
-            continue
-        par = model.parameter(nm)
-        if par.bounds and not (par.bounds[0] <= value <= par.bounds[1]):
-            errs.add(key, f"{value} is outside the model's bounds [{par.bounds[0]}, {par.bounds[1]}] "
-                          f"({par.unit})")
-            continue
-        out[nm] = float(value)
 
 
 def _parameter_set_paths(raw, path: Path, errs) -> list:

@@ -51,18 +51,34 @@ def load_parameter_set(path, model) -> dict:
             errs.unknown_name(k, k, ("parameters", "calibration"), "a section of a parameter-set file")
     _check_provenance_numbers(data.get("calibration"), "calibration", errs)
     out = {}
-    for name, value, key in parameter_items(data["parameters"], "parameters", model, errs, "value"):
+    numeric_parameters(parameter_items(data["parameters"], "parameters", model, errs, "value"), model, errs, out)
+    errs.raise_if_any()
+    return out
+
+
+def numeric_parameters(items, model, errs, out: dict) -> None:
+    """Check ``(name, value, key)`` entries as finite numbers within the model's bounds into ``out``.
+
+    Parameters
+    ----------
+    items : iterable of (str, object, str)
+        Parameter name, value as read, key in the file.
+    model : Model
+    errs : ProblemCollector
+        Where problems are recorded.
+    out : dict
+        Receives name -> float for the valid entries.
+    """
+    for nm, value, key in items:
         if not is_number(value):
             errs.add(key, f"expected a finite number, got {value!r}")
             continue
-        par = model.parameter(name)
+        par = model.parameter(nm)
         if par.bounds and not (par.bounds[0] <= value <= par.bounds[1]):
             errs.add(key, f"{value} is outside the model's bounds [{par.bounds[0]}, {par.bounds[1]}] "
                           f"({par.unit})")
             continue
-        out[name] = float(value)
-    errs.raise_if_any()
-    return out
+        out[nm] = float(value)
 
 
 def _check_provenance_numbers(value, key, errs) -> None:

@@ -250,6 +250,10 @@ def _beyond_horizon(tables, horizon) -> dict:
         for name, table in section.items():
             if is_number(table.get("end")) and table["end"] > horizon:
                 del table["end"]
+            if isinstance(table.get("report_at"), list):  # report days after the horizon are dropped
+                table["report_at"] = [d for d in table["report_at"] if not (is_number(d) and d > horizon)]
+                if not table["report_at"]:
+                    del table["report_at"]
             late = [f"{k} = {table[k]:g}" for k in ("day", "start", "after")
                     if is_number(table.get(k)) and table[k] > horizon]
             if late:
