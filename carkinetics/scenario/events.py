@@ -21,11 +21,11 @@ An event's ``name`` (default: its intervention's name) is how endpoints refer to
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from carkinetics.errors import ExpressionError, suggestion
+from carkinetics.errors import ExpressionError, is_number, suggestion
 from carkinetics.model import expressions as ex
 from carkinetics.model.interventions import INTERVENTION_ACTIONS, action_entries, check_argument_value
 from carkinetics.scenario.parsing import value_expression
@@ -34,7 +34,10 @@ from carkinetics.simulation.simulate import MAX_TIME
 #: Kinds of low-level action, as keys of an event.
 ACTION_KEYS = INTERVENTION_ACTIONS
 #: Keys every event may have (an intervention's arguments come on top).
-EVENT_KEYS = {"name", "time", "at", "when", "if", "do", "notes", "arms"} | set(ACTION_KEYS)
+EVENT_KEYS = {"name", "time", "at", "when", "if", "do", "notes", "arms", "every", "count", "ii", "addl"} | set(
+    ACTION_KEYS)
+#: Most doses one repeated event may give.
+MAX_REPEATS = 10_000
 #: Time given to an event for a patient whose ``if`` does not hold: beyond any horizon, so it
 #: never fires (and ``fired.NAME`` is 0).
 NEVER = MAX_TIME
@@ -146,8 +149,43 @@ def parse_events(raw, model, times, t0, errs, value_names, arm_names) -> list:
             continue
         spec = _parse_event(ev, key, k, model, times, t0, errs, value_names, arm_names)
         if spec is not None:
-            out.append(spec)
+            out.extend(_repeated(spec, ev, key, times, errs))
     return out
+
+
+def _repeated(spec: EventSpec, ev, key, times, errs) -> list:
+    """The event and its repeats: ``every`` days, ``count`` times in all (NONMEM: ``ii`` and ``addl``).
+
+    ``every = 28, count = 3`` gives doses at the event's time and 28 and 56 days later; the
+    NONMEM-style ``ii = 28, addl = 2`` (two additional doses) means the same. Repeats share the
+    event's name (``fired.NAME`` and ``time_of.NAME`` see the first that fired).
+    """
+    given = {k: ev[k] for k in ("every", "count", "ii", "addl") if k in ev}
+    if not given:
+        return [spec]
+    if ("every" in given or "count" in given) and ("ii" in given or "addl" in given):
+        errs.add(key, "give the repeats as every and count, or as NONMEM's ii and addl, not both")
+        return [spec]
+    interval_key, number_key = ("ii", "addl") if "ii" in given or "addl" in given else ("every", "count")
+    interval, number = given.get(interval_key), given.get(number_key)
+    if interval is None or number is None:
+        missing = number_key if interval is not None else interval_key
+        errs.add(f"{key}.{missing}", f"missing: {interval_key} and {number_key} go together (the interval in days "
+                                     f"and the number of {'additional doses' if number_key == 'addl' else 'doses in all'})")
+        return [spec]
+    if not is_number(interval) or not interval > 0:
+        errs.add(f"{key}.{interval_key}", f"expected a number of days > 0, got {interval!r}")
+        return [spec]
+    low = 0 if number_key == "addl" else 1
+    if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= MAX_REPEATS:
+        errs.add(f"{key}.{number_key}", f"expected a whole number in [{low}, {MAX_REPEATS:,}], got {number!r}")
+        return [spec]
+    doses = number + 1 if number_key == "addl" else number
+    if spec.time.op == "num" and spec.time.value + (doses - 1) * interval > times[-1]:
+        errs.add(f"{key}.{number_key}", f"the last of {doses} doses every {interval:g} days is on day "
+                                         f"{spec.time.value + (doses - 1) * interval:g}, after the last output time "
+                                         f"({times[-1]:g})")
+    return [replace(spec, time=ex.add(spec.time, ex.Expr.num(k * float(interval)))) for k in range(doses)]
 
 
 def parse_event_section(raw, context) -> list:

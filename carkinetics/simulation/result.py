@@ -141,12 +141,23 @@ class BatchResult:
         return self.counters[:, COUNTER_NAMES.index(name)]
 
     def output(self, name: str) -> np.ndarray:
-        """(N, n_times) time courses of one saved output."""
-        return self.outputs[:, :, self.output_names.index(name)]
+        """(N, n_times) time courses of one saved output (KeyError with a suggestion if not saved)."""
+        return self.outputs[:, :, self._index(name, self.output_names, "output")]
 
     def state(self, name: str) -> np.ndarray:
-        """(N, n_times) time courses of one saved state."""
-        return self.states[:, :, self.state_names.index(name)]
+        """(N, n_times) time courses of one saved state (KeyError with a suggestion if not saved)."""
+        return self.states[:, :, self._index(name, self.state_names, "state")]
+
+    def _index(self, name, saved, what) -> int:
+        if name in saved:
+            return list(saved).index(name)
+        from carkinetics.errors import suggestion
+
+        model = self.model
+        known = model.output_names if what == "output" else model.state_names
+        why = ("was not saved (simulate_batch save_outputs / save_states)" if name in known
+               else f"is not {'an' if what == 'output' else 'a'} {what} of model '{model.name}'")
+        raise KeyError(f"'{name}' {why}{suggestion(name, list(saved) or known)}")
 
     def trajectory(self, i: int) -> Trajectory:
         """Patient ``i`` as a :class:`Trajectory` (only the saved variables are filled)."""

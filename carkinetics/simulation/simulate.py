@@ -201,8 +201,10 @@ def simulate_batch(model, events, times, parameters, *, event_times=None, action
         overridden with ``event_times`` and ``action_values``.
     times : array_like, shape (n_times,)
         Output times, common to all patients.
-    parameters : array_like, shape (N, n_parameters)
-        One parameter vector per patient (see :attr:`Model.parameter_names`).
+    parameters : array_like, shape (N, n_parameters), or pandas.DataFrame
+        One parameter vector per patient (see :attr:`Model.parameter_names`); a DataFrame
+        is matched by column name (one row per patient, typical values for the parameters
+        it has no column for; a column that is not a parameter is refused).
     event_times : array_like, shape (N, n_events), optional
         Per-patient event times (default: the schedule's).
     action_values : array_like, shape (N, n_actions), optional
@@ -259,7 +261,13 @@ def simulate_batch(model, events, times, parameters, *, event_times=None, action
 
 
 def _parameter_matrix(model, parameters) -> np.ndarray:
-    """Parameters of N patients as a contiguous (N, n_parameters) float array, checked."""
+    """Parameters of N patients as a contiguous (N, n_parameters) float array, checked.
+
+    A pandas DataFrame is matched by column name: a column per parameter the patients vary,
+    the model's typical value for the others; a column that names no parameter is refused.
+    """
+    if hasattr(parameters, "columns") and hasattr(parameters, "to_numpy"):
+        parameters = _parameters_from_frame(model, parameters)
     params = np.ascontiguousarray(np.asarray(parameters, dtype=float))
     if params.ndim != 2 or params.shape[1] != model.n_parameters:
         raise SimulationInputError(f"`parameters` must have shape (N, {model.n_parameters}), got {params.shape}")
@@ -267,6 +275,20 @@ def _parameter_matrix(model, parameters) -> np.ndarray:
         bad = np.argwhere(~np.isfinite(params))[0]
         raise SimulationInputError(f"parameter '{model.parameter_names[bad[1]]}' of patient {bad[0]} "
                                    f"is not finite ({params[bad[0], bad[1]]})")
+    return params
+
+
+def _parameters_from_frame(model, frame) -> np.ndarray:
+    """An (N, n_parameters) matrix from a DataFrame's columns, matched by name (typical values elsewhere)."""
+    from carkinetics.errors import suggestion
+
+    unknown = [str(c) for c in frame.columns if c not in model.parameter_names]
+    if unknown:
+        raise SimulationInputError(f"`parameters` column '{unknown[0]}' is not a parameter of model '{model.name}'"
+                                   f"{suggestion(unknown[0], model.parameter_names)}")
+    params = np.tile(model.default_parameters(), (len(frame), 1))
+    for name in frame.columns:
+        params[:, model.parameter_index(name)] = frame[name].to_numpy(dtype=float)
     return params
 
 
