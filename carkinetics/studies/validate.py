@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from carkinetics.errors import ScenarioError, suggestion
+from carkinetics.scenario.reference import FRACTION_STATISTICS
 from carkinetics.scenario.targets import TargetSpec, check_target_ids
 from carkinetics.stats.intervals import mean_interval, wilson_interval
 from carkinetics.stats.km import kaplan_meier
@@ -117,7 +118,7 @@ def cohort_statistic(patients, spec: TargetSpec, statistic: str, time: float | N
 
 _COLUMNS = ["scenario", "target_id", "arm", "quantity", "role", "statistic", "timepoint_days",
             "reported", "reported_lower", "reported_upper", "simulated", "mc_lower", "mc_upper",
-            "n_simulated", "inside", "evidence", "note"]
+            "n_simulated", "inside", "evidence", "note", "n_reported", "trial_lower", "trial_upper"]
 
 
 def seed_scenarios() -> list[Path]:
@@ -190,9 +191,32 @@ def validate_scenario(scenario, reference, n=2000, seed=1, jobs=None, progress=N
             "role": spec.role, "statistic": statistic, "timepoint_days": time, "reported": as_float(ref["value"]),
             "reported_lower": r_lo, "reported_upper": r_hi, "simulated": value, "mc_lower": lo, "mc_upper": hi,
             "n_simulated": n_sim, "inside": inside, "evidence": ref.get("evidence"),
-            "note": spec.note,
+            "note": spec.note, "n_reported": as_float(ref.get("n")),
+            **dict(zip(("trial_lower", "trial_upper"), trial_interval(statistic, value, as_float(ref.get("n"))))),
         })
     return pd.DataFrame(rows, columns=_COLUMNS)
+
+
+def trial_interval(statistic, simulated, n_reported, level=0.95) -> tuple[float, float]:
+    """The range a trial of ``n_reported`` patients would report (central ``level``), if the model is right.
+
+    For a fraction (proportion, Kaplan-Meier estimate, cumulative incidence) with a reported
+    denominator: the quantiles of Binomial(n, simulated) / n. A Kaplan-Meier estimate is
+    treated as a proportion of n (no censoring before the day: the interval is then a little
+    narrow). NaN for other statistics or without a denominator.
+
+    >>> trial_interval("proportion", 0.5, 20)
+    (0.3, 0.7)
+    """
+    from scipy.stats import binom
+
+    if (statistic not in FRACTION_STATISTICS or not math.isfinite(simulated) or not math.isfinite(n_reported)
+            or n_reported < 1):
+        return math.nan, math.nan
+    n = int(round(n_reported))
+    p = min(1.0, max(0.0, simulated))
+    tail = (1.0 - level) / 2.0
+    return float(binom.ppf(tail, n, p) / n), float(binom.ppf(1.0 - tail, n, p) / n)
 
 
 def as_float(v) -> float:
@@ -220,48 +244,6 @@ def verdict_counts(table) -> dict:
     outside = int((out["inside"] == False).sum())  # noqa: E712
     return {"outcome_rows": len(out), "inside": inside, "outside": outside,
             "no_interval": len(out) - inside - outside, "inputs": int((table["role"] == "input").sum())}
-
-
-def plot_validation(table, title="carkinetics validate"):
-    """Forest plot: one row per target, reported 95% interval vs simulated value.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        :func:`run_validation`'s table.
-    title : str, optional
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    from carkinetics.plots.style import pyplot
-
-    plt = pyplot()
-    t = table.reset_index(drop=True)
-    n = len(t)
-    fig, ax = plt.subplots(figsize=(9.5, 0.32 * n + 1.6))
-    y = np.arange(n)[::-1]
-    scaled = t["statistic"].isin(["median", "mean", "geometric_mean"]).to_numpy()
-    # proportions and survival on [0, 1]; medians on their own scale, shown relative to the reported value
-    ref = t["reported"].to_numpy(float)
-    div = np.where(scaled & (ref > 0), ref, 1.0)
-    for col in ("reported", "reported_lower", "reported_upper", "simulated", "mc_lower", "mc_upper"):
-        t[col + "_plot"] = t[col].to_numpy(float) / div
-    ax.hlines(y, t["reported_lower_plot"], t["reported_upper_plot"], color="0.6", lw=6, alpha=0.6,
-              label="reported 95% interval")
-    ax.plot(t["reported_plot"], y, "|", color="0.2", ms=12, label="reported value")
-    colours = np.where(t["inside"] == True, "tab:blue", np.where(t["inside"] == False, "tab:red", "tab:gray"))  # noqa: E712
-    ax.hlines(y, t["mc_lower_plot"], t["mc_upper_plot"], color=colours, lw=1.5)
-    ax.scatter(t["simulated_plot"], y, c=colours, zorder=3, s=28, label="simulated (Monte Carlo 95%)")
-    labels = [f"{r.target_id}{' (input)' if r.role == 'input' else ''}{' (÷ reported)' if s else ''}"
-              for r, s in zip(t.itertuples(), scaled)]
-    ax.set_yticks(y, labels, fontsize=8)
-    ax.set_xlabel("proportion / survival (medians: relative to the reported value)")
-    ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    return fig
 
 
 #: Files of ``carkinetics validate -o``.
@@ -306,6 +288,7 @@ def run_validation(paths=None, n=2000, seed=1, jobs=None, output=None, progress_
     from carkinetics.io.provenance import file_sha256, provenance
     from carkinetics.io.results import write_json
     from carkinetics.plots.cohort import save_figure
+    from carkinetics.plots.validation import plot_validation
     from carkinetics.scenario.load import load_scenario
     from carkinetics.scenario.overrides import apply_overrides
     from carkinetics.scenario.reference import load_targets, reference_table

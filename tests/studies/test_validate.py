@@ -11,7 +11,8 @@ import scipy.stats
 
 from carkinetics.errors import ScenarioError
 from carkinetics.scenario.targets import TargetSpec
-from carkinetics.studies.validate import cohort_statistic, plot_validation, verdict_counts
+from carkinetics.plots.validation import plot_validation
+from carkinetics.studies.validate import cohort_statistic, verdict_counts
 from conftest import DATA
 
 
@@ -99,18 +100,29 @@ def test_km_needs_time_to_event_column(patients):
 
 def test_verdicts_and_plot():
     table = pd.DataFrame({
+        "scenario": ["trial_one", "trial_one", "trial_two", "trial_two"],
         "target_id": ["a", "b", "c", "d"], "role": ["outcome", "outcome", "outcome", "input"],
         "statistic": ["proportion", "proportion", "median", "proportion"],
         "reported": [0.5, 0.5, 100.0, 0.3], "reported_lower": [0.4, 0.4, np.nan, 0.2],
         "reported_upper": [0.6, 0.6, np.nan, 0.4], "simulated": [0.45, 0.9, 120.0, 0.3],
         "mc_lower": [0.44, 0.89, 110.0, 0.29], "mc_upper": [0.46, 0.91, 130.0, 0.31],
-        "inside": [True, False, None, True],
+        "inside": [True, False, None, True], "trial_lower": [0.3, 0.75, np.nan, 0.1],
+        "trial_upper": [0.6, 1.0, np.nan, 0.5],
     })
     assert verdict_counts(table) == {"outcome_rows": 3, "inside": 1, "outside": 1, "no_interval": 1, "inputs": 1}
     fig = plot_validation(table)
-    ax = fig.axes[0]
-    labels = {t.get_position()[1]: t.get_text() for t in ax.get_yticklabels()}
-    assert labels[max(labels)] == "a" and labels[min(labels)] == "d (input)"  # first target on top
+    ax_fraction, ax_ratio = fig.axes[:2]
+    labels = {t.get_text(): t.get_position()[1] for t in ax_fraction.get_yticklabels()}
+    bottom, top = ax_fraction.get_ylim()
+    assert bottom > top  # rows run downwards: the first target is on top
+    # grouped by trial, a header above each group, rows in table order
+    assert labels["trial one"] < labels["a"] < labels["b"] < labels["trial two"] < labels["c"] < labels["d (input)"]
+    # fractions on a 0-1 axis, the median as a ratio on a log axis
+    assert ax_ratio.get_xscale() == "log" and ax_fraction.get_xlim()[1] <= 1.05
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    for text in ("reported value", "reported 95% interval", "inside the reported interval",
+                 "outside the reported interval", "no reported interval", "trial of the reported n"):
+        assert any(text in entry for entry in legend), text
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -141,3 +153,18 @@ time = -3
     assert "targets.s2_cr.statistc" in msg and "did you mean 'statistic'" in msg
     assert "did you mean 'proportion'" in msg
     assert "targets.s2_hsct.role" in msg and "targets.s2_hsct.time" in msg
+
+
+@pytest.mark.parametrize("p, n", [(0.5, 20), (0.965, 20), (0.1, 16), (0.37, 43)])
+def test_trial_interval_is_the_binomial_95_percent_range_of_a_trial_of_the_reported_size(p, n):
+    import math
+
+    from carkinetics.studies.validate import trial_interval
+
+    # independent: the smallest k with P(X <= k) >= 0.025 and with P(X <= k) >= 0.975, by summing the pmf
+    cdf = np.cumsum([math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(n + 1)])
+    lo = int(np.argmax(cdf >= 0.025 - 1e-12))
+    hi = int(np.argmax(cdf >= 0.975 - 1e-12))
+    assert trial_interval("proportion", p, n) == pytest.approx((lo / n, hi / n))
+    assert all(math.isnan(v) for v in trial_interval("median", p, n))
+    assert all(math.isnan(v) for v in trial_interval("proportion", p, float("nan")))
