@@ -14,6 +14,8 @@ Endpoint types (the registry :data:`ENDPOINT_TYPES`):
 ``cmin`` / ``tmin``       minimum (nadir) and the first time it is reached
 ``auc``                   area under the curve over [start, end], linear-up/log-down or linear
 ``tlast``                 last output time with a value at or above the limit of quantification
+``half_life``             terminal half-life ln 2 / lambda_z in [start, end] (PKNCA's point selection)
+``auc_inf``               AUC extrapolated to infinity, AUClast + Clast / lambda_z (PKNCA's aucinf.obs)
 ``level``                 value at a day (interpolated between output times)
 ``first_above``           first time an output rises above a threshold after a day (time + event)
 ``first_below``           first time an output falls below a threshold after a day (time + event)
@@ -45,8 +47,8 @@ import numpy as np
 
 from carkinetics.model import expressions as ex
 from carkinetics.errors import CarKineticsError, FileProblem, ScenarioError, suggestion
-from carkinetics.stats.nca import (auc, cmax, cmin, first_crossing, hazard_event_times, interpolate, time_beyond,
-                                   tlast)
+from carkinetics.stats.nca import (auc, auc_inf, cmax, cmin, first_crossing, hazard_event_times, interpolate,
+                                   lambda_z, time_beyond, tlast)
 
 
 class EndpointError(CarKineticsError, ValueError):
@@ -89,6 +91,10 @@ ENDPOINT_TYPES: dict[str, tuple[frozenset, frozenset, str, str]] = {
                    "when an event of the protocol fired (e.g. the transplant); censored at the horizon if it did not"),
     "hazard": (frozenset({"hazard", "start", "end", "report_at", "origin"}), frozenset({"hazard"}), "time",
                "random event drawn from a hazard (1/day) integrated along the trajectory"),
+    "half_life": (frozenset({"output", "start", "end", "lloq"}), frozenset({"output"}), "continuous",
+                  "terminal half-life (day) of an output after its peak in [start, end] (e.g. CAR-T contraction)"),
+    "auc_inf": (frozenset({"output", "start", "end", "method", "lloq"}), frozenset({"output"}), "continuous",
+                "area under the curve from start extrapolated to infinity with the terminal slope"),
 }
 
 #: Rules that combine time-to-event endpoints into an outcome.
@@ -526,9 +532,28 @@ def _c_outcome(e, s):
             f"{e.name}_cause": np.where(known, np.where(event, cause, 0.0), np.nan)}
 
 
+def _terminal(e, s):
+    """The terminal-phase fit of an endpoint's output and window (shared by half_life and auc_inf)."""
+    key = ("terminal", e.output, e.times.get("start"), s.end(e), e.options.get("lloq"))
+    if key not in s.cache:
+        s.cache[key] = lambda_z(s.times, s.outputs[e.output], e.times.get("start"), s.end(e), e.options.get("lloq"))
+    return s.cache[key]
+
+
+def _c_half_life(e, s):
+    return {e.name: _terminal(e, s).half_life}
+
+
+def _c_auc_inf(e, s):
+    return {e.name: auc_inf(s.times, s.outputs[e.output], e.times.get("start"), s.end(e),
+                            e.options.get("method", "lin-up/log-down"), e.options.get("lloq"),
+                            lambda_z=_terminal(e, s).lambda_z)}
+
+
 _COMPUTE = {
     "cmax": _c_cmax, "tmax": _c_cmax, "cmin": _c_cmin, "tmin": _c_cmin, "auc": _c_auc, "tlast": _c_tlast,
     "level": _c_level, "first_above": _c_first, "first_below": _c_first, "time_above": _c_time_beyond,
     "time_below": _c_time_beyond, "condition": _c_at, "value": _c_at, "bernoulli": _c_at, "hazard": _c_hazard,
     "event_time": _c_event_time, "outcome": _c_outcome,
 }
+_COMPUTE.update({"half_life": _c_half_life, "auc_inf": _c_auc_inf})

@@ -16,6 +16,8 @@ between quantifiable values are dropped.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -504,3 +506,439 @@ def hazard_event_times(times, hazard, uniforms, start=None, end=None):
     time = np.where(bad, np.nan, time)
     event = np.where(bad, np.nan, event.astype(float))
     return _out(time, single), _out(event, single)
+
+
+# ----------------------------------------------------------------------------------------
+# terminal phase (PKNCA conventions): lambda_z, half-life, AUClast/AUCall/AUCinf, AUMC, MRT
+# ----------------------------------------------------------------------------------------
+
+class TerminalPhase(NamedTuple):
+    """The terminal log-linear fit of :func:`lambda_z`, one value per patient (NaN: no fit).
+
+    Attributes
+    ----------
+    lambda_z : ndarray
+        Terminal elimination rate (1/day), the negative slope of log(value) on time.
+    r_squared, adj_r_squared : ndarray
+        Coefficient of determination of the chosen fit and its adjusted value
+        ``1 - (1 - r2) (n - 1) / (n - 2)`` (NaN for two points).
+    n_points : ndarray
+        Number of points in the fit.
+    half_life : ndarray
+        ``ln 2 / lambda_z`` (day).
+    intercept : ndarray
+        The fitted log(value) at time 0 of the output times: log C(t) = intercept - lambda_z t.
+    clast_pred : ndarray
+        The value predicted by the fit at ``tlast``.
+    clast_obs : ndarray
+        The last quantifiable value (0 when none is).
+    tlast : ndarray
+        Last output time with a quantifiable value (day).
+    time_first : ndarray
+        First output time in the fit (day).
+    span_ratio : ndarray
+        Time spanned by the fit divided by the half-life.
+    """
+
+    lambda_z: np.ndarray
+    r_squared: np.ndarray
+    adj_r_squared: np.ndarray
+    n_points: np.ndarray
+    half_life: np.ndarray
+    intercept: np.ndarray
+    clast_pred: np.ndarray
+    clast_obs: np.ndarray
+    tlast: np.ndarray
+    time_first: np.ndarray
+    span_ratio: np.ndarray
+
+
+@njit(cache=True, nogil=True)
+def _terminal_rows(tw, vz, first, min_points, factor, out):
+    """PKNCA's "best fit" of the terminal phase for each row (``pk.calc.half.life``).
+
+    Points of row ``i`` eligible for the fit: output index ``>= first[i]`` with a value > 0
+    (``vz`` has BLQ values set to 0). Fits use the last k eligible points, k = min_points
+    up to all of them, with running (Welford) sums from the end. The chosen fit has
+    lambda_z > 0 and an adjusted r2 above (the best adjusted r2 of all fits) - ``factor``,
+    and among those the most points. ``out[i]`` gets lambda_z, r2, adjusted r2, points,
+    intercept (at time 0) and the first time used.
+    """
+    n, m = vz.shape
+    for i in range(n):
+        for c in range(6):
+            out[i, c] = np.nan
+        count = 0
+        for j in range(first[i], m):
+            if vz[i, j] > 0:
+                count += 1
+        if count < min_points or count < 2:
+            continue
+        lam = np.full(count + 1, np.nan)
+        r2s = np.full(count + 1, np.nan)
+        adj = np.full(count + 1, np.nan)
+        icp = np.full(count + 1, np.nan)
+        tfirst = np.full(count + 1, np.nan)
+        best = -np.inf
+        k = 0
+        mt = 0.0
+        my = 0.0
+        ctt = 0.0
+        cty = 0.0
+        cyy = 0.0
+        for j in range(m - 1, first[i] - 1, -1):
+            if not vz[i, j] > 0:
+                continue
+            k += 1
+            t = tw[j]
+            y = np.log(vz[i, j])
+            dt = t - mt
+            dy = y - my
+            mt += dt / k
+            my += dy / k
+            ctt += dt * (t - mt)
+            cty += dt * (y - my)
+            cyy += dy * (y - my)
+            if k < min_points or k < 2:
+                continue
+            slope = cty / ctt
+            lam[k] = -slope
+            icp[k] = my - slope * mt
+            tfirst[k] = t
+            if cyy > 0:
+                r2s[k] = cty * cty / (ctt * cyy)
+            if k > 2:
+                adj[k] = 1.0 - (1.0 - r2s[k]) * (k - 1) / (k - 2)
+                if adj[k] > best:
+                    best = adj[k]
+        chosen = -1
+        if min_points == 2 and count == 2:  # PKNCA: two points only, no adjusted r2 to compare
+            if lam[2] > 0:
+                chosen = 2
+        else:
+            for kk in range(count, 1, -1):  # the most points first
+                if lam[kk] > 0 and adj[kk] > best - factor:
+                    chosen = kk
+                    break
+        if chosen > 0:
+            out[i, 0] = lam[chosen]
+            out[i, 1] = r2s[chosen]
+            out[i, 2] = adj[chosen]
+            out[i, 3] = chosen
+            out[i, 4] = icp[chosen]
+            out[i, 5] = tfirst[chosen]
+
+
+def _quantified(vw, lloq):
+    """Values with BLQ (below ``lloq``; <= 0 without one) set to 0, the quantifiable mask, the
+    index of the last quantifiable value (-1: none) and which points PKNCA keeps
+    (``conc.blq``: first keep, middle drop, last keep)."""
+    quant = vw >= lloq if lloq is not None else vw > 0
+    n_t = vw.shape[1]
+    idx = np.arange(n_t)
+    any_q = quant.any(axis=1)
+    first_q = np.where(any_q, quant.argmax(axis=1), n_t)
+    last_q = np.where(any_q, n_t - 1 - quant[:, ::-1].argmax(axis=1), -1)
+    keep = quant | (idx[None, :] < first_q[:, None]) | (idx[None, :] > last_q[:, None])
+    return np.where(quant, vw, 0.0), quant, last_q, keep
+
+
+def _fit_terminal(tw, vw, lloq, min_points, adj_r2_factor, allow_tmax):
+    """:class:`TerminalPhase` fields (arrays) for observed values ``vw`` on times ``tw``."""
+    if int(min_points) != min_points or min_points < 2:
+        raise ValueError(f"`min_points` must be an integer >= 2, got {min_points!r}")
+    n = vw.shape[0]
+    vz, quant, last_q, _ = _quantified(vw, lloq)
+    kmax = vz.argmax(axis=1)  # PKNCA's first Tmax
+    first = (kmax if allow_tmax else kmax + 1).astype(np.int64)
+    out = np.empty((n, 6))
+    _terminal_rows(tw, np.ascontiguousarray(vz), first, int(min_points), float(adj_r2_factor), out)
+    rows = np.arange(n)
+    has_q = last_q >= 0
+    tl = np.where(has_q, tw[np.maximum(last_q, 0)], np.nan)
+    clast_obs = np.where(has_q, vz[rows, np.maximum(last_q, 0)], 0.0)
+    lam = out[:, 0]
+    with np.errstate(all="ignore"):
+        half = np.log(2.0) / lam
+        clast_pred = np.exp(out[:, 4] - lam * tl)
+        span = (tl - out[:, 5]) / half
+    bad = np.isnan(vw).any(axis=1)
+    fields = (lam, out[:, 1], out[:, 2], out[:, 3], half, out[:, 4], clast_pred, clast_obs, tl, out[:, 5], span)
+    return TerminalPhase(*(np.where(bad, np.nan, f) for f in fields))
+
+
+def lambda_z(times, values, start=None, end=None, lloq=None, min_points=3, adj_r2_factor=1e-4,
+             allow_tmax=False):
+    """Terminal elimination rate and half-life of each row, with PKNCA's automatic point selection.
+
+    Follows ``pk.calc.half.life`` of PKNCA with its default options: of the
+    output times in [start, end], only those after Tmax (``allow.tmax.in.half.life
+    = FALSE``) with a quantifiable value (>= ``lloq``; > 0 without one) are used.
+    log(value) is regressed on time over the last k of them, for every k from
+    ``min_points`` (``min.hl.points`` = 3) up to all. The fit kept has lambda_z > 0
+    and an adjusted r² greater than the best adjusted r² of all fits minus
+    ``adj_r2_factor`` (``adj.r.squared.factor`` = 1e-4); of those, the one with the
+    most points. No fit (too few points, or none with lambda_z > 0) gives NaN.
+
+    Parameters
+    ----------
+    times : array_like, shape (T,)
+        Output times (day).
+    values : array_like, shape (n, T) or (T,)
+        Output values, patients in rows.
+    start, end : float, optional
+        Window (day); default the whole grid. Only output times inside it are used.
+    lloq : float, optional
+        Lower limit of quantification (the output's unit).
+    min_points : int
+        Fewest points in a fit (>= 2).
+    adj_r2_factor : float
+        Tolerance on the adjusted r² that lets a fit with more points win.
+    allow_tmax : bool
+        Let the point at Tmax be part of a fit.
+
+    Returns
+    -------
+    TerminalPhase
+        Named fields, each an ndarray of shape (n,) (floats for one row).
+
+    Examples
+    --------
+    >>> t = [0, 1, 2, 4, 8]
+    >>> round(float(lambda_z(t, [0.0, 8.0, 4.0, 1.0, 0.0625]).half_life), 12)
+    1.0
+    """
+    tw, vw, single = _observed_window(times, values, start, end)
+    fit = _fit_terminal(tw, vw, lloq, min_points, adj_r2_factor, allow_tmax)
+    return TerminalPhase(*(_out(f, single) for f in fit))
+
+
+def _areas(tw, vw, method, lloq, t0):
+    """AUClast, AUCall, AUMClast and AUMCall of each row (PKNCA), moments about time ``t0``."""
+    _check_method(method, AUC_METHODS)
+    vz, quant, last_q, keep = _quantified(vw, lloq)
+    n, n_t = vz.shape
+    idx = np.arange(n_t)
+    pos = np.where(keep, idx[None, :], n_t)
+    nxt = np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1]  # first kept index >= i
+    nxt = np.concatenate([nxt[:, 1:], np.full((n, 1), n_t)], axis=1)  # first kept index > i
+    valid = keep & (nxt < n_t)
+    j = np.minimum(nxt, n_t - 1)
+    rows = np.arange(n)[:, None]
+    a, b = vz, vz[rows, j]
+    ta, tb = tw[None, :] - t0, tw[j] - t0
+    dt = tb - ta
+    use_log = _log_segments(a, b, method)
+    with np.errstate(all="ignore"):
+        lr = np.log(b / a)
+        area = np.where(use_log, dt * (b - a) / lr, 0.5 * dt * (a + b))
+        moment = np.where(use_log, dt * (b * tb - a * ta) / lr - dt * dt * (b - a) / (lr * lr),
+                          0.5 * dt * (a * ta + b * tb))
+    in_last = valid & (j <= last_q[:, None])  # AUClast: segments up to Tlast
+    auc_l = np.where(in_last, area, 0.0).sum(axis=1)
+    auc_a = np.where(valid, area, 0.0).sum(axis=1)  # AUCall: also Tlast -> the next (BLQ, 0) point
+    aumc_l = np.where(in_last, moment, 0.0).sum(axis=1)
+    aumc_a = np.where(valid, moment, 0.0).sum(axis=1)
+    bad = np.isnan(vw).any(axis=1) | (n_t < 2)  # PKNCA: no AUC from a single value
+    return tuple(np.where(bad, np.nan, x) for x in (auc_l, auc_a, aumc_l, aumc_a))
+
+
+_KINDS = ("last", "all", "inf_obs", "inf_pred")
+
+
+def _area_metric(times, values, start, end, method, lloq, kind, lambda_z_, clast_pred, moment):
+    """AUC (``moment`` False) or AUMC of the given kind, and whether ``values`` was one row."""
+    if kind not in _KINDS:
+        raise ValueError(f"`kind` must be one of {list(_KINDS)}, got {kind!r}")
+    tw, vw, single = _observed_window(times, values, start, end)
+    t0 = float(tw[0]) if start is None else float(start)  # moments: time from the window's start
+    auc_l, auc_a, aumc_l, aumc_a = _areas(tw, vw, method, lloq, t0)
+    if kind in ("last", "all"):
+        return (aumc_l if kind == "last" and moment else aumc_a if moment else
+                auc_l if kind == "last" else auc_a), single
+    n = vw.shape[0]
+    if lambda_z_ is None or (kind == "inf_pred" and clast_pred is None):
+        fit = _fit_terminal(tw, vw, lloq, 3, 1e-4, False)
+    lam = fit.lambda_z if lambda_z_ is None else np.broadcast_to(np.asarray(lambda_z_, dtype=float), (n,))
+    vz, _, last_q, _ = _quantified(vw, lloq)
+    li = np.maximum(last_q, 0)
+    if kind == "inf_obs":
+        clast = vz[np.arange(n), li]
+    else:
+        clast = fit.clast_pred if clast_pred is None else np.broadcast_to(np.asarray(clast_pred, float), (n,))
+    tl = tw[li] - t0
+    with np.errstate(all="ignore"):
+        if moment:
+            total = aumc_l + clast * tl / lam + clast / (lam * lam)
+        else:
+            total = auc_l + clast / lam
+    total = np.where(last_q < 0, np.where(np.isnan(auc_l), np.nan, 0.0), total)  # all BLQ: 0 (PKNCA)
+    return total, single
+
+
+def auc_last(times, values, start=None, end=None, method="lin-up/log-down", lloq=None):
+    """AUClast: area under each row from the first output time in [start, end] to Tlast (PKNCA).
+
+    Uses the output times inside the window (no interpolation at its ends), BLQ
+    values set to 0 and dropped between quantifiable values (PKNCA's default
+    ``conc.blq``), and the rule ``method`` per segment (segments touching a 0 are
+    linear). A row with every value BLQ gives 0; a window with one output time, NaN.
+
+    Parameters
+    ----------
+    times : array_like, shape (T,)
+        Output times (day).
+    values : array_like, shape (n, T) or (T,)
+        Output values, patients in rows.
+    start, end : float, optional
+        Window (day); default the whole grid.
+    method : {"lin-up/log-down", "linear", "log"}
+        Trapezoid rule per segment.
+    lloq : float, optional
+        Lower limit of quantification (the output's unit); without it, values <= 0 are BLQ.
+
+    Returns
+    -------
+    ndarray, shape (n,) (a float for one row)
+    """
+    total, single = _area_metric(times, values, start, end, method, lloq, "last", None, None, False)
+    return _out(total, single)
+
+
+def auc_all(times, values, start=None, end=None, method="lin-up/log-down", lloq=None):
+    """AUCall: AUClast plus the linear triangle from Tlast to the next (BLQ) output time (PKNCA).
+
+    Parameters
+    ----------
+    times : array_like, shape (T,)
+        Output times (day).
+    values : array_like, shape (n, T) or (T,)
+        Output values, patients in rows.
+    start, end : float, optional
+        Window (day); default the whole grid.
+    method : {"lin-up/log-down", "linear", "log"}
+        Trapezoid rule per segment.
+    lloq : float, optional
+        Lower limit of quantification (the output's unit).
+
+    Returns
+    -------
+    ndarray, shape (n,) (a float for one row)
+
+    See Also
+    --------
+    auc_last
+    """
+    total, single = _area_metric(times, values, start, end, method, lloq, "all", None, None, False)
+    return _out(total, single)
+
+
+def auc_inf(times, values, start=None, end=None, method="lin-up/log-down", lloq=None, kind="obs",
+            lambda_z=None, clast_pred=None):
+    """AUCinf: AUClast + Clast / lambda_z (PKNCA's ``aucinf.obs`` and ``aucinf.pred``).
+
+    Parameters
+    ----------
+    times : array_like, shape (T,)
+        Output times (day).
+    values : array_like, shape (n, T) or (T,)
+        Output values, patients in rows.
+    start, end : float, optional
+        Window (day); default the whole grid. AUClast and the terminal fit both use
+        the output times inside it.
+    method : {"lin-up/log-down", "linear", "log"}
+        Trapezoid rule per segment of AUClast.
+    lloq : float, optional
+        Lower limit of quantification (the output's unit).
+    kind : {"obs", "pred"}
+        Extrapolate from the observed last value (``aucinf.obs``) or from the value
+        the terminal fit predicts at Tlast (``aucinf.pred``).
+    lambda_z : float or array_like, shape (n,), optional
+        Terminal rate (1/day); default the fit of :func:`lambda_z` (PKNCA's defaults).
+    clast_pred : float or array_like, shape (n,), optional
+        For ``kind="pred"``: the predicted last value; default from the fit.
+
+    Returns
+    -------
+    ndarray, shape (n,) (a float for one row)
+        NaN where there is no terminal fit; 0 where every value is BLQ.
+    """
+    if kind not in ("obs", "pred"):
+        raise ValueError(f"`kind` must be one of ['obs', 'pred'], got {kind!r}")
+    total, single = _area_metric(times, values, start, end, method, lloq, f"inf_{kind}", lambda_z, clast_pred,
+                                 False)
+    return _out(total, single)
+
+
+def aumc(times, values, start=None, end=None, method="lin-up/log-down", lloq=None, kind="last",
+         lambda_z=None, clast_pred=None):
+    """Area under the first-moment curve t·C(t), time counted from the window's start (PKNCA).
+
+    Each segment uses PKNCA's moment formulas (``aumcintegrate_linear`` /
+    ``aumcintegrate_log``); the extrapolation is ``Clast tlast / lambda_z +
+    Clast / lambda_z²``. Times are counted from ``start`` (default the first output
+    time), as ``pk.nca`` counts them from the start of its interval.
+
+    Parameters
+    ----------
+    times : array_like, shape (T,)
+        Output times (day).
+    values : array_like, shape (n, T) or (T,)
+        Output values, patients in rows.
+    start, end : float, optional
+        Window (day); default the whole grid.
+    method : {"lin-up/log-down", "linear", "log"}
+        Rule per segment.
+    lloq : float, optional
+        Lower limit of quantification (the output's unit).
+    kind : {"last", "all", "inf_obs", "inf_pred"}
+        AUMClast, AUMCall, AUMCinf,obs or AUMCinf,pred.
+    lambda_z, clast_pred : float or array_like, optional
+        As in :func:`auc_inf`.
+
+    Returns
+    -------
+    ndarray, shape (n,) (a float for one row)
+    """
+    total, single = _area_metric(times, values, start, end, method, lloq, kind, lambda_z, clast_pred, True)
+    return _out(total, single)
+
+
+def mrt(times, values, start=None, end=None, method="lin-up/log-down", lloq=None, kind="obs",
+        lambda_z=None, clast_pred=None):
+    """Mean residence time AUMC / AUC (PKNCA's ``mrt.last``, ``mrt.obs``, ``mrt.pred``).
+
+    This is PKNCA's ``pk.calc.mrt``: no correction for the duration of an infusion
+    (the ``mrt.iv`` variants subtract half of it), as for a bolus or an
+    extravascular single dose; time is counted from the window's start. NaN where
+    the AUC is not > 0.
+
+    Parameters
+    ----------
+    times : array_like, shape (T,)
+        Output times (day).
+    values : array_like, shape (n, T) or (T,)
+        Output values, patients in rows.
+    start, end : float, optional
+        Window (day); default the whole grid.
+    method : {"lin-up/log-down", "linear", "log"}
+        Rule per segment.
+    lloq : float, optional
+        Lower limit of quantification (the output's unit).
+    kind : {"last", "obs", "pred"}
+        AUMClast/AUClast, AUMCinf,obs/AUCinf,obs or AUMCinf,pred/AUCinf,pred.
+    lambda_z, clast_pred : float or array_like, optional
+        As in :func:`auc_inf`.
+
+    Returns
+    -------
+    ndarray, shape (n,) (a float for one row)
+    """
+    if kind not in ("last", "obs", "pred"):
+        raise ValueError(f"`kind` must be one of ['last', 'obs', 'pred'], got {kind!r}")
+    k = "last" if kind == "last" else f"inf_{kind}"
+    a, single = _area_metric(times, values, start, end, method, lloq, k, lambda_z, clast_pred, False)
+    m, _ = _area_metric(times, values, start, end, method, lloq, k, lambda_z, clast_pred, True)
+    with np.errstate(all="ignore"):
+        out = np.where(a > 0, m / a, np.nan)
+    return _out(out, single)
