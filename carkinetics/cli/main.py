@@ -21,6 +21,7 @@ from carkinetics.cli.run import run
 from carkinetics.cli.sensitivity import sensitivity
 from carkinetics.cli.sweep import sweep
 from carkinetics.cli.validate import validate
+from carkinetics.cli.vpc import vpc
 from carkinetics.errors import CarKineticsError
 
 #: Errors of a file that cannot be read or written (no space, permissions): not bugs.
@@ -52,7 +53,7 @@ def main():
     """carkinetics: CAR-T cell kinetics for protocol design in T-cell leukaemia."""
 
 
-for command in (calibrate, check, fit, models, plot, run, sensitivity, sweep, validate):
+for command in (calibrate, check, fit, models, plot, run, sensitivity, sweep, validate, vpc):
     main.add_command(command)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from carkinetics.model import expressions as ex
 from carkinetics.model.interventions import parse_interventions
+from carkinetics.model.residual_error import parse_residual_error_section
 from carkinetics.errors import (CarKineticsError, ExpressionError, ModelFileError, ProblemCollector, is_number,
                                 printable, suggestion)
 
@@ -39,7 +40,7 @@ _STATE_KEYS = {"unit", "description", "initial", "extinction", "atol", "notes"}
 _PARAM_KEYS = {"value", "unit", "description", "symbol", "source", "bounds", "iiv_log_sd", "status", "notes"}
 _EXPR_KEYS = {"expression", "unit", "description", "notes"}
 _OUTPUT_KEYS = {"expression", "unit", "description", "notes"}
-_TOP_KEYS = {"model", "states", "parameters", "expressions", "odes", "outputs", "interventions"}
+_TOP_KEYS = {"model", "states", "parameters", "expressions", "odes", "outputs", "interventions", "residual_error"}
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ class Model:
     breakpoints: tuple[ex.Expr, ...] = ()
     #: Named interventions (:mod:`carkinetics.model.interventions`) scenarios use by name.
     interventions: dict = field(default_factory=dict)
+    #: Residual error of observed outputs (:mod:`carkinetics.model.residual_error`), by output.
+    residual_errors: dict = field(default_factory=dict)
     source_text: str = field(repr=False, default="")
     _kernel: object = field(default=None, repr=False, compare=False)
 
@@ -398,6 +401,7 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
     states = _states(states_t, param_names, typical, errs)
     outputs = _outputs(outs_t, set(state_names) | set(param_names) | set(exprs_t), errs)
     interventions = parse_interventions(data.get("interventions", {}), state_names, param_names, errs)
+    residual_errors = parse_residual_error_section(data.get("residual_error", {}), list(outs_t), errs)
 
     errs.raise_if_any()
     return Model(
@@ -413,6 +417,7 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         outputs=tuple(outputs),
         breakpoints=tuple(breakpoints),
         interventions=interventions,
+        residual_errors=residual_errors,
         source_text=text,
     )
 
