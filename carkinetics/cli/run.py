@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from carkinetics.cli.common import PatientProgress, apply_settings, parse_settings, set_option
+from carkinetics.io.tables import TABLE_FORMATS, TableFormatError, check_table_format
 
 
 def _engine_threads_sleep_when_idle():
@@ -39,8 +40,11 @@ def _engine_threads_sleep_when_idle():
               help="Patients simulated at once (default: about 32 MB of outputs per chunk).")
 @click.option("--trajectories", is_flag=True, default=False,
               help="Also write every patient's trajectory (trajectories.csv; large).")
+@click.option("--format", "table_format", type=click.Choice(TABLE_FORMATS), default="csv", show_default=True,
+              help="Format of the patient table and the bands of a cohort (patients.parquet, bands.parquet). "
+                   "Parquet needs pip install 'carkinetics[parquet]'.")
 @set_option
-def run(scenario, output, n, seed, jobs, chunk_size, trajectories, settings):
+def run(scenario, output, n, seed, jobs, chunk_size, trajectories, table_format, settings):
     """Simulate a scenario (its typical patient, or a virtual cohort) and write results and plots to OUTPUT."""
     import gc
 
@@ -53,6 +57,10 @@ def run(scenario, output, n, seed, jobs, chunk_size, trajectories, settings):
     # and 0.3 s).
     from carkinetics.studies.run import check_run_output
 
+    try:
+        check_table_format(table_format)  # Parquet without pyarrow: refused before anything is written
+    except TableFormatError as err:
+        raise click.UsageError(str(err)) from None
     overrides = parse_settings(settings)
     check_run_output(output)  # before anything is computed (or a helper started)
     output = Path(output)
@@ -63,22 +71,22 @@ def run(scenario, output, n, seed, jobs, chunk_size, trajectories, settings):
     # started first: the helper imports matplotlib while this process starts up (see plots/render.py)
     with FigureHelper() as figures:
         try:
-            _run(scenario, output, n, seed, jobs, chunk_size, trajectories, figures, overrides)
+            _run(scenario, output, n, seed, jobs, chunk_size, trajectories, figures, overrides, table_format)
         finally:
             if was_enabled:
                 gc.freeze()
                 gc.enable()
 
 
-def _run(scenario, output, n, seed, jobs, chunk_size, trajectories, figures, overrides):
+def _run(scenario, output, n, seed, jobs, chunk_size, trajectories, figures, overrides, table_format="csv"):
     """Run the scenario (with the ``--set`` values) and print what was simulated and written."""
     from carkinetics.studies.run import is_cohort_run, run_population, run_typical
     from carkinetics.scenario.load import load_scenario
 
     sc = apply_settings(load_scenario(scenario), overrides)  # before the output folder is made
     if not is_cohort_run(sc, n):
-        if seed is not None or jobs is not None or chunk_size is not None or trajectories:
-            raise click.UsageError("--seed, --jobs, --chunk-size and --trajectories need a cohort "
+        if seed is not None or jobs is not None or chunk_size is not None or trajectories or table_format != "csv":
+            raise click.UsageError("--seed, --jobs, --chunk-size, --trajectories and --format need a cohort "
                                    "(--n, or [population] in the scenario)")
         summary = run_typical(sc, output, overrides=overrides)
         click.echo(f"{sc.name}: {summary['status']} ({summary['n_steps']} steps, "
@@ -90,7 +98,7 @@ def _run(scenario, output, n, seed, jobs, chunk_size, trajectories, figures, ove
     try:
         result = run_population(sc, output, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size,
                                 trajectories=trajectories, progress=progress, figures=figures,
-                                overrides=overrides)
+                                overrides=overrides, table_format=table_format)
     finally:
         progress.close()
     info = result.info

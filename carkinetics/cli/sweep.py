@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from carkinetics.cli.common import apply_settings, parse_settings, set_option
+from carkinetics.io.tables import TABLE_FORMATS, TableFormatError, check_table_format
 
 def _int_list(text):
     """Comma-separated grid point ids as a list of ints (None for None)."""
@@ -40,14 +41,22 @@ def _int_list(text):
 @click.option("--points", "points", default=None, metavar="IDS", help="Only these grid points (e.g. 0,3,5).")
 @click.option("--progress/--no-progress", default=True, help="Progress line on stderr.")
 @click.option("--plots/--no-plots", default=True, help="Draw the figures when the sweep is complete.")
+@click.option("--format", "table_format", type=click.Choice(TABLE_FORMATS), default="csv", show_default=True,
+              help="Format of the summary, Kaplan-Meier and per-patient tables (summary.parquet, km.parquet, "
+                   "points/<id>/patients.parquet; grid.csv stays CSV). Parquet needs "
+                   "pip install 'carkinetics[parquet]'.")
 @set_option
 def sweep(scenario, output, n, seed, jobs, chunk_size, per_patient, resume, scheduler, dask_workers, points,
-          progress, plots, settings):
+          progress, plots, table_format, settings):
     """Run a virtual cohort at every point of the scenario's [sweep] grid."""
     from carkinetics.scenario.load import load_scenario
     from carkinetics.studies.sweep_result import check_output_folder
     from carkinetics.studies.sweep import sweep as run_sweep
 
+    try:
+        check_table_format(table_format)  # Parquet without pyarrow: refused before anything is written
+    except TableFormatError as err:
+        raise click.UsageError(str(err)) from None
     check_output_folder(output)  # a bad -o is refused before anything is read or computed
     point_ids = _int_list(points)
     overrides = parse_settings(settings)
@@ -56,7 +65,7 @@ def sweep(scenario, output, n, seed, jobs, chunk_size, per_patient, resume, sche
     try:
         result = run_sweep(sc, output, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size, per_patient=per_patient,
                            resume=resume, scheduler=scheduler, dask_workers=dask_workers,
-                           progress=progress, points=point_ids, overrides=overrides)
+                           progress=progress, points=point_ids, overrides=overrides, table_format=table_format)
     except KeyboardInterrupt:
         import json
 

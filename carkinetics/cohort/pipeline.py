@@ -381,9 +381,13 @@ def _km_table(patients, endpoints, arm_names):
 def _figure_info(scenario, n, band_names) -> dict:
     """The fields of ``run.json`` the figures use."""
     model = scenario.model
+    declared = scenario.endpoints.declared if scenario.endpoints else ()
     return {"scenario_name": scenario.name, "n_patients": n, "band_outputs": band_names,
             "log_scale": bool(scenario.plot_log), "time_unit": model.time_unit,
-            "units": {s.name: s.unit for s in model.states} | {o.name: o.unit for o in model.outputs}}
+            "units": {s.name: s.unit for s in model.states} | {o.name: o.unit for o in model.outputs},
+            "endpoint_descriptions": {e.name: e.description for e in declared if e.description},
+            "endpoint_origins": {e.name: e.options["origin"] for e in declared if "origin" in e.options},
+            "outcome_causes": {e.name: list(e.events) for e in declared if e.type == "outcome"}}
 
 
 def _run_info(scenario, design, n, chunk_size, jobs, patients, n_clipped, band_names, endpoints, data_file,

@@ -13,7 +13,7 @@ from carkinetics.errors import DataError
 #: These names are recognised as an earlier run's in a folder without manifest (written before
 #: manifests were kept).
 RUN_FILES = ("trajectory.csv", "outputs.png", "run.json", "patients.csv", "summary.csv", "bands.csv", "km.csv",
-             "observed.csv", "trajectories.csv", "bands.png", "km.png")
+             "observed.csv", "trajectories.csv", "bands.png", "km.png", "cif.png", "patients.parquet", "bands.parquet")
 
 
 @dataclass
@@ -76,7 +76,25 @@ class CohortResult:
     def _km_kwargs(self, plain=False) -> dict:
         """Arguments of :func:`~carkinetics.plots.cohort.plot_kaplan_meier` for this result."""
         return dict(km=self._table(self.km, plain), time_unit=self.info.get("time_unit", ""),
-                    title=f"{self.info.get('scenario_name', '')}: Kaplan-Meier")
+                    title=f"{self.info.get('scenario_name', '')}: Kaplan-Meier",
+                    descriptions=self.info.get("endpoint_descriptions"), origins=self.info.get("endpoint_origins"))
+
+    def _competing_causes(self) -> dict:
+        """Outcome -> its cause names, of the outcomes with more than one cause (in ``patients``)."""
+        causes = self.info.get("outcome_causes") or {}
+        if self.patients is None:
+            return {}
+        return {k: v for k, v in causes.items() if len(v) > 1 and f"{k}_cause" in self.patients.columns}
+
+    def _cif_kwargs(self, plain=False) -> dict:
+        """Arguments of :func:`~carkinetics.plots.cohort.plot_cumulative_incidence` for this result."""
+        causes = self._competing_causes()
+        cols = [c for c in ("arm", "status", *causes, *(f"{k}_cause" for k in causes)) if c in self.patients.columns]
+        return dict(patients=self._table(self.patients[cols], plain), causes=causes,
+                    time_unit=self.info.get("time_unit", ""),
+                    title=f"{self.info.get('scenario_name', '')}: cumulative incidence",
+                    descriptions=self.info.get("endpoint_descriptions"), origins=self.info.get("endpoint_origins"),
+                    arms=list(self.info.get("arms") or []))
 
     def figure_args(self, plain=False, skip=()):
         """``(function name, file name, kwargs)`` of each figure of :meth:`write_into` whose
@@ -87,6 +105,8 @@ class CohortResult:
             figures.append(("plot_cohort_bands", "bands.png", self._bands_kwargs(plain)))
         if self.km is not None and len(self.km) and "plot_kaplan_meier" not in skip:
             figures.append(("plot_kaplan_meier", "km.png", self._km_kwargs(plain)))
+        if self._competing_causes() and "plot_cumulative_incidence" not in skip:
+            figures.append(("plot_cumulative_incidence", "cif.png", self._cif_kwargs(plain)))
         return figures
 
     def plot_bands(self, outputs=None):
@@ -104,30 +124,40 @@ class CohortResult:
 
         return plot_kaplan_meier(**self._km_kwargs())
 
-    def write_into(self, folder, plots=True, figures=None) -> list[str]:
+    def write_into(self, folder, plots=True, figures=None, table_format="csv") -> list[str]:
         """Write the result files into an existing folder (no staging); return their names.
 
         ``figures``: a :class:`carkinetics.plots.render.FigureHelper` that draws the plots in
         its own process while the tables are written (else, or if it fails, they are drawn here).
+        ``table_format``: ``"csv"`` or ``"parquet"`` (needs pyarrow), the format of the patient
+        table and the bands (``patients.parquet``, ``bands.parquet``); the other tables are CSV.
         """
         # imported here, not with the module: ``carkinetics run`` reads RUN_FILES before it starts
         # the figure helper, and the CSV writer imports numba (0.15 s)
         from carkinetics.io.csv import write_csv
         from carkinetics.io.results import write_json
+        from carkinetics.io.tables import check_table_format, table_name, write_table
         from carkinetics.plots import cohort as plotting
 
+        check_table_format(table_format, "table_format")
         folder = Path(folder)
-        names = ["patients.csv", "summary.csv"]
+        patients_file = table_name("patients", table_format)
+        names = [patients_file, "summary.csv"]
         to_draw = self.figure_args() if plots else []
         if figures is not None and to_draw:  # the figures not handed over yet (see run_cohort's on_bands)
             figures.send([(f, folder / file, kw) for f, file, kw in self.figure_args(plain=True, skip=figures.sent)])
         streamed = self.streamed_csv is not None and Path(self.streamed_csv) == folder / "patients.csv"
-        if not (streamed and (folder / "patients.csv").exists()):
+        if table_format != "csv":
+            if streamed:  # streamed while simulating, but the table is written in another format
+                (folder / "patients.csv").unlink(missing_ok=True)
+            write_table(self.patients, folder / patients_file, table_format)
+        elif not (streamed and (folder / "patients.csv").exists()):
             write_csv(self.patients, folder / "patients.csv")
         write_csv(self.summary, folder / "summary.csv")
         if self.bands is not None:
-            write_csv(self.bands, folder / "bands.csv")
-            names.append("bands.csv")
+            bands_file = table_name("bands", table_format)
+            write_table(self.bands, folder / bands_file, table_format)
+            names.append(bands_file)
         if self.km is not None and len(self.km):
             write_csv(self.km, folder / "km.csv")
             names.append("km.csv")
@@ -147,20 +177,24 @@ class CohortResult:
         names += [file for _, file, _ in to_draw]
         names.append("run.json")
         self.info["files"] = names
+        self.info["table_format"] = table_format
         write_json(folder / "run.json", self.info)
         return names
 
-    def write(self, directory, plots=True) -> list[Path]:
+    def write(self, directory, plots=True, table_format="csv") -> list[Path]:
         """Write ``patients.csv``, ``summary.csv``, ``bands.csv``, ``km.csv``, plots and
         ``run.json`` into ``directory``, atomically.
 
         As for ``carkinetics run``, the folder belongs to the result: the files of an earlier
         run there are replaced or removed, and a folder holding files carkinetics did not
-        write is refused (:class:`carkinetics.io.atomic.OutputError`)."""
+        write is refused (:class:`carkinetics.io.atomic.OutputError`). ``table_format``:
+        ``"parquet"`` writes ``patients.parquet`` and ``bands.parquet`` instead (needs pyarrow)."""
         from carkinetics.io.atomic import atomic_output_dir
+        from carkinetics.io.tables import check_table_format
 
+        check_table_format(table_format, "table_format")  # before the folder is touched
         with atomic_output_dir(directory, clean=True, known=RUN_FILES) as staging:
-            names = self.write_into(staging, plots=plots)
+            names = self.write_into(staging, plots=plots, table_format=table_format)
         self.files = [Path(directory) / n for n in names]
         return self.files
 
@@ -168,26 +202,33 @@ class CohortResult:
 def load_cohort_result(directory) -> CohortResult:
     """Read a result folder written by :meth:`CohortResult.write` (or ``carkinetics run --n``).
 
+    The patient table and the bands are read from ``patients.parquet`` and ``bands.parquet``
+    when the run wrote Parquet (``--format parquet``).
+
     Raises
     ------
     DataError
-        If the folder lacks ``run.json`` or ``patients.csv``.
+        If the folder lacks ``run.json`` or ``patients.csv`` (or ``patients.parquet``).
     """
     import pandas as pd
 
     from carkinetics.io.results import read_result_csv, read_result_json
+    from carkinetics.io.tables import read_table
 
     d = Path(directory)
-    missing = [f for f in ("run.json", "patients.csv") if not (d / f).exists()]
+    patients_file = "patients.parquet" if (d / "patients.parquet").exists() else "patients.csv"
+    missing = [f for f in ("run.json", patients_file) if not (d / f).exists()]
     if missing:
         raise DataError(d, [f"not a cohort result folder: missing {', '.join(missing)}"])
     info = read_result_json(d / "run.json")
 
     def read(name):
         p = d / name
+        if name.endswith(".csv") and (d / f"{name[:-4]}.parquet").exists():
+            p = d / f"{name[:-4]}.parquet"
         if not p.exists():
             return None
-        return read_result_csv(p)
+        return read_table(p) if p.suffix == ".parquet" else read_result_csv(p)
 
     patients = read("patients.csv")
     patients["arm"] = patients["arm"].astype(str)

@@ -1,6 +1,8 @@
 """Figures of a simulation and a virtual cohort: trajectories, cohort bands, Kaplan-Meier curves.
 
 matplotlib is imported on first use (:func:`carkinetics.plots.style.pyplot`); each function returns its figure.
+The survival figures are drawn by :mod:`carkinetics.plots.survival` and named here too, where
+:class:`~carkinetics.cohort.result.CohortResult` and the figure helper look figures up by name.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from carkinetics.plots.style import grid_shape, pyplot
+from carkinetics.plots.survival import plot_cumulative_incidence, plot_kaplan_meier  # noqa: F401
 
 _SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
 
@@ -228,44 +231,3 @@ def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=
         ax.set_ylabel((units or {}).get(name, ""))
         ax.legend(loc="best")
     return _finish_panels(fig, axes, len(outputs), title)
-
-
-def plot_kaplan_meier(km, endpoints=None, time_unit="", title=None):
-    """Kaplan-Meier curves with 95% bands, one panel per time-to-event endpoint, one colour per arm.
-
-    Parameters
-    ----------
-    km : pandas.DataFrame or mapping of str to array
-        ``arm, endpoint, time, survival, lower, upper`` (:attr:`CohortResult.km`);
-        each curve starts at 1 at time 0 and steps down at the listed times.
-    endpoints : sequence of str, optional
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    plt = pyplot()
-    km = _Columns(km)
-    km_endpoints, km_arms = km.text("endpoint"), km.text("arm")
-    endpoints = list(endpoints or dict.fromkeys(km_endpoints))
-    arms = _drawn_arms(km)
-    fig, axes = _panels(plt, max(1, len(endpoints)))
-    for ax, name in zip(axes.flat, endpoints):
-        for k, arm in enumerate(arms):
-            a = np.flatnonzero((km_endpoints == name) & (km_arms == arm))
-            if not a.size:
-                continue
-            a = a[np.argsort(km.col("time")[a], kind="stable")]
-            colour = _ARM_COLOURS[k % len(_ARM_COLOURS)]
-            t = np.concatenate([[0.0], km.col("time")[a]])
-            s = np.concatenate([[1.0], km.col("survival")[a]])
-            lo = np.concatenate([[1.0], km.col("lower")[a]])
-            hi = np.concatenate([[1.0], km.col("upper")[a]])
-            ax.fill_between(t, lo, hi, step="post", color=colour, alpha=0.2, lw=0)
-            ax.step(t, s, where="post", color=colour, lw=2, label=arm)
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(name, y=1.0)
-        ax.set_xlabel(f"time ({time_unit})" if time_unit else "time")
-        ax.set_ylabel("probability without event")
-        ax.legend(loc="best")
-    return _finish_panels(fig, axes, len(endpoints), title)

@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 #: Figures the helper may draw: functions of :mod:`carkinetics.plots.cohort`.
-FIGURES = ("plot_cohort_bands", "plot_kaplan_meier")
+FIGURES = ("plot_cohort_bands", "plot_kaplan_meier", "plot_cumulative_incidence")
 #: Seconds to wait for the helper once the last figure is sent.
 TIMEOUT = 120.0
 

@@ -175,3 +175,92 @@ class BatchResult:
         """Indices and messages of failed patients."""
         idx = np.flatnonzero(self.status != 0)
         return [(int(i), status_message(self.status[i])) for i in idx]
+
+    def _saved_variables(self, variables):
+        """(name, (N, n_times) array) of each saved state, then each saved output; ``variables``: only these."""
+        saved = [(n, self.states[:, :, j]) for j, n in enumerate(self.state_names)]
+        saved += [(n, self.outputs[:, :, j]) for j, n in enumerate(self.output_names)]
+        if variables is None:
+            return saved
+        by_name = dict(saved)
+        picked = []
+        for name in dict.fromkeys([variables] if isinstance(variables, str) else variables):
+            if name not in by_name:
+                what = "output" if name in self.model.output_names else "state"
+                self._index(name, self.output_names if what == "output" else self.state_names, what)
+            picked.append((name, by_name[name]))
+        return picked
+
+    def to_frame(self, variables=None):
+        """Long, patient-keyed table of the saved time courses: ``patient, time, variable, value``.
+
+        One row per patient, time and variable, ordered by patient, then time, then variable
+        (the saved states, then the saved outputs, in their order); failed patients keep their
+        rows (NaN from the failure onwards; see :attr:`status`). ``variable`` is categorical
+        (its categories in that order), ``patient`` the 0-based index in the batch.
+
+        Parameters
+        ----------
+        variables : str or sequence of str, optional
+            Only these saved states or outputs (default: all saved ones).
+
+        Returns
+        -------
+        pandas.DataFrame
+
+        Raises
+        ------
+        KeyError
+            For a name that is not saved, with a suggestion.
+        """
+        import pandas as pd
+
+        saved = self._saved_variables(variables)
+        n, n_t, n_v = self.n_patients, len(self.times), len(saved)
+        values = np.empty((n, n_t, n_v))
+        for j, (_, arr) in enumerate(saved):
+            values[:, :, j] = arr
+        names = [name for name, _ in saved]
+        return pd.DataFrame({
+            "patient": np.repeat(np.arange(n, dtype=np.int64), n_t * n_v),
+            "time": np.tile(np.repeat(np.asarray(self.times, dtype=float), n_v), n),
+            "variable": pd.Categorical.from_codes(np.tile(np.arange(n_v), n * n_t), categories=names),
+            "value": values.reshape(-1),
+        })
+
+    def to_xarray(self, variables=None):
+        """The saved time courses as an :class:`xarray.Dataset` (needs xarray).
+
+        One data variable of dimensions ``(patient, time)`` per saved state and output (with
+        its ``unit`` and ``kind`` as attributes), and ``status`` (dimension ``patient``);
+        coordinates ``patient`` (0-based) and ``time``.
+
+        Parameters
+        ----------
+        variables : str or sequence of str, optional
+            Only these saved states or outputs (default: all saved ones).
+
+        Returns
+        -------
+        xarray.Dataset
+
+        Raises
+        ------
+        ImportError
+            Without xarray.
+        KeyError
+            For a name that is not saved, with a suggestion.
+        """
+        import xarray as xr
+
+        model = self.model
+        units = {s.name: s.unit for s in model.states} | {o.name: o.unit for o in model.outputs}
+        data = {}
+        for name, arr in self._saved_variables(variables):
+            kind = "state" if name in self.state_names else "output"
+            data[name] = (("patient", "time"), np.asarray(arr, dtype=float), {"unit": units.get(name, ""),
+                                                                               "kind": kind})
+        data["status"] = (("patient",), np.asarray(self.status))
+        return xr.Dataset(data, coords={"patient": np.arange(self.n_patients, dtype=np.int64),
+                                        "time": np.asarray(self.times, dtype=float)},
+                          attrs={"model": str(getattr(model, "name", ""))})

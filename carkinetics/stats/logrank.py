@@ -201,5 +201,6 @@ def hazard_ratio(time, event, group, reference=None, level=0.95) -> HazardRatio:
         se_peto = 1.0 / np.sqrt(v)
     return HazardRatio(estimate=float(np.exp(log_ratio)), lower=float(np.exp(log_ratio - z * se)),
                        upper=float(np.exp(log_ratio + z * se)), peto=float(np.exp(log_peto)),
-                       peto_lower=float(np.exp(log_peto - z * se_peto)), peto_upper=float(np.exp(log_peto + z * se_peto)),
+                       peto_lower=float(np.exp(log_peto - z * se_peto)),
+                       peto_upper=float(np.exp(log_peto + z * se_peto)),
                        group=labels[1 - r], reference=reference, level=level)

@@ -60,7 +60,7 @@ def is_cohort_run(scenario, n=None) -> bool:
 
 
 def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_size=None, trajectories=False,
-                   progress=None, plots=True, figures=None, overrides=None):
+                   progress=None, plots=True, figures=None, overrides=None, table_format="csv"):
     """Simulate the scenario's virtual cohort and write its tables and plots to ``output_dir``.
 
     Writes, atomically: ``patients.csv`` (one row per patient: arm, covariates, varying
@@ -87,6 +87,9 @@ def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_
         Values set as with ``--set`` (variables, parameters, covariates): applied to the
         scenario (:func:`~carkinetics.scenario.overrides.apply_overrides`) and recorded as
         ``overrides`` in ``run.json``.
+    table_format : str, optional
+        ``"csv"``, or ``"parquet"`` (needs pyarrow) for ``patients.parquet`` and ``bands.parquet``
+        instead of ``patients.csv`` and ``bands.csv``.
 
     Returns
     -------
@@ -94,7 +97,9 @@ def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_
         With ``files`` set to the paths written.
     """
     from carkinetics.cohort.pipeline import run_cohort
+    from carkinetics.io.tables import check_table_format
 
+    check_table_format(table_format, "table_format")  # refused before the folder is made
     output_dir = Path(output_dir)
     scenario = apply_overrides(scenario, overrides)  # refused before the folder is made
 
@@ -112,10 +117,11 @@ def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_
         try:
             result = run_cohort(scenario, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size,
                                 keep_trajectories=(staging / "trajectories.csv") if trajectories else False,
-                                progress=progress, patients_csv=staging / "patients.csv", while_simulating=prepare,
+                                progress=progress, while_simulating=prepare,
+                                patients_csv=staging / "patients.csv" if table_format == "csv" else None,
                                 on_bands=draw_bands if plots and figures is not None else None)
             result.info["overrides"] = dict(overrides or {})
-            names = result.write_into(staging, plots=plots, figures=figures)
+            names = result.write_into(staging, plots=plots, figures=figures, table_format=table_format)
         except BaseException:
             if figures is not None:  # failed or interrupted: the helper stops now, not after its figures
                 figures.kill()

@@ -54,6 +54,10 @@ never happens. This is only accepted for variables used as an event time.
                         are finished, and the command that resumes the sweep
     figures/            written by `carkinetics plot` (and at the end of `carkinetics sweep`)
 
+With ``table_format="parquet"`` (``--format parquet``; needs pyarrow) the summary, Kaplan-Meier
+and per-patient tables are Parquet files (``summary.parquet``, ``km.parquet``,
+``points/<id>/patients.parquet``); ``grid.csv`` stays CSV.
+
 Each finished point is written atomically (staged, then renamed) before ``sweep.json``
 records it, so an interrupted sweep keeps what finished and ``resume=True`` continues.
 ``sweep.json`` (and ``grid.csv``) are written once the first point has finished: a sweep that
@@ -223,7 +227,8 @@ def _endpoint_kinds(scenario, result) -> dict:
 
 
 def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=None, per_patient=None,
-          resume=False, scheduler=None, dask_workers=None, progress=None, points=None, overrides=None) -> SweepResult:
+          resume=False, scheduler=None, dask_workers=None, progress=None, points=None, overrides=None,
+          table_format="csv") -> SweepResult:
     """Run a virtual cohort at every point of the scenario's ``[sweep]`` grid.
 
     Parameters
@@ -263,6 +268,9 @@ def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=Non
         Values set as with ``--set`` (variables, parameters, covariates; not those the grid
         sets): applied to the scenario (:func:`~carkinetics.scenario.overrides.apply_overrides`),
         recorded in ``sweep.json`` and part of what a resume must match.
+    table_format : str, optional
+        ``"csv"`` or ``"parquet"`` (needs pyarrow): the format of the summary, Kaplan-Meier
+        and per-patient tables; recorded in ``sweep.json`` and part of what a resume must match.
 
     Returns
     -------
@@ -275,8 +283,10 @@ def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=Non
         ids, a folder that holds another sweep (without ``resume``), or a resume whose
         inputs differ from those of the sweep in the folder.
     """
+    from carkinetics.io.tables import check_table_format
     from carkinetics.scenario.load import load_scenario
 
+    check_table_format(table_format, "table_format")
     out = check_output_folder(output) if output is not None else None  # before anything is computed
     if isinstance(scenario, (str, Path)):
         scenario = load_scenario(scenario)
@@ -299,21 +309,15 @@ def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=Non
     n = _resolve_n(scenario, spec, n)
     seed, seed_source = _resolve_seed(scenario, spec, seed, old)
     inputs = sweep_inputs(scenario)
-    settings = _settings(scenario, spec, n, seed, keep, km_times)
-    if overrides or "overrides" in ((old or {}).get("settings") or {}):  # recorded only when given (or
-        settings["overrides"] = overrides  # given to the sweep resumed): sweeps without --set resume as before
-    if old is not None:
-        differences = compare_runs(old, inputs, settings)
-        if differences:
-            raise SweepError(f"{out}: cannot resume: " + "; ".join(differences)
-                             + ". Resuming would mix results of different inputs in one sweep: restore the "
-                               "inputs of the sweep there, or run this one into another --output folder")
+    settings = _checked_settings(out, old, inputs, _settings(scenario, spec, n, seed, keep, km_times), overrides,
+                                 table_format)
     info = _sweep_info(scenario, spec, es, inputs, settings, n=n, seed=seed, seed_source=seed_source, keep=keep,
                        km_times=km_times, points=points, todo_ids=todo_ids, scheduler=scheduler)
     info["overrides"] = overrides
+    info["table_format"] = table_format
     if out is not None:
         _add_folder_info(info, old, scenario, output, n=n, seed=seed, keep=keep, points=points, todo_ids=todo_ids,
-                         chunk_size=chunk_size, overrides=overrides)
+                         chunk_size=chunk_size, overrides=overrides, table_format=table_format)
     done = set(info["finished"])
     todo = spec.points([i for i in todo_ids if i not in done])  # only the points asked for are built
     if out is not None:
@@ -353,6 +357,26 @@ def _check_resume(out, old, resume) -> None:
         raise SweepError(f"{out}: nothing to resume (no sweep.json with a finished grid point)")
 
 
+def _checked_settings(out, old, inputs, settings, overrides, table_format) -> dict:
+    """``settings`` with the ``--set`` values and the table format, after refusing a resume whose inputs
+    differ from those of the sweep in the folder (``old``: its record, or None).
+
+    Both are recorded only when given (or given to the sweep resumed): sweeps without them resume as before.
+    """
+    before = (old or {}).get("settings") or {}
+    if overrides or "overrides" in before:
+        settings["overrides"] = overrides
+    if table_format != "csv" or "table_format" in before:
+        settings["table_format"] = table_format
+    if old is not None:
+        differences = compare_runs(old, inputs, settings)
+        if differences:
+            raise SweepError(f"{out}: cannot resume: " + "; ".join(differences)
+                             + ". Resuming would mix results of different inputs in one sweep: restore the "
+                               "inputs of the sweep there, or run this one into another --output folder")
+    return settings
+
+
 def _sweep_info(scenario, spec, es, inputs, settings, *, n, seed, seed_source, keep, km_times, points, todo_ids,
                 scheduler) -> dict:
     """The content of ``sweep.json`` before any point has finished."""
@@ -373,11 +397,11 @@ def _sweep_info(scenario, spec, es, inputs, settings, *, n, seed, seed_source, k
 
 
 def _add_folder_info(info, old, scenario, output, *, n, seed, keep, points, todo_ids, chunk_size,
-                     overrides=None) -> None:
+                     overrides=None, table_format="csv") -> None:
     """The resume command and provenance of a sweep written to a folder; what an earlier run there finished."""
     info["resume_command"] = resume_command(scenario.path, output, n=n, seed=seed, per_patient=keep,
                                             points=None if points is None else todo_ids, chunk_size=chunk_size,
-                                            overrides=overrides)
+                                            overrides=overrides, table_format=table_format)
     info["provenance"] = provenance()
     info["created"] = info["provenance"]["created"]
     if old is not None:
@@ -409,7 +433,7 @@ class _Recorder:
         """A grid point finished with ``res`` (:func:`run_point`'s result)."""
         info = self.info
         if self.out is not None:
-            write_point(self.out, point, res)
+            write_point(self.out, point, res, info.get("table_format", "csv"))
             info["finished"] = sorted(set(info["finished"]) | {point.id})
             info["point_stats"][str(point.id)] = {"n_patients": res["n_patients"],
                                                   "seconds": round(res["seconds"], 3)}
@@ -541,7 +565,8 @@ def _settings(scenario, spec, n, seed, keep, km_times) -> dict:
 _SETTING_NAMES = {"scenario_content": "the scenario's tables (as read)", "grid": "the grid (axes and their values)",
                   "n": "n (virtual patients per point)",
                   "seed": "the seed", "per_patient": "per-patient tables", "km_times": "the Kaplan-Meier days",
-                  "carkinetics": "the carkinetics version", "overrides": "the set of --set values"}
+                  "carkinetics": "the carkinetics version", "overrides": "the set of --set values",
+                  "table_format": "the table format (--format)"}
 
 
 def compare_runs(old: dict, inputs: dict, settings: dict) -> list:
@@ -591,7 +616,7 @@ def _fingerprint(inputs, settings) -> str:
 
 
 def resume_command(scenario_path, output, *, n, seed, per_patient, points=None, chunk_size=None,
-                   overrides=None) -> str:
+                   overrides=None, table_format="csv") -> str:
     """The command that continues a sweep: every option that fixes its results, shell-quoted.
 
     Parameters
@@ -604,6 +629,8 @@ def resume_command(scenario_path, output, *, n, seed, per_patient, points=None, 
     chunk_size : int, optional
     overrides : dict of str to float, optional
         The ``--set`` values (repeated in the command).
+    table_format : str, optional
+        ``--format`` (given only when not ``"csv"``).
 
     Returns
     -------
@@ -622,6 +649,8 @@ def resume_command(scenario_path, output, *, n, seed, per_patient, points=None, 
         parts += ["--chunk-size", str(chunk_size)]
     for name, value in (overrides or {}).items():
         parts += ["--set", f"{name}={value!r}"]
+    if table_format != "csv":
+        parts += ["--format", table_format]
     parts.append("--resume")
     return shlex.join(parts)
 

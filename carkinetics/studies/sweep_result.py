@@ -201,7 +201,8 @@ def load_sweep(path) -> SweepResult:
     """
     import pandas as pd
 
-    from carkinetics.io.results import read_result_csv, read_result_json
+    from carkinetics.io.results import read_result_json
+    from carkinetics.io.tables import table_name
 
     path = Path(path)
     meta_path = path / "sweep.json"
@@ -210,11 +211,12 @@ def load_sweep(path) -> SweepResult:
     info = read_result_json(meta_path)
     grid = _read_grid(path / "grid.csv")
     finished = sorted(info.get("finished", []))
+    fmt = sweep_table_format(info)
     summaries, kms = [], []
     for pid in finished:
         folder = path / "points" / f"{pid:04d}"
-        summaries.append(read_result_csv(folder / "summary.csv", keep_default_na=False, na_values=[""]))
-        kms.append(read_result_csv(folder / "km.csv", keep_default_na=False, na_values=[""]))
+        summaries.append(_read_point_table(folder / table_name("summary", fmt)))
+        kms.append(_read_point_table(folder / table_name("km", fmt)))
     summary = (pd.concat(summaries, ignore_index=True) if summaries
                else pd.DataFrame(columns=SUMMARY_COLUMNS))
     km = pd.concat(kms, ignore_index=True) if kms else pd.DataFrame(columns=KM_COLUMNS)
@@ -222,6 +224,29 @@ def load_sweep(path) -> SweepResult:
         if "arm" in df.columns:
             df["arm"] = df["arm"].astype(str)
     return SweepResult(grid=grid, summary=summary, km=km, info=info, path=path)
+
+
+def sweep_table_format(info) -> str:
+    """The format of a sweep's tables (``"csv"`` or ``"parquet"``), from its record (``sweep.json``).
+
+    Parameters
+    ----------
+    info : dict
+        The record; sweeps recorded without ``table_format`` wrote CSV.
+
+    Returns
+    -------
+    str
+    """
+    fmt = info.get("table_format", "csv") if isinstance(info, dict) else "csv"
+    return fmt if fmt in ("csv", "parquet") else "csv"
+
+
+def _read_point_table(path):
+    """A summary or Kaplan-Meier table of a grid point (CSV: "NA" and the like stay text)."""
+    from carkinetics.io.tables import read_table
+
+    return read_table(path, keep_default_na=False, na_values=[""])
 
 
 def _read_grid(path):
@@ -275,7 +300,8 @@ def check_output_folder(output) -> Path:
 
 
 #: What a sweep writes in its folder (anything else there is not the sweep's).
-SWEEP_FILES = {"grid.csv", "summary.csv", "km.csv", "sweep.json", "points", "figures"}
+SWEEP_FILES = {"grid.csv", "summary.csv", "km.csv", "summary.parquet", "km.parquet", "sweep.json", "points",
+               "figures"}
 
 
 def holds_only_sweep_files(out: Path) -> bool:
@@ -315,8 +341,9 @@ def previous_sweep(out: Path):
     if not isinstance(old, dict):
         raise SweepError(f"{meta}: not the record of a sweep; choose another --output folder")
     finished = old.get("finished", [])
+    fmt = sweep_table_format(old)
     finished = [p for p in finished if isinstance(p, int) and not isinstance(p, bool)
-                and all((out / "points" / f"{p:04d}" / f).is_file() for f in ("summary.csv", "km.csv"))] \
+                and all((out / "points" / f"{p:04d}" / f).is_file() for f in (f"summary.{fmt}", f"km.{fmt}"))] \
         if isinstance(finished, list) else []
     if not finished:
         return None
@@ -324,7 +351,11 @@ def previous_sweep(out: Path):
     return old
 
 
-def write_point(out, point, res) -> None:
+#: The file of a grid point's per-patient table, per table format.
+PATIENT_FILES = {"csv": "patients.csv.gz", "parquet": "patients.parquet"}
+
+
+def write_point(out, point, res, table_format="csv") -> None:
     """Write one finished grid point's tables in ``out/points/<id>/`` (atomically).
 
     Parameters
@@ -334,37 +365,58 @@ def write_point(out, point, res) -> None:
     point : GridPoint
     res : dict
         :func:`carkinetics.studies.sweep.run_point`'s result.
+    table_format : str
+        ``"csv"`` (``summary.csv``, ``km.csv``, ``patients.csv.gz``) or ``"parquet"``
+        (``summary.parquet``, ``km.parquet``, ``patients.parquet``; needs pyarrow).
     """
     from carkinetics.io.atomic import atomic_output_dir
+    from carkinetics.io.tables import write_table
 
     with atomic_output_dir(out / "points" / point.folder) as staging:
-        res["summary"].to_csv(staging / "summary.csv", index=False)
-        res["km"].to_csv(staging / "km.csv", index=False)
-        if res["patients"] is not None:
-            res["patients"].to_csv(staging / "patients.csv.gz", index=False)
-    if res["patients"] is None:  # a per-patient table left by an earlier, failed run is not this point's
-        (out / "points" / point.folder / "patients.csv.gz").unlink(missing_ok=True)
+        if table_format == "csv":
+            res["summary"].to_csv(staging / "summary.csv", index=False)
+            res["km"].to_csv(staging / "km.csv", index=False)
+            if res["patients"] is not None:
+                res["patients"].to_csv(staging / PATIENT_FILES["csv"], index=False)
+        else:
+            write_table(res["summary"], staging / f"summary.{table_format}", table_format)
+            write_table(res["km"], staging / f"km.{table_format}", table_format)
+            if res["patients"] is not None:
+                write_table(res["patients"], staging / PATIENT_FILES[table_format], table_format)
+    for fmt, name in PATIENT_FILES.items():  # a per-patient table left by an earlier, failed run is not this point's
+        if res["patients"] is None or fmt != table_format:
+            (out / "points" / point.folder / name).unlink(missing_ok=True)
 
 
 def write_combined(out, info) -> None:
-    """Rewrite summary.csv and km.csv from the finished points (atomically).
+    """Rewrite summary.csv and km.csv (or .parquet) from the finished points (atomically).
 
     Parameters
     ----------
     out : pathlib.Path
         The sweep's folder.
     info : dict
-        The sweep's record (``finished``: the ids of the finished points).
+        The sweep's record (``finished``: the ids of the finished points; ``table_format``:
+        the format of its tables, :func:`sweep_table_format`).
     """
     import pandas as pd
 
     from carkinetics.io.atomic import atomic_output_dir
     from carkinetics.io.results import exact_float_csv_kw
+    from carkinetics.io.tables import read_table, write_table
 
+    fmt = sweep_table_format(info)
     with atomic_output_dir(out) as staging:
-        for name, cols in (("summary.csv", SUMMARY_COLUMNS), ("km.csv", KM_COLUMNS)):
-            frames = [pd.read_csv(out / "points" / f"{p:04d}" / name, keep_default_na=False, na_values=[""],
-                                  **exact_float_csv_kw())
-                      for p in sorted(info["finished"])]
+        for stem, cols in (("summary", SUMMARY_COLUMNS), ("km", KM_COLUMNS)):
+            name = f"{stem}.{fmt}"
+            if fmt == "csv":
+                frames = [pd.read_csv(out / "points" / f"{p:04d}" / name, keep_default_na=False, na_values=[""],
+                                      **exact_float_csv_kw())
+                          for p in sorted(info["finished"])]
+            else:
+                frames = [read_table(out / "points" / f"{p:04d}" / name) for p in sorted(info["finished"])]
             df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
-            df.to_csv(staging / name, index=False)
+            if fmt == "csv":
+                df.to_csv(staging / name, index=False)
+            else:
+                write_table(df, staging / name, fmt)
