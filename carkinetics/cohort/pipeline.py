@@ -23,6 +23,7 @@ import sys
 import threading
 import time as _time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,12 +37,21 @@ from carkinetics.scenario.observations import load_observations
 from carkinetics.scenario.population import DEFAULT_ARM, MAX_POPULATION
 from carkinetics.scenario.sampling import cohort_design
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from carkinetics.scenario.load import Scenario
+
 _SWITCH_INTERVAL = 0.0005  # s: interpreter-lock hand-over while the engine thread runs
 
 
-def run_cohort(scenario, n=None, seed=None, *, jobs=None, chunk_size=None, variables=None, parameters=None,
-               arms=None, keep_trajectories=False, bands=True, progress=None, patients_csv=None,
-               while_simulating=None, on_bands=None) -> CohortResult:
+def run_cohort(scenario: Scenario, n: int | None = None, seed: int | None = None, *, jobs: int | None = None,
+               chunk_size: int | None = None, variables: Mapping[str, float] | None = None,
+               parameters: Mapping[str, float] | None = None, arms: Sequence[str] | None = None,
+               keep_trajectories: bool | str | Path = False, bands: bool = True,
+               progress: Callable[[int, int], object] | None = None, patients_csv: str | Path | None = None,
+               while_simulating: Callable[[], object] | None = None,
+               on_bands: Callable[[CohortResult], object] | None = None) -> CohortResult:
     """Simulate a virtual cohort of a scenario and reduce it as it streams.
 
     Parameters
@@ -306,11 +316,9 @@ def _simulate_and_reduce(simulator, reducer, n, chunk_size, n_saved, *, progress
 
 def _observations(scenario):
     """The scenario's ``[data]`` observations and their file, or (None, None)."""
-    data_sec = scenario.raw.get("data") if isinstance(scenario.raw.get("data"), dict) else None
-    if data_sec and isinstance(data_sec.get("file"), str):
-        data_file = Path(scenario.path).parent / data_sec["file"]
-        return load_observations(data_file, scenario.model), data_file
-    return None, None
+    if scenario.data_file is None:
+        return None, None
+    return load_observations(scenario.data_file, scenario.model), scenario.data_file
 
 
 def _join_tables(tables):

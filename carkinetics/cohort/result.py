@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from carkinetics.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from carkinetics.plots.render import FigureHelper
 
 #: Files ``carkinetics run`` writes (typical patient or cohort). The output folder belongs to the
 #: run: the files of an earlier run are replaced or removed, files carkinetics did not write make
@@ -13,7 +21,8 @@ from carkinetics.errors import DataError
 #: These names are recognised as an earlier run's in a folder without manifest (written before
 #: manifests were kept).
 RUN_FILES = ("trajectory.csv", "outputs.png", "run.json", "patients.csv", "summary.csv", "bands.csv", "km.csv",
-             "observed.csv", "trajectories.csv", "bands.png", "km.png", "cif.png", "patients.parquet", "bands.parquet")
+             "observed.csv", "trajectories.csv", "bands.png", "km.png", "cif.png", "patients.parquet", "bands.parquet",
+             "vpc.csv", "vpc.png", "vpc.json")
 
 
 @dataclass
@@ -51,15 +60,15 @@ class CohortResult:
         ``patients_csv``), if anywhere.
     """
 
-    patients: object
-    summary: object
-    bands: object
-    km: object
-    info: dict
-    trajectories: object = None
-    observed: object = None
-    files: list = field(default_factory=list)
-    streamed_csv: object = field(default=None, repr=False)
+    patients: pd.DataFrame | None
+    summary: pd.DataFrame | None
+    bands: pd.DataFrame | None
+    km: pd.DataFrame | None
+    info: dict[str, Any]
+    trajectories: pd.DataFrame | None = None
+    observed: pd.DataFrame | None = None
+    files: list[Path] = field(default_factory=list)
+    streamed_csv: Path | None = field(default=None, repr=False)
 
     @staticmethod
     def _table(t, plain):
@@ -96,7 +105,8 @@ class CohortResult:
                     descriptions=self.info.get("endpoint_descriptions"), origins=self.info.get("endpoint_origins"),
                     arms=list(self.info.get("arms") or []))
 
-    def figure_args(self, plain=False, skip=()):
+    def figure_args(self, plain: bool = False,
+                    skip: Collection[str] = ()) -> list[tuple[str, str, dict[str, Any]]]:
         """``(function name, file name, kwargs)`` of each figure of :meth:`write_into` whose
         function is not in ``skip``; with ``plain``, tables as mappings of numpy arrays (what
         the figure helper process of :mod:`carkinetics.plots.render` is sent)."""
@@ -109,7 +119,7 @@ class CohortResult:
             figures.append(("plot_cumulative_incidence", "cif.png", self._cif_kwargs(plain)))
         return figures
 
-    def plot_bands(self, outputs=None):
+    def plot_bands(self, outputs: Sequence[str] | None = None) -> Figure:
         """Median and 5-95% / 25-75% bands per arm over time, with the observations if any."""
         from carkinetics.plots.cohort import plot_cohort_bands
 
@@ -118,13 +128,14 @@ class CohortResult:
             kwargs["outputs"] = outputs
         return plot_cohort_bands(**kwargs)
 
-    def plot_km(self):
+    def plot_km(self) -> Figure:
         """Kaplan-Meier curves of each time-to-event endpoint, per arm."""
         from carkinetics.plots.cohort import plot_kaplan_meier
 
         return plot_kaplan_meier(**self._km_kwargs())
 
-    def write_into(self, folder, plots=True, figures=None, table_format="csv") -> list[str]:
+    def write_into(self, folder: str | Path, plots: bool = True, figures: FigureHelper | None = None,
+                   table_format: str = "csv") -> list[str]:
         """Write the result files into an existing folder (no staging); return their names.
 
         ``figures``: a :class:`carkinetics.plots.render.FigureHelper` that draws the plots in
@@ -181,7 +192,7 @@ class CohortResult:
         write_json(folder / "run.json", self.info)
         return names
 
-    def write(self, directory, plots=True, table_format="csv") -> list[Path]:
+    def write(self, directory: str | Path, plots: bool = True, table_format: str = "csv") -> list[Path]:
         """Write ``patients.csv``, ``summary.csv``, ``bands.csv``, ``km.csv``, plots and
         ``run.json`` into ``directory``, atomically.
 
@@ -199,7 +210,7 @@ class CohortResult:
         return self.files
 
 
-def load_cohort_result(directory) -> CohortResult:
+def load_cohort_result(directory: str | Path) -> CohortResult:
     """Read a result folder written by :meth:`CohortResult.write` (or ``carkinetics run --n``).
 
     The patient table and the bands are read from ``patients.parquet`` and ``bands.parquet``

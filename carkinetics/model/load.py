@@ -96,7 +96,7 @@ def resolve_model_path(name_or_path, base: Path | None = None) -> Path:
     )
 
 
-def load_model(path) -> Model:
+def load_model(path: str | Path) -> Model:
     """Load and validate a model file.
 
     Parameters

@@ -39,7 +39,8 @@ _MODEL_KEYS = {"name", "description", "time_unit", "references", "notes", "versi
 _STATE_KEYS = {"unit", "description", "initial", "extinction", "atol", "notes"}
 _PARAM_KEYS = {"value", "unit", "description", "symbol", "source", "bounds", "iiv_log_sd", "status", "notes"}
 _EXPR_KEYS = {"expression", "unit", "description", "notes"}
-_OUTPUT_KEYS = {"expression", "unit", "description", "notes"}
+_OUTPUT_KEYS = {"expression", "unit", "description", "notes", "reference"}
+_REFERENCE_KEYS = {"value", "label"}
 _TOP_KEYS = {"model", "states", "parameters", "expressions", "odes", "outputs", "interventions", "residual_error"}
 
 
@@ -73,12 +74,17 @@ class Parameter:
 
 @dataclass(frozen=True)
 class Output:
-    """A named observable computed from states and parameters."""
+    """A named observable computed from states and parameters.
+
+    ``references`` are clinical reference lines ``(value, label)`` in the output's unit
+    (e.g. ``(0.05, "CR: blasts < 5%")``), drawn on the output's figure panels.
+    """
 
     name: str
     expression: ex.Expr
     unit: str
     description: str = ""
+    references: tuple[tuple[float, str], ...] = ()
 
 
 @dataclass
@@ -180,7 +186,8 @@ class Model:
         """Typical values of all parameters, in :attr:`parameter_names` order."""
         return np.array([p.value for p in self.parameters], dtype=float)
 
-    def parameter_vector(self, overrides=None, *, check_bounds: bool = True) -> np.ndarray:
+    def parameter_vector(self, overrides: dict[str, float] | None = None, *,
+                         check_bounds: bool = True) -> np.ndarray:
         """Typical values with ``overrides`` (a mapping name -> value) applied.
 
         ``check_bounds=False`` lets a mechanism be switched off outside its plausible range
@@ -200,7 +207,7 @@ class Model:
             values[i] = _checked_value(self.parameters[i], value, check_bounds)
         return values
 
-    def breakpoint_times(self, parameters) -> np.ndarray:
+    def breakpoint_times(self, parameters: np.typing.ArrayLike) -> np.ndarray:
         """Breakpoint times (N, n_breakpoints) for parameter vectors (N, n_parameters)."""
         parameters = np.atleast_2d(np.asarray(parameters, dtype=float))
         env = {n: parameters[:, i] for i, n in enumerate(self.parameter_names)}
@@ -214,13 +221,14 @@ class Model:
         """Extinction threshold of each state (state units; 0 disables), in :attr:`state_names` order."""
         return np.array([s.extinction for s in self.states], dtype=float)
 
-    def initial_state(self, parameters=None) -> np.ndarray:
+    def initial_state(self, parameters: np.typing.ArrayLike | None = None) -> np.ndarray:
         """Initial state for one parameter vector (numpy evaluation of ``initial``)."""
         p = self.default_parameters() if parameters is None else np.asarray(parameters, float)
         env = dict(zip(self.parameter_names, p))
         return np.array([float(ex.evaluate(s.initial, env)) for s in self.states])
 
-    def environment(self, states, parameters, t=0.0) -> dict:
+    def environment(self, states: np.typing.ArrayLike, parameters: np.typing.ArrayLike,
+                    t: np.typing.ArrayLike = 0.0) -> dict[str, object]:
         """Name -> value mapping with states, parameters, expressions and outputs.
 
         ``states`` has shape (..., n_states) and ``parameters`` (..., n_parameters);
@@ -239,7 +247,8 @@ class Model:
             env[out.name] = ex.evaluate(out.expression, env)
         return env
 
-    def evaluate_outputs(self, t, states, parameters) -> np.ndarray:
+    def evaluate_outputs(self, t: np.typing.ArrayLike, states: np.typing.ArrayLike,
+                         parameters: np.typing.ArrayLike) -> np.ndarray:
         """Outputs (..., n_outputs) from states and parameters, with numpy."""
         env = self.environment(states, parameters, t)
         shape = np.broadcast_shapes(np.shape(states)[:-1], np.shape(parameters)[:-1], np.shape(t))
@@ -247,12 +256,12 @@ class Model:
                         axis=-1)
 
     # -- expressions in scenario context -----------------------------------------------
-    def parse_condition(self, text, where: str = "condition") -> ex.Expr:
+    def parse_condition(self, text: str | float, where: str = "condition") -> ex.Expr:
         """Parse a condition on states, parameters, expressions, outputs and ``t``."""
         known = set(self.state_names) | set(self.parameter_names) | set(self.expressions) | set(self.output_names)
         return ex.parse(text, known)
 
-    def condition_program(self, expr: ex.Expr):
+    def condition_program(self, expr: ex.Expr) -> tuple[list[tuple[int, int]], list[float], int]:
         """Compile a condition to the kernel's stack program (states/params/t only)."""
         outputs = {o.name: o.expression for o in self.outputs}
 
@@ -274,7 +283,7 @@ class Model:
 
     # -- kernel -----------------------------------------------------------------------
     @property
-    def kernel(self):
+    def kernel(self) -> object:
         """The compiled numba module of this model (built and cached on first use)."""
         if self._kernel is None:
             from carkinetics.model.codegen import build_kernel
@@ -643,10 +652,35 @@ def _outputs(outs_t: dict, known: set, errs) -> list:
         if "expression" not in spec:
             errs.add(key, "missing 'expression'")
             continue
+        references = _references(spec.get("reference", []), f"{key}.reference", errs)
         parsed = _parse(spec["expression"], f"{key}.expression", known, errs)
         if parsed is not None:
-            outputs.append(Output(nm, parsed, unit or "", desc or ""))
+            outputs.append(Output(nm, parsed, unit or "", desc or "", references))
     return outputs
+
+
+def _references(raw, key: str, errs) -> tuple:
+    """An output's ``reference`` list as ``((value, label), ...)`` (bad entries recorded and skipped)."""
+    expected = 'a list of tables like { value = 0.05, label = "CR: blasts < 5%" }'
+    if not isinstance(raw, list):
+        errs.add(key, f"expected {expected}, got {printable(raw, 100)}")
+        return ()
+    references = []
+    for i, entry in enumerate(raw):
+        k = f"{key}[{i}]"
+        if not isinstance(entry, dict):
+            errs.add(k, f"expected a table like {{ value = 0.05, label = \"CR: blasts < 5%\" }}, "
+                        f"got {printable(entry, 100)}")
+            continue
+        errs.unknown_keys(k, entry, _REFERENCE_KEYS, "a reference key")
+        value = _number(entry, "value", k, errs, required=True)
+        label = _string(entry, "label", k, errs, required=True)
+        if label is not None and not label.strip():
+            errs.add(f"{k}.label", "expected a non-empty string naming the reference line")
+            label = None
+        if value is not None and label is not None:
+            references.append((value, label.strip()))
+    return tuple(references)
 
 
 def _table(value, key, errs, required=False) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from carkinetics.plots.style import grid_shape, pyplot
+from carkinetics.plots.style import REFERENCE_LINE, REFERENCE_TEXT, TITLE_LENGTH, grid_shape, pyplot
 from carkinetics.plots.survival import plot_cumulative_incidence, plot_kaplan_meier  # noqa: F401
 
 _SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
@@ -142,7 +142,157 @@ def _finish_panels(fig, axes, n_used, title):
     return fig
 
 
-def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=None, time_unit="", title=None):
+def short_title(name, description="", unit=""):
+    """A panel title for an output: its description shortened, then its unit.
+
+    The description is cut at its first ``;``, ``(`` or ``:``, and at a word boundary
+    within :data:`~carkinetics.plots.style.TITLE_LENGTH` characters; without a description
+    the output's name is used with spaces for underscores. A dimensionless unit (``1``)
+    is left out.
+
+    Parameters
+    ----------
+    name : str
+        The output (or state) name.
+    description : str, optional
+        Its description in the model file.
+    unit : str, optional
+        Its unit.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> short_title("car_t_per_ul", "CAR-T cells per microlitre of blood (flow cytometry)", "cells/\u00b5L")
+    'CAR-T cells per microlitre of blood (cells/\u00b5L)'
+    >>> short_title("mrd_log10", "", "log10 fraction")
+    'mrd log10 (log10 fraction)'
+    """
+    text = " ".join(str(description or "").split())
+    for stop in (";", "(", ":"):
+        if stop in text:
+            text = text[:text.index(stop)]
+    text = text.strip(" ,.-")
+    if len(text) > TITLE_LENGTH:
+        cut = text[:TITLE_LENGTH].rsplit(" ", 1)[0] if " " in text[:TITLE_LENGTH] else text[:TITLE_LENGTH]
+        text = cut.rstrip(" ,.-") + "\u2026"
+    if not text:
+        text = str(name).replace("_", " ")
+    unit = str(unit or "").strip()
+    return f"{text} ({unit})" if unit and unit != "1" else text
+
+
+def _axis_unit(unit):
+    """The y-axis label of an output's unit (``1`` read as dimensionless)."""
+    unit = str(unit or "").strip()
+    return "dimensionless" if unit in ("", "1") else unit
+
+
+def _time_label(time_unit):
+    """The time-axis label: time 0 is the infusion in the package's models and scenarios."""
+    unit = str(time_unit or "").strip()
+    if unit in ("day", "days", "d"):
+        return "days from infusion"
+    return f"time from infusion ({unit})" if unit else "time from infusion"
+
+
+def use_log_axis(quantiles):
+    """Whether a panel of quantiles (rows: times in order) is drawn on a logarithmic axis.
+
+    Only when no value is negative, some value is positive, and the median is positive at
+    every time from its first positive one on: zeros before it (an output that starts at
+    infusion, e.g. CAR-T before day 0) are left off the axis, but an output that is 0 later
+    (a donor fraction before a transplant, a share that falls to 0) or that takes negative
+    values (a log10 MRD) is drawn on a linear axis. Quantiles below the median that are 0
+    (patients in whom the cells died out) are drawn at the bottom of the axis.
+
+    Parameters
+    ----------
+    quantiles : array of shape (n_times, 5)
+        ``q05, q25, q50, q75, q95`` at each time.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> use_log_axis(np.array([[0, 0, 0, 0, 0], [1, 2, 3, 4, 5.0]]))
+    True
+    >>> use_log_axis(np.array([[1, 2, 3, 4, 5.0], [0, 0, 0, 0, 0]]))
+    False
+    """
+    q = np.asarray(quantiles, float)
+    finite = q[np.isfinite(q)]
+    if not finite.size or (finite < 0).any() or not (finite > 0).any():
+        return False
+    median = q[:, q.shape[1] // 2] if q.ndim == 2 and q.shape[1] else np.zeros(0)
+    positive = np.isfinite(median) & (median > 0)
+    if not positive.any():
+        return False
+    return bool(positive[int(np.argmax(positive)):].all())
+
+
+def _references_of(references, name, log_axis):
+    """``[(value, label), ...]`` of an output that can be drawn (positive ones on a log axis)."""
+    out = []
+    for entry in (references or {}).get(name, ()) or ():
+        try:
+            value, label = float(entry[0]), str(entry[1])
+        except (TypeError, ValueError, IndexError):
+            continue
+        if np.isfinite(value) and (value > 0 or not log_axis):
+            out.append((value, label))
+    return out
+
+
+def _draw_references(ax, refs):
+    """Horizontal reference lines, each labelled at the right end of the panel."""
+    for value, label in refs:
+        ax.axhline(value, gid="reference", label=f"_reference {label}", **REFERENCE_LINE)
+        ax.text(0.99, value, label, transform=ax.get_yaxis_transform(), gid="reference", **REFERENCE_TEXT)
+
+
+def _draw_observed(ax, obs, name, panel_log):
+    """The observations of output ``name`` over its bands (censored ones at their LLOQ)."""
+    names, times, values, censored, lloq_all = obs
+    ob = names == name
+    if not ob.any():
+        return
+    cens, t_obs, y = censored[ob], times[ob], values[ob]
+    keep = ~cens & (y > 0 if panel_log else np.isfinite(y))
+    ax.plot(t_obs[keep], y[keep], "o", ms=3, color="black", alpha=0.6, label="observed")
+    if cens.any() and lloq_all is not None:
+        lloq = lloq_all[ob]
+        kc = cens & np.isfinite(lloq) & (lloq > 0 if panel_log else True)
+        if kc.any():
+            ax.plot(t_obs[kc], lloq[kc], "v", ms=4, mfc="none", color="black", alpha=0.6,
+                    label="below LLOQ (at LLOQ)")
+
+
+def _log_floor(qv, obs, name, refs):
+    """Bottom of a log panel: the decade below the smallest positive quantile, observation or reference."""
+    lows = [qv[np.isfinite(qv) & (qv > 0)].min()] if (np.isfinite(qv) & (qv > 0)).any() else []
+    if obs is not None:
+        ob = (obs[0] == name) & (obs[2] > 0)
+        if ob.any():
+            lows.append(obs[2][ob].min())
+    lows += [v for v, _ in refs]
+    return 10.0 ** np.floor(np.log10(min(lows))) if lows else None
+
+
+def _draw_bands(ax, t, q, colour, label, single):
+    """The 5-95% and 25-75% bands and the median of one arm."""
+    ax.fill_between(t, q["q05"], q["q95"], color=colour, alpha=0.15, lw=0, label="5-95%" if single else None)
+    ax.fill_between(t, q["q25"], q["q75"], color=colour, alpha=0.3, lw=0, label="25-75%" if single else None)
+    ax.plot(t, q["q50"], color=colour, lw=2, label=label)
+
+
+def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=None, time_unit="", title=None,
+                      descriptions=None, references=None):
     """Median with 25-75% and 5-95% bands over time, one panel per output, one colour per arm.
 
     Parameters
@@ -153,12 +303,23 @@ def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=
     outputs : sequence of str, optional
         Panels to draw (default: every output in ``bands``).
     log_scale : bool
-        Logarithmic y axis; quantiles at zero are drawn at the bottom of the axis.
+        Logarithmic y axes where the values allow it (:func:`use_log_axis`); quantiles at zero
+        are drawn at the bottom of the axis.
     observed : pandas.DataFrame or mapping of str to array, optional
         Observations ``id, time, observable, value`` (optional ``censored``, ``lloq``) drawn as
         points over the bands of the matching output: a visual predictive check.
     units : mapping of str to str, optional
+        Output -> unit, the y-axis label and the end of the panel title.
     time_unit : str
+        The model's time unit; time 0 is the infusion.
+    title : str, optional
+        The figure title.
+    descriptions : mapping of str to str, optional
+        Output -> description in the model file; panel titles are their short form
+        (:func:`short_title`), else the output names.
+    references : mapping of str to sequence of (float, str), optional
+        Output -> clinical reference lines ``(value, label)`` (a model output's ``reference``
+        entries), drawn as labelled dashed lines.
 
     Returns
     -------
@@ -167,67 +328,45 @@ def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=
     plt = pyplot()
     bands = _Columns(bands)
     observed = None if observed is None or not len(_Columns(observed)) else _Columns(observed)
+    units, descriptions = units or {}, descriptions or {}
     qcols = ["q05", "q25", "q50", "q75", "q95"]
     band_outputs, band_arms, band_times = bands.text("output"), bands.text("arm"), bands.col("time")
     quantiles = np.column_stack([bands.col(c) for c in qcols]) if len(bands) else np.zeros((0, len(qcols)))
+    obs = None
     if observed is not None:
-        obs_names, obs_times, obs_values = observed.text("observable"), observed.col("time"), observed.col("value")
-        obs_censored = (observed.col("censored", bool) if "censored" in observed
-                        else np.zeros(len(observed), dtype=bool))
-        obs_lloq = observed.col("lloq") if "lloq" in observed else None
+        obs = (observed.text("observable"), observed.col("time"), observed.col("value"),
+               observed.col("censored", bool) if "censored" in observed else np.zeros(len(observed), dtype=bool),
+               observed.col("lloq") if "lloq" in observed else None)
     outputs = list(outputs or dict.fromkeys(band_outputs))
     arms = _drawn_arms(bands)
     fig, axes = _panels(plt, len(outputs))
     for ax, name in zip(axes.flat, outputs):
         sel = band_outputs == name
-        floor = None
-        # an output that takes negative values (a log10 MRD, a difference) is drawn on a
-        # linear axis even when the scenario asks for log scales
+        order = np.argsort(band_times[sel], kind="stable")
         qv = quantiles[sel]
-        panel_log = log_scale and not (qv < 0).any() and (qv > 0).any()
-        if panel_log:
-            pos = qv[np.isfinite(qv) & (qv > 0)]
-            if pos.size:
-                floor = 10.0 ** np.floor(np.log10(pos.min()))
-            if observed is not None:
-                ob = (obs_names == name) & (obs_values > 0)
-                if ob.any():
-                    floor = min(floor or np.inf, 10.0 ** np.floor(np.log10(obs_values[ob].min())))
+        panel_log = bool(log_scale) and use_log_axis(qv[order])
+        refs = _references_of(references, name, panel_log)
+        floor = _log_floor(qv, obs, name, refs) if panel_log else None
         for k, arm in enumerate(arms):
             a = sel & (band_arms == arm)
             if not a.any():
                 continue
-            colour = _ARM_COLOURS[k % len(_ARM_COLOURS)]
-            t = band_times[a]
             q = dict(zip(qcols, quantiles[a].T))
             if floor is not None:
                 q = {c: np.where(v > 0, v, floor) for c, v in q.items()}
-            label = arm if len(arms) > 1 else "median"
-            ax.fill_between(t, q["q05"], q["q95"], color=colour, alpha=0.15, lw=0,
-                            label="5-95%" if len(arms) == 1 else None)
-            ax.fill_between(t, q["q25"], q["q75"], color=colour, alpha=0.3, lw=0,
-                            label="25-75%" if len(arms) == 1 else None)
-            ax.plot(t, q["q50"], color=colour, lw=2, label=label)
-        if observed is not None:
-            ob = obs_names == name
-            if ob.any():
-                cens, t_obs, y = obs_censored[ob], obs_times[ob], obs_values[ob]
-                keep = ~cens & (y > 0 if panel_log else np.isfinite(y))
-                ax.plot(t_obs[keep], y[keep], "o", ms=3, color="black", alpha=0.6, label="observed")
-                if cens.any() and obs_lloq is not None:
-                    lloq = obs_lloq[ob]
-                    kc = cens & np.isfinite(lloq) & (lloq > 0 if panel_log else True)
-                    if kc.any():
-                        ax.plot(t_obs[kc], lloq[kc], "v", ms=4, mfc="none", color="black", alpha=0.6,
-                                label="below LLOQ (at LLOQ)")
+            _draw_bands(ax, band_times[a], q, _ARM_COLOURS[k % len(_ARM_COLOURS)],
+                        arm if len(arms) > 1 else "median", len(arms) == 1)
+        if obs is not None:
+            _draw_observed(ax, obs, name, panel_log)
+        _draw_references(ax, refs)
         if panel_log:
             ax.set_yscale("log")
             ax.yaxis.set_minor_locator(plt.NullLocator())  # unlabelled; 100+ tick artists to lay out
             ax.yaxis.set_major_formatter(plt.FuncFormatter(_log_tick_label))
             if floor is not None:
                 ax.set_ylim(bottom=floor)
-        ax.set_title(name, y=1.0)  # a fixed position: no measuring of the tick labels
-        ax.set_xlabel(f"time ({time_unit})" if time_unit else "time")
-        ax.set_ylabel((units or {}).get(name, ""))
+        ax.set_title(short_title(name, descriptions.get(name, ""), units.get(name, "")), y=1.0)
+        ax.set_xlabel(_time_label(time_unit))
+        ax.set_ylabel(_axis_unit(units.get(name, "")))
         ax.legend(loc="best")
     return _finish_panels(fig, axes, len(outputs), title)

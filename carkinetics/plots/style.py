@@ -9,6 +9,13 @@ STYLE = {"figure.dpi": 110, "font.size": 11, "axes.titlesize": 12, "axes.labelsi
          "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.3}
 
 
+#: Clinical reference lines (a model output's ``reference`` entries): line and label style.
+REFERENCE_LINE = {"color": "#555555", "ls": "--", "lw": 1.0, "alpha": 0.8, "zorder": 1.5}
+REFERENCE_TEXT = {"color": "#333333", "fontsize": 8, "ha": "right", "va": "bottom", "zorder": 3}
+#: Longest panel title taken from an output's description (characters, before its unit).
+TITLE_LENGTH = 60
+
+
 def pyplot():
     """``matplotlib.pyplot`` with :data:`STYLE` applied (matplotlib is imported on first use).
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -45,6 +46,11 @@ from carkinetics.scenario.schema import SECTIONS
 from carkinetics.scenario.targets import TargetSpec
 from carkinetics.simulation.options import METHODS, OptionsError, SolverOptions
 from carkinetics.simulation.simulate import MAX_OUTPUT_TIMES, MAX_TIME
+
+if TYPE_CHECKING:
+    from carkinetics.scenario.events import EventSpec
+    from carkinetics.simulation.schedule import Schedule
+
 # limits of output and event times (MAX_OUTPUT_TIMES, MAX_TIME): see simulate.py
 
 _SCENARIO_KEYS = {"name", "description", "model", "targets", "notes", "seed_file", "arm", "reproduces",
@@ -62,7 +68,7 @@ class Scenario:
     of :data:`~carkinetics.scenario.schema.SECTIONS` fills one attribute, None (or empty)
     when the file does not have it: ``variables``, ``population``, ``arms``,
     ``endpoints`` (``[endpoints]`` and ``[outcomes]``), ``target_specs`` (``[targets]``),
-    ``sweep`` and ``data_file`` (``[data]``).
+    ``sweep`` and ``data`` (``[data]``; its file is :attr:`data_file`).
     """
 
     path: Path
@@ -83,10 +89,15 @@ class Scenario:
     endpoints: EndpointSet | None = None
     target_specs: dict[str, TargetSpec] = field(default_factory=dict)  # by target id
     sweep: SweepSpec | None = None
-    data_file: Path | None = None  # observed data for visual predictive checks
+    data: object = None  # [data]: observed data for visual predictive checks (scenario.observations.ObservedData)
     vocabulary: object = None  # the [vocabulary] it imports (scenario.vocabulary.VocabularyUse)
     raw: dict = field(default_factory=dict, repr=False)
     parameter_sets: tuple[Path, ...] = ()  # files whose [parameters] the scenario starts from
+
+    @property
+    def data_file(self) -> Path | None:
+        """The observation file of ``[data]`` (None without one)."""
+        return None if self.data is None else self.data.path
 
     @property
     def horizon(self) -> float:
@@ -95,7 +106,7 @@ class Scenario:
     def parameter_vector(self) -> np.ndarray:
         return self.model.parameter_vector(self.parameters)
 
-    def schedule(self, env: dict | None = None, arm: str | None = None):
+    def schedule(self, env: dict[str, float] | None = None, arm: str | None = None) -> Schedule:
         """The events as a :class:`~carkinetics.simulation.schedule.Schedule`, for one patient.
 
         ``env`` maps names used in event expressions (parameters, covariates) to
@@ -123,10 +134,10 @@ class Scenario:
                 raise ScenarioError(self.path, [FileProblem(where, str(err))]) from None
         return Schedule(events)
 
-    def events_for_arm(self, arm: str | None):
+    def events_for_arm(self, arm: str | None) -> list[EventSpec]:
         return [e for e in self.events if e.arms is None or arm is None or arm in e.arms]
 
-    def default_env(self) -> dict:
+    def default_env(self) -> dict[str, float]:
         """Names usable in event expressions, at the typical patient's values.
 
         The typical parameters after overrides, plus the scenario variables and the
@@ -152,7 +163,7 @@ def _event_number(expr, env) -> float:
     return v
 
 
-def load_scenario(path) -> Scenario:
+def load_scenario(path: str | Path) -> Scenario:
     """Load and validate a scenario file.
 
     Raises

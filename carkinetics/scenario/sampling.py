@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +32,13 @@ from carkinetics.errors import CarKineticsError, FileProblem, ScenarioError, is_
 from carkinetics.scenario.covariates import Covariate
 from carkinetics.scenario.population import (DEFAULT_ARM, MAX_POPULATION, MAX_SEED, Arm, PopulationSpec,
                                              effective_sds, outside_bounds)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    import pandas as pd
+
+    from carkinetics.scenario.load import Scenario
 
 #: Patients per block of a random stream: patient ``i`` takes its numbers from block ``i // BLOCK``.
 BLOCK = 4096
@@ -360,7 +368,9 @@ def cohort_design(scenario, seed=None, *, variables=None, parameters=None, arms=
     return CohortDesign(scenario, resolve_seed(scenario, seed), variables, parameters, arms)
 
 
-def sample_population(scenario, n, seed=None, *, start=0, variables=None, parameters=None, arms=None):
+def sample_population(scenario: Scenario, n: int, seed: int | None = None, *, start: int = 0,
+                      variables: Mapping[str, float] | None = None, parameters: Mapping[str, float] | None = None,
+                      arms: Sequence[str] | None = None) -> pd.DataFrame:
     """Draw patients ``start .. start + n - 1`` of a scenario's population, without simulating.
 
     Returns

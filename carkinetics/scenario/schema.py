@@ -77,7 +77,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("targets", "how each reported target the scenario reproduces is computed", parse_targets,
             "target_specs"),
     Section("sweep", "the grid of protocol choices a sweep runs", parse_sweep, "sweep"),
-    Section("data", "observed data shown in visual predictive checks", parse_data, "data_file"),
+    Section("data", "observed data shown in visual predictive checks", parse_data, "data"),
     Section("plot", "outputs and scale of the scenario's figure"),
 )
 

@@ -19,14 +19,21 @@ observation records (``EVID`` 0); other ``EVID`` values (resets, ``EVID`` 2-4) a
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from carkinetics.simulation.schedule import ACTION_KINDS, Action, Event, EventError, Schedule
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from carkinetics.model.spec import Model
 
 #: Columns of an event table, in order.
 EVENT_TABLE_COLUMNS = ("TIME", "EVID", "CMT", "AMT", "ACTION", "NAME", "WHEN")
 
 
-def schedule_to_frame(schedule):
+def schedule_to_frame(schedule: Schedule | Iterable[Event]) -> pd.DataFrame:
     """The schedule as an event table (one row per action, :data:`EVENT_TABLE_COLUMNS`).
 
     Parameters
@@ -43,7 +50,7 @@ def schedule_to_frame(schedule):
     return pd.DataFrame(rows, columns=list(EVENT_TABLE_COLUMNS))
 
 
-def schedule_from_frame(table, model=None) -> Schedule:
+def schedule_from_frame(table: pd.DataFrame, model: Model | None = None) -> Schedule:
     """A schedule from an event table (NONMEM-style columns; see the module docstring).
 
     Rows with the same ``TIME``, ``NAME`` and ``WHEN`` that follow each other make one event.

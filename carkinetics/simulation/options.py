@@ -5,11 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from carkinetics.engine.constants import METHOD_CODES
 from carkinetics.errors import CarKineticsError
+
+if TYPE_CHECKING:
+    from carkinetics.model.spec import Model
 
 #: Method name -> the kernel's method code.
 METHODS = METHOD_CODES
@@ -58,7 +62,7 @@ class SolverOptions:
 
     method: str = "auto"
     rtol: float = 1e-6
-    atol: float | Mapping | None = None
+    atol: float | Mapping[str, float] | None = None
     max_steps: int = 200_000
     max_step: float = math.inf
     raise_on_failure: bool = True
@@ -91,7 +95,7 @@ class SolverOptions:
     def method_code(self) -> int:
         return METHODS[self.method]
 
-    def atol_vector(self, model) -> np.ndarray:
+    def atol_vector(self, model: Model) -> np.ndarray:
         """Absolute tolerance per state of ``model``."""
         out = np.empty(model.n_states)
         for i, s in enumerate(model.states):

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from carkinetics.engine.constants import COUNTER_NAMES, STATUS_MESSAGES
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import xarray as xr
+
+    from carkinetics.model.spec import Model
 
 def status_message(code: int) -> str:
     """The message of a status code (:data:`STATUS_MESSAGES`), or "unknown status <code>"."""
@@ -32,7 +40,7 @@ class Trajectory:
         after the last output time).
     """
 
-    model: object
+    model: Model
     times: np.ndarray
     states: np.ndarray
     outputs: np.ndarray
@@ -40,7 +48,7 @@ class Trajectory:
     status: int = 0
     counters: np.ndarray = field(default_factory=lambda: np.zeros(len(COUNTER_NAMES), dtype=np.int64))
     events_applied: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    event_names: list = field(default_factory=list)
+    event_names: list[str] = field(default_factory=list)
 
     @property
     def message(self) -> str:
@@ -50,17 +58,17 @@ class Trajectory:
     def success(self) -> bool:
         return self.status == 0
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> int:
         if name in COUNTER_NAMES:
             return int(self.__dict__["counters"][COUNTER_NAMES.index(name)])
         raise AttributeError(name)
 
     @property
-    def state_names(self):
+    def state_names(self) -> tuple[str, ...]:
         return self.model.state_names
 
     @property
-    def output_names(self):
+    def output_names(self) -> tuple[str, ...]:
         return self.model.output_names
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -74,7 +82,7 @@ class Trajectory:
         raise KeyError(f"'{name}' is neither a state nor an output of model '{self.model.name}'"
                        f"{suggestion(name, self.model.state_names + self.model.output_names)}")
 
-    def to_frame(self):
+    def to_frame(self) -> pd.DataFrame:
         """Long table: one row per time and variable (``time, variable, kind, unit, value``)."""
         import pandas as pd
 
@@ -94,7 +102,7 @@ class Trajectory:
             }))
         return pd.concat(frames, ignore_index=True)
 
-    def to_wide(self):
+    def to_wide(self) -> pd.DataFrame:
         """Wide table: one row per time, one column per state and output."""
         import pandas as pd
 
@@ -115,18 +123,18 @@ class BatchResult:
     and NaN from the failure onwards.
     """
 
-    model: object
+    model: Model
     times: np.ndarray
     parameters: np.ndarray
     states: np.ndarray
     outputs: np.ndarray
-    state_names: tuple
-    output_names: tuple
+    state_names: tuple[str, ...]
+    output_names: tuple[str, ...]
     status: np.ndarray
     counters: np.ndarray
     events_applied: np.ndarray
     final_states: np.ndarray
-    event_names: list = field(default_factory=list)
+    event_names: list[str] = field(default_factory=list)
 
     @property
     def n_patients(self) -> int:
@@ -171,7 +179,7 @@ class BatchResult:
         return Trajectory(model, self.times, states, outputs, self.parameters[i], int(self.status[i]),
                           self.counters[i].copy(), self.events_applied[i].astype(bool), self.event_names)
 
-    def failures(self):
+    def failures(self) -> list[tuple[int, str]]:
         """Indices and messages of failed patients."""
         idx = np.flatnonzero(self.status != 0)
         return [(int(i), status_message(self.status[i])) for i in idx]
@@ -191,7 +199,7 @@ class BatchResult:
             picked.append((name, by_name[name]))
         return picked
 
-    def to_frame(self, variables=None):
+    def to_frame(self, variables: str | Sequence[str] | None = None) -> pd.DataFrame:
         """Long, patient-keyed table of the saved time courses: ``patient, time, variable, value``.
 
         One row per patient, time and variable, ordered by patient, then time, then variable
@@ -228,7 +236,7 @@ class BatchResult:
             "value": values.reshape(-1),
         })
 
-    def to_xarray(self, variables=None):
+    def to_xarray(self, variables: str | Sequence[str] | None = None) -> xr.Dataset:
         """The saved time courses as an :class:`xarray.Dataset` (needs xarray).
 
         One data variable of dimensions ``(patient, time)`` per saved state and output (with

@@ -19,11 +19,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from carkinetics.engine.constants import ACTION_CODES
 from carkinetics.errors import CarKineticsError, ExpressionError
+
+if TYPE_CHECKING:
+    from carkinetics.model.spec import Model
 
 ACTION_KINDS = tuple(ACTION_CODES)
 _KIND_ORDER = {"multiply": 0, "set": 1, "add": 2, "set_parameter": 3}
@@ -122,29 +126,29 @@ class EventTable:
 class Schedule(Sequence):
     """An ordered collection of events."""
 
-    def __init__(self, events: Iterable[Event] = ()):
+    def __init__(self, events: Iterable[Event] = ()) -> None:
         self._events = list(events)
         for e in self._events:
             if not isinstance(e, Event):
                 raise EventError(f"a schedule holds Event objects, got {type(e).__name__}")
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int | slice) -> Event | list[Event]:
         return self._events[i]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._events)
 
-    def __add__(self, other):
+    def __add__(self, other: Iterable[Event]) -> Schedule:
         return Schedule(list(self) + list(other))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Schedule({self._events!r})"
 
-    def shifted(self, dt: float) -> "Schedule":
+    def shifted(self, dt: float) -> Schedule:
         """The same schedule ``dt`` time units later."""
         return Schedule(Event(e.time + dt, e.actions, e.when, e.name, e.source) for e in self._events)
 
-    def expand(self, model) -> EventTable:
+    def expand(self, model: Model) -> EventTable:
         """Check names against ``model`` and flatten to kernel arrays.
 
         Raises
@@ -215,7 +219,7 @@ class Schedule(Sequence):
         )
 
 
-def as_schedule(events) -> Schedule:
+def as_schedule(events: Schedule | Event | Iterable[Event] | None) -> Schedule:
     """Accept None, a Schedule, one Event or an iterable of Events."""
     if events is None:
         return Schedule()

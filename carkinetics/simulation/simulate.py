@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +14,13 @@ from carkinetics.model.spec import bound_slack
 from carkinetics.simulation.options import SolverOptions
 from carkinetics.simulation.result import BatchResult, Trajectory, status_message
 from carkinetics.simulation.schedule import as_schedule
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from numpy.typing import ArrayLike
+
+    from carkinetics.model.spec import Model
+    from carkinetics.simulation.schedule import Event, Schedule
 
 
 class SimulationInputError(CarKineticsError, ValueError):
@@ -132,7 +140,9 @@ def _set_threads(n_threads):
     return n
 
 
-def simulate(model, events=None, times=None, parameters=None, options=None, t0=None) -> Trajectory:
+def simulate(model: Model, events: Schedule | Event | Iterable[Event] | None = None, times: ArrayLike | None = None,
+             parameters: Mapping[str, float] | ArrayLike | None = None, options: SolverOptions | None = None,
+             t0: float | None = None) -> Trajectory:
     """Simulate CAR-T cell kinetics for one patient and one schedule of events.
 
     Parameters
@@ -188,9 +198,12 @@ def simulate(model, events=None, times=None, parameters=None, options=None, t0=N
 
 
 
-def simulate_batch(model, events, times, parameters, *, event_times=None, action_values=None,
-                   options=None, t0=None, n_threads=None, save_states=True, save_outputs=True,
-                   block=None) -> BatchResult:
+def simulate_batch(model: Model, events: Schedule | Event | Iterable[Event] | None, times: ArrayLike,
+                   parameters: ArrayLike | pd.DataFrame, *, event_times: ArrayLike | None = None,
+                   action_values: ArrayLike | None = None, options: SolverOptions | None = None,
+                   t0: float | None = None, n_threads: int | None = None,
+                   save_states: bool | Sequence[str] = True, save_outputs: bool | Sequence[str] = True,
+                   block: int | None = None) -> BatchResult:
     """Simulate N patients in parallel on all cores.
 
     Parameters

@@ -11,11 +11,16 @@ all-cause Kaplan-Meier curve of :func:`carkinetics.stats.km.kaplan_meier`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from carkinetics.stats.intervals import two_sided_z
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,7 @@ class CumulativeIncidence:
         """Number of patients (with a time and a cause code)."""
         return int(self.n_at_risk[0]) if self.n_at_risk.size else 0
 
-    def index(self, cause) -> int:
+    def index(self, cause: int) -> int:
         """Row of cause code ``cause`` in the per-cause arrays.
 
         Parameters
@@ -89,7 +94,8 @@ class CumulativeIncidence:
                 return i
         raise ValueError(f"`cause` must be one of the cause codes {list(self.causes)}, got {cause!r}")
 
-    def at(self, t, cause):
+    def at(self, t: ArrayLike,
+           cause: int) -> tuple[float, float, float] | tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cumulative incidence of ``cause`` and its band at time(s) ``t`` (day).
 
         Before the first observed time the incidence is 0; after the last
@@ -169,7 +175,8 @@ def _loglog_band(cif, var, z):
     return np.clip(lower, 0.0, 1.0), np.clip(upper, 0.0, 1.0)
 
 
-def aalen_johansen(time, cause, level=0.95, causes=None) -> CumulativeIncidence:
+def aalen_johansen(time: ArrayLike, cause: ArrayLike, level: float = 0.95,
+                   causes: Sequence[int] | None = None) -> CumulativeIncidence:
     """Aalen-Johansen estimate of the cumulative incidence of competing causes.
 
     At each distinct time ``t_j`` with ``n_j`` patients at risk, ``d_kj`` events

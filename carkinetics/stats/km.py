@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from carkinetics.stats.intervals import two_sided_z
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class KaplanMeier:
     def n(self) -> int:
         return int(self.n_at_risk[0]) if self.n_at_risk.size else 0
 
-    def at(self, t):
+    def at(self, t: ArrayLike) -> tuple[float, float, float] | tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Survival and its band at time(s) ``t`` (day).
 
         Before the first observed time the survival is 1; after the last observed
@@ -70,7 +74,7 @@ class KaplanMeier:
             return tuple(float(v) for v in out)
         return tuple(out)
 
-    def quantile(self, p):
+    def quantile(self, p: float) -> tuple[float, float, float]:
         """Time by which a fraction ``p`` of patients has had the event, with its interval.
 
         The estimate is the first time at which the survival is <= 1 - p; the
@@ -90,12 +94,12 @@ class KaplanMeier:
 
         return first(self.survival), first(self.lower), first(np.nan_to_num(self.upper, nan=0.0))
 
-    def median(self):
+    def median(self) -> tuple[float, float, float]:
         """Median survival time with its interval, see :meth:`quantile`."""
         return self.quantile(0.5)
 
 
-def kaplan_meier(time, event, level=0.95) -> KaplanMeier:
+def kaplan_meier(time: ArrayLike, event: ArrayLike, level: float = 0.95) -> KaplanMeier:
     """Kaplan-Meier estimate of the survival function from right-censored data.
 
     Parameters

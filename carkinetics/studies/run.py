@@ -98,6 +98,7 @@ def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_
     """
     from carkinetics.cohort.pipeline import run_cohort
     from carkinetics.io.tables import check_table_format
+    from carkinetics.studies.vpc import scenario_vpc
 
     check_table_format(table_format, "table_format")  # refused before the folder is made
     output_dir = Path(output_dir)
@@ -122,6 +123,7 @@ def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_
                                 on_bands=draw_bands if plots and figures is not None else None)
             result.info["overrides"] = dict(overrides or {})
             names = result.write_into(staging, plots=plots, figures=figures, table_format=table_format)
+            names = list(names) + scenario_vpc(scenario, staging, seed=result.info.get("seed"), jobs=jobs)
         except BaseException:
             if figures is not None:  # failed or interrupted: the helper stops now, not after its figures
                 figures.kill()

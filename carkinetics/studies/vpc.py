@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from carkinetics.errors import DataError, FileProblem, ScenarioError
-from carkinetics.model.residual_error import ResidualError, model_residual_errors
+from carkinetics.model.residual_error import ResidualError, model_residual_errors, parse_residual_error
 from carkinetics.scenario.population import DEFAULT_ARM
 from carkinetics.scenario.sampling import cohort_design, resolve_seed
 from carkinetics.stats.vpc import (DEFAULT_INTERVAL, DEFAULT_PERCENTILES, VPCError, assign_bins, bin_edges, binned_vpc,
@@ -297,17 +297,36 @@ def write_vpc(result, output, formats=("png",)) -> list:
         The files written.
     """
     from carkinetics.io.atomic import atomic_output_dir
+
+    output = Path(output)
+    with atomic_output_dir(output, clean=True, known=VPC_FILES) as stage:
+        names = write_vpc_files(result, stage, formats)
+    return [output / name for name in names]
+
+
+def write_vpc_files(result, folder, formats=("png",)) -> list:
+    """Write ``vpc.csv``, ``vpc.<format>`` and ``vpc.json`` into an existing folder; return their names."""
     from carkinetics.io.csv import write_csv
     from carkinetics.plots.cohort import save_figure
     from carkinetics.plots.vpc import plot_vpc
 
-    output = Path(output)
-    with atomic_output_dir(output, clean=True, known=VPC_FILES) as stage:
-        write_csv(result.table, stage / "vpc.csv")
-        fig = plot_vpc(result.strata, result.points, result.info)
-        save_figure(fig, stage / "vpc", formats=formats)
-        (stage / "vpc.json").write_text(json.dumps(result.info, indent=2, default=str) + "\n")
-    return [output / "vpc.csv", *(output / f"vpc.{f}" for f in formats), output / "vpc.json"]
+    folder = Path(folder)
+    write_csv(result.table, folder / "vpc.csv")
+    fig = plot_vpc(result.strata, result.points, result.info)
+    save_figure(fig, folder / "vpc", formats=formats)
+    (folder / "vpc.json").write_text(json.dumps(result.info, indent=2, default=str) + "\n")
+    return ["vpc.csv", *(f"vpc.{f}" for f in formats), "vpc.json"]
+
+
+def scenario_vpc(scenario, folder, seed=None, jobs=None) -> list:
+    """The VPC a scenario's ``[data] vpc`` asks for, written into ``folder``; the file names ([] without one)."""
+    settings = scenario.data.vpc if scenario.data is not None else None
+    if settings is None:
+        return []
+    error = None if settings.error is None else parse_residual_error(settings.error, "data.vpc.error")
+    result = run_vpc(scenario, settings.replicates, seed, error=error, pred_corr=settings.pred_corr,
+                     bins=settings.bins, jobs=jobs)
+    return write_vpc_files(result, folder)
 
 
 def simulate_observations(scenario, n_subjects, times, seed, error=None, lloq=None):
@@ -334,7 +353,7 @@ def simulate_observations(scenario, n_subjects, times, seed, error=None, lloq=No
     keep_arm = scenario.arms is not None
     obs = frame.assign(value=0.0, lloq=np.nan, censored=False)
     order = list(dict.fromkeys(a for a in design.arm_names if a in arms))
-    sc = dataclasses.replace(scenario, data_file=None)
+    sc = dataclasses.replace(scenario, data=None)
     sim, _ = vpc_simulation(sc, obs, order, 1, seed, error)
     frame["value"] = [float(f"{v:.4g}") for v in sim[0]]
     if lloq is not None:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from carkinetics.model.residual_error import parse_residual_error
+from carkinetics.scenario.observations import ObservedData
 from carkinetics.stats.vpc import (BinnedVPC, VPCError, assign_bins, bin_centres, bin_edges, binned_vpc,
                                    blq_fractions, censored_percentile, observed_percentiles, prediction_correction,
                                    replicate_interval, simulated_percentiles)
@@ -172,7 +173,7 @@ def _coverage(tmp_path, scale):
         study = _synthetic_study(rng, 40, 20.0)
         study["value"] *= scale
         study.to_csv(path, index=False)
-        result = run_vpc(dataclasses.replace(base, data_file=path), 100, seed=k + 1,
+        result = run_vpc(dataclasses.replace(base, data=ObservedData(path)), 100, seed=k + 1,
                          error=parse_residual_error("proportional:0.2"), jobs=1)
         inside += result.info["percentiles_inside"]
         reported += result.info["percentiles_reported"]

@@ -148,3 +148,39 @@ def test_without_error_option_the_model_files_residual_error_is_used(tmp_path):
                     / r.table.query("statistic == 'p5'")["sim_median"].to_numpy()) for name, r in
              (("plain", plain), ("noisy", noisy))}
     assert (width["noisy"] > width["plain"]).all()
+
+
+def test_run_writes_the_vpc_that_the_scenario_data_asks_for(tmp_path):
+    from carkinetics.scenario.load import read_toml, scenario_from_dict
+    from carkinetics.studies.run import run_population
+
+    path = ROOT / "scenarios" / "examples" / "vpc_synthetic.toml"
+    raw = read_toml(path)
+    assert raw["data"]["vpc"] == {"replicates": 200, "error": "proportional:0.2"}  # the shipped example asks for one
+    raw["data"]["vpc"] = {"replicates": 20, "error": "proportional:0.2"}
+    scenario = scenario_from_dict(raw, path)
+    result = run_population(scenario, tmp_path / "out", n=40, seed=3, jobs=1, plots=False)
+    names = {p.name for p in result.files}
+    assert {"vpc.csv", "vpc.png", "vpc.json", "patients.csv"} <= names
+    table = pd.read_csv(tmp_path / "out" / "vpc.csv")
+    assert set(table["statistic"]) >= {"p5", "p50", "p95", "blq_fraction"}
+    info = json.loads((tmp_path / "out" / "vpc.json").read_text())
+    assert info["replicates"] == 20 and info["percentiles_reported"] > 0
+
+
+@pytest.mark.parametrize("vpc, key", [
+    ({"replicates": 0}, "data.vpc.replicates"),
+    ({"error": "proportionl:0.2"}, "data.vpc.error"),
+    ({"pred_corr": "yes"}, "data.vpc.pred_corr"),
+    ({"replicate": 5}, "data.vpc"),
+])
+def test_bad_vpc_settings_name_the_key(vpc, key):
+    from carkinetics.errors import ScenarioError
+    from carkinetics.scenario.load import read_toml, scenario_from_dict
+
+    path = ROOT / "scenarios" / "examples" / "vpc_synthetic.toml"
+    raw = read_toml(path)
+    raw["data"]["vpc"] = vpc
+    with pytest.raises(ScenarioError) as err:
+        scenario_from_dict(raw, path)
+    assert key in str(err.value)
