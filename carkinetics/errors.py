@@ -10,6 +10,10 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class CarKineticsError(Exception):
@@ -69,7 +73,7 @@ class FileError(CarKineticsError, ValueError):
 
     kind = "file"
 
-    def __init__(self, path, problems: Iterable[FileProblem | str]):
+    def __init__(self, path: str | Path, problems: Iterable[FileProblem | str]) -> None:
         self.path = str(path)
         self.problems = [p if isinstance(p, FileProblem) else FileProblem("", p) for p in problems]
         if not self.problems:
@@ -111,7 +115,7 @@ class ExpressionError(CarKineticsError, ValueError):
 class SolverError(CarKineticsError, RuntimeError):
     """Integration of a single simulation failed."""
 
-    def __init__(self, message: str, status: int = -1):
+    def __init__(self, message: str, status: int = -1) -> None:
         super().__init__(message)
         self.status = status
 

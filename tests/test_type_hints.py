@@ -2,13 +2,15 @@
 
 The public API is ``carkinetics.__all__``, the public methods of the classes it returns
 (Model, Trajectory, BatchResult, Schedule, SolverOptions, Scenario, CohortResult,
-SweepResult) and a few functions documented for direct import. The annotations must also
-resolve with :func:`typing.get_type_hints` (names imported only for type checking, such as
-pandas, resolve because the checker sees the ``TYPE_CHECKING`` imports as well).
+SweepResult, KaplanMeier, CumulativeIncidence) and a few functions documented for direct
+import. The annotations must also resolve with :func:`typing.get_type_hints` (names imported
+only for type checking, such as pandas, resolve because the checker sees the ``TYPE_CHECKING``
+imports as well).
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import sys
@@ -31,6 +33,8 @@ RETURNED_CLASSES = [
     ("carkinetics.scenario.load", "Scenario"),
     ("carkinetics.cohort.result", "CohortResult"),
     ("carkinetics.studies.sweep_result", "SweepResult"),
+    ("carkinetics.stats.km", "KaplanMeier"),
+    ("carkinetics.stats.competing", "CumulativeIncidence"),
 ]
 
 #: Error classes: their constructors live in ``carkinetics.errors``; checked there separately.
@@ -77,25 +81,28 @@ def _callables():
 CALLABLES = _callables()
 
 
-def _type_check_namespace(func):
-    """The module globals of ``func`` plus what its ``if TYPE_CHECKING:`` block would import."""
-    import numpy as np
-    import numpy.typing as npt
-    import pandas as pd
+#: Optional dependencies a ``TYPE_CHECKING`` block may name (their hints resolve only when installed).
+OPTIONAL_MODULES = {"xarray"}
 
-    namespace = dict(sys.modules[func.__module__].__dict__)
-    for key, value in {"pd": pd, "np": np, "npt": npt, "ArrayLike": npt.ArrayLike, "NDArray": npt.NDArray}.items():
-        namespace.setdefault(key, value)
-    source = inspect.getsource(sys.modules[func.__module__])
-    block = source.split("if TYPE_CHECKING:", 1)
-    if len(block) == 2:
-        lines = []
-        for line in block[1].splitlines()[1:]:
-            if line and not line.startswith((" ", "\t")):
-                break
-            lines.append(line.strip())
-        exec("\n".join(lines), namespace)  # noqa: S102  (the module's own import lines)
-    return namespace
+
+def _type_check_namespace(func):
+    """The module globals of ``func`` plus what its ``if TYPE_CHECKING:`` block imports, and the
+    optional modules of that block that are not installed."""
+    module = sys.modules[func.__module__]
+    namespace = dict(module.__dict__)
+    tree = ast.parse(inspect.getsource(module))
+    missing = set()
+    for node in tree.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for statement in node.body:
+                try:
+                    exec(compile(ast.Module([statement], []), module.__file__, "exec"), namespace)  # noqa: S102
+                except ImportError:
+                    if getattr(statement, "module", None) or not all(
+                            a.name.split(".")[0] in OPTIONAL_MODULES for a in statement.names):
+                        raise
+                    missing.update(a.asname or a.name for a in statement.names)
+    return namespace, missing
 
 
 def test_the_list_covers_the_api():
@@ -124,10 +131,28 @@ def test_every_parameter_and_return_is_annotated(qualname, func):
 
 @pytest.mark.parametrize("qualname, func", CALLABLES, ids=[name for name, _ in CALLABLES])
 def test_annotations_resolve(qualname, func):
-    hints = typing.get_type_hints(func, globalns=_type_check_namespace(func))
+    namespace, missing = _type_check_namespace(func)
+    if any(name in str(annotation) for name in missing for annotation in func.__annotations__.values()):
+        pytest.skip(f"{qualname} names an optional module that is not installed: {sorted(missing)}")
+    hints = typing.get_type_hints(func, globalns=namespace)
     parameters = [p for p in inspect.signature(func).parameters if p not in ("self", "cls")]
     assert set(parameters) <= set(hints), f"{qualname}: unresolved hints for {set(parameters) - set(hints)}"
     assert "return" in hints
+
+
+def _error_constructors():
+    found = []
+    for name in sorted(ERROR_NAMES):
+        init = getattr(carkinetics, name).__init__
+        if inspect.isfunction(init):  # not Exception's own constructor
+            found.append((f"carkinetics.{name}.__init__", init))
+    return found
+
+
+@pytest.mark.parametrize("qualname, func", _error_constructors(), ids=[n for n, _ in _error_constructors()])
+def test_error_constructors_are_annotated(qualname, func):
+    test_every_parameter_and_return_is_annotated(qualname, func)
+    test_annotations_resolve(qualname, func)
 
 
 def test_annotations_do_not_import_pandas():

@@ -393,6 +393,10 @@ def _figure_info(scenario, n, band_names) -> dict:
     return {"scenario_name": scenario.name, "n_patients": n, "band_outputs": band_names,
             "log_scale": bool(scenario.plot_log), "time_unit": model.time_unit,
             "units": {s.name: s.unit for s in model.states} | {o.name: o.unit for o in model.outputs},
+            "output_descriptions": ({s.name: s.description for s in model.states if s.description}
+                                    | {o.name: o.description for o in model.outputs if o.description}),
+            "output_references": {o.name: [[v, label] for v, label in o.references]
+                                  for o in model.outputs if o.references},
             "endpoint_descriptions": {e.name: e.description for e in declared if e.description},
             "endpoint_origins": {e.name: e.options["origin"] for e in declared if "origin" in e.options},
             "outcome_causes": {e.name: list(e.events) for e in declared if e.type == "outcome"}}

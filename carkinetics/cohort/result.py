@@ -80,6 +80,8 @@ class CohortResult:
         return dict(bands=self._table(self.bands, plain), outputs=self.info.get("band_outputs"),
                     log_scale=self.info.get("log_scale", True), observed=self._table(self.observed, plain),
                     units=self.info.get("units"), time_unit=self.info.get("time_unit", ""),
+                    descriptions=self.info.get("output_descriptions"),
+                    references=self.info.get("output_references"),
                     title=f"{self.info.get('scenario_name', '')}: {self.info.get('n_patients', '')} virtual patients")
 
     def _km_kwargs(self, plain=False) -> dict:

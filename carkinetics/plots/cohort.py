@@ -7,10 +7,13 @@ The survival figures are drawn by :mod:`carkinetics.plots.survival` and named he
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from carkinetics.plots.style import REFERENCE_LINE, REFERENCE_TEXT, TITLE_LENGTH, grid_shape, pyplot
 from carkinetics.plots.survival import plot_cumulative_incidence, plot_kaplan_meier  # noqa: F401
+from carkinetics.plots.survival import time_label, words
 
 _SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
 
@@ -73,15 +76,16 @@ def save_figure(fig, path, formats=("png",), tight=True, dpi=150):
     return out
 
 
-def _fixed_layout(fig, rows, cols, title=False):
+def _fixed_layout(fig, rows, cols, title=False, title_lines=1):
     """Margins in inches for a grid of panels with titles, axis labels and a legend.
 
     Without the text measurements of ``tight_layout`` (a full draw of the figure), so
-    cohort figures cost one draw when saved.
+    cohort figures cost one draw when saved. ``title_lines``: lines of the longest panel title.
     """
     w, h = fig.get_size_inches()
-    left, right, bottom, top = 0.9, 0.25, 0.6, 0.4 + (0.35 if title else 0.0)
-    gap_w, gap_h = 0.95, 0.85  # between panels: tick labels, y label, title of the next
+    extra = 0.2 * (max(int(title_lines), 1) - 1)
+    left, right, bottom, top = 0.9, 0.25, 0.6, 0.4 + extra + (0.35 if title else 0.0)
+    gap_w, gap_h = 0.95, 0.85 + extra  # between panels: tick labels, y label, title of the next
     aw = (w - left - right - (cols - 1) * gap_w) / cols
     ah = (h - bottom - top - (rows - 1) * gap_h) / rows
     fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h,
@@ -136,18 +140,19 @@ def _finish_panels(fig, axes, n_used, title):
     """Hide the unused panels, add the title, lay the grid out."""
     for ax in list(axes.flat)[n_used:]:
         ax.set_visible(False)
-    if title:
-        fig.suptitle(title)
-    _fixed_layout(fig, axes.shape[0], axes.shape[1], bool(title))
+    if title:  # 0.1 inch from the top, whatever the figure's height (the margins are in inches too)
+        fig.suptitle(title, y=1.0 - 0.1 / fig.get_size_inches()[1], va="top")
+    lines = max([ax.get_title().count("\n") + 1 for ax in list(axes.flat)[:n_used]] or [1])
+    _fixed_layout(fig, axes.shape[0], axes.shape[1], bool(title), lines)
     return fig
 
 
 def short_title(name, description="", unit=""):
     """A panel title for an output: its description shortened, then its unit.
 
-    The description is cut at its first ``;``, ``(`` or ``:``, and at a word boundary
-    within :data:`~carkinetics.plots.style.TITLE_LENGTH` characters; without a description
-    the output's name is used with spaces for underscores. A dimensionless unit (``1``)
+    The description without its parenthetical remarks, cut at its first ``;`` or ``:`` and at
+    a word boundary within :data:`~carkinetics.plots.style.TITLE_LENGTH` characters; without
+    a description the output's name with spaces for underscores. A dimensionless unit (``1``)
     is left out.
 
     Parameters
@@ -167,35 +172,47 @@ def short_title(name, description="", unit=""):
     --------
     >>> short_title("car_t_per_ul", "CAR-T cells per microlitre of blood (flow cytometry)", "cells/\u00b5L")
     'CAR-T cells per microlitre of blood (cells/\u00b5L)'
+    >>> short_title("t_pos", "Normal (non-CAR) T cells carrying the antigen; aplasia when low", "cells/\u00b5L")
+    'Normal T cells carrying the antigen (cells/\u00b5L)'
     >>> short_title("mrd_log10", "", "log10 fraction")
     'mrd log10 (log10 fraction)'
     """
-    text = " ".join(str(description or "").split())
-    for stop in (";", "(", ":"):
-        if stop in text:
-            text = text[:text.index(stop)]
+    text = str(description or "")
+    while True:  # innermost parentheses first: "(a (b) c)" goes whole
+        shorter = re.sub(r"\s*\([^()]*\)", "", text)
+        if shorter == text:
+            break
+        text = shorter
+    text = " ".join(text.split("(")[0].split())  # an unclosed "(" cuts the rest
+    for stop in (";", ":"):
+        text = text.split(stop)[0]
     text = text.strip(" ,.-")
     if len(text) > TITLE_LENGTH:
         cut = text[:TITLE_LENGTH].rsplit(" ", 1)[0] if " " in text[:TITLE_LENGTH] else text[:TITLE_LENGTH]
         text = cut.rstrip(" ,.-") + "\u2026"
     if not text:
-        text = str(name).replace("_", " ")
+        text = words(name)
     unit = str(unit or "").strip()
     return f"{text} ({unit})" if unit and unit != "1" else text
+
+
+def _wrapped(title, width=46):
+    """``title`` on two lines when it is longer than ``width`` characters (the unit on the second if it fits)."""
+    if len(title) <= width:
+        return title
+    head, sep, unit = title.rpartition(" (")
+    if sep and len(head) <= width + 14 and len(unit) < width:
+        return f"{head}\n({unit}"
+    import textwrap
+
+    lines = textwrap.wrap(title, width)
+    return "\n".join(lines[:1] + [" ".join(lines[1:])])
 
 
 def _axis_unit(unit):
     """The y-axis label of an output's unit (``1`` read as dimensionless)."""
     unit = str(unit or "").strip()
     return "dimensionless" if unit in ("", "1") else unit
-
-
-def _time_label(time_unit):
-    """The time-axis label: time 0 is the infusion in the package's models and scenarios."""
-    unit = str(time_unit or "").strip()
-    if unit in ("day", "days", "d"):
-        return "days from infusion"
-    return f"time from infusion ({unit})" if unit else "time from infusion"
 
 
 def use_log_axis(quantiles):
@@ -311,7 +328,7 @@ def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=
     units : mapping of str to str, optional
         Output -> unit, the y-axis label and the end of the panel title.
     time_unit : str
-        The model's time unit; time 0 is the infusion.
+        The model's time unit (days when empty); time 0 is the infusion.
     title : str, optional
         The figure title.
     descriptions : mapping of str to str, optional
@@ -365,8 +382,9 @@ def plot_cohort_bands(bands, outputs=None, log_scale=True, observed=None, units=
             ax.yaxis.set_major_formatter(plt.FuncFormatter(_log_tick_label))
             if floor is not None:
                 ax.set_ylim(bottom=floor)
-        ax.set_title(short_title(name, descriptions.get(name, ""), units.get(name, "")), y=1.0)
-        ax.set_xlabel(_time_label(time_unit))
+        ax.set_title(_wrapped(short_title(name, descriptions.get(name, ""), units.get(name, ""))), y=1.0,
+                     fontsize="medium")  # a fixed position: no measuring of the tick labels
+        ax.set_xlabel(time_label(time_unit))  # time 0: the infusion
         ax.set_ylabel(_axis_unit(units.get(name, "")))
         ax.legend(loc="best")
     return _finish_panels(fig, axes, len(outputs), title)

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
-#: rcParams applied by :func:`pyplot`.
+#: rcParams applied by :func:`pyplot`. Every key a larger style (the study figures' projector
+#: style) sets is here too, at matplotlib's default where the package keeps it, so a figure
+#: looks the same whatever was drawn before it in the process.
 STYLE = {"figure.dpi": 110, "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11,
-         "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.3}
+         "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.3,
+         "xtick.labelsize": "medium", "ytick.labelsize": "medium", "legend.title_fontsize": None,
+         "figure.titlesize": "large", "lines.linewidth": 1.5, "lines.markersize": 6.0,
+         "axes.spines.top": True, "axes.spines.right": True}
 
 
 #: Clinical reference lines (a model output's ``reference`` entries): line and label style.
 REFERENCE_LINE = {"color": "#555555", "ls": "--", "lw": 1.0, "alpha": 0.8, "zorder": 1.5}
-REFERENCE_TEXT = {"color": "#333333", "fontsize": 8, "ha": "right", "va": "bottom", "zorder": 3}
+REFERENCE_TEXT = {"color": "#333333", "fontsize": 8, "ha": "right", "va": "bottom", "zorder": 3,
+                  "bbox": {"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 1.0}}
 #: Longest panel title taken from an output's description (characters, before its unit).
 TITLE_LENGTH = 60
 

@@ -48,10 +48,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from carkinetics.errors import DataError, FileProblem, ProblemCollector, suggestion
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from carkinetics.model.spec import Model
 
 ALIASES = {
     "id": ("id", "patient", "subject", "usubjid", "patient_id"),
@@ -201,7 +207,8 @@ def _num(text):
     return float(s)
 
 
-def load_data(path, model, *, covariates=None, frame=None) -> Dataset:
+def load_data(path: str | Path, model: Model, *, covariates: str | Path | None = None,
+              frame: pd.DataFrame | None = None) -> Dataset:
     """Read and validate an observation dataset for ``model``.
 
     Parameters

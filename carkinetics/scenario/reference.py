@@ -18,8 +18,12 @@ import contextlib
 import contextvars
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from carkinetics.errors import DataError, ProblemCollector, suggestion
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Columns of the table, in file order.
 TARGET_COLUMNS = (
@@ -108,7 +112,7 @@ def reference_table(path=None):
         _ACTIVE_TABLE.reset(token)
 
 
-def load_targets(path=None):
+def load_targets(path: str | Path | None = None) -> pd.DataFrame:
     """Load and validate a reference target table.
 
     Parameters

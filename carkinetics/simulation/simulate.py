@@ -160,8 +160,9 @@ def simulate(model: Model, events: Schedule | Event | Iterable[Event] | None = N
         switch a mechanism off outside its bounds on purpose).
     options : SolverOptions, optional
     t0 : float, optional
-        Start of integration (initial values apply here). Defaults to the earlier
-        of ``times[0]`` and the first event.
+        Start of integration (initial values apply here). Default: day 0, or the first
+        output time or event if one is earlier (output times that start later, e.g.
+        observation days, do not move the start).
 
     Returns
     -------
@@ -225,7 +226,7 @@ def simulate_batch(model: Model, events: Schedule | Event | Iterable[Event] | No
         ``Schedule.expand(model).act_labels`` (default: the schedule's).
     options : SolverOptions, optional
     t0 : float, optional
-        Common start time (default: earliest of ``times[0]`` and all event times).
+        Common start time (default: day 0, or the earliest output or event time if one is earlier).
     n_threads : int, optional
         Number of threads (default: all cores). Results are identical for any
         number of threads.
@@ -354,10 +355,11 @@ def _check_action_values(model, table, act_value) -> None:
 
 
 def _start_time(times, ev_time, n_events, t0):
-    """The start of integration: ``t0``, checked, or the first output time or event."""
+    """The start of integration: ``t0``, checked; by default day 0, or the first output time or event
+    when one comes before it (a model's initial values hold at day 0, not at the first output time)."""
     start = times[0] if n_events == 0 else min(times[0], float(ev_time.min()))
     if t0 is None:
-        return start
+        return min(0.0, float(start))
     if not (isinstance(t0, (int, float, np.integer, np.floating)) and math.isfinite(t0) and abs(t0) <= MAX_TIME):
         raise SimulationInputError(f"t0 must be a finite time within +-{MAX_TIME:g} days, got {t0!r}")
     if t0 > start:

@@ -77,6 +77,7 @@ import os
 import shlex
 import time as _time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -91,6 +92,11 @@ from carkinetics.studies.dask import run_dask
 from carkinetics.studies.sweep_result import (KM_COLUMNS, SUMMARY_COLUMNS, SweepResult, check_output_folder,
                                               grid_frame, holds_only_sweep_files, load_sweep, previous_sweep,
                                               remove_stale_staging, write_combined, write_point)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from carkinetics.scenario.load import Scenario
 
 
 #: Days always in the Kaplan-Meier summary grid (when within follow-up): months 1, 2, 3, 6,
@@ -226,9 +232,11 @@ def _endpoint_kinds(scenario, result) -> dict:
     return dict(kinds or {})
 
 
-def sweep(scenario, output=None, *, n=None, seed=None, jobs=None, chunk_size=None, per_patient=None,
-          resume=False, scheduler=None, dask_workers=None, progress=None, points=None, overrides=None,
-          table_format="csv") -> SweepResult:
+def sweep(scenario: Scenario | str | Path, output: str | Path | None = None, *, n: int | None = None,
+          seed: int | None = None, jobs: int | None = None, chunk_size: int | None = None,
+          per_patient: bool | None = None, resume: bool = False, scheduler: str | None = None,
+          dask_workers: int | None = None, progress: bool | Progress | None = None, points: Sequence[int] | None = None,
+          overrides: Mapping[str, float] | None = None, table_format: str = "csv") -> SweepResult:
     """Run a virtual cohort at every point of the scenario's ``[sweep]`` grid.
 
     Parameters

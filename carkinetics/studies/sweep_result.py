@@ -11,12 +11,16 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from carkinetics.errors import is_number, suggestion
 from carkinetics.scenario.grid import SweepError, SweepSpec
 from carkinetics.stats.outcome import split_outcome
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SUMMARY_COLUMNS = ["point", "arm", "endpoint", "statistic", "value", "lower", "upper", "n"]
 KM_COLUMNS = ["point", "arm", "endpoint", "time", "survival", "lower", "upper", "n_at_risk", "n"]
@@ -41,28 +45,28 @@ class SweepResult:
         The results folder, if written.
     """
 
-    grid: object
-    summary: object
-    km: object
-    info: dict
+    grid: pd.DataFrame
+    summary: pd.DataFrame
+    km: pd.DataFrame
+    info: dict[str, Any]
     path: Path | None = None
 
     @property
-    def axis_names(self) -> list:
+    def axis_names(self) -> list[str]:
         """The grid's axes, in order."""
         return [a["name"] for a in self.info.get("sweep", {}).get("axes", [])]
 
     @property
-    def axis_kinds(self) -> dict:
+    def axis_kinds(self) -> dict[str, str]:
         """Axis name -> kind (variable, parameter, arm, options)."""
         return {a["name"]: a["kind"] for a in self.info.get("sweep", {}).get("axes", [])}
 
     @property
-    def endpoint_kinds(self) -> dict:
+    def endpoint_kinds(self) -> dict[str, str]:
         """Endpoint column -> kind (binary, continuous, time)."""
         return dict(self.info.get("endpoint_kinds", {}))
 
-    def parse_outcome(self, spec):
+    def parse_outcome(self, spec: str) -> tuple[str, str]:
         """Split ``endpoint``, ``endpoint:statistic`` or ``endpoint@day`` into (endpoint, statistic).
 
         ``endpoint@day`` is Kaplan-Meier survival at that day (statistic ``survival@day``).
@@ -99,7 +103,7 @@ class SweepResult:
                              f"{suggestion(spec, sorted(set(s['endpoint'])))}")
         return spec, default_statistic(spec, self.endpoint_kinds, set(s.loc[s["endpoint"] == spec, "statistic"]))
 
-    def outcome(self, endpoint, statistic=None, arm=None):
+    def outcome(self, endpoint: str, statistic: str | None = None, arm: str | None = None) -> pd.DataFrame:
         """One statistic at every grid point, beside the axis values.
 
         Parameters
@@ -182,7 +186,7 @@ def default_statistic(endpoint, kinds, available) -> str:
     return sorted(available)[0]
 
 
-def load_sweep(path) -> SweepResult:
+def load_sweep(path: str | Path) -> SweepResult:
     """Read a sweep results folder written by :func:`carkinetics.studies.sweep.sweep` (finished points only).
 
     Parameters

@@ -367,7 +367,7 @@ def test_band_panels_of_negative_outputs_are_linear():
     fig = plot_cohort_bands(pd.DataFrame(rows), log_scale=True)
     scales = {ax.get_title(): ax.get_yscale() for ax in fig.axes if ax.get_visible()}
     plt.close(fig)
-    assert scales == {"mrd_log10": "linear", "cells": "log"}
+    assert scales == {"mrd log10": "linear", "cells": "log"}  # titles: names as words without descriptions
 
 
 # ---------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ def test_shipped_models_load(multiphasic):
     assert multiphasic.state_names == ("expanding", "persisting")
     assert multiphasic.output_names == ("transgene",)
     p = multiphasic.parameter("cmax")
-    assert p.value == 24000.0 and p.unit == "copies/ug gDNA" and "Stein" in p.source
+    assert p.value == 24000.0 and p.unit == "copies/\u00b5g gDNA" and "Stein" in p.source
     assert p.iiv_log_sd == pytest.approx(np.sqrt(0.65), abs=1e-3)
 
 
