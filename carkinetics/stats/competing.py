@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from carkinetics.stats.intervals import two_sided_z
+from carkinetics.stats.km import step_values
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -114,21 +115,7 @@ class CumulativeIncidence:
         (estimate, lower, upper) : tuple of float or ndarray
         """
         k = self.index(cause)
-        t = np.asarray(t, dtype=float)
-        if self.times.size == 0:
-            nan = np.full(t.shape, np.nan)
-            return (float(nan), float(nan), float(nan)) if t.ndim == 0 else (nan, nan, nan)
-        i = np.searchsorted(self.times, t, side="right") - 1
-        before = i < 0
-        after = (t > self.times[-1]) & (self.survival[-1] > 0)
-        j = np.clip(i, 0, None)
-        out = []
-        for arr in (self.cif[k], self.lower[k], self.upper[k]):
-            v = np.where(before, 0.0, arr[j])
-            out.append(np.where(after | np.isnan(t), np.nan, v))
-        if t.ndim == 0:
-            return tuple(float(v) for v in out)
-        return tuple(out)
+        return step_values(self.times, (self.cif[k], self.lower[k], self.upper[k]), t, 0.0, self.survival)
 
 
 def _cause_codes(cause: np.ndarray, causes) -> tuple:

@@ -58,21 +58,7 @@ class KaplanMeier:
         -------
         (survival, lower, upper) : tuple of float or ndarray
         """
-        t = np.asarray(t, dtype=float)
-        if self.time.size == 0:
-            nan = np.full(t.shape, np.nan)
-            return (float(nan), float(nan), float(nan)) if t.ndim == 0 else (nan, nan, nan)
-        i = np.searchsorted(self.time, t, side="right") - 1
-        before = i < 0
-        after = (t > self.time[-1]) & (self.survival[-1] > 0)
-        j = np.clip(i, 0, None)
-        out = []
-        for arr in (self.survival, self.lower, self.upper):
-            v = np.where(before, 1.0, arr[j])
-            out.append(np.where(after | np.isnan(t), np.nan, v))
-        if t.ndim == 0:
-            return tuple(float(v) for v in out)
-        return tuple(out)
+        return step_values(self.time, (self.survival, self.lower, self.upper), t, 1.0, self.survival)
 
     def quantile(self, p: float) -> tuple[float, float, float]:
         """Time by which a fraction ``p`` of patients has had the event, with its interval.
@@ -97,6 +83,40 @@ class KaplanMeier:
     def median(self) -> tuple[float, float, float]:
         """Median survival time with its interval, see :meth:`quantile`."""
         return self.quantile(0.5)
+
+
+def step_values(times, curves, t, start, survival):
+    """Right-continuous step curves read at time(s) ``t``.
+
+    Parameters
+    ----------
+    times : ndarray, shape (m,)
+        The curves' step times, increasing.
+    curves : sequence of ndarray, shape (m,)
+        Values from each step time on.
+    t : float or array_like
+        Day(s) to read at.
+    start : float
+        The value before the first step time (1 for survival, 0 for an incidence).
+    survival : ndarray, shape (m,)
+        All-cause survival at the step times: after the last step time the values are
+        unknown (NaN) unless it has reached 0 (then no curve can change any more).
+
+    Returns
+    -------
+    tuple of float or ndarray
+        One per curve, the shape of ``t``.
+    """
+    t = np.asarray(t, dtype=float)
+    if times.size == 0:
+        nan = np.full(t.shape, np.nan)
+        return tuple(float(nan) if t.ndim == 0 else nan for _ in curves)
+    i = np.searchsorted(times, t, side="right") - 1
+    before = i < 0
+    after = (t > times[-1]) & (survival[-1] > 0)
+    j = np.clip(i, 0, None)
+    out = [np.where(after | np.isnan(t), np.nan, np.where(before, start, arr[j])) for arr in curves]
+    return tuple(float(v) for v in out) if t.ndim == 0 else tuple(out)
 
 
 def kaplan_meier(time: ArrayLike, event: ArrayLike, level: float = 0.95) -> KaplanMeier:
