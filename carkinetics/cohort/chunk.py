@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from carkinetics.engine.constants import ACTION_ORDER
 from carkinetics.errors import CarKineticsError, FileProblem, ScenarioError
 from carkinetics.model import expressions
 from carkinetics.scenario.events import check_arguments, event_times
@@ -33,7 +34,7 @@ CHUNK_BYTES = 32e6
 #: Largest chunk of saved values (patients x times x outputs, 8 bytes each) simulated at once.
 MAX_CHUNK_GIB = 2.0
 #: Order in which the actions of one event are applied, by kind.
-KIND_ORDER = {"multiply": 0, "set": 1, "add": 2, "set_parameter": 3}
+KIND_ORDER = {kind: i for i, kind in enumerate(ACTION_ORDER)}
 
 
 class CohortError(CarKineticsError, ValueError):

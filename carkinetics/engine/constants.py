@@ -173,6 +173,9 @@ METHOD_CODES = {c.description: c.value for c in METHODS}
 #: Action kind name -> action code.
 ACTION_CODES = {c.description: c.value for c in ACTIONS}
 
+#: The order in which the actions of one event apply: conditioning before grafting.
+ACTION_ORDER = ("multiply", "set", "add", "set_parameter")
+
 
 def _tuple_source(class_name: str, fields, what: str) -> list[str]:
     lines = [f"# {what}: a named tuple of"]

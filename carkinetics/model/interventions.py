@@ -43,11 +43,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from carkinetics.engine.constants import ACTION_ORDER
 from carkinetics.errors import ExpressionError, is_number, suggestion
 from carkinetics.model import expressions as ex
 
 #: Kinds of action an intervention may take, in the order they are applied.
-INTERVENTION_ACTIONS = ("multiply", "set", "add", "set_parameter")
+INTERVENTION_ACTIONS = ACTION_ORDER
 _KEYS = {"description", "source", "arguments", "values", "same_as", "notes"} | set(INTERVENTION_ACTIONS)
 _ARGUMENT_KEYS = {"default", "unit", "description", "bounds", "choices", "notes"}
 

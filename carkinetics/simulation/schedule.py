@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from carkinetics.engine.constants import ACTION_CODES
+from carkinetics.engine.constants import ACTION_CODES, ACTION_ORDER
 from carkinetics.errors import CarKineticsError, ExpressionError
 
 if TYPE_CHECKING:
     from carkinetics.model.spec import Model
 
 ACTION_KINDS = tuple(ACTION_CODES)
-_KIND_ORDER = {"multiply": 0, "set": 1, "add": 2, "set_parameter": 3}
+_KIND_ORDER = {kind: i for i, kind in enumerate(ACTION_ORDER)}
 
 
 class EventError(CarKineticsError, ValueError):
