@@ -276,13 +276,10 @@ class _Parser:
                 self.errs.add(key, f"'{spec[k]}' reads model outputs or t: give 'day' (a number) or 'at' "
                                    f"(the name of a time-to-event endpoint) to say when")
                 ok = False
-        report_at = (float(self.times[-1]),)
-        if "report_at" in spec:
-            r = self.days_list(spec, "report_at", key)
-            ok &= r is not None
-            report_at = r or report_at
+        report_at = self.report_days(spec, key)
+        ok &= report_at is not None
         if typ == "event_time" and "event" in spec:
-            options["event"] = self.origin({"origin": spec["event"]}, key, "event")
+            options["event"] = self.protocol_event(spec, "event", key)
             ok &= options["event"] is not None
         if "otherwise" in spec:
             options["otherwise"] = self.number(spec, "otherwise", key)
@@ -299,7 +296,7 @@ class _Parser:
                 self.errs.add(f"{key}.origin", f"only time-to-event endpoints have an origin ('{typ}' is {kind})")
                 ok = False
             else:
-                options["origin"] = self.origin(spec, key)
+                options["origin"] = self.protocol_event(spec, "origin", key)
                 ok &= options["origin"] is not None
         if not ok:
             return None
@@ -323,29 +320,34 @@ class _Parser:
                 self.errs.add(f"{key}.events", f"'{comp}' is not an endpoint of this scenario"
                                                f"{suggestion(comp, self.names)}")
                 ok = False
-        report_at = (float(self.times[-1]),)
-        if "report_at" in spec:
-            r = self.days_list(spec, "report_at", key)
-            ok &= r is not None
-            report_at = r or report_at
+        report_at = self.report_days(spec, key)
+        ok &= report_at is not None
         options = {"combine": combine}
         if "origin" in spec:
-            options["origin"] = self.origin(spec, key)
+            options["origin"] = self.protocol_event(spec, "origin", key)
             ok &= options["origin"] is not None
         if not ok:
             return None  # the problems are recorded; keep checking the component names
         return Endpoint(name=name, type="outcome", key=key, kind="time", events=tuple(events), among=among,
                         report_at=report_at, description=description, options=options)
 
-    def origin(self, spec, key, k="origin"):
-        """The protocol event named by ``spec["origin"]`` (e.g. ``origin = "transplant"``), or None."""
-        value = spec["origin"]
+    def protocol_event(self, spec, k, key):
+        """The protocol event named by ``spec[k]`` (e.g. ``origin = "transplant"``), or None."""
+        value = spec[k]
         if not isinstance(value, str) or value not in self.protocol_events:
             self.errs.add(f"{key}.{k}", f"expected the name of an event of this scenario "
                                            f"({', '.join(self.protocol_events) or 'none declared'}), got {value!r}"
                                            f"{suggestion(str(value), self.protocol_events)}")
             return None
         return value
+
+    def report_days(self, spec, key):
+        """``report_at`` of a time-to-event endpoint or outcome (default: the horizon), or None after a problem."""
+        horizon = (float(self.times[-1]),)
+        if "report_at" not in spec:
+            return horizon
+        days = self.days_list(spec, "report_at", key)
+        return None if days is None else days or horizon  # an empty list: the horizon
 
     def check_references(self, by_name):
         for e in list(by_name.values()):
