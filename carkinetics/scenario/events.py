@@ -101,18 +101,18 @@ def check_action_value(model, kind: str, target: str, value: float) -> None:
 
 def event_time(spec: EventSpec, time: float, env) -> float:
     """The event's time for one patient: ``time``, or :data:`NEVER` where its ``if`` is false."""
-    if spec.condition is None:
-        return time
-    holds = np.asarray(ex.evaluate(spec.condition, env))
-    return time if bool(holds.reshape(-1)[0]) else NEVER
+    return time if spec.condition is None else float(_unless_excluded(spec, np.array([time]), env)[0])
 
 
 def event_times(spec: EventSpec, env, n: int) -> np.ndarray:
     """The event's times for ``n`` patients (``env``: names -> values or arrays of ``n``)."""
     times = np.broadcast_to(np.asarray(ex.evaluate(spec.time, env), dtype=float), (n,))
-    if spec.condition is None:
-        return times
-    holds = np.broadcast_to(np.asarray(ex.evaluate(spec.condition, env)), (n,))
+    return times if spec.condition is None else _unless_excluded(spec, times, env)
+
+
+def _unless_excluded(spec: EventSpec, times: np.ndarray, env) -> np.ndarray:
+    """``times``, with :data:`NEVER` for the patients whose ``if`` is false."""
+    holds = np.broadcast_to(np.asarray(ex.evaluate(spec.condition, env)), times.shape)
     holds = holds if holds.dtype == bool else holds != 0
     return np.where(holds, times, NEVER)
 
