@@ -112,14 +112,13 @@ class ArmEvents:
         self.path = scenario.path
         self.specs = scenario.events_for_arm(None if arm_name == DEFAULT_ARM else arm_name)
         self.schedule = scenario.schedule(typical_env, None if arm_name == DEFAULT_ARM else arm_name)
-        self.time_exprs = [s.time for s in self.specs]
         self.action_exprs = []
         for s in self.specs:
             for kind, target, e in sorted(s.actions, key=lambda a: KIND_ORDER[a[0]]):
                 self.action_exprs.append(e)
         # constant expressions need no per-patient arrays
-        self.constant = all(e.op == "num" for e in self.time_exprs + self.action_exprs) and all(
-            s.condition is None for s in self.specs)
+        self.constant = all(e.op == "num" for e in self.action_exprs) and all(
+            s.time.op == "num" and s.condition is None for s in self.specs)
 
     def arrays(self, env, n):
         """Per-patient event times and action values, shape (n, n_events) and (n, n_actions).
@@ -144,7 +143,7 @@ class ArmEvents:
                 raise ScenarioError(self.path, [FileProblem(spec.key, str(err))]) from None
         if self.constant:
             return None, None
-        times = np.empty((n, len(self.time_exprs)))
+        times = np.empty((n, len(self.specs)))
         for j, spec in enumerate(self.specs):
             times[:, j] = event_times(spec, env, n)
         values = np.empty((n, len(self.action_exprs)))

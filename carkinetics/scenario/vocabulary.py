@@ -27,6 +27,7 @@ from pathlib import Path
 from carkinetics.errors import (ExpressionError, FileProblem, ScenarioError, is_number, parse_toml, read_input_text,
                                 suggestion)
 from carkinetics.model import expressions as ex
+from carkinetics.scenario.endpoints import base_name
 
 #: Folder of the vocabularies shipped with carkinetics.
 VOCABULARY_DIR = Path(__file__).resolve().parent.parent / "vocabularies"
@@ -233,7 +234,7 @@ def _requirements(table) -> set:
     for key in ("expr", "hazard", "probability", "among"):
         if isinstance(table.get(key), str):
             try:
-                needs |= {n if "." in n else n.removesuffix("_event") for n in ex.names(ex.parse(table[key]))}
+                needs |= {n if "." in n else base_name(n) for n in ex.names(ex.parse(table[key]))}
             except ExpressionError:  # reported by the endpoint parser
                 pass
     needs |= set(table.get("events") or [])
