@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Statistics drawn on the fraction axis.
-FRACTION_STATISTICS = ("proportion", "km_estimate", "cumulative_incidence")
+from carkinetics.scenario.reference import FRACTION_STATISTICS  # drawn on the fraction axis
 #: Verdict -> (colour, legend label).
 VERDICT_STYLE = {True: ("tab:blue", "simulated: inside the reported interval"),
                  False: ("tab:red", "simulated: outside the reported interval"),
