@@ -242,8 +242,11 @@ class ChunkSimulator:
         """
         simulate_batch = self._simulate_batch
         times = self.scenario.times
+        # the engine's random streams (random events, stochastic states) are keyed by the
+        # run's seed and each patient's index in the cohort
         kwargs = dict(options=self.scenario.solver, t0=self.scenario.t0, n_threads=self.jobs,
-                      save_states=self.save_states, save_outputs=self.save_outputs)
+                      save_states=self.save_states, save_outputs=self.save_outputs, seed=self.design.seed)
+        index = np.asarray(draws.index, dtype=np.int64)
         sims = []
         seconds = 0.0
         for k, idx, ev_times, act_values in inputs:
@@ -253,11 +256,12 @@ class ChunkSimulator:
                 try:
                     simulate_batch(self.model, schedule, times, draws.parameters[idx[:2]],
                                    event_times=None if ev_times is None else ev_times[:2],
-                                   action_values=None if act_values is None else act_values[:2], **kwargs)
+                                   action_values=None if act_values is None else act_values[:2],
+                                   patient_index=index[idx[:2]], **kwargs)
                 finally:
                     kernel_ready.set()
             res = simulate_batch(self.model, schedule, times, draws.parameters[idx], event_times=ev_times,
-                                 action_values=act_values, **kwargs)
+                                 action_values=act_values, patient_index=index[idx], **kwargs)
             if kernel_ready is not None:
                 kernel_ready.set()
             seconds += _time.perf_counter() - ta
@@ -291,7 +295,7 @@ class ChunkSimulator:
 
         Covariates and variables; ``arm.NAME`` (1 in that arm, else 0); ``fired.EVENT`` (1 if an
         event of that name fired for the patient) and ``time_of.EVENT`` (the first time one did;
-        NaN if none did).
+        NaN if none did), for the scenario's events and the model's own (triggered, random).
 
         Parameters
         ----------
@@ -311,7 +315,7 @@ class ChunkSimulator:
         for k, arm in enumerate(self.design.arms):
             if arm.name != DEFAULT_ARM:
                 values[f"arm.{arm.name}"] = (draws.arm == k).astype(float)
-        names = list(dict.fromkeys(e.name for e in self.scenario.events))
+        names = list(dict.fromkeys([e.name for e in self.scenario.events] + list(self.model.event_names)))
         for name in names:
             values[f"fired.{name}"] = np.zeros(n)
             values[f"time_of.{name}"] = np.full(n, np.nan)
@@ -325,6 +329,11 @@ class ChunkSimulator:
                 first = values[f"time_of.{event.name}"][idx]
                 values[f"time_of.{event.name}"][idx] = np.where(fired, np.fmin(first, times[:, j]), first)
                 values[f"fired.{event.name}"][idx] = np.maximum(values[f"fired.{event.name}"][idx], fired)
+            for j, name in enumerate(self.model.event_names):
+                fired = res.model_event_count[:, j] > 0
+                first = values[f"time_of.{name}"][idx]
+                values[f"time_of.{name}"][idx] = np.where(fired, np.fmin(first, res.model_event_time[:, j]), first)
+                values[f"fired.{name}"][idx] = np.maximum(values[f"fired.{name}"][idx], fired)
         return values
 
     def chunk(self, start, stop, kernel_ready=None) -> Chunk:

@@ -12,6 +12,7 @@ constants of :mod:`~carkinetics.engine.constants`, and these files in this order
 ``system``   the model's right-hand side and Jacobian as the integrators see them
 ``tsit5``    Tsit5 tableau, a trial step in every lane at once, dense output
 ``rodas4``   RODAS4 tableau, a trial step, dense output, a lane's RODAS4 attempt
+``roots``    roots of an accepted step (model events, stochastic jumps), random streams
 ``events``   condition programs; events, outputs and segments at a lane's boundary
 ``lanes``    lane bookkeeping: patients entering and leaving lanes, step sizes
 ``driver``   the lane loop and the serial and parallel entry points

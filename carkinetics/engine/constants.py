@@ -39,6 +39,8 @@ ENGINE = _table(
     ("EVENT_MERGE_ULPS", 64.0, "events within this many units of rounding of the current time are applied "
                                "with those due now (more than the 16 of the smallest step allowed, so no "
                                "shorter segment is left)"),
+    ("ROOT_TIME_TOL", 1e-12, "a root (triggered event, random event, jump) is located to this relative time"),
+    ("MAX_CASCADE", 16, "rounds of triggered events that the actions of others (or a jump) set off at one time"),
 )
 
 #: Outcome of a patient's integration; the description is the message users see.
@@ -111,7 +113,17 @@ LANE_INTS = _table(
     ("I_NCHECK", 9, "accepted TSIT5 steps since the last Jacobian check"),
     ("I_FIRST_RODAS", 10, "no accepted RODAS step yet in this segment"),
     ("I_JACFRESH", 11, "the Jacobian in the lane's scratch is taken at the lane's (t, y)"),
-    ("N_LI", 12, "number of integer fields"),
+    ("I_ROOT", 12, "1: the last accepted step stopped at a root (model event, jump); its actions are due"),
+    ("I_RNG", 13, "random numbers the patient has drawn so far (the counter of its stream)"),
+    ("N_LI", 14, "number of integer fields"),
+)
+
+#: Kinds of root functions (model events and stochastic states, :mod:`carkinetics.model.model_events`).
+ROOT_KINDS = _table(
+    ("R_TRIGGER", 0, "a triggered model event: its expression crossed zero"),
+    ("R_HAZARD", 1, "a random model event: its cumulative hazard reached its Exp(1) draw"),
+    ("R_JUMP", 2, "a discrete stochastic state: its cumulative propensity reached its Exp(1) draw (a birth or a death)"),
+    ("R_RETURN", 3, "a continuous stochastic state fell to half its threshold: it becomes discrete"),
 )
 
 #: Every table, in the order the kernel defines them.
@@ -124,6 +136,7 @@ TABLES = (
     ("event action kinds", ACTIONS),
     ("per-lane bookkeeping: float fields (LF)", LANE_FLOATS),
     ("per-lane bookkeeping: integer fields (LI)", LANE_INTS),
+    ("kinds of root functions", ROOT_KINDS),
 )
 
 #: Fields of the kernel's input (``Problem``), each with what it holds.
@@ -149,6 +162,7 @@ PROBLEM_FIELDS = (
     ("max_steps", "largest number of step attempts per patient"),
     ("state_idx", "indices of the states saved"),
     ("output_idx", "indices of the outputs saved"),
+    ("rng_key", "(N,) uint64 key of each patient's random stream"),
 )
 
 #: Fields of the kernel's output (``Results``), filled in place.
@@ -159,6 +173,8 @@ RESULTS_FIELDS = (
     ("counters", "(N, N_COUNTERS) solver counters per patient"),
     ("applied", "(N, n_events) 1 where an event fired"),
     ("final", "(N, n_states) state at the end"),
+    ("mev_count", "(N, n_model_events) number of times each model event fired"),
+    ("mev_time", "(N, n_model_events) time of its first firing (NaN: never)"),
 )
 
 #: Status code -> message.

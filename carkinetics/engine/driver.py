@@ -86,7 +86,8 @@ def _run_range(start, stop, prob, res):
     for li in range(L):
         LI[li, I_PAT] = -1
     lanes = Lanes(Y, K, XS, PL, EXT, T, HS, TS, TS1, ACC, ERRN, FIN, NUM, DEN, ACPT, CHG, TNEW, LF, LI,
-                  np.zeros((L, max(n_ev, 1)), dtype=np.int64), np.zeros((L, n, n)), np.zeros((L, n)))
+                  np.zeros((L, max(n_ev, 1)), dtype=np.int64), np.zeros((L, n, n)), np.zeros((L, n)),
+                  np.zeros((max(N_ROOTS, 1), L)), np.zeros((L, max(N_ROOTS, 1)), dtype=np.bool_))
     work = _work_new(n_par, n_ev)
     JL = lanes.JL
     DFL = lanes.DFL
@@ -94,6 +95,7 @@ def _run_range(start, stop, prob, res):
     y1, p1, ext1, f0, ynew1, interp = work.y1, work.p1, work.ext1, work.f0, work.ynew1, work.interp
     g1, g2, g3, g4, g5, g6, ft, tmp1 = work.g1, work.g2, work.g3, work.g4, work.g5, work.g6, work.ft, work.tmp1
     cont3, cont4, v, w, LU, piv, otmp = work.cont3, work.cont4, work.v, work.w, work.LU, work.piv, work.otmp
+    GL, RHIT, gnew, gtmp, mev_count = lanes.GL, lanes.RHIT, work.gnew, work.gtmp, res.mev_count
     next_pat = start
     while True:
         active = 0
@@ -150,7 +152,9 @@ def _run_range(start, stop, prob, res):
                 _lane_rodas(li, Y, K, PL, EXT, T, LF, LI, JL, DFL, y1, p1, ext1, f0, g1, g2, g3, g4, g5, g6, ft,
                             tmp1, ynew1, cont3, cont4, interp, v, w, LU, piv, otmp, TS1, times, thr, atol, rtol,
                             method, hmax, max_steps, state_idx, output_idx, out_states, out_outputs, status,
-                            counters, final)
+                            counters, final, GL, RHIT, gnew, gtmp, mev_count)
+                if N_ROOTS > 0 and LI[li, I_PAT] >= 0 and LI[li, I_ROOT] == 1:
+                    _lane_at_root(li, lanes, work, prob, res)
                 if LI[li, I_PAT] >= 0 and T[li] >= LF[li, F_TEND]:
                     _lane_at_time(li, lanes, work, prob, res)
                 continue
@@ -174,6 +178,21 @@ def _run_range(start, stop, prob, res):
                 continue
             ACPT[li] = 1.0
             t_new = tend if LI[li, I_HIT] == 1 else t + h
+            if N_ROOTS > 0:
+                # a root crossed in the step: the lane stops there (the outputs up to it are
+                # still interpolated from this step)
+                for j in range(n_par):
+                    p1[j] = PL[j, li]
+                for i in range(n):
+                    ynew1[i] = YNEW[i, li]
+                s_root = _lane_roots(TSIT5, li, t, h, t_new, p1, ynew1, Y, K, y1, cont3, cont4, GL, RHIT, gnew,
+                                     gtmp, tmp1, mev_count, i_pat)
+                if s_root >= 0.0:
+                    LI[li, I_ROOT] = 1
+                    if s_root < (t_new - t) / h:
+                        t_new = t + s_root * h
+                        for i in range(n):
+                            YNEW[i, li] = tmp1[i]
             TNEW[li] = t_new
             # dense output for output times inside the step (strictly before the segment end)
             kout = LI[li, I_KOUT]
@@ -254,6 +273,10 @@ def _run_range(start, stop, prob, res):
             if CHG[li] > 0.0:
                 LI[li, I_INIT] = 1
                 LI[li, I_JACFRESH] = 0
+            if N_ROOTS > 0 and LI[li, I_ROOT] == 1:
+                _lane_at_root(li, lanes, work, prob, res)
+                if LI[li, I_PAT] < 0:
+                    continue
             if T[li] >= LF[li, F_TEND]:
                 _lane_at_time(li, lanes, work, prob, res)
 

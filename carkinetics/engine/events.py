@@ -122,6 +122,7 @@ def _lane_at_time(li, lanes, work, prob, res):
     n_ev = ev_time.shape[1]
     je = LI[li, I_JE]
     st = OK
+    terminal = False
     # events closer than a few rounding errors to t happen now: a segment that short
     # would end the patient with STEP_TOO_SMALL (two event times meant to coincide,
     # computed along different paths, such as 10 and 80 - 70.0 may differ by 1e-14)
@@ -133,6 +134,8 @@ def _lane_at_time(li, lanes, work, prob, res):
         g0 = je
         while je < n_ev and ev_time[i_pat, ORDER[li, je]] <= t_due:
             je += 1
+        if N_ROOTS > 0:  # the model's triggers before the events (see _after_jump)
+            model_roots(t, y1, p1, work.gnew)
         for g in range(g0, je):
             c = ev_cond[ORDER[li, g]]
             if c < 0:
@@ -169,6 +172,12 @@ def _lane_at_time(li, lanes, work, prob, res):
                         if ext1[j] == ALIVE:
                             ext1[j] = EXTINCT
                             ext1[N_STATES] += 1
+        if N_ROOTS > 0:
+            done = work.rdone
+            for r in range(N_ROOTS):
+                done[r] = False
+            terminal = _after_jump(li, i_pat, t, y1, p1, ext1, LI, lanes.RHIT, prob.rng_key[i_pat], res.mev_count,
+                                   res.mev_time, thr, work.gnew, work.gtmp, done)
         for i in range(N_STATES):
             if not (y1[i] - y1[i] == 0.0):
                 st = NON_FINITE
@@ -176,6 +185,16 @@ def _lane_at_time(li, lanes, work, prob, res):
     _lane_put(li, Y, PL, EXT, y1, p1, ext1)
     if st != OK:
         _lane_finish(li, st, Y, LI, res.out_states, res.out_outputs, res.status, res.final)
+        return
+    if N_ROOTS > 0 and terminal:
+        # values at this time are recorded (after the events), then the patient ends
+        kout = LI[li, I_KOUT]
+        while kout < times.shape[0] and times[kout] <= t:
+            _record(times[kout], y1, p1, i_pat, kout, prob.state_idx, prob.output_idx, res.out_states,
+                    res.out_outputs, work.otmp)
+            kout += 1
+        LI[li, I_KOUT] = kout
+        _lane_terminate(li, t, y1, p1, lanes, work, prob, res)
         return
     kout = LI[li, I_KOUT]
     while kout < times.shape[0] and times[kout] <= t:
@@ -191,6 +210,12 @@ def _lane_at_time(li, lanes, work, prob, res):
     if je < n_ev and ev_time[i_pat, ORDER[li, je]] < tend:
         tend = ev_time[i_pat, ORDER[li, je]]
     LF[li, F_TEND] = tend
+    _segment_restart(li, LF, LI)
+
+
+@njit(**_JIT)
+def _segment_restart(li, LF, LI):
+    """The lane starts integrating afresh from its (t, y): f, an initial step, controllers reset."""
     LF[li, F_H] = 0.0
     LF[li, F_LOGFAC] = LOGFAC0
     LI[li, I_INIT] = 2

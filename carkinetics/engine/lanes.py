@@ -32,6 +32,8 @@ Lanes = namedtuple("Lanes", [
     "ORDER",  # (LANES, n_events) the patient's events sorted by time
     "JL",  # (LANES, n, n) Jacobian
     "DFL",  # (LANES, n) time derivative of the right-hand side
+    "GL",  # (N_ROOTS, LANES) root functions at the lane's (t, y)
+    "RHIT",  # (LANES, N_ROOTS) roots crossed by the last accepted step, to act on
 ])
 Work = namedtuple("Work", [
     "y1", "p1", "ext1",  # state, parameters and life cycle of the lane being handled
@@ -42,6 +44,8 @@ Work = namedtuple("Work", [
     "otmp",  # outputs
     "stack",  # condition programs
     "cond",  # conditions of the events due now
+    "gnew", "gtmp",  # root functions at the end of a step and inside it
+    "rdone",  # roots that acted at the current time (each acts once per time)
 ])
 
 LOGFAC0 = 0.04 * math.log(1e-4)  # PI controller memory at the start of a segment
@@ -60,7 +64,8 @@ def _work_new(n_par, n_ev):
         np.zeros((n, n)), np.zeros(n, dtype=np.int64),
         np.zeros(max(N_OUTPUTS, 1)),
         np.zeros(64),
-        np.zeros(max(n_ev, 1), dtype=np.bool_))
+        np.zeros(max(n_ev, 1), dtype=np.bool_),
+        np.zeros(max(N_ROOTS, 1)), np.zeros(max(N_ROOTS, 1)), np.zeros(max(N_ROOTS, 1), dtype=np.bool_))
 
 
 @njit(**_JIT)
@@ -115,6 +120,8 @@ def _lane_start(li, i_pat, lanes, work, prob, res):
     for j in range(p1.shape[0]):
         p1[j] = params[i_pat, j]
     model_initial(p1, y1)
+    if N_ROOTS > 0:
+        _init_dynamics(li, i_pat, y1, p1, LI, prob.rng_key[i_pat], res.mev_count, res.mev_time)
     _init_life(y1, ext1, prob.thr)
     for c in range(N_COUNTERS):
         counters[i_pat, c] = 0
@@ -165,6 +172,11 @@ def _lanes_init(nl, lanes, work, prob, res):
         counters[i_pat, C_RHS] += 1
         for i in range(N_STATES):
             K[0, i, li] = f0[i]
+        if N_ROOTS > 0:
+            gl = lanes.GL
+            model_roots(T[li], y1, p1, work.gnew)
+            for r in range(N_ROOTS):
+                gl[r, li] = work.gnew[r]
         if LI[li, I_INIT] == 2:
             order = 5.0 if LI[li, I_MODE] == TSIT5 else 4.0
             LF[li, F_H] = _initial_step(T[li], LF[li, F_TEND], y1, f0, p1, ext1, rtol, atol, tmp1, f1, order)

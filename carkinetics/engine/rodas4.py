@@ -116,7 +116,8 @@ def _rodas_interp(s, y, ynew, cont3, cont4, out):
 @njit(**_JIT)
 def _lane_rodas(li, Y, K, PL, EXT, T, LF, LI, JL, DFL, y1, p1, ext1, f0, g1, g2, g3, g4, g5, g6, ft, tmp1,
                 ynew1, cont3, cont4, interp, v, w, LU, piv, otmp, TS1, times, thr, atol, rtol, method, hmax,
-                max_steps, state_idx, output_idx, out_states, out_outputs, status, counters, final):
+                max_steps, state_idx, output_idx, out_states, out_outputs, status, counters, final, GL, RHIT, gnew,
+                gtmp, mev_count):
     """One RODAS4 attempt for the lane (scalar), with its bookkeeping.
 
     Runs at every step of a stiff patient: its arrays come one by one, not as the named
@@ -165,10 +166,21 @@ def _lane_rodas(li, Y, K, PL, EXT, T, LF, LI, JL, DFL, y1, p1, ext1, f0, g1, g2,
             _lane_finish(li, NON_FINITE, Y, LI, out_states, out_outputs, status, final)
             return
     t_new = tend if LI[li, I_HIT] == 1 else t + h
+    t_step = t_new  # the end of the step taken (outputs interpolate in it even when a root stops the lane earlier)
+    s_root = -1.0
+    if N_ROOTS > 0:
+        s_root = _lane_roots(RODAS, li, t, h, t_new, p1, ynew1, Y, K, y1, cont3, cont4, GL, RHIT, gnew, gtmp, tmp1,
+                             mev_count, i_pat)
+        if s_root >= 0.0:
+            LI[li, I_ROOT] = 1
+            if s_root < (t_new - t) / h:
+                t_new = t + s_root * h
+            else:
+                s_root = -1.0  # the root is at the end of the step: the state there is ynew1
     kout = LI[li, I_KOUT]
     while kout < times.shape[0] and times[kout] <= t_new and times[kout] < tend:
         tau = times[kout]
-        if tau == t_new:
+        if tau == t_step:
             for i in range(n):
                 interp[i] = ynew1[i]
         else:
@@ -180,6 +192,9 @@ def _lane_rodas(li, Y, K, PL, EXT, T, LF, LI, JL, DFL, y1, p1, ext1, f0, g1, g2,
         _record(tau, interp, p1, i_pat, kout, state_idx, output_idx, out_states, out_outputs, otmp)
         kout += 1
     LI[li, I_KOUT] = kout
+    if s_root >= 0.0:
+        for i in range(n):
+            ynew1[i] = tmp1[i]
     for i in range(n):
         if thr[i] > 0.0:
             if ext1[i] == ALIVE:

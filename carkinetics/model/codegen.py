@@ -29,7 +29,7 @@ from carkinetics.model import expressions as ex
 _ENGINE_DIR = Path(__file__).resolve().parent.parent / "engine"
 #: Source files of the engine, in the order the kernel module concatenates them (after the
 #: model's functions and the constants of :mod:`carkinetics.engine.constants`).
-ENGINE_FILES = ("jit.py", "vmath.py", "linalg.py", "system.py", "tsit5.py", "rodas4.py", "events.py",
+ENGINE_FILES = ("jit.py", "vmath.py", "linalg.py", "system.py", "tsit5.py", "rodas4.py", "roots.py", "events.py",
                 "lanes.py", "driver.py")
 _ENGINE_MARK = "# ---------------------------------------------------------------------- engine"
 _lock = threading.Lock()
@@ -362,6 +362,82 @@ def _write_outputs(out, model, rename) -> None:
     out.add("")
 
 
+def _int_array(values) -> str:
+    return f"np.array({[int(v) for v in values] or [0]!r}, dtype=np.int64)"
+
+
+def _float_array(values) -> str:
+    return f"np.array({[float(v) for v in values] or [0.0]!r}, dtype=np.float64)"
+
+
+def _write_dynamics(out, model, ks, rename) -> None:
+    """Root functions, model events and jump propensities of a model with events or stochastic
+    states (:func:`carkinetics.model.model_events.kernel_system`); empty stubs otherwise, which
+    the engine never calls (its code for them is removed at compile time: ``N_ROOTS == 0``)."""
+    events = list(model.events.values()) if ks is not None else []
+    roots = ks.roots if ks is not None else ()
+    stoch = ks.stochastic if ks is not None else ()
+    clocks = ks.event_clock if ks is not None else ()
+    out.add("# model events, stochastic states and their root functions (carkinetics.model.model_events)",
+            f"N_ROOTS = {len(roots)}", f"N_MODEL_EVENTS = {len(events)}", f"N_STOCH = {len(stoch)}",
+            f"AFTER_TERMINAL_HOLD = {model.after_terminal == 'hold'}",
+            f"ROOT_KIND = {_int_array(r[0] for r in roots)}", f"ROOT_DIR = {_int_array(r[1] for r in roots)}",
+            f"ROOT_REF = {_int_array(r[2] for r in roots)}",
+            f"EVENT_REPEAT = {_int_array(e.repeat for e in events)}",
+            f"EVENT_TERMINAL = {_int_array(e.terminal for e in events)}",
+            f"EVENT_CLOCK_STATE = {_int_array(c[0] for c in clocks)}",
+            f"EVENT_CLOCK_PARAM = {_int_array(c[1] for c in clocks)}",
+            f"STOCH_STATE = {_int_array(q[0] for q in stoch)}", f"STOCH_BELOW = {_float_array(q[1] for q in stoch)}",
+            f"STOCH_MODE = {_int_array(q[2] for q in stoch)}", f"STOCH_CLOCK = {_int_array(q[3] for q in stoch)}",
+            f"STOCH_DRAW = {_int_array(q[4] for q in stoch)}", "")
+    # roots
+    out.add('@njit(cache=True, error_model="numpy", nogil=True)', "def model_roots(t, y, p, g):")
+    root_exprs = [r[3] for r in roots]
+    need = _needed(_names_of(root_exprs), model)
+    out.add(*_preamble(model, rename, _names_of(root_exprs + [model.expressions[n] for n in need])))
+    for n in need:
+        out.put(f"    {rename(n)} = {_scalar_source(model.expressions[n], rename)}", f"expressions.{n}")
+    for r, e in enumerate(root_exprs):
+        out.add(f"    g[{r}] = {_scalar_source(e, rename)}")
+    out.add("    return", "")
+    # actions of model events
+    out.add('@njit(cache=True, error_model="numpy", nogil=True)', "def model_apply_event(k, t, y, p):",
+            "    # action values are evaluated on the state before the event, then applied in order")
+    state_index = {n: i for i, n in enumerate(model.state_names)}
+    param_index = {n: i for i, n in enumerate(model.parameter_names)}
+    for k, event in enumerate(events):
+        if not event.actions:
+            continue
+        values = [a[2] for a in event.actions]
+        out.add(f"    if k == {k}:  # {_inert(event.name)}")
+        need = _needed(_names_of(values), model)
+        out.add(*_preamble(model, rename, _names_of(values + [model.expressions[n] for n in need]), "        "))
+        for n in need:
+            out.put(f"        {rename(n)} = {_scalar_source(model.expressions[n], rename)}", f"expressions.{n}")
+        for a, (kind, target, value) in enumerate(event.actions):
+            out.put(f"        v{a} = {_scalar_source(value, rename)}", f"events.{event.name}.{kind}.{target}")
+        for a, (kind, target, _value) in enumerate(event.actions):
+            if kind == "set_parameter":
+                out.add(f"        p[{param_index[target]}] = v{a}")
+            else:
+                i = state_index[target]
+                op = {"add": f"y[{i}] + v{a}", "multiply": f"y[{i}] * v{a}", "set": f"v{a}"}[kind]
+                out.add(f"        y[{i}] = {op}")
+    out.add("    return", "")
+    # jump propensities of stochastic states
+    out.add('@njit(cache=True, error_model="numpy", nogil=True)', "def model_propensities(q, t, y, p):")
+    for q, st in enumerate(model.stochastic.values() if ks is not None else []):
+        exprs = [st.gain, st.loss]
+        need = _needed(_names_of(exprs), model)
+        out.add(f"    if q == {q}:  # {_inert(st.name)}")
+        out.add(*_preamble(model, rename, _names_of(exprs + [model.expressions[n] for n in need]), "        "))
+        for n in need:
+            out.put(f"        {rename(n)} = {_scalar_source(model.expressions[n], rename)}", f"expressions.{n}")
+        out.put(f"        return {_scalar_source(st.gain, rename)}, {_scalar_source(st.loss, rename)}",
+                f"states.{st.name}.stochastic")
+    out.add("    return 0.0, 0.0", "")
+
+
 def generate_source(model) -> str:
     """Full text of the kernel module of ``model``.
 
@@ -382,6 +458,9 @@ def generate_source(model) -> str:
         If a name of the model cannot enter code, or an expression's generated code is
         too deeply nested or too large for Python to compile.
     """
+    ks = model.kernel_system()
+    if ks is not None:
+        model = ks.model
     rename = _mangle(model)
     deps = _dependencies(model)
     uses_t = any("t" in ex.names(e) for e in model.odes.values()) or any(
@@ -394,6 +473,7 @@ def generate_source(model) -> str:
     _write_jacobian(out, model, rename, deps, rhs_exprs, used, uses_t)
     _write_initial(out, model, rename)
     _write_outputs(out, model, rename)
+    _write_dynamics(out, model, ks, rename)
     out.add(_ENGINE_MARK)
     head = "\n".join(out.lines)
     _check_generated(model, head, out.lines, out.keys)

@@ -24,6 +24,8 @@ import numpy as np
 
 from carkinetics.model import expressions as ex
 from carkinetics.model.interventions import parse_interventions
+from carkinetics.model.model_events import (KernelSystem, check_terminal, kernel_system, nonnegative_names,
+                                             parse_model_events, parse_stochastic)
 from carkinetics.model.residual_error import parse_residual_error_section
 from carkinetics.errors import (CarKineticsError, ExpressionError, ModelFileError, ProblemCollector, is_number,
                                 printable, suggestion)
@@ -35,13 +37,15 @@ MAX_MODEL_NAME_LENGTH = 200
 #: Whole numbers in a model file must fit a 64-bit integer.
 MAX_INTEGER = 2**63 - 1
 
-_MODEL_KEYS = {"name", "description", "time_unit", "references", "notes", "version", "breakpoints"}
-_STATE_KEYS = {"unit", "description", "initial", "extinction", "atol", "notes"}
+_MODEL_KEYS = {"name", "description", "time_unit", "references", "notes", "version", "breakpoints",
+               "after_terminal"}
+_STATE_KEYS = {"unit", "description", "initial", "extinction", "atol", "notes", "stochastic"}
 _PARAM_KEYS = {"value", "unit", "description", "symbol", "source", "bounds", "iiv_log_sd", "status", "notes"}
 _EXPR_KEYS = {"expression", "unit", "description", "notes"}
 _OUTPUT_KEYS = {"expression", "unit", "description", "notes", "reference"}
 _REFERENCE_KEYS = {"value", "label"}
-_TOP_KEYS = {"model", "states", "parameters", "expressions", "odes", "outputs", "interventions", "residual_error"}
+_TOP_KEYS = {"model", "states", "parameters", "expressions", "odes", "outputs", "interventions", "residual_error",
+              "events"}
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,12 @@ class Model:
     interventions: dict = field(default_factory=dict)
     #: Residual error of observed outputs (:mod:`carkinetics.model.residual_error`), by output.
     residual_errors: dict = field(default_factory=dict)
+    #: Triggered and random events of the model (:mod:`carkinetics.model.model_events`), by name.
+    events: dict = field(default_factory=dict)
+    #: States counted exactly while small (:class:`~carkinetics.model.model_events.Stochastic`), by state.
+    stochastic: dict = field(default_factory=dict)
+    #: What saved values after a terminal event are: ``"nan"`` or ``"hold"``.
+    after_terminal: str = "nan"
     source_text: str = field(repr=False, default="")
     _kernel: object = field(default=None, repr=False, compare=False)
 
@@ -128,6 +138,21 @@ class Model:
     def output_names(self) -> tuple[str, ...]:
         """Names of the outputs, in model-file order."""
         return tuple(o.name for o in self.outputs)
+
+    @property
+    def event_names(self) -> tuple[str, ...]:
+        """Names of the model's own events (``[events]``), in model-file order."""
+        return tuple(self.events)
+
+    @property
+    def stochastic_states(self) -> tuple[str, ...]:
+        """Names of the states counted exactly while small."""
+        return tuple(self.stochastic)
+
+    @property
+    def is_stochastic(self) -> bool:
+        """Whether a simulation of this model draws random numbers (random events or stochastic states)."""
+        return bool(self.stochastic) or any(e.kind == "hazard" for e in self.events.values())
 
     @property
     def n_states(self) -> int:
@@ -283,6 +308,17 @@ class Model:
 
     # -- kernel -----------------------------------------------------------------------
     @property
+    def has_dynamics(self) -> bool:
+        """Whether the model has its own events or stochastic states (its kernel then finds roots)."""
+        return bool(self.events) or bool(self.stochastic)
+
+    def kernel_system(self) -> KernelSystem | None:
+        """The ODE system the kernel integrates, with hidden clocks and draws, and its roots
+        (:func:`carkinetics.model.model_events.kernel_system`); None for a model without
+        events or stochastic states (the kernel integrates the model as it is)."""
+        return kernel_system(self, State, Parameter) if self.has_dynamics else None
+
+    @property
     def kernel(self) -> object:
         """The compiled numba module of this model (built and cached on first use)."""
         if self._kernel is None:
@@ -389,7 +425,10 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
     states_t = _table(data.get("states"), "states", errs, required=True)
     params_t = _table(data.get("parameters", {}), "parameters", errs)
     exprs_t = _table(data.get("expressions", {}), "expressions", errs)
-    odes_t = _table(data.get("odes"), "odes", errs, required=True)
+    stochastic_t = {nm: spec["stochastic"] for nm, spec in states_t.items()
+                    if isinstance(spec, dict) and "stochastic" in spec}
+    odes_t = _table(data.get("odes", {} if stochastic_t and len(stochastic_t) == len(states_t) else None),
+                    "odes", errs, required=True)
     outs_t = _table(data.get("outputs", {}), "outputs", errs)
 
     _check_names((("states", states_t), ("parameters", params_t), ("expressions", exprs_t),
@@ -406,10 +445,21 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
                and len(parameters) == len(params_t) else None)
     breakpoints = _breakpoints(meta, param_names, typical, errs)
     expressions = _expressions(exprs_t, state_names, param_names, errs)
-    odes = _odes(odes_t, state_names, set(state_names) | set(param_names) | set(exprs_t), errs)
+    known = set(state_names) | set(param_names) | set(exprs_t)
+    odes = _odes(odes_t, state_names, known, errs, stochastic=set(stochastic_t))
     states = _states(states_t, param_names, typical, errs)
-    outputs = _outputs(outs_t, set(state_names) | set(param_names) | set(exprs_t), errs)
+    outputs = _outputs(outs_t, known, errs)
+    nonneg = nonnegative_names(states, parameters, expressions)
+    stochastic = {}
+    for nm, spec in stochastic_t.items():
+        st = parse_stochastic(spec, f"states.{nm}.stochastic", nm, known, nonneg, errs)
+        if st is not None:
+            stochastic[nm] = st
+            odes[nm] = ex.sub(st.gain, st.loss)
     interventions = parse_interventions(data.get("interventions", {}), state_names, param_names, errs)
+    events = parse_model_events(data.get("events", {}), state_names, param_names, known,
+                                {o.name: o.expression for o in outputs}, nonneg, errs, interventions)
+    after_terminal = check_terminal(meta, events, errs)
     residual_errors = parse_residual_error_section(data.get("residual_error", {}), list(outs_t), errs)
 
     errs.raise_if_any()
@@ -427,6 +477,9 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         breakpoints=tuple(breakpoints),
         interventions=interventions,
         residual_errors=residual_errors,
+        events=events,
+        stochastic=stochastic,
+        after_terminal=after_terminal,
         source_text=text,
     )
 
@@ -573,19 +626,23 @@ def _expressions(exprs_t: dict, state_names: list, param_names: list, errs) -> d
     return expressions
 
 
-def _odes(odes_t: dict, state_names: list, known: set, errs) -> dict:
-    """``[odes]`` parsed: one right-hand side per declared state, no other."""
+def _odes(odes_t: dict, state_names: list, known: set, errs, stochastic=frozenset()) -> dict:
+    """``[odes]`` parsed: one right-hand side per declared state that is not stochastic, no other."""
     odes: dict[str, ex.Expr] = {}
     for nm, text in odes_t.items():
         key = f"odes.{nm}"
         if nm not in state_names:
             errs.unknown_name(key, nm, state_names, "a declared state")
             continue
+        if nm in stochastic:
+            errs.add(key, f"state '{nm}' is stochastic: its right-hand side is gain - loss of "
+                          f"states.{nm}.stochastic; remove it from [odes]")
+            continue
         parsed = _parse(text, key, known, errs)
         if parsed is not None:
             odes[nm] = parsed
     for nm in state_names:
-        if nm not in odes_t:
+        if nm not in odes_t and nm not in stochastic:
             errs.add(f"odes.{nm}", f"state '{nm}' has no right-hand side in [odes]")
     return odes
 
@@ -603,9 +660,13 @@ def _states(states_t: dict, param_names: list, typical, errs) -> list:
         desc = _string(spec, "description", key, errs, required=True)
         _string(spec, "notes", key, errs)
         initial = _initial_value(spec.get("initial", 0.0), f"{key}.initial", param_names, typical, errs)
-        default_thr = 1.0 if (unit or "").strip().lower() in ("cells", "cell") else 0.0
+        default_thr = 1.0 if (unit or "").strip().lower() in ("cells", "cell") and "stochastic" not in spec else 0.0
         thr = spec.get("extinction", default_thr)
-        if not is_number(thr) or thr < 0:
+        if "stochastic" in spec and is_number(thr) and thr > 0:
+            errs.add(f"{key}.extinction", "a stochastic state has no extinction threshold: it dies out when its "
+                                          "count reaches 0 (remove extinction or set it to 0)")
+            thr = 0.0
+        elif not is_number(thr) or thr < 0:
             errs.add(f"{key}.extinction", f"expected a threshold >= 0 (0 disables extinction), got {thr!r}")
             thr = 0.0
         atol = spec.get("atol")

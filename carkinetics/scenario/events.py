@@ -192,11 +192,12 @@ def parse_event_section(raw, context) -> list:
     """The ``[[events]]`` section's parser (see :data:`~carkinetics.scenario.schema.SECTIONS`).
 
     Records the events' names in ``context.protocol_events``, for the endpoints that read
-    ``fired.NAME`` and ``time_of.NAME``.
+    ``fired.NAME`` and ``time_of.NAME``, followed by the model's own events (``[events]`` of
+    the model file: triggered and random events), which endpoints read the same way.
     """
     events = parse_events(raw, context.model, context.times, context.t0, context.errors,
                           set(context.model.parameter_names) | set(context.event_names), set(context.arm_names))
-    context.protocol_events = list(dict.fromkeys(e.name for e in events))
+    context.protocol_events = list(dict.fromkeys([e.name for e in events] + list(context.model.event_names)))
     context.event_time_names = {n for e in events for n in ex.names(e.time)}
     return events
 

@@ -49,6 +49,10 @@ class Trajectory:
     counters: np.ndarray = field(default_factory=lambda: np.zeros(len(COUNTER_NAMES), dtype=np.int64))
     events_applied: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     event_names: list[str] = field(default_factory=list)
+    #: Number of times each of the model's own events (``model.event_names``) fired.
+    model_event_count: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: Time each model event first fired (NaN: never).
+    model_event_time: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def message(self) -> str:
@@ -135,6 +139,15 @@ class BatchResult:
     events_applied: np.ndarray
     final_states: np.ndarray
     event_names: list[str] = field(default_factory=list)
+    #: (N, n_model_events) number of times each of the model's own events (``model.event_names``) fired.
+    model_event_count: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    #: (N, n_model_events) time each model event first fired (NaN: never).
+    model_event_time: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    @property
+    def model_event_names(self) -> tuple[str, ...]:
+        """Names of the model's own events, the columns of :attr:`model_event_count` and :attr:`model_event_time`."""
+        return self.model.event_names
 
     @property
     def n_patients(self) -> int:

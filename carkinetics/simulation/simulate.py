@@ -142,7 +142,7 @@ def _set_threads(n_threads):
 
 def simulate(model: Model, events: Schedule | Event | Iterable[Event] | None = None, times: ArrayLike | None = None,
              parameters: Mapping[str, float] | ArrayLike | None = None, options: SolverOptions | None = None,
-             t0: float | None = None) -> Trajectory:
+             t0: float | None = None, seed: int = 0) -> Trajectory:
     """Simulate CAR-T cell kinetics for one patient and one schedule of events.
 
     Parameters
@@ -163,6 +163,9 @@ def simulate(model: Model, events: Schedule | Event | Iterable[Event] | None = N
         Start of integration (initial values apply here). Default: day 0, or the first
         output time or event if one is earlier (output times that start later, e.g.
         observation days, do not move the start).
+    seed : int, optional
+        Seed of the random stream of a model with random events or stochastic states (the
+        patient is patient 0 of that seed, as in :func:`simulate_batch`).
 
     Returns
     -------
@@ -186,10 +189,11 @@ def simulate(model: Model, events: Schedule | Event | Iterable[Event] | None = N
     """
     options = options or SolverOptions()
     p = _parameter_vector(model, parameters)
-    batch = simulate_batch(model, events, times, p[None, :], options=options, t0=t0, n_threads=1)
+    batch = simulate_batch(model, events, times, p[None, :], options=options, t0=t0, n_threads=1, seed=seed)
     status = int(batch.status[0])
     traj = Trajectory(model, batch.times, batch.states[0], batch.outputs[0], p, status,
-                      batch.counters[0].copy(), batch.events_applied[0].astype(bool), batch.event_names)
+                      batch.counters[0].copy(), batch.events_applied[0].astype(bool), batch.event_names,
+                      batch.model_event_count[0].copy(), batch.model_event_time[0].copy())
     if status != 0 and options.raise_on_failure:
         t_fail = batch.times[np.argmax(np.isnan(batch.states[0]).any(axis=1))]
         where = f"{options.source}: " if getattr(options, "source", "") else ""
@@ -204,7 +208,7 @@ def simulate_batch(model: Model, events: Schedule | Event | Iterable[Event] | No
                    action_values: ArrayLike | None = None, options: SolverOptions | None = None,
                    t0: float | None = None, n_threads: int | None = None,
                    save_states: bool | Sequence[str] = True, save_outputs: bool | Sequence[str] = True,
-                   block: int | None = None) -> BatchResult:
+                   block: int | None = None, seed: int = 0, patient_index: ArrayLike | None = None) -> BatchResult:
     """Simulate N patients in parallel on all cores.
 
     Parameters
@@ -234,6 +238,13 @@ def simulate_batch(model: Model, events: Schedule | Event | Iterable[Event] | No
         Which states and outputs to keep at the output times (all by default).
         Memory is N x n_times x (saved variables) doubles; nothing else grows with
         the number of steps.
+    seed : int, optional
+        Seed of the random streams of a model with random events or stochastic states
+        (ignored by a deterministic model).
+    patient_index : array_like of int, shape (N,), optional
+        Each patient's index in its cohort (default ``0..N-1``): patient ``i`` draws from the
+        stream of ``(seed, patient_index[i])``, so a patient simulated alone or in any chunk
+        of a cohort gets the same numbers.
 
     Returns
     -------
@@ -253,25 +264,72 @@ def simulate_batch(model: Model, events: Schedule | Event | Iterable[Event] | No
     s_idx = _select(model.state_names, save_states, "a state")
     o_idx = _select(model.output_names, save_outputs, "an output")
     _check_result_size(n_pat, len(times), len(s_idx) + len(o_idx))
-    thr = model.extinction_thresholds() if options.extinction else np.zeros(model.n_states)
-    atol = options.atol_vector(model)
+    system = model.kernel_system().model if model.has_dynamics else model
+    thr = system.extinction_thresholds() if options.extinction else np.zeros(system.n_states)
+    atol = options.atol_vector(system)
+    keys = random_keys(seed, n_pat if patient_index is None else patient_index, n_pat)
     kernel = model.kernel
+    kparams = params
+    if system is not model:
+        kparams = np.zeros((n_pat, system.n_parameters))
+        kparams[:, :model.n_parameters] = params
+    n_mev = len(model.events)
     prob = kernel.Problem(
-        t0=float(t0), times=times, params=params, ev_time=ev_time, ev_cond=table.cond,
+        t0=float(t0), times=times, params=kparams, ev_time=ev_time, ev_cond=table.cond,
         act_start=table.act_start, act_kind=table.act_kind, act_target=table.act_target,
         act_value=np.ascontiguousarray(act_value, dtype=float), prog_code=table.prog_code,
         prog_const=table.prog_const, prog_start=table.prog_start, prog_cstart=table.prog_cstart,
         thr=thr, atol=atol, rtol=float(options.rtol), method=int(options.method_code),
         hmax=float(options.max_step if math.isfinite(options.max_step) else 1e300),
-        max_steps=int(options.max_steps), state_idx=s_idx, output_idx=o_idx)
+        max_steps=int(options.max_steps), state_idx=s_idx, output_idx=o_idx, rng_key=keys)
     res = kernel.Results(
         out_states=np.empty((n_pat, len(times), len(s_idx))), out_outputs=np.empty((n_pat, len(times), len(o_idx))),
         status=np.zeros(n_pat, dtype=np.int64), counters=np.zeros((n_pat, len(COUNTER_NAMES)), dtype=np.int64),
-        applied=np.zeros((n_pat, ev_time.shape[1]), dtype=np.int8), final=np.zeros((n_pat, model.n_states)))
+        applied=np.zeros((n_pat, ev_time.shape[1]), dtype=np.int8), final=np.zeros((n_pat, system.n_states)),
+        mev_count=np.zeros((n_pat, max(n_mev, 1)), dtype=np.int64), mev_time=np.full((n_pat, max(n_mev, 1)), np.nan))
     _run_kernel(kernel, prob, res, n_threads, block)
     return BatchResult(model, times, params, res.out_states, res.out_outputs,
                        tuple(model.state_names[i] for i in s_idx), tuple(model.output_names[i] for i in o_idx),
-                       res.status, res.counters, res.applied[:, :n_events].astype(bool), res.final, table.names)
+                       res.status, res.counters, res.applied[:, :n_events].astype(bool),
+                       res.final[:, :model.n_states], table.names, res.mev_count[:, :n_mev], res.mev_time[:, :n_mev])
+
+
+def random_keys(seed: int, patient_index, n_pat: int) -> np.ndarray:
+    """Keys of the patients' random streams: SplitMix64 of the seed's key and each patient index.
+
+    Parameters
+    ----------
+    seed : int
+        The run's seed (any integer; reduced modulo 2**64).
+    patient_index : int or array_like of int
+        The patients' indices in their cohort, or N for ``0..N-1``.
+    n_pat : int
+        Number of patients (the length ``patient_index`` must have).
+
+    Returns
+    -------
+    ndarray of uint64, shape (N,)
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise SimulationInputError(f"`seed` must be an integer, got {seed!r}")
+    if np.ndim(patient_index) == 0:
+        index = np.arange(int(patient_index), dtype=np.uint64)
+    else:
+        raw = np.asarray(patient_index)
+        if raw.shape != (n_pat,) or not np.issubdtype(raw.dtype, np.integer) or (raw < 0).any():
+            raise SimulationInputError(f"`patient_index` must be {n_pat} integers >= 0, got shape {raw.shape}")
+        index = raw.astype(np.uint64)
+    base = _splitmix(np.array([int(seed) % 2**64], dtype=np.uint64) ^ np.uint64(0x5DEECE66D))[0]
+    with np.errstate(over="ignore"):
+        return _splitmix(base + (index + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15))
+
+
+def _splitmix(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's output function (Steele, Lea & Flood 2014), elementwise on uint64."""
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
 
 
 def _parameter_matrix(model, parameters) -> np.ndarray:

@@ -56,6 +56,15 @@ def cases(root):
         "status": batch.status.tolist(), "counters": batch.counters.tolist(),
         "kernel": type(multiphasic.kernel.run_serial).__name__,
     }
+    # random jumps (a stochastic state), a triggered event: the same random numbers and roots
+    bd = load_model(f"{root}/models/examples/birth_death.toml")
+    batch = simulate_batch(bd, [], np.linspace(0.0, 15.0, 16), np.tile(bd.parameter_vector(None), (6, 1)),
+                           n_threads=1, seed=11)
+    out["birth_death/batch"] = {
+        "states": batch.states.tolist(), "outputs": batch.outputs.tolist(),
+        "status": batch.status.tolist(), "counters": batch.counters.tolist(),
+        "kernel": type(bd.kernel.run_serial).__name__,
+    }
     return out
 '''
 
