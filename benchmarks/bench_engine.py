@@ -19,6 +19,10 @@ Radau reference (rtol 1e-10) over a subset of patients, every output time and ev
 state above one cell. The work-precision table lists error and time per tolerance;
 the throughput table compares each peer at the loosest tolerance that reaches 1e-4.
 
+The run ends with the rows of ``bench_stochastic.py`` for the example models with random
+births and deaths (``models/examples/birth_death.toml``, ``logistic_escape.toml``), in
+patients per second.
+
 Usage::
 
     python benchmarks/bench_engine.py              # full run (about 15 minutes on 2 cores)
@@ -435,6 +439,13 @@ def main(argv=None):
     if "scipy_patients_per_s" in report:
         ratios["scipy LSODA"] = last["engine_2threads"] / report["scipy_patients_per_s"]
     report["ratios"] = ratios
+
+    # ---- models with random events and stochastic states (rows of bench_stochastic.py)
+    from bench_stochastic import birth_death, logistic_escape
+
+    print("models with stochastic states (patients/s):", flush=True)
+    report["stochastic"] = [birth_death(2_000 if quick else 20_000, 1 if quick else 2),
+                            logistic_escape(500 if quick else 5_000, 1 if quick else 2)]
 
     # ---- compile / load, memory
     cold, warm = compile_and_load_times()

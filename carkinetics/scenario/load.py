@@ -222,8 +222,9 @@ def scenario_from_dict(data: dict, path) -> Scenario:
     solver = _parse_solver(data.get("solver", {}), model, errs)
 
     # the other sections, in schema order; sections parsed together share one attribute
+    # endpoints read the model's own events (fired.NAME, time_of.NAME) with or without [[events]]
     context = SectionContext(model=model, path=path, errors=errs, times=times, t0=t0, parameters=overrides,
-                             tables=data)
+                             tables=data, protocol_events=list(model.event_names))
     parsed = {}
     for section in SECTIONS:
         imported = section.attribute == "endpoints" and context.vocabulary_tables  # endpoints from [vocabulary]
