@@ -40,6 +40,7 @@ ENGINE = _table(
                                "with those due now (more than the 16 of the smallest step allowed, so no "
                                "shorter segment is left)"),
     ("ROOT_TIME_TOL", 1e-12, "a root (triggered event, random event, jump) is located to this relative time"),
+    ("RETURN_FRACTION", 0.5, "a continuous stochastic state becomes discrete again at this fraction of its threshold"),
     ("MAX_CASCADE", 16, "rounds of triggered events that the actions of others (or a jump) set off at one time"),
 )
 

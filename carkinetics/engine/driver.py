@@ -155,6 +155,8 @@ def _run_range(start, stop, prob, res):
                             counters, final, GL, RHIT, gnew, gtmp, mev_count)
                 if N_ROOTS > 0 and LI[li, I_PAT] >= 0 and LI[li, I_ROOT] == 1:
                     _lane_at_root(li, lanes, work, prob, res)
+                elif N_ROOTS > 0 and LI[li, I_PAT] >= 0 and LI[li, I_INIT] == 1:  # extinction at the step end
+                    _lane_after_clip(li, lanes, work, prob, res)
                 if LI[li, I_PAT] >= 0 and T[li] >= LF[li, F_TEND]:
                     _lane_at_time(li, lanes, work, prob, res)
                 continue
@@ -275,6 +277,10 @@ def _run_range(start, stop, prob, res):
                 LI[li, I_JACFRESH] = 0
             if N_ROOTS > 0 and LI[li, I_ROOT] == 1:
                 _lane_at_root(li, lanes, work, prob, res)
+                if LI[li, I_PAT] < 0:
+                    continue
+            elif N_ROOTS > 0 and CHG[li] > 0.0:  # extinction at the step end: a jump triggers may see
+                _lane_after_clip(li, lanes, work, prob, res)
                 if LI[li, I_PAT] < 0:
                     continue
             if T[li] >= LF[li, F_TEND]:

@@ -176,6 +176,7 @@ def _lane_at_time(li, lanes, work, prob, res):
             done = work.rdone
             for r in range(N_ROOTS):
                 done[r] = False
+            _regimes(li, y1, p1, LI, prob.rng_key[i_pat])
             terminal = _after_jump(li, i_pat, t, y1, p1, ext1, LI, lanes.RHIT, prob.rng_key[i_pat], res.mev_count,
                                    res.mev_time, thr, work.gnew, work.gtmp, done)
         for i in range(N_STATES):

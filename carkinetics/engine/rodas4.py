@@ -195,6 +195,7 @@ def _lane_rodas(li, Y, K, PL, EXT, T, LF, LI, JL, DFL, y1, p1, ext1, f0, g1, g2,
     if s_root >= 0.0:
         for i in range(n):
             ynew1[i] = tmp1[i]
+    clipped = False
     for i in range(n):
         if thr[i] > 0.0:
             if ext1[i] == ALIVE:
@@ -202,11 +203,15 @@ def _lane_rodas(li, Y, K, PL, EXT, T, LF, LI, JL, DFL, y1, p1, ext1, f0, g1, g2,
                     ynew1[i] = 0.0
                     ext1[i] = EXTINCT
                     ext1[n] += 1
+                    clipped = True
             elif ext1[i] == NEW:
                 if ynew1[i] >= thr[i]:
                     ext1[i] = ALIVE
                 elif ynew1[i] < 0.0:
                     ynew1[i] = 0.0
+                    clipped = True
+    if N_ROOTS > 0 and clipped and s_root < 0.0 and LI[li, I_ROOT] == 0:
+        LI[li, I_INIT] = 1  # the driver lets the triggers see the extinction (_lane_after_clip)
     counters[i_pat, C_ACCEPTED] += 1
     counters[i_pat, C_STIFF_STEPS] += 1
     fac = max(1.0 / 6.0, min(5.0, math.sqrt(math.sqrt(err)) / 0.9))

@@ -182,6 +182,25 @@ def _init_dynamics(li, i_pat, y, p, LI, key, count, tfirst):
 
 
 @njit(**_JIT)
+def _regimes(li, y, p, LI, key):
+    """After a jump of the state (an event's actions): each stochastic state in the regime its
+    new value calls for. A continuous state below half its threshold, or a discrete one that
+    is no longer a whole number, is rounded stochastically and becomes discrete with a fresh
+    clock; a discrete state at or above its threshold becomes continuous."""
+    for q in range(N_STOCH):
+        j = STOCH_STATE[q]
+        x = y[j]
+        discrete = p[STOCH_MODE[q]] > 0.5
+        if discrete and x >= STOCH_BELOW[q]:
+            p[STOCH_MODE[q]] = 0.0
+        elif (not discrete and x < RETURN_FRACTION * STOCH_BELOW[q]) or (discrete and x != math.floor(x)):
+            y[j] = _stochastic_round(x, _lane_draw(li, LI, key))
+            p[STOCH_MODE[q]] = 1.0
+            y[STOCH_CLOCK[q]] = 0.0
+            p[STOCH_DRAW[q]] = -math.log(_lane_draw(li, LI, key))
+
+
+@njit(**_JIT)
 def _fire_roots(li, i_pat, t, y, p, ext, LI, RHIT, key, count, tfirst, thr):
     """Actions of the roots marked in RHIT, in root order; returns True if one is terminal."""
     terminal = False
@@ -196,6 +215,7 @@ def _fire_roots(li, i_pat, t, y, p, ext, LI, RHIT, key, count, tfirst, thr):
                 tfirst[i_pat, q] = t
             count[i_pat, q] += 1
             model_apply_event(q, t, y, p)
+            _regimes(li, y, p, LI, key)
             if kind == R_HAZARD:
                 y[EVENT_CLOCK_STATE[q]] = 0.0
                 p[EVENT_CLOCK_PARAM[q]] = -math.log(_lane_draw(li, LI, key))
@@ -266,7 +286,12 @@ def _lane_terminate(li, t, y1, p1, lanes, work, prob, res):
     i_pat = LI[li, I_PAT]
     times = prob.times
     out_states, out_outputs = res.out_states, res.out_outputs
-    for k in range(LI[li, I_KOUT], times.shape[0]):
+    kout = LI[li, I_KOUT]
+    while kout < times.shape[0] and times[kout] <= t:  # the terminal time itself: after the actions
+        _record(times[kout], y1, p1, i_pat, kout, prob.state_idx, prob.output_idx, out_states, out_outputs,
+                work.otmp)
+        kout += 1
+    for k in range(kout, times.shape[0]):
         if AFTER_TERMINAL_HOLD:
             _record(t, y1, p1, i_pat, k, prob.state_idx, prob.output_idx, out_states, out_outputs, work.otmp)
         else:
@@ -276,6 +301,28 @@ def _lane_terminate(li, t, y1, p1, lanes, work, prob, res):
                 out_outputs[i_pat, k, j] = np.nan
     LI[li, I_KOUT] = times.shape[0]
     _lane_finish(li, OK, lanes.Y, LI, out_states, out_outputs, res.status, res.final)
+
+
+@njit(**_JIT)
+def _lane_after_clip(li, lanes, work, prob, res):
+    """After a step whose end set a population to zero (extinction): the triggers that this
+    jump carried across zero fire (``GL`` still holds the root functions before it)."""
+    Y, PL, EXT, T, LI = lanes.Y, lanes.PL, lanes.EXT, lanes.T, lanes.LI
+    y1, p1, ext1 = work.y1, work.p1, work.ext1
+    i_pat = LI[li, I_PAT]
+    t = T[li]
+    _lane_get(li, Y, PL, EXT, y1, p1, ext1)
+    gb = work.gnew
+    done = work.rdone
+    for r in range(N_ROOTS):
+        gb[r] = lanes.GL[r, li]
+        done[r] = False
+    terminal = _after_jump(li, i_pat, t, y1, p1, ext1, LI, lanes.RHIT, prob.rng_key[i_pat], res.mev_count,
+                           res.mev_time, prob.thr, gb, work.gtmp, done)
+    _lane_put(li, Y, PL, EXT, y1, p1, ext1)
+    LI[li, I_INIT] = max(LI[li, I_INIT], 1)
+    if terminal:
+        _lane_terminate(li, t, y1, p1, lanes, work, prob, res)
 
 
 @njit(**_JIT)

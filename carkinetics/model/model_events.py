@@ -38,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from carkinetics.engine.constants import ACTION_ORDER, ROOT_KINDS
+from carkinetics.engine.constants import ACTION_ORDER, ENGINE, ROOT_KINDS
 from carkinetics.errors import ExpressionError, is_number, printable, suggestion
 from carkinetics.model import expressions as ex
 
@@ -47,7 +47,7 @@ DIRECTIONS = {"up": 1, "down": -1, "either": 0}
 #: Values of ``[model] after_terminal``: what saved values after a terminal event are.
 AFTER_TERMINAL = ("nan", "hold")
 #: A continuous stochastic state becomes discrete again when it falls to this fraction of ``below``.
-RETURN_FRACTION = 0.5
+RETURN_FRACTION = next(c.value for c in ENGINE if c.name == "RETURN_FRACTION")
 
 _EVENT_KEYS = {"description", "source", "notes", "trigger", "hazard", "direction", "repeat", "terminal",
                "do"} | set(ACTION_ORDER)
@@ -124,7 +124,8 @@ def parse_stochastic(spec, key, state_name, known, nonnegative_names, errs):
         elif not nonnegative(parts[part], nonnegative_names):
             errs.add(f"{key}.{part}", f"'{printable(spec[part], 100)}' can be negative; a {part} term is a "
                                       f"rate of jumps and must be >= 0 (write the opposite flow in "
-                                      f"{'loss' if part == 'gain' else 'gain'}, or wrap it in max(0, ...))")
+                                      f"{'loss' if part == 'gain' else 'gain'}, give its parameters bounds "
+                                      f"from 0, or wrap it in max(0, ...))")
             ok = False
     return Stochastic(state_name, float(below), parts["gain"], parts["loss"]) if ok else None
 
@@ -177,9 +178,18 @@ def _parse_event(name, spec, key, state_names, parameter_names, known, outputs, 
     expr = _expression(spec[kind], f"{key}.{kind}", known | set(outputs), errs)
     if expr is not None:
         expr = ex.substitute(expr, outputs) if ex.names(expr) & set(outputs) else expr
+    if expr is not None and kind == "trigger" and expr.is_bool:
+        hint = "e.g. 'x - 5' with direction = \"down\" for 'x < 5'"
+        if expr.op in ("<", "<=", ">", ">=") and len(expr.args) == 2:
+            way = "down" if expr.op in ("<", "<=") else "up"
+            hint = f"'{ex.sub(expr.args[0], expr.args[1])}' with direction = \"{way}\""
+        errs.add(f"{key}.trigger", f"'{printable(spec['trigger'], 100)}' is a condition (true or false); a trigger "
+                                   f"is a quantity that crosses zero: write {hint}")
+        expr = None
     if expr is not None and kind == "hazard" and not nonnegative(expr, nonnegative_names):
         errs.add(f"{key}.hazard", f"'{printable(spec['hazard'], 100)}' can be negative; a hazard is a rate "
-                                  f"per day and must be >= 0 (wrap it in max(0, ...))")
+                                  f"per day and must be >= 0 (give its parameters bounds from 0, or wrap it "
+                                  f"in max(0, ...))")
         expr = None
     direction = spec.get("direction", "either")
     if direction not in DIRECTIONS:
@@ -315,12 +325,13 @@ def nonnegative(expr: ex.Expr, nonneg_names) -> bool:
 
 
 def nonnegative_names(states, parameters, expressions) -> set:
-    """Names whose values are >= 0: states (amounts), parameters that cannot be negative (bounds
-    from >= 0, or a value >= 0 without bounds), ``t`` is not included, and expressions that are
-    provably >= 0 given the others (in order)."""
+    """Names whose values are >= 0: states (amounts), parameters whose bounds start at >= 0
+    (values outside the bounds are refused for scenarios, arms and run-time overrides; a
+    parameter without bounds may be set to anything), and expressions that are provably >= 0
+    given the others (in order). ``t`` is not included (scenarios may start before day 0)."""
     names = {s.name for s in states}
     for p in parameters:
-        if (p.bounds is not None and p.bounds[0] >= 0) or (p.bounds is None and p.value >= 0):
+        if p.bounds is not None and p.bounds[0] >= 0:
             names.add(p.name)
     for name, e in expressions.items():
         if nonnegative(e, names):

@@ -197,6 +197,12 @@ def parse_event_section(raw, context) -> list:
     """
     events = parse_events(raw, context.model, context.times, context.t0, context.errors,
                           set(context.model.parameter_names) | set(context.event_names), set(context.arm_names))
+    for e in events:
+        if e.name in context.model.event_names:
+            context.errors.add(f"{e.key}.name", f"'{e.name}' is the name of an event of model "
+                                                    f"'{context.model.name}' ([events.{e.name}]): endpoints read "
+                                                    f"fired.NAME and time_of.NAME, so give this one another name")
+            break
     context.protocol_events = list(dict.fromkeys([e.name for e in events] + list(context.model.event_names)))
     context.event_time_names = {n for e in events for n in ex.names(e.time)}
     return events

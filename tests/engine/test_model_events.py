@@ -319,3 +319,15 @@ def test_hazard_event_streams_are_per_patient():
     np.testing.assert_array_equal(part.states, full.states[[11, 4]])
     other = simulate_batch(model, [], times, _params(model, 12), seed=6, n_threads=2)
     assert not np.array_equal(other.model_event_time, full.model_event_time)
+
+
+@pytest.mark.parametrize("method", ["tsit5", "rodas4"])
+def test_trigger_on_an_extinction(method):
+    """A population with a 1-cell extinction threshold decays from 10 cells (x' = -x) and is set
+    to zero at the end of the step where it falls below 1 (t > ln 10): that jump fires the
+    trigger 'x - 0.5' (down), with either method, at that step's end."""
+    model = load_model(ENGINE_V2 / "extinction_trigger.toml")
+    tr = simulate(model, None, [0.0, 5.0, 10.0], options=SolverOptions(method=method))
+    assert list(tr.model_event_count) == [1]
+    assert np.log(10.0) <= tr.model_event_time[0] < np.log(10.0) + 1.0
+    assert tr["x"][-1] == 0.0

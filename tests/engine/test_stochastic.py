@@ -386,3 +386,38 @@ def test_deterministic_model_ignores_the_seed(linear_model):
     np.testing.assert_array_equal(a.states, b.states)
     np.testing.assert_array_equal(a.states, c.states)
     np.testing.assert_array_equal(a.counters, b.counters)
+
+
+# ---------------------------------------------------------------- jumps of the state by events
+
+
+def test_scheduled_multiply_makes_a_continuous_state_discrete(birth_death):
+    """1e4 cells (continuous) knocked down to 1.22 cells by a scheduled multiply: the state is
+    rounded to a whole number (1 or 2, mean kept) and counted exactly from then on, so the
+    lineage dies out with the branching-process probability (d/b)^n of its count."""
+    from carkinetics import Action, Event
+
+    n = 4000
+    events = [Event(1.0, [Action("multiply", "cells", 1e-4)])]
+    res = simulate_batch(birth_death, events, [0.0, 1.0, 80.0], _params(birth_death, n, initial_cells=1e4),
+                         seed=7, n_threads=2)
+    after = res.state("cells")[:, 1]
+    assert np.array_equal(after, np.round(after)) and set(np.unique(after)) <= {1.0, 2.0}
+    y = 1e4 * np.exp(0.2) * 1e-4
+    frac = y - np.floor(y)
+    assert _within(after.mean(), y, np.sqrt(frac * (1 - frac) / n))
+    p_extinct = (1 - frac) * 0.6 + frac * 0.6 ** 2
+    extinct = (res.state("cells")[:, -1] == 0).mean()
+    assert _within(extinct, p_extinct, np.sqrt(p_extinct * (1 - p_extinct) / n)), (extinct, p_extinct)
+
+
+def test_halving_a_discrete_count_keeps_it_whole(birth_death):
+    """A discrete count of 3 multiplied by 0.5 becomes 1 or 2 (mean 1.5), never 1.5."""
+    from carkinetics import Action, Event
+
+    n = 4000
+    events = [Event(0.001, [Action("multiply", "cells", 0.5)])]
+    res = simulate_batch(birth_death, events, [0.0, 0.001], _params(birth_death, n), seed=8, n_threads=2)
+    after = res.state("cells")[:, 1]
+    assert np.array_equal(after, np.round(after))
+    assert _within(after.mean(), 1.5, 0.5 / np.sqrt(n)), after.mean()

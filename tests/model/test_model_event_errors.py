@@ -97,6 +97,7 @@ def test_the_base_model_is_valid(tmp_path):
     ({"event": 'add = { drug = 1 }'}, ["events.ev"], ["trigger", "hazard"]),
     ({"event": 'trigger = "drug - 5"\ndirection = "sideways"\nadd = { drug = 1 }'}, ["events.ev.direction"],
      ["sideways"]),
+    ({"event": 'trigger = "drug < 5"\nadd = { drug = 1 }'}, ["events.ev.trigger"], ["condition", "drug - 5"]),
 ])
 def test_model_file_errors_name_file_and_key(tmp_path, parts, keys, words):
     message = _error(tmp_path, **parts)
@@ -140,3 +141,39 @@ step = 1
     assert "bad_model.toml: events.ev.hazard: 'b - d' can be negative" in result.output, result.output
     assert "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_parameter_without_bounds_is_not_trusted_as_non_negative(tmp_path):
+    """A parameter without bounds may be set to anything (a scenario, an override, an action):
+    a hazard proportional to it can be negative."""
+    text = _text(event='hazard = "free * drug"\nadd = { drug = 1 }').replace(
+        "[odes]", '[parameters.free]\nvalue = 0.1\nunit = "1/day"\ndescription = "x"\nsource = "test"\n\n[odes]')
+    path = tmp_path / "bad_model.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ModelFileError, match="events.ev.hazard: 'free \\* drug' can be negative"):
+        load_model(path)
+
+
+def test_scenario_event_named_like_a_model_event_is_refused(tmp_path):
+    from carkinetics import ScenarioError
+    from carkinetics.scenario.load import load_scenario
+
+    model = tmp_path / "good.toml"
+    model.write_text(_text(), encoding="utf-8")
+    scenario = tmp_path / "scen.toml"
+    scenario.write_text(f"""
+[scenario]
+name = "scen"
+model = "{model.as_posix()}"
+
+[times]
+end = 10
+step = 1
+
+[[events]]
+name = "ev"
+time = 1
+add = {{ drug = 1 }}
+""", encoding="utf-8")
+    with pytest.raises(ScenarioError, match=r"events\[0\]\.name: 'ev' is the name of an event of model"):
+        load_scenario(scenario)
