@@ -187,14 +187,7 @@ def _lane_at_time(li, lanes, work, prob, res):
     if st != OK:
         _lane_finish(li, st, Y, LI, res.out_states, res.out_outputs, res.status, res.final)
         return
-    if N_ROOTS > 0 and terminal:
-        # values at this time are recorded (after the events), then the patient ends
-        kout = LI[li, I_KOUT]
-        while kout < times.shape[0] and times[kout] <= t:
-            _record(times[kout], y1, p1, i_pat, kout, prob.state_idx, prob.output_idx, res.out_states,
-                    res.out_outputs, work.otmp)
-            kout += 1
-        LI[li, I_KOUT] = kout
+    if N_ROOTS > 0 and terminal:  # _lane_terminate records this time's values (after the events)
         _lane_terminate(li, t, y1, p1, lanes, work, prob, res)
         return
     kout = LI[li, I_KOUT]
