@@ -262,7 +262,7 @@ def _tall(events, weight=62.5):
 def test_cart_tall_infusion_by_hand(cart_tall):
     weight, dose = 62.5, 1e6
     value = {n: cart_tall.parameter(n).value for n in
-             ("product_edited_fraction", "product_memory_fraction", "product_noncar_ratio")}
+             ("product_edited_fraction", "product_memory_fraction", "product_noncar_ratio", "product_activation")}
     edited, memory, noncar = (value["product_edited_fraction"], value["product_memory_fraction"],
                               value["product_noncar_ratio"])
     cells = dose * weight
@@ -272,6 +272,7 @@ def test_cart_tall_infusion_by_hand(cart_tall):
         ("add", "car_effector_pos"): cells * (1 - edited) * (1 - memory),
         ("add", "car_memory_pos"): cells * (1 - edited) * memory,
         ("add", "product_t_neg"): cells * noncar * edited,
+        ("set", "car_activation"): value["product_activation"],  # the product arrives activated
     }
     (event,) = _tall([{"at": 0, "do": "car_t_infusion", "dose_per_kg": dose}], weight).schedule()
     got = {(a.kind, a.target): a.value for a in event.actions}
@@ -303,6 +304,23 @@ def test_cart_tall_transplant_conditioning(cart_tall):
         assert got[("multiply", "leukaemia_pos")] == pytest.approx(survival ** share, rel=1e-13)
         assert math.isclose(got[("add", "graft_t_neg")], cart_tall.parameter("graft_t_cells").value
                             * cart_tall.parameter("graft_edited_fraction").value, rel_tol=1e-13)
+        # donor share of haematopoiesis after the conditioning: 1 - (1 - seed) * marrow survival ** share
+        seed = cart_tall.parameter("donor_haematopoiesis_seed").value
+        marrow = cart_tall.parameter("conditioning_survival_marrow").value
+        assert got[("set", "donor_haematopoiesis")] == pytest.approx(1 - (1 - seed) * marrow ** share, rel=1e-13)
+
+
+def test_cart_tall_transplant_donor_type_and_prophylaxis(cart_tall):
+    """Graft alloreactivity is the donor-type factor times the prophylaxis factor (the model's
+    choices), and the product's donor sets whether the graft rejects the CAR-T."""
+    factors = {("matched_sibling", "standard"): 1.0 * 0.4, ("unrelated", "ptcy"): 1.5 * 0.3,
+               ("haploidentical", "none"): 2.0 * 1.0}
+    for (donor, proph), value in factors.items():
+        (event,) = _tall([{"at": 5, "do": "transplant", "donor_type": donor, "prophylaxis": proph,
+                           "product_donor": 1}]).schedule()
+        got = {(a.kind, a.target): a.value for a in event.actions}
+        assert got[("set_parameter", "graft_alloreactivity")] == pytest.approx(value, rel=1e-13)
+        assert got[("set_parameter", "product_from_graft_donor")] == 1.0
 
 
 def test_model_choice_default_given_as_a_table(tmp_path):

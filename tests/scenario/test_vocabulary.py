@@ -162,8 +162,8 @@ def test_clinical_cohort_end_to_end():
     own = {"rem30": {"type": "condition", "expr": "marrow_blast_fraction < 0.05", "day": 30},
            "my_cr": {"type": "condition", "expr": "marrow_blast_fraction < 0.05", "day": 28}}
     sc = scenario({"use": "clinical", "car_persistence_day": 50, "chimerism_day": 50}, endpoints=own,
-                  events=(INFUSION, TRANSPLANT), end=60, population={"size": 8, "seed": 2})
-    p = run_cohort(sc, n=8, jobs=1, bands=False).patients
+                  events=(INFUSION, TRANSPLANT), end=60, population={"size": 30, "seed": 2})
+    p = run_cohort(sc, n=30, jobs=1, bands=False).patients
     assert (p["status"] == 0).all()
     np.testing.assert_array_equal(p["cr"], p["my_cr"])
     transplanted = p["transplanted"] == 1

