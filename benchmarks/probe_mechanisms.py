@@ -176,6 +176,12 @@ PROBES = (
     Probe("lymphodepletion", "Lymphodepletion intensity (log-kill)", S2,
           Setting("intensity 0.5", events={"lymphodepletion": {"intensity": 0.5}}),
           Setting("intensity 1.5", events={"lymphodepletion": {"intensity": 1.5}}),
+          {"cytokine0": "+", "peak": ">="},
+          _KOCH + "; the log-kill also removes blasts (less antigen), so the peak must not fall (it need not rise)",
+          extra=("cytokine0",)),
+    Probe("lymphodepletion_depth", "Lymphocyte depletion alone (lymphodepletion_survival of T and NK cells)", S2,
+          Setting("20% survive", parameters={"lymphodepletion_survival": 0.2}),
+          Setting("0.4% survive", parameters={"lymphodepletion_survival": 0.004}),
           {"cytokine0": "+", "peak": "+"}, _KOCH, extra=("cytokine0",)),
     Probe("cytokine", "Cytokine-driven CAR-T proliferation (car_cytokine_proliferation)", S2,
           Setting("off (0)", parameters={"car_cytokine_proliferation": 0.0}),
@@ -194,11 +200,13 @@ PROBES = (
           "antigen-positive relapse when CAR-T fail before the blasts are gone"),
     Probe("immunogenicity", "Loss of CAR-T persistence by transgene immunity (car_immunogenicity), all with EMD", S2,
           Setting("0", parameters={"car_immunogenicity": 0.0}),
-          Setting("0.3/day", parameters={"car_immunogenicity": 0.3}),
-          {"car1y": "-", "relapse": "+", "agneg": "-"},
+          Setting("0.5/day", parameters={"car_immunogenicity": 0.5}),
+          {"car1y": "-", "agneg": "-"},
           "transgene-directed immunity shortens CAR-T persistence (Turtle 2016 J Clin Invest 126:2123); loss "
-          "of persistence precedes antigen-positive relapse (Finney 2019 J Clin Invest 129:2123); residual "
-          "disease that outlives the CAR-T is extramedullary in this model, hence the EMD base",
+          "of persistence precedes antigen-positive relapse (Finney 2019 J Clin Invest 129:2123): more of the "
+          "relapses are antigen-positive. Relapse among CR itself barely moves in this model (residual "
+          "disease is mostly gone, or antigen-negative, before persistence is lost), so it carries no "
+          "expected sign; residual disease that outlives the CAR-T is extramedullary here, hence the EMD base",
           base=Setting("EMD", parameters={"emd_present": 1.0}, drop_population_parameters=("emd_present",)),
           extra=("car1y",)),
     Probe("antigen_negative_initial", "Pre-existing antigen-negative blasts (antigen_negative_blasts_initial)", S2,
