@@ -103,14 +103,13 @@ def _write_cart10(folder: Path) -> Path:
     return path
 
 
-def raw_engine(scenario_path: Path, n: int, jobs: int, seed: int, repeats: int = 2) -> float:
-    """Seconds for one simulate_batch call on the cohort's N patients (best of ``repeats``)."""
-    from carkinetics import simulate_batch
+def engine_inputs(sc, n: int, seed: int):
+    """The first ``n`` patients of a scenario's cohort, all given the first arm's events, as
+    simulate_batch inputs: (parameters, event schedule, keyword arguments), the outputs saved
+    as ``carkinetics run`` saves them (band outputs and what the endpoints need)."""
     from carkinetics.cohort.chunk import ArmEvents
     from carkinetics.scenario.sampling import cohort_design
-    from carkinetics.scenario.load import load_scenario
 
-    sc = load_scenario(scenario_path)
     design = cohort_design(sc, seed)
     draws = design.draw(0, n)
     es = sc.endpoints
@@ -119,16 +118,28 @@ def raw_engine(scenario_path: Path, n: int, jobs: int, seed: int, repeats: int =
     env.update(design.variables)
     ev = ArmEvents(sc, design.arm_names[0], env)
     times_, values = ev.arrays(draws.env(sc.model.parameter_names), n)
-    kwargs = dict(event_times=times_, action_values=values, options=sc.solver, t0=sc.t0, n_threads=jobs,
+    kwargs = dict(event_times=times_, action_values=values, options=sc.solver, t0=sc.t0,
                   save_states=[x for x in names if x not in sc.model.output_names],
                   save_outputs=[x for x in names if x in sc.model.output_names])
-    simulate_batch(sc.model, ev.schedule, sc.times, draws.parameters[:256], **{
+    return draws.parameters, ev.schedule, kwargs
+
+
+def raw_engine(scenario_path: Path, n: int, jobs: int, seed: int, repeats: int = 2) -> float:
+    """Seconds for one simulate_batch call on the cohort's N patients (best of ``repeats``)."""
+    from carkinetics import simulate_batch
+    from carkinetics.scenario.load import load_scenario
+
+    sc = load_scenario(scenario_path)
+    parameters, schedule, kwargs = engine_inputs(sc, n, seed)
+    kwargs["n_threads"] = jobs
+    times_, values = kwargs["event_times"], kwargs["action_values"]
+    simulate_batch(sc.model, schedule, sc.times, parameters[:256], **{
         **kwargs, "event_times": None if times_ is None else times_[:256],
         "action_values": None if values is None else values[:256]})  # warm
     best = np.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
-        res = simulate_batch(sc.model, ev.schedule, sc.times, draws.parameters, **kwargs)
+        res = simulate_batch(sc.model, schedule, sc.times, parameters, **kwargs)
         best = min(best, time.perf_counter() - t0)
         del res
     return best

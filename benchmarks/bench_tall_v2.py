@@ -189,23 +189,9 @@ def cli_run(scenario: Path, n: int, jobs: int, seed: int, out: Path, env: dict) 
 
 def _sample_inputs(sc, n, seed):
     """The first ``n`` patients of the cohort and the keyword arguments of simulate_batch."""
-    from carkinetics.cohort.chunk import ArmEvents
-    from carkinetics.scenario.sampling import cohort_design
+    from bench_cohort import engine_inputs
 
-    design = cohort_design(sc, seed)
-    if len(design.arm_names) != 1:
-        raise RuntimeError("the engine sample assumes a scenario with one arm")
-    draws = design.draw(0, n)
-    es = sc.endpoints
-    names = list(dict.fromkeys(list(sc.plot_outputs) + list(es.outputs_needed if es else ())))
-    env = sc.default_env()
-    env.update(design.variables)
-    ev = ArmEvents(sc, design.arm_names[0], env)
-    times_, values = ev.arrays(draws.env(sc.model.parameter_names), n)
-    kwargs = dict(event_times=times_, action_values=values, options=sc.solver, t0=sc.t0,
-                  save_states=[x for x in names if x not in sc.model.output_names],
-                  save_outputs=[x for x in names if x in sc.model.output_names])
-    return draws.parameters, ev.schedule, kwargs
+    return engine_inputs(sc, n, seed)
 
 
 def _load(scenario: Path):

@@ -212,6 +212,12 @@ class _ChunkReducer:
         table["status"] = status
         for col in self.columns:
             table[col] = ep_values[col]
+        for col, v in table.items():
+            # a column that is a view (a varying parameter is a column of the chunk's whole
+            # parameter matrix, an endpoint may be a row of a larger array) would keep its base
+            # alive until the end of the run: about 2 kB a patient more than the table itself
+            if isinstance(v, np.ndarray) and v.base is not None:
+                table[col] = v.copy()
         self.tables.append(table)
         if csv_file is not None:
             write_csv(table, csv_file, header=(start == 0))
@@ -354,7 +360,7 @@ def _summaries(patients, endpoints, arm_names):
             summary = pd.concat([summary, summarise(patients, endpoints, by=None)], ignore_index=True)
     else:
         summary = pd.DataFrame()
-    return summary, _km_table(patients[patients["status"] == 0], endpoints, arm_names)
+    return summary, _km_table(patients, endpoints, arm_names)
 
 
 def _km_table(patients, endpoints, arm_names):
@@ -368,6 +374,12 @@ def _km_table(patients, endpoints, arm_names):
 
     kinds = dict(endpoints.kinds)
     time_cols = [c for c in endpoints.columns if kinds.get(c) == "time"]
+    if not time_cols:
+        return pd.DataFrame(columns=cols)
+    # the simulated patients, only the columns the curves need (the whole table is not copied:
+    # at 10^6 patients it holds every varying parameter)
+    needed = ["arm"] + [x for c in time_cols for x in (c, f"{c}_event") if x in patients.columns]
+    patients = patients.loc[patients["status"].to_numpy() == 0, needed]
     frames = []
     groups = [(a, patients[patients["arm"] == a]) for a in arm_names]
     if len(arm_names) > 1:

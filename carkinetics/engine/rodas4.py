@@ -223,11 +223,13 @@ def _lane_rodas(li, Y, K, PL, EXT, T, LF, LI, JL, DFL, y1, p1, ext1, f0, g1, g2,
     LF[li, F_ERRACC] = max(1e-2, err)
     hnew = h / fac
     if method == AUTO:
-        # back to Tsit5 when it would be stable at the step the accuracy allows,
-        # for 10 steps in a row
+        # back to Tsit5 when the RODAS step the accuracy allows is below STIFF_OFF times
+        # Tsit5's stable step, NONSTIFF_STEPS steps in a row: a RODAS step (Jacobian, LU,
+        # six stages, one lane at a time) costs about five Tsit5 lane steps, so a RODAS
+        # step less than twice the stable explicit step is not worth taking
         if hnew * _spectral_radius(J, v, w) < STIFF_OFF * T_STAB:
             LI[li, I_NNONSTIFF] += 1
-            if LI[li, I_NNONSTIFF] >= 10:
+            if LI[li, I_NNONSTIFF] >= NONSTIFF_STEPS:
                 LI[li, I_MODE] = TSIT5
                 LI[li, I_NNONSTIFF] = 0
                 LI[li, I_NCHECK] = 0

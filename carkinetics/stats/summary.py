@@ -96,7 +96,11 @@ def summarise(patients, endpoint_set, by="arm", level=0.95, interval="wilson"):
         if endpoint_set.kinds.get(col) != "time":
             raise ValueError(f"`causes` of the endpoint set names '{col}', which is not a time-to-event endpoint")
     if by is not None and by in patients.columns:
-        groups = [(str(g), sub) for g, sub in patients.groupby(by, sort=False)]
+        # only the columns summarised are split into groups (a cohort's table also holds every
+        # varying parameter: at 10^6 patients the groups would copy all of it)
+        used = [by, *endpoint_set.kinds, *(f"{c}_{x}" for c in endpoint_set.kinds for x in ("event", "cause"))]
+        used = [c for c in dict.fromkeys(used) if c in patients.columns]
+        groups = [(str(g), sub) for g, sub in patients[used].groupby(by, sort=False)]
     else:
         groups = [("all", patients)]
     rows = []

@@ -458,3 +458,26 @@ def test_figures_drawn_by_the_helper_process_or_here_when_it_fails(tmp_path, ref
     proc = unused._proc
     unused.close()
     assert proc.poll() is not None
+
+
+def test_kept_patient_columns_do_not_hold_the_chunks_arrays(scenario, monkeypatch):
+    """The per-chunk columns kept until the end of a run own their data: a column that is a
+    view of the chunk's parameter matrix (or of a larger endpoint array) would keep that whole
+    array alive, which at 10^6 patients is gigabytes."""
+    import carkinetics.cohort.pipeline as pipeline
+
+    seen = []
+    join = pipeline._join_tables
+
+    def checked(tables):
+        for table in tables:
+            for name, col in table.items():
+                if isinstance(col, np.ndarray):
+                    seen.append(name)
+                    assert col.base is None, f"column {name} is a view of a {col.base.shape} array"
+        return join(tables)
+
+    monkeypatch.setattr(pipeline, "_join_tables", checked)
+    res = run_cohort(scenario, n=300, chunk_size=100, bands=False)
+    assert any(name.startswith("param_") for name in seen)  # the varying parameters were checked
+    assert len(res.patients) == 300
