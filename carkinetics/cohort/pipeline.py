@@ -212,12 +212,6 @@ class _ChunkReducer:
         table["status"] = status
         for col in self.columns:
             table[col] = ep_values[col]
-        for col, v in table.items():
-            # a column that is a view (a varying parameter is a column of the chunk's whole
-            # parameter matrix, an endpoint may be a row of a larger array) would keep its base
-            # alive until the end of the run: about 2 kB a patient more than the table itself
-            if isinstance(v, np.ndarray) and v.base is not None:
-                table[col] = v.copy()
         self.tables.append(table)
         if csv_file is not None:
             write_csv(table, csv_file, header=(start == 0))

@@ -311,7 +311,12 @@ class CohortDesign:
 
     def columns(self, draws: Draws) -> dict:
         """The patient table columns of ``draws`` by name: patient, arm (a pandas Categorical),
-        covariates, varying parameters."""
+        covariates, varying parameters.
+
+        Each column owns its data: a varying parameter's column is copied out of the parameter
+        matrix, since a view would keep the whole matrix (every parameter of every patient of
+        the chunk) alive for as long as the table is kept, as a cohort run keeps it to the end.
+        """
         import pandas as pd
 
         data = {"patient": draws.index,
@@ -319,7 +324,7 @@ class CohortDesign:
         for k in self.covariate_names:
             data[k] = draws.covariates[k]
         for nm in self.varying:
-            data[f"param_{nm}"] = draws.parameters[:, self.model.parameter_index(nm)]
+            data[f"param_{nm}"] = draws.parameters[:, self.model.parameter_index(nm)].copy()
         return data
 
     def table(self, draws: Draws):
