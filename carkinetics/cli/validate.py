@@ -32,6 +32,7 @@ def validate(scenarios, output, n, seed, jobs, reference, settings):
     from carkinetics.io.atomic import check_output_dir
     from carkinetics.scenario.overrides import OverrideError
     from carkinetics.scenario.reference import load_targets
+    from carkinetics.studies.baselines import score_summary
     from carkinetics.studies.validate import VALIDATION_FILES, run_validation, verdict_counts
 
     overrides = parse_settings(settings)
@@ -49,8 +50,9 @@ def validate(scenarios, output, n, seed, jobs, reference, settings):
                                reference=reference)
     except OverrideError as err:
         raise click.UsageError(str(err)) from None
-    fmt = "{:<34s} {:<8s} {:>9s} [{:>9s}, {:>9s}]  {:>9s} [{:>9s}, {:>9s}]  {}"
-    click.echo(fmt.format("target", "role", "reported", "lower", "upper", "simulated", "MC lo", "MC hi", "verdict"))
+    fmt = "{:<34s} {:<9s} {:>9s} [{:>9s}, {:>9s}]  {:>9s} [{:>9s}, {:>9s}]  {:>9s}  {}"
+    click.echo(fmt.format("target", "basis", "reported", "lower", "upper", "simulated", "MC lo", "MC hi", "pooled",
+                          "verdict"))
 
     def g(x):
         """A number for the table: 4 significant digits, empty for NaN."""
@@ -58,13 +60,31 @@ def validate(scenarios, output, n, seed, jobs, reference, settings):
 
     for r in table.itertuples():
         verdict = {True: "inside", False: "OUTSIDE"}.get(r.inside, "no interval")
-        click.echo(fmt.format(r.target_id, r.role, g(r.reported), g(r.reported_lower), g(r.reported_upper),
-                              g(r.simulated), g(r.mc_lower), g(r.mc_upper), verdict))
+        click.echo(fmt.format(r.target_id, r.basis, g(r.reported), g(r.reported_lower), g(r.reported_upper),
+                              g(r.simulated), g(r.mc_lower), g(r.mc_upper), g(r.baseline_pooled), verdict))
     c = verdict_counts(table)
     share = c["inside"] / c["outcome_rows"] if c["outcome_rows"] else float("nan")
     click.echo(f"{c['inside']} of {c['outcome_rows']} outcome rows inside the reported 95% interval "
                f"({share:.0%}); {c['outside']} outside, {c['no_interval']} without an interval; "
                f"{c['inputs']} rows are protocol inputs")
+    click.echo("  by basis: " + "; ".join(f"{b} {v['inside']} of {v['rows']} inside"
+                                           for b, v in c["by_basis"].items() if v["rows"]))
+    sections = [("all outcome rows", None)]
+    if set(table.loc[table["role"] == "outcome", "basis"]) - {"predicted"}:
+        sections.append(("predicted rows only", ["predicted"]))
+    for label, basis in sections:
+        summary = score_summary(table, basis=basis)
+        if summary.empty:
+            click.echo(f"No scores ({label}): no row has a naive baseline (no other trial of the reference table "
+                       "reports the same quantity as a fraction with its denominator).")
+            continue
+        click.echo(f"Binomial log-likelihood of the reported numbers, {label} with a naive baseline "
+                   "(higher is better; pooled = the same quantity in the other trials, constant = 0.5):")
+        sfmt = "  {:<15s} {:>4s}  {:>9s} {:>9s} {:>9s}  {:>15s}"
+        click.echo(sfmt.format("category", "rows", "model", "pooled", "constant", "model > pooled"))
+        for s in summary.itertuples():
+            click.echo(sfmt.format(s.category, str(s.rows), f"{s.loglik_model:.2f}", f"{s.loglik_pooled:.2f}",
+                                   f"{s.loglik_constant:.2f}", f"{s.model_beats_pooled} of {s.rows}"))
     if output is not None:
         for f in ("validation.csv", "validation.png", "validation.json"):
             click.echo(f"  wrote {Path(output) / f}")

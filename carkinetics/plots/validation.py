@@ -6,7 +6,10 @@ from 0 to 1; medians and means as the ratio simulated / reported on a log axis b
 Each row shows the reported value and its 95 % interval, the simulated value with its
 Monte Carlo 95 % interval (coloured by the verdict), and, for fractions with a reported
 denominator, the 95 % predictive interval of a trial of the reported size: the range a
-trial of that many patients would report if the model were right.
+trial of that many patients would report if the model were right. Where the table has them
+(:mod:`carkinetics.studies.baselines`), a cross marks the naive prediction (the pooled rate of
+the same quantity in the other trials), and each label says whether its row was fitted or made
+by a constant set by hand (in sample) rather than predicted.
 """
 
 from __future__ import annotations
@@ -22,6 +25,14 @@ VERDICT_STYLE = {True: ("tab:blue", "simulated: inside the reported interval"),
 
 def _verdict(value):
     return None if value is None or (isinstance(value, float) and np.isnan(value)) else bool(value)
+
+
+def _basis_tag(row) -> str:
+    """What a row's label says of it: a protocol input, or in sample (fitted, hand-set)."""
+    if row.role == "input":
+        return " (input)"
+    basis = getattr(row, "basis", None)
+    return f" ({basis})" if basis in ("fitted", "hand-set") else ""
 
 
 def _rows(table):
@@ -88,7 +99,12 @@ def plot_validation(table, title="carkinetics validate"):
         ax.plot([v(r.simulated)], [y[i]], "o", color=colour, ms=5, zorder=3,
                 label=None if ("v", verdict) in seen else label)
         seen.add(("v", verdict))
-    labels = [f"{r.target_id}{' (input)' if r.role == 'input' else ''}" for r in t.itertuples()]
+        pooled = getattr(r, "baseline_pooled", np.nan)
+        if fraction[i] and pooled is not None and np.isfinite(float(pooled)):
+            ax.plot([float(pooled)], [y[i]], "x", color="tab:purple", ms=6, mew=1.5, zorder=2,
+                    label=None if "pooled" in seen else "naive: pooled rate of the other trials")
+            seen.add("pooled")
+    labels = [f"{r.target_id}{_basis_tag(r)}" for r in t.itertuples()]
     ax_f.set_yticks(list(y) + [h for h, _ in headers],
                     labels + [name.replace("_", " ") for _, name in headers], fontsize=8)
     for tick in ax_f.get_yticklabels()[len(labels):]:

@@ -15,7 +15,7 @@ from carkinetics.scenario.reference import default_targets_path
 
 COHORT_STATISTICS = ("proportion", "km_estimate", "cumulative_incidence", "median", "mean", "geometric_mean")
 ROLES = ("outcome", "input")
-_KEYS = {"endpoint", "statistic", "arm", "among", "time", "role", "note"}
+_KEYS = {"endpoint", "statistic", "arm", "among", "time", "role", "note", "hand_set"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class TargetSpec:
     time: float | None
     role: str
     note: str = ""
+    hand_set: str = ""  # the constants of the scenario, set by hand for this trial, that make this row
 
 
 def parse_targets(raw, context) -> dict:
@@ -86,8 +87,14 @@ def parse_targets(raw, context) -> dict:
         if role not in ROLES:
             errs.add(f"{key}.role", f"expected one of {', '.join(ROLES)}, got {role!r}")
             role = "outcome"
+        hand_set = spec.get("hand_set", "")
+        if not isinstance(hand_set, str):
+            errs.add(f"{key}.hand_set", f"expected a text naming the constants set by hand that make this row, "
+                                        f"got {hand_set!r}")
+            hand_set = ""
         specs[tid] = TargetSpec(str(tid), endpoint, stat, arms, among,
-                                None if time is None else float(time), role, str(spec.get("note", "")))
+                                None if time is None else float(time), role, str(spec.get("note", "")),
+                                hand_set)
     return specs
 
 

@@ -12,6 +12,8 @@ its virtual cohort, in a ``[targets]`` section::
     time = 365                       # km_estimate / cumulative_incidence: day (default: the row's)
     role = "input"                   # a protocol input (how many got which dose, who got a
                                      # transplant): shown, but not an outcome verdict
+    hand_set = "icans_at_reference 0.15"  # the constants of this scenario, set by hand for this
+                                     # trial, that make the row: it is in sample, not a prediction
 
 Statistics: ``proportion`` (mean of a 0/1 column), ``km_estimate`` (Kaplan-Meier
 survival at ``time`` from ``NAME``/``NAME_event``), ``cumulative_incidence`` (fraction
@@ -24,6 +26,11 @@ The Monte Carlo interval is the 95% interval of the simulated statistic due to t
 finite virtual cohort (Wilson for proportions, Greenwood log-log for Kaplan-Meier,
 order statistics for medians), so it shrinks as ``--n`` grows; the verdict compares the
 simulated *value* with the *reported* 95% interval.
+
+Each row also has a **basis** (:data:`BASES`: input, hand-set, fitted by the calibration that
+made the scenario's parameter set, or predicted), a naive baseline (the pooled rate of the same
+quantity in the other trials) and the binomial log-likelihood and Brier score of the reported
+numbers under the model, that baseline and a constant (:mod:`carkinetics.studies.baselines`).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from carkinetics.errors import ScenarioError, suggestion
+from carkinetics.studies.baselines import score_rows, score_summary
 from carkinetics.scenario.reference import FRACTION_STATISTICS
 from carkinetics.scenario.targets import TargetSpec, check_target_ids
 from carkinetics.stats.intervals import mean_interval, wilson_interval
@@ -116,7 +124,7 @@ def cohort_statistic(patients, spec: TargetSpec, statistic: str, time: float | N
 # validation runs
 # ----------------------------------------------------------------------------------------
 
-_COLUMNS = ["scenario", "target_id", "arm", "quantity", "role", "statistic", "timepoint_days",
+_COLUMNS = ["scenario", "target_id", "arm", "quantity", "role", "basis", "hand_set", "statistic", "timepoint_days",
             "reported", "reported_lower", "reported_upper", "simulated", "mc_lower", "mc_upper",
             "n_simulated", "inside", "evidence", "note", "n_reported", "trial_lower", "trial_upper"]
 
@@ -168,6 +176,7 @@ def validate_scenario(scenario, reference, n=2000, seed=1, jobs=None, progress=N
     check_target_ids(scenario, reference)
     specs = scenario.target_specs
     by_id = reference.set_index("target_id")
+    fitted = fitted_target_ids(scenario)
     result = run_cohort(scenario, n=n, seed=seed, jobs=jobs, bands=False, progress=progress)
     patients = result.patients
     rows = []
@@ -188,13 +197,57 @@ def validate_scenario(scenario, reference, n=2000, seed=1, jobs=None, progress=N
                   if math.isfinite(r_lo) and math.isfinite(r_hi) and math.isfinite(value) else None)
         rows.append({
             "scenario": scenario.name, "target_id": tid, "arm": ref.get("arm"), "quantity": ref.get("quantity"),
-            "role": spec.role, "statistic": statistic, "timepoint_days": time, "reported": as_float(ref["value"]),
+            "role": spec.role, "basis": basis_of(spec, fitted), "hand_set": spec.hand_set, "statistic": statistic, "timepoint_days": time, "reported": as_float(ref["value"]),
             "reported_lower": r_lo, "reported_upper": r_hi, "simulated": value, "mc_lower": lo, "mc_upper": hi,
             "n_simulated": n_sim, "inside": inside, "evidence": ref.get("evidence"),
             "note": spec.note, "n_reported": as_float(ref.get("n")),
             **dict(zip(("trial_lower", "trial_upper"), trial_interval(statistic, value, as_float(ref.get("n"))))),
         })
     return pd.DataFrame(rows, columns=_COLUMNS)
+
+
+#: What a row's agreement with the model is evidence of, from the weakest to the strongest.
+BASES = {
+    "input": "a protocol input (how many got which dose or a transplant): no verdict",
+    "hand-set": "made by constants of the scenario set by hand for this trial (named in 'hand_set'): in sample",
+    "fitted": "a target of the calibration that made the scenario's parameter set: in sample",
+    "predicted": "neither fitted nor hand-set: a prediction",
+}
+
+
+def basis_of(spec: TargetSpec, fitted) -> str:
+    """The :data:`BASES` key of one target: input, hand-set, fitted or predicted (first that applies)."""
+    if spec.role == "input":
+        return "input"
+    if spec.hand_set:
+        return "hand-set"
+    return "fitted" if spec.target_id in fitted else "predicted"
+
+
+def fitted_target_ids(scenario) -> set:
+    """Target ids the scenario's parameter sets were fitted to.
+
+    A parameter set written by ``carkinetics calibrate`` lies beside the record of its fit;
+    ``comparison.csv`` there lists every target of the calibration with its weight. Targets of
+    weight 0 and parameter sets without that record count as not fitted.
+    """
+    import pandas as pd
+
+    ids = set()
+    for path in getattr(scenario, "parameter_sets", ()):
+        record = Path(path).parent / "comparison.csv"
+        if not record.is_file():
+            continue
+        try:
+            comp = pd.read_csv(record, usecols=lambda c: c in ("target_id", "weight"))
+        except (OSError, ValueError, pd.errors.ParserError) as err:
+            raise ScenarioError(scenario.path, [f"scenario.parameter_set: the record of its fit, {record}, "
+                                                f"cannot be read: {err}"]) from None
+        if "target_id" not in comp.columns:
+            raise ScenarioError(scenario.path, [f"scenario.parameter_set: {record} has no 'target_id' column"])
+        weight = comp["weight"].astype(float) if "weight" in comp.columns else 1.0
+        ids.update(comp.loc[weight > 0, "target_id"].astype(str))
+    return ids
 
 
 def trial_interval(statistic, simulated, n_reported, level=0.95) -> tuple[float, float]:
@@ -242,8 +295,13 @@ def verdict_counts(table) -> dict:
     out = table[table["role"] == "outcome"]
     inside = int((out["inside"] == True).sum())  # noqa: E712 (object column with None)
     outside = int((out["inside"] == False).sum())  # noqa: E712
-    return {"outcome_rows": len(out), "inside": inside, "outside": outside,
-            "no_interval": len(out) - inside - outside, "inputs": int((table["role"] == "input").sum())}
+    counts = {"outcome_rows": len(out), "inside": inside, "outside": outside,
+              "no_interval": len(out) - inside - outside, "inputs": int((table["role"] == "input").sum())}
+    if "basis" in out.columns:
+        counts["by_basis"] = {b: {"rows": int((out["basis"] == b).sum()),
+                                  "inside": int(((out["basis"] == b) & (out["inside"] == True)).sum())}  # noqa: E712
+                              for b in BASES if b != "input"}
+    return counts
 
 
 #: Files of ``carkinetics validate -o``.
@@ -313,7 +371,7 @@ def run_validation(paths=None, n=2000, seed=1, jobs=None, output=None, progress_
         finally:
             if progress is not None and hasattr(progress, "close"):
                 progress.close()
-    table = pd.concat(tables, ignore_index=True)
+    table = score_rows(pd.concat(tables, ignore_index=True), reference)
     if output is not None:
         with atomic_output_dir(output, clean=True, known=VALIDATION_FILES) as staging:
             table.to_csv(staging / "validation.csv", index=False)
@@ -321,5 +379,10 @@ def run_validation(paths=None, n=2000, seed=1, jobs=None, output=None, progress_
             write_json(staging / "validation.json", {
                 "scenarios": [str(p) for p in paths], "n": n, "seed": seed, "overrides": dict(overrides or {}),
                 "reference": {"path": reference.attrs["path"], "sha256": file_sha256(reference.attrs["path"])},
-                "counts": verdict_counts(table), "provenance": provenance()})
+                "counts": verdict_counts(table),
+                "scores": {"what": "binomial log-likelihood (sum) and Brier score (mean) of the reported k of n, "
+                                   "outcome rows with a pooled baseline; see carkinetics.studies.baselines",
+                           "all_rows": score_summary(table).to_dict(orient="records"),
+                           "predicted_rows": score_summary(table, basis=["predicted"]).to_dict(orient="records")},
+                "provenance": provenance()})
     return table

@@ -61,6 +61,17 @@ def test_reference_table_is_scored(study, tmp_path):
     info = json.loads((out / "validation.json").read_text())
     assert info["reference"]["path"] == str(table) and len(info["reference"]["sha256"]) == 64
     assert info["overrides"] == {}
+    # nothing was fitted to these rows; the death row is scored against the reported 14 of 20
+    import scipy.stats
+
+    assert set(rows["basis"]) == {"predicted"}
+    sim, n_sim = rows.loc["my_death", "simulated"], rows.loc["my_death", "n_simulated"]
+    p = (sim * n_sim + 0.5) / (n_sim + 1)
+    assert rows.loc["my_death", "loglik_model"] == pytest.approx(scipy.stats.binom.logpmf(14, 20, p))
+    assert rows.loc["my_death", "loglik_constant"] == pytest.approx(scipy.stats.binom.logpmf(14, 20, 0.5))
+    # both rows come from one trial: no other trial, no pooled baseline, no score sums
+    assert rows["baseline_pooled"].isna().all() and info["scores"]["all_rows"] == []
+    assert "No scores (all outcome rows)" in result.output
 
 
 def test_without_the_reference_the_ids_are_unknown(study, tmp_path):
