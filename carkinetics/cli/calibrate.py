@@ -21,9 +21,25 @@ import click
               help="Optimiser (default: file).")
 @click.option("--maxiter", default=None, type=click.IntRange(1),
               help="Iteration budget: generations (differential evolution) or iterations per estimate (Nelder-Mead).")
+@click.option("--starts", default=None, type=click.IntRange(1),
+              help="Optimiser runs (default: file): the model's values, then Latin-hypercube points (Nelder-Mead) "
+                   "or seeds (differential evolution); the record says how many reach the best objective.")
+@click.option("--objective", type=click.Choice(["distance", "likelihood"]), default=None,
+              help="What is minimised (default: file): squared standardised distances, or -log likelihood of the "
+                   "reported numbers (binomial, log(-log) normal, censoring-aware medians).")
+@click.option("--start-from", "start_from", type=click.Path(file_okay=False, path_type=Path), default=None,
+              metavar="DIRECTORY", help="Start from the estimates of an earlier run of this calibration (its results "
+                                        "folder, with calibration.json) instead of the scenarios' parameter sets.")
+@click.option("--uncertainty", is_flag=True,
+              help="After the fit: profile-likelihood intervals of every estimate, an identifiability report "
+                   "(flat profiles, estimates at bounds, correlations) and a sample of parameter sets "
+                   "(intervals.csv, profiles.csv/png, uncertainty.json, parameter_sample.csv).")
+@click.option("--samples", default=200, show_default=True, type=click.IntRange(1),
+              help="Parameter sets drawn for parameter_sample.csv (with --uncertainty).")
 @click.option("--jobs", "-j", default=None, type=click.IntRange(1), help="Threads (default: all cores).")
 @click.option("--dry-run", is_flag=True, help="Check the file and list estimates and targets; simulate nothing.")
-def calibrate(calibration, output, write_parameter_sets, n, method, maxiter, jobs, dry_run):
+def calibrate(calibration, output, write_parameter_sets, n, method, maxiter, starts, objective, start_from,
+              uncertainty, samples, jobs, dry_run):
     """Fit one parameter set per product to the reported targets of the products' seed scenarios.
 
     Results go to --output (default results/calibration/<name>); the parameter sets the
@@ -31,6 +47,7 @@ def calibrate(calibration, output, write_parameter_sets, n, method, maxiter, job
     """
     import shlex
 
+    from carkinetics.studies.calibrate import CalibrationError, start_from_record
     from carkinetics.studies.calibrate import calibrate as run_calibration
     from carkinetics.studies.calibration_file import load_calibration
     from carkinetics.studies.calibration_output import check_calibration_output, default_output, write_calibration
@@ -42,6 +59,8 @@ def calibrate(calibration, output, write_parameter_sets, n, method, maxiter, job
     if output is not None:
         check_output_folder(output)  # before the file is read: a bad -o is refused at once
     cal = load_calibration(calibration)
+    if objective is not None:
+        cal.objective = objective
     if write_parameter_sets:
         if cal.output is None:
             raise click.UsageError(f"--write-parameter-sets: {calibration} names no folder of parameter sets "
@@ -50,6 +69,12 @@ def calibrate(calibration, output, write_parameter_sets, n, method, maxiter, job
     else:
         out = Path(output) if output is not None else default_output(cal)
     out = check_calibration_output(cal, out)  # before anything is fitted
+    start = None
+    if start_from is not None:
+        try:
+            start = start_from_record(cal, start_from)
+        except CalibrationError as err:
+            raise click.UsageError(f"--start-from: {err}") from None
     click.echo(f"{cal.name}: {len(cal.products)} products, {len(cal.estimates)} estimates "
                f"({', '.join(cal.labels)}), {len(cal.targets)} targets, {len(cal.excluded)} excluded, "
                f"{len(cal.fixed)} documented as fixed")
@@ -66,16 +91,32 @@ def calibrate(calibration, output, write_parameter_sets, n, method, maxiter, job
         """Redraw the optimiser's progress line on stderr."""
         click.echo("\r" + line, nl=False, err=True)
 
-    result = run_calibration(cal, n=n, method=method, maxiter=maxiter, jobs=jobs, progress=progress)
+    result = run_calibration(cal, n=n, method=method, starts=starts, maxiter=maxiter, jobs=jobs, progress=progress,
+                             start=start, started_from=str(start_from or ""))
     click.echo("", err=True)
+    if uncertainty:
+        from carkinetics.studies.calibration_uncertainty import calibration_uncertainty
+
+        result.uncertainty = calibration_uncertainty(result, jobs=jobs, samples=samples, progress=progress)
+        click.echo("", err=True)
     click.echo(f"objective {result.objective_initial:.4g} -> {result.objective:.4g} after {result.n_evaluations} "
                f"evaluations ({result.seconds:.0f} s); {int((result.comparison['inside'] == True).sum())} of "  # noqa: E712
                f"{int(result.comparison['inside'].notna().sum())} targets inside their reported interval "
-               f"(before: {int((result.comparison['inside_initial'] == True).sum())})")  # noqa: E712
+               f"(before: {int((result.comparison['inside_initial'] == True).sum())}); objective: {cal.objective}; "  # noqa: E712
+               f"{result.n_at_best} of {len(result.starts)} optimiser runs reached the best")
     for _, row in result.table().iterrows():
         flag = "  (at a bound)" if row["at_bound"] else ""
         click.echo(f"  {row['parameter']:32s} {row['product']:14s} {row['initial']:11.4g} -> {row['estimate']:11.4g}"
                    f"{flag}")
+    if result.uncertainty is not None:
+        unc = result.uncertainty
+        click.echo(f"profile-likelihood {unc.level:.0%} intervals ({unc.n_evaluations} evaluations):")
+        for r in unc.intervals.itertuples():
+            lo = "bound" if r.lower_flat else f"{r.lower:.4g}"
+            hi = "bound" if r.upper_flat else f"{r.upper:.4g}"
+            click.echo(f"  {r.label:40s} {r.estimate:11.4g}  [{lo}, {hi}]")
+        for note in unc.identifiability(cal.labels):
+            click.echo(f"  identifiability: {note}")
     files = write_calibration(result, out, command=shlex.join(["carkinetics", "calibrate", *sys.argv[2:]]))
     click.echo(f"wrote {len(files)} files to {os.path.normpath(out)}")
     if not write_parameter_sets and cal.output is not None:

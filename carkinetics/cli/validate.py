@@ -21,8 +21,19 @@ from carkinetics.cli.common import PatientProgress, parse_settings, set_option
 @click.option("--reference", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="TABLE.csv",
               help="A reference target table (the format of carkinetics/reference/README.md) that replaces the "
                    "shipped one: the scenarios' target ids are looked up, and scored, in it.")
+@click.option("--cross-validate", "cross", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="CALIBRATION.toml",
+              help="Leave-one-trial-out: refit this calibration without each of its trials in turn and predict the "
+                   "trial (and its other seed scenarios, e.g. a long-term follow-up) with the refit; every row is "
+                   "out of sample. Writes folds.csv too.")
+@click.option("--fit-n", type=click.IntRange(2), default=None,
+              help="With --cross-validate: virtual patients per scenario of each refit (default: the file's).")
+@click.option("--maxiter", type=click.IntRange(1), default=None,
+              help="With --cross-validate: Nelder-Mead iterations per estimate of each refit (default: the file's).")
+@click.option("--starts", type=click.IntRange(1), default=1, show_default=True,
+              help="With --cross-validate: optimiser runs of each refit.")
 @set_option
-def validate(scenarios, output, n, seed, jobs, reference, settings):
+def validate(scenarios, output, n, seed, jobs, reference, cross, fit_n, maxiter, starts, settings):
     """Run the seed scenarios (default: every shipped scenario with [targets]) and compare
     each simulated endpoint with its reported value and 95% interval.
 
@@ -36,6 +47,14 @@ def validate(scenarios, output, n, seed, jobs, reference, settings):
     from carkinetics.studies.validate import VALIDATION_FILES, run_validation, verdict_counts
 
     overrides = parse_settings(settings)
+    if cross is not None:
+        if scenarios or reference is not None or overrides:
+            raise click.UsageError("--cross-validate takes the calibration's scenarios and reference table: give no "
+                                   "scenario, --reference or --set with it")
+        _cross_validate(cross, output, n, seed, jobs, fit_n, maxiter, starts)
+        return
+    if fit_n is not None or maxiter is not None or starts != 1:
+        raise click.UsageError("--fit-n, --maxiter and --starts go with --cross-validate")
     if output is not None:
         check_output_dir(output, clean=True, known=VALIDATION_FILES)  # before anything is simulated
         output = Path(output)
@@ -88,3 +107,45 @@ def validate(scenarios, output, n, seed, jobs, reference, settings):
     if output is not None:
         for f in ("validation.csv", "validation.png", "validation.json"):
             click.echo(f"  wrote {Path(output) / f}")
+
+
+def _cross_validate(calibration, output, n, seed, jobs, fit_n, maxiter, starts):
+    """``validate --cross-validate``: leave-one-trial-out refits and their out-of-sample scores."""
+    from carkinetics.io.atomic import check_output_dir
+    from carkinetics.studies.cross_validate import CROSS_VALIDATION_FILES, loto_summary, run_cross_validation
+    from carkinetics.studies.validate import verdict_counts
+
+    if output is not None:
+        check_output_dir(output, clean=True, known=CROSS_VALIDATION_FILES)
+        output = Path(output)
+    table, fits = run_cross_validation(calibration, n=n, seed=seed, jobs=jobs, output=output, fit_n=fit_n,
+                                       maxiter=maxiter, starts=starts,
+                                       progress=lambda line: click.echo(line, err=True))
+    fmt = "{:<34s} {:<6s} {:>9s} [{:>9s}, {:>9s}]  {:>9s}  {:>9s}  {}"
+    click.echo(fmt.format("target", "fold", "reported", "lower", "upper", "predicted", "pooled", "verdict"))
+
+    def g(x):
+        """A number for the table: 4 significant digits, empty for NaN."""
+        return "" if x != x else f"{x:.4g}"
+
+    for r in table.itertuples():
+        verdict = {True: "inside", False: "OUTSIDE"}.get(r.inside, "no interval")
+        click.echo(fmt.format(r.target_id, str(r.left_out), g(r.reported), g(r.reported_lower), g(r.reported_upper),
+                              g(r.simulated), g(r.baseline_pooled), verdict))
+    c = verdict_counts(table)
+    click.echo(f"Out of sample: {c['inside']} of {c['outcome_rows']} outcome rows inside the reported 95% interval; "
+               f"{len(fits)} refits ({int(fits['n_evaluations'].sum())} evaluations, {fits['seconds'].sum():.0f} s)")
+    summary = loto_summary(table)
+    if summary.empty:
+        click.echo("No scores: no out-of-sample row has a naive baseline.")
+    else:
+        click.echo("Out-of-sample binomial log-likelihood (higher is better; pooled = the same quantity in the other "
+                   "trials, constant = 0.5):")
+        sfmt = "  {:<15s} {:>4s}  {:>9s} {:>9s} {:>9s}  {:>15s}"
+        click.echo(sfmt.format("category", "rows", "model", "pooled", "constant", "model > pooled"))
+        for s in summary.itertuples():
+            click.echo(sfmt.format(s.category, str(s.rows), f"{s.loglik_model:.2f}", f"{s.loglik_pooled:.2f}",
+                                   f"{s.loglik_constant:.2f}", f"{s.model_beats_pooled} of {s.rows}"))
+    if output is not None:
+        for f in CROSS_VALIDATION_FILES:
+            click.echo(f"  wrote {output / f}")

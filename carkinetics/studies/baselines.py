@@ -36,6 +36,7 @@ import re
 import numpy as np
 
 from carkinetics.scenario.reference import FRACTION_STATISTICS
+from carkinetics.stats.scores import binomial_loglik, brier, shrunk
 
 #: The clinical question each reported quantity answers (rows are summed by these).
 CATEGORIES = {
@@ -81,42 +82,6 @@ def trial_of(arm, trial="") -> str:
     """
     m = re.search(r"(?<![A-Za-z0-9])S\d+", str(arm))
     return m.group(0) if m else str(trial)
-
-
-def binomial_loglik(k, n, p) -> float:
-    """Log-likelihood of ``k`` events in ``n`` under probability ``p`` (``k`` may be fractional).
-
-    >>> round(binomial_loglik(1, 2, 0.5), 6) == round(math.log(0.5), 6)
-    True
-    """
-    if not (math.isfinite(k) and math.isfinite(n) and n > 0 and math.isfinite(p)):
-        return math.nan
-    from scipy.special import gammaln
-
-    p = min(max(p, 1e-300), 1.0 - 1e-16)
-    return float(gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p))
-
-
-def brier(k, n, p) -> float:
-    """Mean Brier score of ``n`` patients, ``k`` with the event, under probability ``p``.
-
-    >>> brier(1, 4, 0.25)
-    0.1875
-    """
-    if not (math.isfinite(k) and math.isfinite(n) and n > 0 and math.isfinite(p)):
-        return math.nan
-    return float((k * (1.0 - p) ** 2 + (n - k) * p ** 2) / n)
-
-
-def shrunk(value, n) -> float:
-    """``(value n + 0.5) / (n + 1)``: a rate estimated from ``n`` patients, never exactly 0 or 1.
-
-    >>> shrunk(0.0, 1999)
-    0.00025
-    """
-    if not (math.isfinite(value) and math.isfinite(n) and n >= 0):
-        return math.nan
-    return (value * n + 0.5) / (n + 1.0)
 
 
 def _fraction_rows(reference):

@@ -1,7 +1,9 @@
 """Calibration of a model across products and trials: the objective and the fit.
 
-The distance and the optimiser are those of :func:`carkinetics.fit.target_fit.fit_targets`:
-standardised squared distances on the log scale (linear for proportions), common random
+The objective is ``[calibration] objective``: ``distance`` (standardised squared distances on
+the log scale, linear for proportions, as :func:`carkinetics.fit.target_fit.fit_targets`) or
+``likelihood`` (binomial, log(-log) normal and censoring-aware median terms:
+:mod:`carkinetics.studies.calibration_objective`); the optimiser is that of ``fit_targets``: common random
 numbers (every scenario's virtual cohort is the same patients at every step), scipy's
 differential evolution polished by Nelder-Mead, or Nelder-Mead from the model values.
 :func:`calibrate` fits a :class:`~carkinetics.studies.calibration_file.Calibration`
@@ -62,22 +64,43 @@ class JointCohorts:
                 tables[id(sc)] = res.patients
         return tables
 
-    def statistics(self, x) -> np.ndarray:
-        """Simulated value of each target (vector, the calibration's target order)."""
+    def evaluate(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """Simulated value of each target and its term of the objective, at log-parameters ``x``.
+
+        Returns
+        -------
+        (statistics, terms) : tuple of numpy.ndarray
+            In the calibration's target order; the objective is ``terms.sum()``
+            (:mod:`carkinetics.studies.calibration_objective`).
+        """
+        from carkinetics.studies.calibration_objective import distance_term, likelihood_term
         from carkinetics.studies.validate import cohort_statistic
 
         self.n_evaluations += 1
         tables = self.patients(x)
-        out = np.empty(len(self.cal.targets))
-        for k, tg in enumerate(self.cal.targets):
+        k = len(self.cal.targets)
+        stats, terms = np.empty(k), np.empty(k)
+        for j, tg in enumerate(self.cal.targets):
+            table = tables[id(tg.scenario)]
             try:
-                out[k] = cohort_statistic(tables[id(tg.scenario)], tg.spec, tg.statistic, tg.time)[0]
+                value, mc_lo, mc_hi, n_sim = cohort_statistic(table, tg.spec, tg.statistic, tg.time)
+                p_event = math.nan
+                if (self.cal.objective == "likelihood" and tg.statistic == "median"
+                        and f"{tg.spec.endpoint}_event" in table.columns and math.isfinite(tg.reported)):
+                    p_event = 1.0 - cohort_statistic(table, tg.spec, "km_estimate", tg.reported)[0]
             except (ValueError, KeyError) as err:
                 raise CalibrationError(f"{tg.scenario.path}: targets.{tg.target_id}: {err}") from None
-        return out
+            stats[j] = value
+            terms[j] = (likelihood_term(tg, value, n_sim, p_event, mc_lo, mc_hi) if self.cal.objective == "likelihood"
+                        else distance_term(tg, value))
+        return stats, terms
+
+    def statistics(self, x) -> np.ndarray:
+        """Simulated value of each target (vector, the calibration's target order)."""
+        return self.evaluate(x)[0]
 
     def objective(self, X) -> np.ndarray:
-        """The distance between simulated and reported targets at each row of ``X``.
+        """The calibration's objective at each row of ``X``.
 
         Parameters
         ----------
@@ -87,15 +110,10 @@ class JointCohorts:
         Returns
         -------
         numpy.ndarray, shape (n_points,)
-            :func:`carkinetics.fit.target_fit.target_distance`.
+            The sum of the targets' terms (:meth:`evaluate`).
         """
-        from carkinetics.fit.target_fit import target_distance
-
         X = np.atleast_2d(X)
-        st = np.column_stack([self.statistics(x) for x in X])
-        t = self.cal.targets
-        return target_distance(st, [g.observed for g in t], [g.se for g in t], [g.log_scale for g in t],
-                               [g.weight for g in t])
+        return np.array([float(self.evaluate(x)[1].sum()) for x in X])
 
 
 @dataclass
@@ -113,6 +131,8 @@ class CalibrationResult:
     n_evaluations: int
     n: int
     seconds: float
+    uncertainty: object = None  # CalibrationUncertainty, when asked for
+    started_from: str = ""  # the record whose estimates the optimiser started from, if not the scenarios' sets
 
     @property
     def estimates(self) -> dict:
@@ -146,7 +166,8 @@ class CalibrationResult:
         return pd.DataFrame(rows)
 
 
-def calibrate(cal: Calibration, *, n=None, method=None, starts=None, maxiter=None, jobs=None, progress=None):
+def calibrate(cal: Calibration, *, n=None, method=None, starts=None, maxiter=None, jobs=None, progress=None,
+              start=None, started_from=""):
     """Fit the calibration's estimates to its targets.
 
     Parameters
@@ -159,6 +180,11 @@ def calibrate(cal: Calibration, *, n=None, method=None, starts=None, maxiter=Non
         Nelder-Mead iterations per estimate).
     progress : callable(str), optional
         Called with a line after each evaluation batch.
+    start : dict, optional
+        Estimate label -> value to start from (and to report as "before") instead of the values
+        the scenarios read (:func:`start_from_record` reads one from an earlier run).
+    started_from : str, optional
+        Where ``start`` came from, for the record.
 
     Returns
     -------
@@ -180,7 +206,9 @@ def calibrate(cal: Calibration, *, n=None, method=None, starts=None, maxiter=Non
     lo = np.array([e.log_lower for e in cal.estimates])
     hi = np.array([e.log_upper for e in cal.estimates])
     x0 = cal.initial_x()
-    st0 = joint.statistics(x0)
+    if start is not None:
+        x0 = np.clip([math.log(start[label]) for label in cal.labels], lo, hi)
+    st0, terms0 = joint.evaluate(x0)
     best = [math.inf]
 
     def objective(X):
@@ -194,27 +222,54 @@ def calibrate(cal: Calibration, *, n=None, method=None, starts=None, maxiter=Non
     starts_df, x, n_best = minimise_distance(
         objective, lo, hi, x0, cal.labels, method=method, starts=starts, seed=cal.seed, popsize=cal.popsize,
         maxiter=maxiter or 30, tol=1e-3, polish_maxiter=(maxiter or 60) * k if method == "nelder-mead" else 40 * k)
-    st = joint.statistics(x)
+    st, terms = joint.evaluate(x)
     t = cal.targets
-    from carkinetics.fit.target_fit import target_distance
-
-    f0 = float(target_distance(st0[:, None], [g.observed for g in t], [g.se for g in t],
-                               [g.log_scale for g in t], [g.weight for g in t])[0])
+    f0 = float(terms0.sum())
     rows = []
-    for g, a, b in zip(t, st0, st):
-        h = (lambda v: math.log(max(v, 1e-300))) if g.log_scale else (lambda v: v)
-        contrib = (lambda v: g.weight * ((h(v) - g.observed) / g.se) ** 2 if math.isfinite(v) else math.inf)
+    for g, a, b, c0, c in zip(t, st0, st, terms0, terms):
         rows.append({"target_id": g.target_id, "product": g.product, "scenario": g.scenario.name,
                      "statistic": g.statistic, "timepoint_days": g.time, "reported": g.reported,
                      "reported_lower": g.lower, "reported_upper": g.upper, "scale": "log" if g.log_scale else "linear",
                      "se": g.se, "se_source": g.se_source, "weight": g.weight, "simulated_initial": a,
-                     "simulated": b, "contribution_initial": contrib(a), "contribution": contrib(b),
+                     "simulated": b, "contribution_initial": float(c0), "contribution": float(c),
                      "inside_initial": _inside(a, g), "inside": _inside(b, g)})
     comparison = pd.DataFrame(rows)
     obj = float(comparison["contribution"].sum())
     return CalibrationResult(calibration=cal, x=np.asarray(x, float), x_initial=x0, objective=obj,
                              objective_initial=f0, comparison=comparison, starts=starts_df, n_at_best=n_best,
-                             n_evaluations=joint.n_evaluations, n=joint.n, seconds=time.perf_counter() - t0)
+                             n_evaluations=joint.n_evaluations, n=joint.n, seconds=time.perf_counter() - t0,
+                             started_from=str(started_from))
+
+
+def start_from_record(cal: Calibration, folder) -> dict:
+    """The estimates of an earlier run of the same calibration (its ``calibration.json``).
+
+    Raises
+    ------
+    CalibrationError
+        Naming the file: missing, unreadable, or its estimates are not this calibration's
+        (a label missing, or a value that is not a positive number).
+    """
+    import json
+    from pathlib import Path
+
+    record = Path(folder) / "calibration.json"
+    try:
+        info = json.loads(record.read_text(encoding="utf-8"))
+        est = info["estimates"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CalibrationError(f"{record}: not the record of a calibration run ({err})") from None
+    missing = [label for label in cal.labels if label not in est]
+    if missing:
+        raise CalibrationError(f"{record}: estimates: no value for {', '.join(missing)} (expected the estimates of "
+                               f"{cal.path.name}: {', '.join(cal.labels)})")
+    bad = [label for label in cal.labels
+           if not isinstance(est[label], (int, float)) or isinstance(est[label], bool) or not est[label] > 0
+           or not math.isfinite(est[label])]
+    if bad:
+        raise CalibrationError(f"{record}: estimates: expected positive numbers, got "
+                               + ", ".join(f"{b} = {est[b]!r}" for b in bad))
+    return {label: float(est[label]) for label in cal.labels}
 
 
 def _inside(v, g):

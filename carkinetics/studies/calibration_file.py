@@ -61,7 +61,9 @@ from carkinetics.scenario.population import MAX_POPULATION
 from carkinetics.studies.calibration_targets import collect_targets
 
 OPTIMISERS = ("nelder-mead", "differential_evolution")
-_HEAD_KEYS = {"name", "description", "model", "n", "seed", "method", "starts", "maxiter", "popsize",
+#: What a calibration minimises (:mod:`carkinetics.studies.calibration_objective`).
+OBJECTIVES = ("distance", "likelihood")
+_HEAD_KEYS = {"name", "description", "model", "n", "seed", "method", "objective", "starts", "maxiter", "popsize",
               "output", "reference", "jobs", "notes"}
 _PRODUCT_KEYS = {"description", "scenarios"}
 _ESTIMATE_KEYS = {"products", "bounds", "note"}
@@ -112,6 +114,7 @@ class Calibration:
     n: int = 500
     seed: int = 1
     method: str = "nelder-mead"
+    objective: str = "distance"
     starts: int = 1
     maxiter: int | None = None
     popsize: int = 8
@@ -222,6 +225,11 @@ def _read_head(head, path, errs) -> dict:
     if not isinstance(method, str) or method not in OPTIMISERS:
         errs.add("calibration.method", f"expected one of {', '.join(OPTIMISERS)}, got {method!r}"
                                        f"{suggestion(str(method), OPTIMISERS)}")
+    objective = head.get("objective", "distance")
+    if not isinstance(objective, str) or objective not in OBJECTIVES:
+        errs.add("calibration.objective", f"expected one of {', '.join(OBJECTIVES)}, got {objective!r}"
+                                          f"{suggestion(str(objective), OBJECTIVES)}")
+        objective = "distance"
     output = head.get("output")
     if output is not None and not (isinstance(output, str) and output.strip()):
         errs.add("calibration.output", f"expected the folder of the parameter sets (relative to this file; "
@@ -237,7 +245,8 @@ def _read_head(head, path, errs) -> dict:
             reference_path = path.parent / ref
 
     return {"n": n, "seed": seed, "starts": starts, "maxiter": maxiter, "popsize": popsize, "jobs": jobs,
-            "name": name, "method": method, "output": output, "reference_path": reference_path}
+            "name": name, "method": method, "objective": objective, "output": output,
+            "reference_path": reference_path}
 
 
 def _load_products(data, path, model, errs):

@@ -40,6 +40,8 @@ def default_output(cal: Calibration) -> Path:
 
 #: Files :func:`write_calibration` writes besides one ``<product>.toml`` per product.
 RECORD_FILES = ("estimates.csv", "comparison.csv", "starts.csv", "calibration.json", "comparison.png")
+#: Files of the uncertainty analysis (``calibrate --uncertainty``), written beside the record.
+UNCERTAINTY_FILES = ("intervals.csv", "profiles.csv", "parameter_sample.csv", "uncertainty.json", "profiles.png")
 
 
 def calibration_files(cal: Calibration) -> list:
@@ -52,9 +54,9 @@ def calibration_files(cal: Calibration) -> list:
     Returns
     -------
     list of str
-        One ``<product>.toml`` per product, then :data:`RECORD_FILES`.
+        One ``<product>.toml`` per product, then :data:`RECORD_FILES` and :data:`UNCERTAINTY_FILES`.
     """
-    return [f"{p}.toml" for p in cal.products] + list(RECORD_FILES)
+    return [f"{p}.toml" for p in cal.products] + list(RECORD_FILES) + list(UNCERTAINTY_FILES)
 
 
 def check_calibration_output(cal: Calibration, directory) -> Path:
@@ -116,8 +118,14 @@ def calibration_provenance(result: CalibrationResult, command="") -> dict:
             "parameter_sets_read_sha256": sets,
             "patients_per_scenario": result.n, "seed": cal.seed, "method": cal.method,
             "objective": result.objective, "objective_initial": result.objective_initial,
-            "objective_definition": "sum over targets of weight * ((h(simulated) - h(reported)) / se)^2, "
-                                    "h = log for positive statistics, identity for probabilities",
+            "objective_kind": cal.objective, "started_from": result.started_from or "the scenarios' parameter sets",
+            "objective_definition": (
+                "sum over targets of weight * -log L: binomial for fractions, normal on log(-log) for Kaplan-Meier "
+                "estimates with a usable interval, n/2 events by a reported median time, else half the squared "
+                "standardised distance (carkinetics.studies.calibration_objective)"
+                if cal.objective == "likelihood" else
+                "sum over targets of weight * ((h(simulated) - h(reported)) / se)^2, "
+                "h = log for positive statistics, identity for probabilities"),
             "n_targets": len(cal.targets), "n_evaluations": result.n_evaluations,
             "optimiser_runs_at_best": f"{result.n_at_best} of {len(result.starts)}",
             "seconds": round(result.seconds, 1)}
@@ -266,6 +274,15 @@ def write_calibration(result: CalibrationResult, directory, *, command="", plots
                     "initial": int(np.sum(result.comparison["inside_initial"] == True)),  # noqa: E712
                     "calibrated": int(np.sum(result.comparison["inside"] == True)),  # noqa: E712
                     "with_interval": int(result.comparison["inside"].notna().sum())}}
+        unc = result.uncertainty
+        if unc is not None:
+            info["uncertainty"] = {"intervals_file": "intervals.csv", "sample_file": "parameter_sample.csv",
+                                   "identifiability": unc.identifiability(cal.labels)}
+            unc.intervals.to_csv(tmp / "intervals.csv", index=False)
+            unc.points.to_csv(tmp / "profiles.csv", index=False)
+            unc.sample.to_csv(tmp / "parameter_sample.csv", index=False)
+            write_json(tmp / "uncertainty.json", unc.to_dict(cal.labels))
+            files += ["intervals.csv", "profiles.csv", "parameter_sample.csv", "uncertainty.json"]
         write_json(tmp / "calibration.json", info)
         files.append("calibration.json")
         if plots:
@@ -275,4 +292,12 @@ def write_calibration(result: CalibrationResult, directory, *, command="", plots
             save_figure(fig, tmp / "comparison.png")
             plt.close(fig)
             files.append("comparison.png")
+            if unc is not None:
+                from carkinetics.studies.calibration_uncertainty import plot_profiles
+
+                fig = plot_profiles(unc, title=f"Calibration {cal.name}: profile likelihood "
+                                               f"({unc.level:.0%} intervals shaded)")
+                save_figure(fig, tmp / "profiles.png")
+                plt.close(fig)
+                files.append("profiles.png")
     return files

@@ -36,6 +36,8 @@ class CalibrationTarget:
     log_scale: bool
     weight: float = 1.0
     note: str = ""
+    k: float = math.nan  # the reported count, where the paper gives one
+    n: float = math.nan  # the reported denominator
 
 
 def collect_targets(products, raw_targets, reference, errs):
@@ -129,7 +131,8 @@ def collect_targets(products, raw_targets, reference, errs):
                     target_id=tid, product=product, scenario=sc, spec=spec, statistic=statistic, time=time,
                     reported=value, lower=tg.lower, upper=tg.upper,
                     observed=math.log(value) if tg.log_scale else value, se=se, se_source=how,
-                    log_scale=tg.log_scale, weight=float(weight), note=note))
+                    log_scale=tg.log_scale, weight=float(weight), note=note, k=as_float(ref.get("k")),
+                    n=as_float(ref.get("n"))))
     unknown = [t for t in raw_targets if t not in seen and t not in excluded]
     for t in unknown:
         errs.add(f"targets.{t}", f"'{t}' is not an outcome target of any scenario of this calibration"

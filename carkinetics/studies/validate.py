@@ -152,7 +152,7 @@ def seed_scenarios() -> list[Path]:
     return [found[k] for k in sorted(found)]
 
 
-def validate_scenario(scenario, reference, n=2000, seed=1, jobs=None, progress=None):
+def validate_scenario(scenario, reference, n=2000, seed=1, jobs=None, progress=None, parameters=None):
     """Run one seed scenario's virtual cohort and compare it with its reported numbers.
 
     Parameters
@@ -163,6 +163,8 @@ def validate_scenario(scenario, reference, n=2000, seed=1, jobs=None, progress=N
         The reference target table (:func:`carkinetics.scenario.reference.load_targets`).
     n, seed, jobs :
         Virtual cohort size, seed and number of threads.
+    parameters : dict, optional
+        Parameter values applied on top of the scenario's (as ``run_cohort``'s).
 
     Returns
     -------
@@ -177,7 +179,7 @@ def validate_scenario(scenario, reference, n=2000, seed=1, jobs=None, progress=N
     specs = scenario.target_specs
     by_id = reference.set_index("target_id")
     fitted = fitted_target_ids(scenario)
-    result = run_cohort(scenario, n=n, seed=seed, jobs=jobs, bands=False, progress=progress)
+    result = run_cohort(scenario, n=n, seed=seed, jobs=jobs, bands=False, progress=progress, parameters=parameters)
     patients = result.patients
     rows = []
     for tid, spec in specs.items():

@@ -14,6 +14,7 @@ import pytest
 import scipy.stats
 
 from carkinetics.scenario.targets import TargetSpec
+from carkinetics.stats import scores
 from carkinetics.studies import baselines as bl
 from carkinetics.studies.validate import basis_of, fitted_target_ids, seed_scenarios
 
@@ -43,11 +44,11 @@ REFERENCE = _ref([
 
 def test_binomial_loglik_and_brier_against_scipy_and_patient_sums():
     for k, n, p in [(0, 16, 0.2), (7, 20, 0.35), (20, 20, 0.9), (3, 43, 0.01)]:
-        assert bl.binomial_loglik(k, n, p) == pytest.approx(scipy.stats.binom.logpmf(k, n, p), rel=1e-12)
+        assert scores.binomial_loglik(k, n, p) == pytest.approx(scipy.stats.binom.logpmf(k, n, p), rel=1e-12)
         outcomes = np.r_[np.ones(k), np.zeros(n - k)]
-        assert bl.brier(k, n, p) == pytest.approx(np.mean((outcomes - p) ** 2), rel=1e-12)
-    assert math.isnan(bl.binomial_loglik(1, float("nan"), 0.5)) and math.isnan(bl.brier(1, 0, 0.5))
-    assert bl.shrunk(1.0, 999) == pytest.approx(999.5 / 1000) and bl.shrunk(0.0, 1) == 0.25
+        assert scores.brier(k, n, p) == pytest.approx(np.mean((outcomes - p) ** 2), rel=1e-12)
+    assert math.isnan(scores.binomial_loglik(1, float("nan"), 0.5)) and math.isnan(scores.brier(1, 0, 0.5))
+    assert scores.shrunk(1.0, 999) == pytest.approx(999.5 / 1000) and scores.shrunk(0.0, 1) == 0.25
 
 
 def test_trials_categories_and_the_pooled_rate_of_the_other_trials():

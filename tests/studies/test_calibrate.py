@@ -165,6 +165,17 @@ def test_shared_and_product_specific_estimates_are_recovered(synthetic):
     assert load_scenario(sc).parameters["alpha"] == 0.5
 
 
+def test_the_objective_is_named_in_the_file_and_checked(synthetic):
+    folder, path = synthetic
+    assert load_calibration(path).objective == "distance"  # the default
+    path.write_text(path.read_text().replace("n = 300", 'n = 300\nobjective = "likelihood"'))
+    assert load_calibration(path).objective == "likelihood"
+    path.write_text(path.read_text().replace('objective = "likelihood"', 'objective = "likelyhood"'))
+    with pytest.raises(CalibrationFileError) as err:
+        load_calibration(path)
+    assert "calibration.objective" in str(err.value) and "did you mean 'likelihood'" in str(err.value)
+
+
 def test_calibration_file_problems_are_reported_together(synthetic):
     folder, path = synthetic
     bad = path.read_text().replace('products = ["a", "b"]', 'products = ["a", "c"]')
@@ -328,3 +339,86 @@ def test_protocol_design_uses_the_calibrated_product_values():
     for k, v in cd5.items():
         if k not in donor or donor[k] != v:
             assert option[k] == pytest.approx(v, rel=1e-6), k
+
+
+def test_uncertainty_intervals_sample_and_a_restart_from_the_record(synthetic):
+    """calibrate --uncertainty on the synthetic products (likelihood objective, which carries the
+    virtual cohort's Monte Carlo error): each profile interval holds the truth and its estimate,
+    the sample stays inside the bounds around the estimates, and --start-from begins at the
+    earlier run's estimates (its objective before equals that run's objective after)."""
+    folder, path = synthetic
+    out = folder / "unc"
+    r = CliRunner().invoke(main, ["calibrate", str(path), "-o", str(out), "--uncertainty", "--samples", "50",
+                                  "--objective", "likelihood", "--jobs", "1"])
+    assert r.exit_code == 0, r.output
+    assert "profile-likelihood 95% intervals" in r.output
+    for name in ("intervals.csv", "profiles.csv", "parameter_sample.csv", "uncertainty.json", "profiles.png"):
+        assert (out / name).is_file(), name
+    import pandas as pd
+
+    iv = pd.read_csv(out / "intervals.csv").set_index("label")
+    truth = {"alpha": TRUTH["alpha"], "cmax[a]": TRUTH["cmax_a"], "cmax[b]": TRUTH["cmax_b"]}
+    for label, value in truth.items():
+        row = iv.loc[label]
+        assert row["lower"] < row["estimate"] < row["upper"], label
+        assert row["lower"] <= value <= row["upper"], (label, value, row["lower"], row["upper"])
+        assert not row["lower_flat"] and not row["upper_flat"] and not row["at_bound"]
+    sample = pd.read_csv(out / "parameter_sample.csv")
+    assert len(sample) == 50 and list(sample.columns) == ["draw", "alpha", "cmax[a]", "cmax[b]"]
+    assert sample["alpha"].between(0.05, 1.0).all() and sample["cmax[a]"].between(1000, 1e6).all()
+    assert np.median(sample["cmax[b]"]) == pytest.approx(iv.loc["cmax[b]", "estimate"], rel=0.05)
+    info = json.loads((out / "uncertainty.json").read_text())
+    assert set(info["correlation"]) == set(truth) and len(info["hessian_eigenvalues"]) == 3
+    # restart from the record: "before" is that run's optimum
+    first = json.loads((out / "calibration.json").read_text())
+    r = CliRunner().invoke(main, ["calibrate", str(path), "-o", str(folder / "again"), "--start-from", str(out),
+                                  "--objective", "likelihood", "--maxiter", "1", "--jobs", "1"])
+    assert r.exit_code == 0, r.output
+    again = json.loads((folder / "again" / "calibration.json").read_text())
+    assert again["provenance"]["objective_initial"] == pytest.approx(first["provenance"]["objective"], rel=1e-9)
+    assert again["provenance"]["started_from"] == str(out)
+    # a folder without a record is refused, naming the file
+    r = CliRunner().invoke(main, ["calibrate", str(path), "--start-from", str(folder), "--jobs", "1"])
+    assert r.exit_code == 2 and "calibration.json" in r.output and "Traceback" not in r.output
+
+
+def test_cross_validation_refits_without_each_trial_and_predicts_it(synthetic, tmp_path):
+    """Two trials (S1: product a, S2: product b). Leaving out S1 drops cmax[a] (no target left)
+    to the model file's value and refits alpha and cmax[b] on S2 alone, which still identify
+    them; S1 is then predicted with the model file's cmax: its peak is the model file's, not
+    the truth. Every row is marked cross-validated; a single trial cannot be cross-validated."""
+    import pandas as pd
+
+    from carkinetics.model.load import load_model
+
+    folder, path = synthetic
+    ref = folder / "reference.csv"
+    rows = pd.read_csv(ref)
+    rows["arm"] = ["S1" if t.startswith("a_") else "S2" for t in rows["target_id"]]
+    rows.to_csv(ref, index=False)
+    out = tmp_path / "loto"
+    r = CliRunner().invoke(main, ["validate", "--cross-validate", str(path), "--n", "300", "--fit-n", "150",
+                                  "--maxiter", "30", "-j", "1", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "Out of sample:" in r.output
+    folds = pd.read_csv(out / "folds.csv").set_index("left_out")
+    assert list(folds.index) == ["S1", "S2"]
+    cmax_file = load_model(MODELS / "multiphasic.toml").parameter("cmax").value
+    assert folds.loc["S1", "model_file:cmax[a]"] == pytest.approx(cmax_file)
+    assert folds.loc["S1", "estimate:alpha"] == pytest.approx(TRUTH["alpha"], rel=0.15)
+    assert folds.loc["S1", "estimate:cmax[b]"] == pytest.approx(TRUTH["cmax_b"], rel=0.15)
+    table = pd.read_csv(out / "validation.csv").set_index("target_id")
+    assert set(table["basis"]) == {"cross-validated"}
+    assert table.loc["a_peak", "left_out"] == "S1" and table.loc["b_peak", "left_out"] == "S2"
+    # S1 predicted at the model file's cmax: the median peak is that value (log-symmetric variability)
+    assert table.loc["a_peak", "simulated"] == pytest.approx(cmax_file, rel=0.1)
+    info = json.loads((out / "validation.json").read_text())
+    assert info["kind"] == "leave-one-trial-out cross-validation" and len(info["folds"]) == 2
+    # one trial only: refused with a message, no traceback
+    rows["arm"] = "S1"
+    rows.to_csv(ref, index=False)
+    r = CliRunner().invoke(main, ["validate", "--cross-validate", str(path), "--n", "50", "-j", "1"])
+    assert r.exit_code != 0 and "cross-validation needs at least two trials" in r.output
+    assert "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["validate", "--maxiter", "3"])
+    assert r.exit_code == 2 and "go with --cross-validate" in r.output

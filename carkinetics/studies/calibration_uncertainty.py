@@ -1,0 +1,160 @@
+"""Uncertainty of a calibration: profile intervals, identifiability, a sample of parameter sets.
+
+After :func:`carkinetics.studies.calibrate.calibrate`, :func:`calibration_uncertainty` profiles
+the objective (as a negative log-likelihood: the ``likelihood`` objective as it is, the
+``distance`` objective halved) around the optimum, parameter by parameter, with the same
+virtual cohorts (common random numbers), and builds the normal approximation of the
+log-parameters from the Hessian at the optimum (:mod:`carkinetics.fit.profile`). The report
+says what the data do not fix: flat profile sides, estimates at a bound, strongly correlated
+pairs and near-zero Hessian eigenvalues. The sample (``parameter_sample.csv``) is what
+``--replicates`` style propagation draws from: one row per parameter set, one column per
+estimate label, each row inside the bounds.
+
+The normal approximation can be narrower than the profile where the profile is not
+quadratic; the intervals reported per parameter are the profile ones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Absolute correlation above which a pair of estimates is reported as poorly separated.
+STRONG_CORRELATION = 0.9
+
+
+@dataclass
+class CalibrationUncertainty:
+    """Profile intervals, Laplace covariance and a parameter sample of one calibration."""
+
+    intervals: object  # pandas.DataFrame: label, estimate, lower, upper, flat sides, at_bound
+    points: object  # pandas.DataFrame: label, value, profile (rise of -log L)
+    covariance: np.ndarray  # log-parameters
+    correlation: np.ndarray
+    eigenvalues: np.ndarray
+    sample: object  # pandas.DataFrame: draw, one column per estimate label (natural scale)
+    level: float
+    scale: float
+    n_evaluations: int
+
+    def identifiability(self, labels) -> list:
+        """What the data do not fix, as sentences (empty when nothing is flagged)."""
+        notes = []
+        for r in self.intervals.itertuples():
+            sides = [s for s, flat in (("lower", r.lower_flat), ("upper", r.upper_flat)) if flat]
+            if sides:
+                notes.append(f"{r.label}: profile flat on the {' and '.join(sides)} side (the {self.level:.0%} "
+                             f"interval reaches the bound: the targets do not bound it there)")
+            if r.at_bound:
+                notes.append(f"{r.label}: estimate at a bound ({r.estimate:.4g})")
+        k = len(labels)
+        for i in range(k):
+            for j in range(i + 1, k):
+                c = float(self.correlation[i, j])
+                if abs(c) >= STRONG_CORRELATION:
+                    notes.append(f"{labels[i]} and {labels[j]}: correlation {c:+.2f} (normal approximation): "
+                                 f"the targets fix a combination of the two, not each")
+        top = float(np.max(self.eigenvalues)) if len(self.eigenvalues) else 0.0
+        small = int(np.sum(self.eigenvalues < 1e-6 * max(top, 1e-300)))
+        if small:
+            notes.append(f"{small} Hessian eigenvalue(s) below 1e-6 of the largest: directions the targets do not fix")
+        return notes
+
+    def to_dict(self, labels) -> dict:
+        """The record for ``uncertainty.json``."""
+        return {"level": self.level, "objective_scale_to_minus_log_likelihood": self.scale,
+                "n_evaluations": self.n_evaluations,
+                "intervals": self.intervals.to_dict(orient="records"),
+                "correlation": {a: {b: float(self.correlation[i, j]) for j, b in enumerate(labels)}
+                                for i, a in enumerate(labels)},
+                "log_parameter_sd": {a: float(math.sqrt(self.covariance[i, i])) for i, a in enumerate(labels)},
+                "hessian_eigenvalues": [float(v) for v in self.eigenvalues],
+                "identifiability": self.identifiability(labels),
+                "sample_size": int(len(self.sample))}
+
+
+def calibration_uncertainty(result, *, n=None, jobs=None, level=0.95, samples=200, step=0.1, max_points=6,
+                            maxiter=40, seed=None, progress=None) -> CalibrationUncertainty:
+    """Profile intervals, identifiability and a parameter sample at a calibration's optimum.
+
+    Parameters
+    ----------
+    result : CalibrationResult
+    n, jobs :
+        Virtual patients per scenario (default: the fit's) and threads.
+    level : float
+        Interval level.
+    samples : int
+        Parameter sets drawn from the normal approximation.
+    step, max_points, maxiter :
+        First profile step (log scale, doubling), points per side, Nelder-Mead iterations over
+        the other estimates at each profile point (:func:`carkinetics.fit.profile.profile_likelihood`).
+    seed : int, optional
+        Seed of the sample (default: the calibration's).
+
+    Returns
+    -------
+    CalibrationUncertainty
+    """
+    import pandas as pd
+
+    from carkinetics.fit.profile import laplace_covariance, profile_likelihood, sample_parameter_sets
+    from carkinetics.studies.calibrate import JointCohorts
+
+    cal = result.calibration
+    joint = JointCohorts(cal, n=n or result.n, jobs=jobs)
+    scale = 1.0 if cal.objective == "likelihood" else 0.5
+    lo = np.array([e.log_lower for e in cal.estimates])
+    hi = np.array([e.log_upper for e in cal.estimates])
+
+    def f(x):
+        return float(joint.objective(np.asarray(x, float)[None, :])[0])
+
+    labels = cal.labels
+    intervals, points = profile_likelihood(f, result.x, lo, hi, labels, level=level, step=step,
+                                           max_points=max_points, maxiter=maxiter, scale=scale, progress=progress)
+    cov, corr, eig = laplace_covariance(f, result.x, lo, hi, scale=scale)
+    draws = sample_parameter_sets(result.x, cov, lo, hi, samples, seed=cal.seed if seed is None else seed)
+    sample = pd.DataFrame(np.exp(draws), columns=labels)
+    sample.insert(0, "draw", np.arange(len(sample)))
+    return CalibrationUncertainty(intervals=intervals.rename(columns={"name": "label"}),
+                                  points=points.rename(columns={"name": "label"}), covariance=cov,
+                                  correlation=corr, eigenvalues=eig, sample=sample, level=level, scale=scale,
+                                  n_evaluations=joint.n_evaluations)
+
+
+def plot_profiles(unc: CalibrationUncertainty, title=""):
+    """One panel per estimate: the profile (rise of -log L) against the value, the interval marked."""
+    from carkinetics.fit.profile import rise
+    from carkinetics.plots.style import pyplot
+
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+
+    plt = pyplot()
+    labels = list(unc.intervals["label"])
+    k = len(labels)
+    cols = min(4, k)
+    rows = math.ceil(k / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, r in zip(axes.flat, unc.intervals.itertuples()):
+        p = unc.points[unc.points["label"] == r.label].sort_values("value")
+        ax.plot(p["value"], p["profile"], "o-", ms=3, color="tab:blue")
+        ax.axhline(rise(unc.level), color="0.5", lw=0.8, ls=":")
+        ax.axvspan(r.lower, r.upper, color="tab:blue", alpha=0.12)
+        ax.axvline(r.estimate, color="black", lw=0.8)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+        flat = " (flat: " + ", ".join(s for s, f in (("lower", r.lower_flat), ("upper", r.upper_flat)) if f) + ")" \
+            if (r.lower_flat or r.upper_flat) else ""
+        ax.set_title(f"{r.label}{flat}", fontsize=8)
+        ax.set_ylabel("rise of -log L", fontsize=7)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[k:]:
+        ax.set_visible(False)
+    fig.suptitle(title or f"Profile likelihood ({unc.level:.0%} intervals shaded)", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,72 @@
+"""Profile likelihood, Laplace covariance and parameter samples against a quadratic log-likelihood.
+
+For ``f(x) = 0.5 (x - mu)' A (x - mu)`` (a normal log-likelihood) the profile of ``x_j`` is
+``0.5 (x_j - mu_j)^2 / S_jj`` with ``S = A^-1``: its 95 % interval is ``mu_j +- 1.96 sqrt(S_jj)``,
+the Hessian is ``A`` and the normal approximation is exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from carkinetics.fit.profile import laplace_covariance, profile_likelihood, rise, sample_parameter_sets
+
+S = np.array([[0.04, -0.03, 0.0], [-0.03, 0.09, 0.01], [0.0, 0.01, 0.25]])  # correlation -0.5 between 0 and 1
+A = np.linalg.inv(S)
+MU = np.array([0.2, -1.0, 0.5])
+LO, HI = np.full(3, -5.0), np.full(3, 5.0)
+
+
+def f(x):
+    d = np.asarray(x) - MU
+    return float(0.5 * d @ A @ d)
+
+
+def test_rise_is_half_the_chi_square_quantile():
+    from scipy.stats import chi2
+
+    assert rise(0.95) == pytest.approx(chi2.ppf(0.95, 1) / 2) and rise(0.95) == pytest.approx(1.959964**2 / 2)
+
+
+def test_profile_intervals_of_a_quadratic_are_the_normal_intervals():
+    intervals, points = profile_likelihood(f, MU, LO, HI, ["a", "b", "c"], step=0.05, maxiter=400)
+    half = 1.959963984540054 * np.sqrt(np.diag(S))
+    assert np.log(intervals["lower"].to_numpy()) == pytest.approx(MU - half, abs=2e-3)
+    assert np.log(intervals["upper"].to_numpy()) == pytest.approx(MU + half, abs=2e-3)
+    assert not intervals[["lower_flat", "upper_flat", "at_bound"]].to_numpy().any()
+    # the profile points lie on 0.5 (x_j - mu_j)^2 / S_jj (the others re-optimised, not held)
+    b = points[points["name"] == "b"]
+    expect = 0.5 * (np.log(b["value"]) - MU[1]) ** 2 / S[1, 1]
+    assert b["profile"].to_numpy() == pytest.approx(expect.to_numpy(), abs=1e-3)
+
+
+def test_a_parameter_the_objective_ignores_is_flat_and_an_optimum_at_a_bound_is_flagged():
+    def g(x):
+        return float(0.5 * (x[0] - 0.3) ** 2 / 0.01)
+
+    lo, hi = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+    intervals, _ = profile_likelihood(g, [0.3, 0.0], lo, hi, ["fixed_by_data", "ignored"], step=0.1)
+    row = intervals.set_index("name")
+    assert row.loc["ignored", "lower_flat"] and row.loc["ignored", "upper_flat"]
+    assert row.loc["ignored", "lower"] == pytest.approx(np.exp(-1.0))
+    assert not row.loc["fixed_by_data", "lower_flat"]
+    at_edge, _ = profile_likelihood(lambda x: float((x[0] - 1.0) ** 2), [1.0], lo[:1], hi[:1], ["x"])
+    assert at_edge.loc[0, "at_bound"] and at_edge.loc[0, "upper_flat"]
+    _, _, eig = laplace_covariance(g, [0.3, 0.0], lo, hi)
+    assert min(eig) == pytest.approx(0.0, abs=1e-6) and max(eig) == pytest.approx(100.0, rel=1e-4)
+
+
+def test_laplace_covariance_and_samples_recover_the_normal():
+    cov, corr, eig = laplace_covariance(f, MU, LO, HI, step=0.05)
+    assert cov == pytest.approx(S, abs=1e-8)
+    assert corr[0, 1] == pytest.approx(-0.5, abs=1e-6)
+    assert sorted(eig) == pytest.approx(sorted(np.linalg.eigvalsh(A)), rel=1e-6)
+    x = sample_parameter_sets(MU, cov, LO, HI, 20000, seed=3)
+    assert x.shape == (20000, 3)
+    assert x.mean(axis=0) == pytest.approx(MU, abs=0.015)
+    assert np.cov(x.T) == pytest.approx(S, abs=0.01)
+    # inside a narrow box every draw stays inside
+    lo, hi = MU - 0.1, MU + 0.1
+    y = sample_parameter_sets(MU, cov, lo, hi, 500, seed=4)
+    assert np.all((y >= lo) & (y <= hi))
