@@ -36,10 +36,13 @@ import click
                    "(intervals.csv, profiles.csv/png, uncertainty.json, parameter_sample.csv).")
 @click.option("--samples", default=200, show_default=True, type=click.IntRange(1),
               help="Parameter sets drawn for parameter_sample.csv (with --uncertainty).")
+@click.option("--profile-maxiter", default=40, show_default=True, type=click.IntRange(1),
+              help="Nelder-Mead iterations over the other estimates at each profile point (with --uncertainty); "
+                   "fewer is faster but can only narrow the intervals.")
 @click.option("--jobs", "-j", default=None, type=click.IntRange(1), help="Threads (default: all cores).")
 @click.option("--dry-run", is_flag=True, help="Check the file and list estimates and targets; simulate nothing.")
 def calibrate(calibration, output, write_parameter_sets, n, method, maxiter, starts, objective, start_from,
-              uncertainty, samples, jobs, dry_run):
+              uncertainty, samples, profile_maxiter, jobs, dry_run):
     """Fit one parameter set per product to the reported targets of the products' seed scenarios.
 
     Results go to --output (default results/calibration/<name>); the parameter sets the
@@ -97,7 +100,8 @@ def calibrate(calibration, output, write_parameter_sets, n, method, maxiter, sta
     if uncertainty:
         from carkinetics.studies.calibration_uncertainty import calibration_uncertainty
 
-        result.uncertainty = calibration_uncertainty(result, jobs=jobs, samples=samples, progress=progress)
+        result.uncertainty = calibration_uncertainty(result, jobs=jobs, samples=samples, maxiter=profile_maxiter,
+                                                     progress=progress)
         click.echo("", err=True)
     click.echo(f"objective {result.objective_initial:.4g} -> {result.objective:.4g} after {result.n_evaluations} "
                f"evaluations ({result.seconds:.0f} s); {int((result.comparison['inside'] == True).sum())} of "  # noqa: E712

@@ -92,21 +92,25 @@ def validate(scenarios, output, n, seed, jobs, reference, cross, fit_n, maxiter,
     if set(table.loc[table["role"] == "outcome", "basis"]) - {"predicted"}:
         sections.append(("predicted rows only", ["predicted"]))
     for label, basis in sections:
-        summary = score_summary(table, basis=basis)
-        if summary.empty:
-            click.echo(f"No scores ({label}): no row has a naive baseline (no other trial of the reference table "
-                       "reports the same quantity as a fraction with its denominator).")
-            continue
-        click.echo(f"Binomial log-likelihood of the reported numbers, {label} with a naive baseline "
-                   "(higher is better; pooled = the same quantity in the other trials, constant = 0.5):")
-        sfmt = "  {:<15s} {:>4s}  {:>9s} {:>9s} {:>9s}  {:>15s}"
-        click.echo(sfmt.format("category", "rows", "model", "pooled", "constant", "model > pooled"))
-        for s in summary.itertuples():
-            click.echo(sfmt.format(s.category, str(s.rows), f"{s.loglik_model:.2f}", f"{s.loglik_pooled:.2f}",
-                                   f"{s.loglik_constant:.2f}", f"{s.model_beats_pooled} of {s.rows}"))
+        _echo_scores(score_summary(table, basis=basis), label)
     if output is not None:
         for f in ("validation.csv", "validation.png", "validation.json"):
             click.echo(f"  wrote {Path(output) / f}")
+
+
+def _echo_scores(summary, label):
+    """Print a score summary (:func:`carkinetics.studies.baselines.score_summary`) as a table."""
+    if summary.empty:
+        click.echo(f"No scores ({label}): no row has a naive baseline (no other trial of the reference table "
+                   "reports the same quantity as a fraction with its denominator).")
+        return
+    click.echo(f"Binomial log-likelihood of the reported numbers, {label} with a naive baseline "
+               "(higher is better; pooled = the same quantity in the other trials, constant = 0.5):")
+    sfmt = "  {:<15s} {:>4s}  {:>9s} {:>9s} {:>9s}  {:>15s}"
+    click.echo(sfmt.format("category", "rows", "model", "pooled", "constant", "model > pooled"))
+    for s in summary.itertuples():
+        click.echo(sfmt.format(s.category, str(s.rows), f"{s.loglik_model:.2f}", f"{s.loglik_pooled:.2f}",
+                               f"{s.loglik_constant:.2f}", f"{s.model_beats_pooled} of {s.rows}"))
 
 
 def _cross_validate(calibration, output, n, seed, jobs, fit_n, maxiter, starts):
@@ -135,17 +139,7 @@ def _cross_validate(calibration, output, n, seed, jobs, fit_n, maxiter, starts):
     c = verdict_counts(table)
     click.echo(f"Out of sample: {c['inside']} of {c['outcome_rows']} outcome rows inside the reported 95% interval; "
                f"{len(fits)} refits ({int(fits['n_evaluations'].sum())} evaluations, {fits['seconds'].sum():.0f} s)")
-    summary = loto_summary(table)
-    if summary.empty:
-        click.echo("No scores: no out-of-sample row has a naive baseline.")
-    else:
-        click.echo("Out-of-sample binomial log-likelihood (higher is better; pooled = the same quantity in the other "
-                   "trials, constant = 0.5):")
-        sfmt = "  {:<15s} {:>4s}  {:>9s} {:>9s} {:>9s}  {:>15s}"
-        click.echo(sfmt.format("category", "rows", "model", "pooled", "constant", "model > pooled"))
-        for s in summary.itertuples():
-            click.echo(sfmt.format(s.category, str(s.rows), f"{s.loglik_model:.2f}", f"{s.loglik_pooled:.2f}",
-                                   f"{s.loglik_constant:.2f}", f"{s.model_beats_pooled} of {s.rows}"))
+    _echo_scores(loto_summary(table), "out-of-sample rows")
     if output is not None:
         for f in CROSS_VALIDATION_FILES:
             click.echo(f"  wrote {output / f}")

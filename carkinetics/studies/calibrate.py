@@ -211,8 +211,11 @@ def calibrate(cal: Calibration, *, n=None, method=None, starts=None, maxiter=Non
     st0, terms0 = joint.evaluate(x0)
     best = [math.inf]
 
+    counter = [0]  # evaluations of the current optimiser run (minimise_distance resets it per run)
+
     def objective(X):
         f = joint.objective(X)
+        counter[0] += len(f)
         best[0] = min(best[0], float(np.min(f)))
         if progress is not None:
             progress(f"evaluations {joint.n_evaluations}, best objective {best[0]:.4g}")
@@ -221,7 +224,8 @@ def calibrate(cal: Calibration, *, n=None, method=None, starts=None, maxiter=Non
     k = len(cal.estimates)
     starts_df, x, n_best = minimise_distance(
         objective, lo, hi, x0, cal.labels, method=method, starts=starts, seed=cal.seed, popsize=cal.popsize,
-        maxiter=maxiter or 30, tol=1e-3, polish_maxiter=(maxiter or 60) * k if method == "nelder-mead" else 40 * k)
+        maxiter=maxiter or 30, tol=1e-3, polish_maxiter=(maxiter or 60) * k if method == "nelder-mead" else 40 * k,
+        counter=counter)
     st, terms = joint.evaluate(x)
     t = cal.targets
     f0 = float(terms0.sum())

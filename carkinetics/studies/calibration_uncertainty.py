@@ -23,6 +23,8 @@ import numpy as np
 
 #: Absolute correlation above which a pair of estimates is reported as poorly separated.
 STRONG_CORRELATION = 0.9
+#: A profile point this much (log-likelihood units) below the fit means the fit missed the optimum.
+NOT_AT_OPTIMUM = 0.1
 
 
 @dataclass
@@ -42,6 +44,12 @@ class CalibrationUncertainty:
     def identifiability(self, labels) -> list:
         """What the data do not fix, as sentences (empty when nothing is flagged)."""
         notes = []
+        below = self.points[self.points["profile"] < -NOT_AT_OPTIMUM]
+        if not below.empty:
+            worst = below.loc[below["profile"].idxmin()]
+            notes.append(f"the fit did not reach the optimum: the profile of {worst['label']} found a point "
+                         f"{-worst['profile']:.2f} log-likelihood units better (at {worst['value']:.4g}); the intervals "
+                         f"are relative to the fit, not to the optimum: refit (--start-from) before reading them")
         for r in self.intervals.itertuples():
             sides = [s for s, flat in (("lower", r.lower_flat), ("upper", r.upper_flat)) if flat]
             if sides:

@@ -2,7 +2,9 @@
 
 For each trial of a calibration, the calibration is refitted without that trial's targets,
 and the trial is then predicted with the refitted values: every row of the table is out of
-sample. A trial is a seed arm (:func:`carkinetics.studies.baselines.trial_of`): the scenarios
+sample, except rows made by a constant of the scenario set by hand against that trial
+(``hand_set``: their basis stays ``hand-set``; the refit does not touch those constants). A
+trial is a seed arm (:func:`carkinetics.studies.baselines.trial_of`): the scenarios
 whose targets belong to it are left out together, and a seed scenario outside the calibration
 whose targets belong to it (the two-year follow-up ``LTFU-S2`` of ``S2``) is predicted by the
 same refit. A product-specific estimate whose product has no target left cannot be fitted: it
@@ -136,7 +138,9 @@ def cross_validate(cal, reference, *, extra_scenarios=(), n=None, seed=1, jobs=N
                     over[e.parameter] = value
             t = validate_scenario(sc, reference, n=n or 1000, seed=seed, jobs=jobs, parameters=over)
             t.insert(1, "left_out", trial)
-            t["basis"] = np.where(t["role"] == "input", "input", "cross-validated")
+            # a row made by a constant set by hand against this very trial is not out of sample
+            t["basis"] = np.where(t["role"] == "input", "input",
+                                  np.where(t["hand_set"].fillna("") != "", "hand-set", "cross-validated"))
             tables.append(t)
     if not tables:
         raise ValueError(f"{cal.path}: no trial to leave out (no scenario with targets)")
@@ -145,7 +149,8 @@ def cross_validate(cal, reference, *, extra_scenarios=(), n=None, seed=1, jobs=N
 
 
 def loto_summary(table):
-    """The out-of-sample score sums by category (:func:`carkinetics.studies.baselines.score_summary`)."""
+    """The out-of-sample score sums by category (:func:`carkinetics.studies.baselines.score_summary`):
+    the cross-validated rows, not the hand-set ones."""
     from carkinetics.studies.baselines import score_summary
 
     return score_summary(table, basis=["cross-validated"])

@@ -70,3 +70,23 @@ def test_laplace_covariance_and_samples_recover_the_normal():
     lo, hi = MU - 0.1, MU + 0.1
     y = sample_parameter_sets(MU, cov, lo, hi, 500, seed=4)
     assert np.all((y >= lo) & (y <= hi))
+
+
+def test_a_fit_short_of_the_optimum_is_reported():
+    import pandas as pd
+
+    from carkinetics.studies.calibration_uncertainty import CalibrationUncertainty
+
+    off = MU + np.array([0.2, 0.0, 0.0])  # not the optimum: profiles find lower values
+    intervals, points = profile_likelihood(f, off, LO, HI, ["a", "b", "c"], step=0.05, maxiter=200)
+    assert points["profile"].min() < -0.1
+    cov, corr, eig = laplace_covariance(f, MU, LO, HI)
+    unc = CalibrationUncertainty(intervals.rename(columns={"name": "label"}), points.rename(columns={"name": "label"}),
+                                 cov, corr, eig, pd.DataFrame(), 0.95, 1.0, 0)
+    notes = unc.identifiability(["a", "b", "c"])
+    assert any("did not reach the optimum" in n for n in notes)
+    # at the optimum nothing is flagged for this well-determined quadratic
+    intervals, points = profile_likelihood(f, MU, LO, HI, ["a", "b", "c"], step=0.05, maxiter=200)
+    unc = CalibrationUncertainty(intervals.rename(columns={"name": "label"}), points.rename(columns={"name": "label"}),
+                                 cov, corr, eig, pd.DataFrame(), 0.95, 1.0, 0)
+    assert unc.identifiability(["a", "b", "c"]) == []

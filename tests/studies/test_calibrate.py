@@ -363,12 +363,14 @@ def test_uncertainty_intervals_sample_and_a_restart_from_the_record(synthetic):
         assert row["lower"] < row["estimate"] < row["upper"], label
         assert row["lower"] <= value <= row["upper"], (label, value, row["lower"], row["upper"])
         assert not row["lower_flat"] and not row["upper_flat"] and not row["at_bound"]
+    assert (pd.read_csv(out / "starts.csv")["n_evaluations"] > 10).all()  # each run counts its evaluations
     sample = pd.read_csv(out / "parameter_sample.csv")
     assert len(sample) == 50 and list(sample.columns) == ["draw", "alpha", "cmax[a]", "cmax[b]"]
     assert sample["alpha"].between(0.05, 1.0).all() and sample["cmax[a]"].between(1000, 1e6).all()
     assert np.median(sample["cmax[b]"]) == pytest.approx(iv.loc["cmax[b]", "estimate"], rel=0.05)
     info = json.loads((out / "uncertainty.json").read_text())
     assert set(info["correlation"]) == set(truth) and len(info["hessian_eigenvalues"]) == 3
+    assert not any("did not reach the optimum" in note for note in info["identifiability"])
     # restart from the record: "before" is that run's optimum
     first = json.loads((out / "calibration.json").read_text())
     r = CliRunner().invoke(main, ["calibrate", str(path), "-o", str(folder / "again"), "--start-from", str(out),
