@@ -506,7 +506,8 @@ ESCAPE_SITES = [
 # helpers to build cases
 # ------------------------------------------------------------------------------------------
 def _abs_scenario(doc: dict, base: Path) -> dict:
-    """Make the model / parameter_set paths of a scenario absolute (the copy lives elsewhere)."""
+    """Make the model / parameter_set paths of a scenario absolute (the copy lives elsewhere): its own,
+    its arms' and its sweep options'."""
     head = doc.get("scenario", {})
     for k in ("model", "parameter_set"):
         v = head.get(k)
@@ -514,6 +515,13 @@ def _abs_scenario(doc: dict, base: Path) -> dict:
             head[k] = str((base / v).resolve())
         elif isinstance(v, list):
             head[k] = [str((base / x).resolve()) for x in v]
+    tables = list((doc.get("arms") or {}).values())
+    for axis in ((doc.get("sweep") or {}).get("axes") or {}).values():
+        if isinstance(axis, dict):
+            tables += list(axis.values())
+    for t in tables:
+        if isinstance(t, dict) and isinstance(t.get("parameter_set"), str):
+            t["parameter_set"] = str((base / t["parameter_set"]).resolve())
     return doc
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from carkinetics.progress import Progress
@@ -104,3 +106,17 @@ def apply_settings(scenario, overrides, sweep=False):
         return apply_overrides(scenario, overrides)
     except OverrideError as err:
         raise click.UsageError(str(err)) from None
+
+
+def replicates_options(f):
+    """``--replicates K`` and ``--parameter-sample FILE`` (parameter uncertainty propagated)."""
+    f = click.option("--parameter-sample", "parameter_sample", type=click.Path(dir_okay=False, path_type=Path),
+                     default=None, metavar="FILE",
+                     help="With --replicates: the sample of parameter sets to draw from (default: the "
+                          "parameter_sample.csv beside the scenario's parameter sets, written by carkinetics "
+                          "calibrate --uncertainty).")(f)
+    f = click.option("--replicates", type=click.IntRange(1), default=None, metavar="K",
+                     help="Propagate parameter uncertainty: simulate under each of K parameter sets drawn from the "
+                          "calibration's sample (the same virtual patients under each); every outcome is reported "
+                          "with an interval over the draws.")(f)
+    return f

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from carkinetics.cli.common import PatientProgress, apply_settings, parse_settings, set_option
+from carkinetics.cli.common import PatientProgress, apply_settings, parse_settings, replicates_options, set_option
 from carkinetics.io.tables import TABLE_FORMATS, TableFormatError, check_table_format
 
 
@@ -43,8 +43,10 @@ def _engine_threads_sleep_when_idle():
 @click.option("--format", "table_format", type=click.Choice(TABLE_FORMATS), default="csv", show_default=True,
               help="Format of the patient table and the bands of a cohort (patients.parquet, bands.parquet). "
                    "Parquet needs pip install 'carkinetics[parquet]'.")
+@replicates_options
 @set_option
-def run(scenario, output, n, seed, jobs, chunk_size, trajectories, table_format, settings):
+def run(scenario, output, n, seed, jobs, chunk_size, trajectories, table_format, replicates, parameter_sample,
+        settings):
     """Simulate a scenario (its typical patient, or a virtual cohort) and write results and plots to OUTPUT."""
     import gc
 
@@ -62,6 +64,9 @@ def run(scenario, output, n, seed, jobs, chunk_size, trajectories, table_format,
     except TableFormatError as err:
         raise click.UsageError(str(err)) from None
     overrides = parse_settings(settings)
+    if replicates is not None or parameter_sample is not None:
+        return _run_replicates(scenario, output, n, seed, jobs, chunk_size, trajectories, table_format, replicates,
+                               parameter_sample, overrides)
     check_run_output(output)  # before anything is computed (or a helper started)
     output = Path(output)
     was_enabled = gc.isenabled()
@@ -111,4 +116,31 @@ def _run(scenario, output, n, seed, jobs, chunk_size, trajectories, figures, ove
     if info["clipped_to_bounds"]:
         click.echo(f"  note: parameter draws clipped to the model's bounds: {info['clipped_to_bounds']}", err=True)
     for f in result.files:
+        click.echo(f"  wrote {f}")
+
+
+def _run_replicates(scenario, output, n, seed, jobs, chunk_size, trajectories, table_format, replicates,
+                    parameter_sample, overrides):
+    """``run --replicates K``: the cohort under K parameter draws, summarised over them."""
+    from carkinetics.scenario.load import load_scenario
+    from carkinetics.studies.replicates import run_replicates
+    from carkinetics.studies.run import is_cohort_run
+
+    if replicates is None:
+        raise click.UsageError("--parameter-sample needs --replicates K")
+    if trajectories or table_format != "csv":
+        raise click.UsageError("--trajectories and --format parquet are not available with --replicates")
+    sc = apply_settings(load_scenario(scenario), overrides)  # a bad --set is a usage error, before anything runs
+    if not is_cohort_run(sc, n):
+        raise click.UsageError("--replicates needs a cohort (--n, or [population] or [arms] in the scenario)")
+
+    def progress(k, total):
+        click.echo(f"{sc.name}: parameter draw {k + 1} of {total}", err=True)
+
+    info = run_replicates(scenario, output, replicates=replicates, sample_path=parameter_sample, n=n, seed=seed,
+                          jobs=jobs, chunk_size=chunk_size, overrides=overrides, progress=progress)
+    click.echo(f"{sc.name}: {info['replicates']} parameter draws x {info['n_patients_per_replicate']} virtual "
+               f"patients (seed {info['seed']}; the same patients under every draw; sample {info['parameter_sample']})"
+               f" in {info['seconds']:.1f} s")
+    for f in info["files"]:
         click.echo(f"  wrote {f}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from carkinetics.cli.common import apply_settings, parse_settings, set_option
+from carkinetics.cli.common import apply_settings, parse_settings, replicates_options, set_option
 from carkinetics.io.tables import TABLE_FORMATS, TableFormatError, check_table_format
 
 def _int_list(text):
@@ -45,9 +45,10 @@ def _int_list(text):
               help="Format of the summary, Kaplan-Meier and per-patient tables (summary.parquet, km.parquet, "
                    "points/<id>/patients.parquet; grid.csv stays CSV). Parquet needs "
                    "pip install 'carkinetics[parquet]'.")
+@replicates_options
 @set_option
 def sweep(scenario, output, n, seed, jobs, chunk_size, per_patient, resume, scheduler, dask_workers, points,
-          progress, plots, table_format, settings):
+          progress, plots, table_format, replicates, parameter_sample, settings):
     """Run a virtual cohort at every point of the scenario's [sweep] grid."""
     from carkinetics.scenario.load import load_scenario
     from carkinetics.studies.sweep_result import check_output_folder
@@ -62,12 +63,35 @@ def sweep(scenario, output, n, seed, jobs, chunk_size, per_patient, resume, sche
     overrides = parse_settings(settings)
     sc = apply_settings(load_scenario(scenario), overrides, sweep=True)
     output = Path(output)
+    if parameter_sample is not None and replicates is None:
+        raise click.UsageError("--parameter-sample needs --replicates K")
+    if replicates is not None and scheduler is not None:
+        raise click.UsageError("--replicates runs on this machine: it cannot be combined with --scheduler")
     try:
-        result = run_sweep(sc, output, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size, per_patient=per_patient,
-                           resume=resume, scheduler=scheduler, dask_workers=dask_workers,
-                           progress=progress, points=point_ids, overrides=overrides, table_format=table_format)
+        if replicates is not None:
+            from carkinetics.studies.replicates import sweep_replicates
+
+            result = sweep_replicates(scenario, output, replicates=replicates, sample_path=parameter_sample, n=n,
+                                      seed=seed, jobs=jobs, chunk_size=chunk_size, per_patient=per_patient,
+                                      resume=resume, progress=progress, points=point_ids, overrides=overrides,
+                                      table_format=table_format)
+        else:
+            result = run_sweep(sc, output, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size, per_patient=per_patient,
+                               resume=resume, scheduler=scheduler, dask_workers=dask_workers,
+                               progress=progress, points=point_ids, overrides=overrides, table_format=table_format)
     except KeyboardInterrupt:
         import json
+
+        if replicates is not None:
+            from carkinetics.studies.replicates import replicates_progress
+
+            started, command = replicates_progress(output)
+            if command:
+                click.echo(f"\ninterrupted: {started} of {replicates} parameter draws started, their finished grid "
+                           f"points kept in {output / 'replicates'}; continue with: {command}", err=True)
+            else:
+                click.echo("\ninterrupted before any grid point finished", err=True)
+            sys.exit(130)
 
         try:
             info = json.loads((output / "sweep.json").read_text(encoding="utf-8"))
@@ -81,10 +105,30 @@ def sweep(scenario, output, n, seed, jobs, chunk_size, per_patient, resume, sche
             click.echo("\ninterrupted before any grid point finished", err=True)
         sys.exit(130)
     info = result.info
-    click.echo(f"{sc.name}: {len(info['finished'])} of {info['n_points']} grid points finished "
+    reps = f" under {replicates} parameter draws" if replicates is not None else ""
+    click.echo(f"{sc.name}: {len(info['finished'])} of {info['n_points']} grid points finished{reps} "
                f"({info['status']}), results in {output}")
+    if replicates is not None and info["status"] == "complete" and (output / "effects.csv").is_file():
+        _echo_effects(output / "effects.csv", replicates)
     if plots and info["status"] == "complete":
         from carkinetics.studies.figures import plot_results
 
         files = plot_results(output)
         click.echo(f"  {len(files)} figures in {output / 'figures'}")
+
+
+def _echo_effects(path, replicates):
+    """Print the paired design effects of a --replicates sweep (effects.csv)."""
+    import pandas as pd
+
+    eff = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    if eff.empty:
+        return
+    click.echo(f"design effects over {replicates} parameter draws, each level against the axis's first with the other "
+               f"axes held, paired within each draw (the same patients): median, the 95% range of the draws, how "
+               f"many draws it raises / lowers the outcome; [95% interval with an upper bound of the Monte Carlo "
+               f"error]: {path}")
+    for r in eff.itertuples():
+        click.echo(f"  {r.outcome:24s} {r.axis} {r.level} vs {r.reference}: {r.value:+.3g} (draws {r.draws_lower:+.3g} "
+                   f"to {r.draws_upper:+.3g}; up in {r.share_positive:.0%}, down in {r.share_negative:.0%}) "
+                   f"[{r.lower:+.3g}, {r.upper:+.3g}]")

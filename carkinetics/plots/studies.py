@@ -226,12 +226,94 @@ def plot_outcome_curves(result, outcomes, x=None, lines=None, fixed=None, title=
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     if lines:
-        fig.legend(list(handles.values()), list(handles.keys()), title=_axis_title(lines), loc="upper right",
+        fig.legend(list(handles.values()), list(handles.keys()), title=_axis_title(lines), loc="center right",
                    frameon=False)
     sub = _fixed_text(chosen_all)
     fig.suptitle((title or f"{result.info.get('scenario_name', 'sweep')}: outcomes by {_axis_title(x)}")
-                 + (f"\n{sub}" if sub else "") + "\nshaded: 95% interval (Monte Carlo)")
+                 + (f"\n{sub}" if sub else "") + f"\nshaded: {interval_note(result.info)}")
     fig.tight_layout(rect=(0, 0, 0.86 if lines else 1, 1))
+    return fig
+
+
+def interval_note(info, short=False) -> str:
+    """What the shaded intervals of a sweep's figures hold: Monte Carlo error, or also parameter uncertainty."""
+    reps = (info or {}).get("replicates")
+    if isinstance(reps, dict) and reps.get("n"):
+        if short:
+            return f"95% over {reps['n']} parameter draws + Monte Carlo"
+        return f"95% interval over {reps['n']} parameter draws and Monte Carlo error; line: median"
+    return "95% interval (Monte Carlo)"
+
+
+def plot_replicate_outcomes(summary, title=""):
+    """Outcome probabilities of a cohort under parameter draws: median and intervals, per arm.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        From :func:`carkinetics.studies.replicates.combine_replicates`: arm, endpoint,
+        statistic, value, lower, upper, draws_lower, draws_upper.
+
+    Returns
+    -------
+    matplotlib.figure.Figure or None
+        None when there is no proportion to draw.
+    """
+    plt = _plt()
+    rows = summary[(summary["statistic"] == "proportion") & summary["value"].notna()]
+    if rows.empty:
+        return None
+    endpoints = list(dict.fromkeys(rows["endpoint"]))
+    arms = list(dict.fromkeys(rows["arm"]))
+    fig, ax = plt.subplots(figsize=(MIN_WIDTH_IN, max(4.5, 0.55 * len(endpoints) * max(1, len(arms)) ** 0.5 + 3)))
+    width = 0.7 / max(1, len(arms))
+    for k, arm in enumerate(arms):
+        sub = rows[rows["arm"] == arm].set_index("endpoint").reindex(endpoints)
+        y = np.arange(len(endpoints)) + (k - (len(arms) - 1) / 2) * width
+        v = sub["value"].to_numpy(float)
+        colour = _COLOURS[k % len(_COLOURS)]
+        err = np.clip([v - sub["lower"].to_numpy(float), sub["upper"].to_numpy(float) - v], 0, None)  # rounding
+        ax.errorbar(v, y, xerr=err, fmt="o",
+                    color=colour, capsize=4, label=str(arm))
+        ax.hlines(y, sub["draws_lower"].to_numpy(float), sub["draws_upper"].to_numpy(float), color=colour, lw=5,
+                  alpha=0.3)
+    ax.set_yticks(np.arange(len(endpoints)), endpoints)
+    ax.invert_yaxis()
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("probability")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, title="arm")
+    ax.set_title((title + "\n" if title else "") + "dot: median over the draws; bar: 95% interval (parameter\n"
+                 "uncertainty and Monte Carlo error); thick: 95% range of the draws", fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def plot_replicate_km(km, title=""):
+    """Kaplan-Meier curves under parameter draws, one panel per endpoint, one curve per arm, with intervals."""
+    plt = _plt()
+    endpoints = list(dict.fromkeys(km["endpoint"]))
+    cols = 1 if len(endpoints) == 1 else 2
+    nrows = math.ceil(len(endpoints) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(max(MIN_WIDTH_IN, 7.5 * cols), 5.0 * nrows + 1.0),
+                             squeeze=False)
+    for ax, ep in zip(axes.flat, endpoints):
+        sub_ep = km[km["endpoint"] == ep]
+        for k, arm in enumerate(dict.fromkeys(sub_ep["arm"])):
+            sub = sub_ep[sub_ep["arm"] == arm].sort_values("time")
+            colour = _COLOURS[k % len(_COLOURS)]
+            ax.step(sub["time"], sub["survival"], where="post", color=colour, lw=2, label=str(arm))
+            ax.fill_between(sub["time"].to_numpy(float), sub["lower"].to_numpy(float), sub["upper"].to_numpy(float),
+                            step="post", color=colour, alpha=0.15, lw=0)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(ep)
+        ax.set_xlabel("days after CAR-T infusion")
+        ax.set_ylabel("event-free probability")
+        ax.legend(frameon=False, fontsize=10)
+    for ax in list(axes.flat)[len(endpoints):]:
+        ax.set_visible(False)
+    fig.suptitle((title + "\n" if title else "") + "line: median over the draws; shaded: 95% interval (parameter\n"
+                 "uncertainty and Monte Carlo error)", fontsize=12)
+    fig.tight_layout()
     return fig
 
 
@@ -281,11 +363,14 @@ def plot_heatmap(result, outcome, x, y, fixed=None, title=None):
     xs = _ordered(result, rows, x)
     ys = _ordered(result, rows, y)
     z = np.full((len(ys), len(xs)), np.nan)
+    zlo, zhi = np.full_like(z, np.nan), np.full_like(z, np.nan)
     xi = {str(v): i for i, v in enumerate(xs)}
     yi = {str(v): i for i, v in enumerate(ys)}
     for r in rows.itertuples(index=False):
         rd = r._asdict()
-        z[yi[str(rd[y])], xi[str(rd[x])]] = rd["value"]
+        cell = yi[str(rd[y])], xi[str(rd[x])]
+        z[cell], zlo[cell], zhi[cell] = rd["value"], rd.get("lower", np.nan), rd.get("upper", np.nan)
+    with_interval = bool(result.info.get("replicates"))  # parameter uncertainty: each cell shows its interval
     fig, ax = plt.subplots(figsize=(max(MIN_WIDTH_IN, 1.6 * len(xs) + 4), max(6.0, 1.0 * len(ys) + 3)))
     prob = statistic == "proportion" or statistic.startswith("survival@")
     im = ax.imshow(z, origin="lower", aspect="auto", cmap="viridis",
@@ -294,8 +379,11 @@ def plot_heatmap(result, outcome, x, y, fixed=None, title=None):
         for j in range(len(xs)):
             if np.isfinite(z[i, j]):
                 light = im.norm(z[i, j]) < 0.55
-                ax.text(j, i, f"{z[i, j]:.2f}" if abs(z[i, j]) < 100 else _fmt_value(z[i, j]), ha="center",
-                        va="center", fontsize=16, color="white" if light else "black")
+                text = f"{z[i, j]:.2f}" if abs(z[i, j]) < 100 else _fmt_value(z[i, j])
+                if with_interval and np.isfinite(zlo[i, j]) and np.isfinite(zhi[i, j]) and abs(z[i, j]) < 100:
+                    text += f"\n[{zlo[i, j]:.2f}, {zhi[i, j]:.2f}]"
+                ax.text(j, i, text, ha="center", va="center", fontsize=16 if "\n" not in text else 13,
+                        color="white" if light else "black")
     ax.set_xticks(range(len(xs)), [_fmt_value(v) for v in xs])
     ax.set_yticks(range(len(ys)), [_fmt_value(v) for v in ys])
     ax.set_xlabel(_axis_title(x))
@@ -305,7 +393,8 @@ def plot_heatmap(result, outcome, x, y, fixed=None, title=None):
     cb.set_label(_ylabel(statistic))
     sub = _fixed_text(chosen)
     descriptions = result.info.get("endpoint_descriptions", {})
-    ax.set_title((title or outcome_label(endpoint, statistic, descriptions)) + (f"\n{sub}" if sub else ""))
+    note = f"\nmedian [{interval_note(result.info, short=True)}]" if with_interval else ""
+    ax.set_title((title or outcome_label(endpoint, statistic, descriptions)) + (f"\n{sub}" if sub else "") + note)
     fig.tight_layout()
     return fig
 
@@ -379,7 +468,8 @@ def plot_km(result, endpoint, points=None, arm=None, targets=None, max_curves=12
     desc = result.info.get("endpoint_descriptions", {}).get(endpoint) or endpoint
     fixed = {a: grid.loc[ids[0], a] for a in result.axis_names if a not in varying} if ids else {}
     sub_title = _fixed_text(fixed)
-    ax.set_title((title or f"Kaplan-Meier: {desc}") + (f"\n{sub_title}" if sub_title else ""))
+    note = f"\nshaded: {interval_note(result.info, short=True)}" if result.info.get("replicates") else ""
+    ax.set_title((title or f"Kaplan-Meier: {desc}") + (f"\n{sub_title}" if sub_title else "") + note)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=12)
     fig.tight_layout()
     return fig

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -239,7 +240,9 @@ def parse_sweep(raw, context) -> SweepSpec:
     set_by = {}  # name -> axis, to catch two axes setting the same thing
     for name, values in axes_raw.items():
         key = f"sweep.axes.{name}"
-        axis = _parse_axis(name, values, key, errs, model, variables, arms, params, event_time_names)
+        axis = _parse_axis(name, values, key, errs, model, variables, arms, params, event_time_names,
+                           scenario_path=context.path, base=context.parameters,
+                           explicit=set((context.tables or {}).get("parameters") or {}))
         if axis is None:
             failed.add(name)
             continue
@@ -299,7 +302,37 @@ def parse_sweep(raw, context) -> SweepSpec:
                      km_times=km_times, plots=dict(plots))
 
 
-def _parse_axis(name, values, key, errs, model, variables, arms, params, event_time_names):
+def _option_parameter_set(raw, key, errs, model, scenario_path) -> tuple:
+    """The path and values of a named option's ``parameter_set`` file (relative to the scenario), or (None, {})."""
+    from carkinetics.errors import ScenarioError
+    from carkinetics.scenario.parameter_sets import load_parameter_set
+
+    if not isinstance(raw, str) or not raw or len(raw) > 4096 or "\x00" in raw:
+        errs.add(key, f"expected the path of a parameter-set file (relative to this scenario), got {raw!r:.200}")
+        return None, {}
+    path = Path(scenario_path).parent / raw
+    if not path.is_file():
+        errs.add(key, f"parameter-set file '{raw}' not found (looked for {path})")
+        return None, {}
+    try:
+        return path, load_parameter_set(path, model)
+    except ScenarioError as err:
+        errs.add(key, f"parameter-set file '{raw}' could not be read:\n    " + str(err).replace("\n", "\n    "))
+        return None, {}
+
+
+def _own_values(values, base, explicit) -> dict:
+    """The values of an option's parameter set that are its product's own: those that differ from the
+    scenario's (its parameter sets') and that the scenario does not set itself in ``[parameters]``.
+
+    The values a product shares with the scenario's set are left out, so that the scenario's own
+    ``[parameters]`` and ``--set`` keep applying at every grid point.
+    """
+    return {k: v for k, v in values.items() if k not in explicit and base.get(k) != v}
+
+
+def _parse_axis(name, values, key, errs, model, variables, arms, params, event_time_names, scenario_path=".",
+                base=None, explicit=()):
     if isinstance(values, dict):  # named option sets
         if not values:
             errs.add(key, "expected at least one option, e.g. cd7 = { parameter = value }")
@@ -308,11 +341,18 @@ def _parse_axis(name, values, key, errs, model, variables, arms, params, event_t
         for opt, table in values.items():
             okey = f"{key}.{opt}"
             if not isinstance(table, dict) or not table:
-                errs.add(okey, "expected a table of parameter or variable = number")
+                errs.add(okey, "expected a table of parameter or variable = number (and optionally "
+                               "parameter_set = \"file.toml\")")
                 continue
-            vs, ps = {}, {}
+            vs, ps, set_path = {}, {}, None
+            if "parameter_set" in table:  # a product's own values; the option's own apply on top
+                set_path, values = _option_parameter_set(table["parameter_set"], f"{okey}.parameter_set", errs,
+                                                         model, scenario_path)
+                ps.update(_own_values(values, base or {}, explicit or ()))
             for target, v in table.items():
                 tkey = f"{okey}.{target}"
+                if target == "parameter_set":
+                    continue
                 if not is_number(v):
                     errs.add(tkey, f"expected a finite number, got {v!r}")
                     continue
@@ -325,7 +365,8 @@ def _parse_axis(name, values, key, errs, model, variables, arms, params, event_t
                     errs.add(tkey, f"'{target}' is neither a parameter of model '{model.name}' nor a "
                                    f"[variables] entry{suggestion(target, params + variables)}")
             labels.append(str(opt))
-            settings.append({"variables": vs, "parameters": ps, "arm": None})
+            settings.append({"variables": vs, "parameters": ps, "arm": None,
+                             **({"parameter_set": str(set_path)} if set_path is not None else {})})
         return Axis(name, "options", tuple(labels), tuple(settings))
     if not isinstance(values, list) or not values:
         errs.add(key, "expected a non-empty list of values, or a table of named options")

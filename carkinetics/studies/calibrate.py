@@ -177,7 +177,8 @@ def calibrate(cal: Calibration, *, n=None, method=None, starts=None, maxiter=Non
     n, method, starts, maxiter, jobs :
         Overrides of the file's settings (patients per scenario, optimiser, optimiser
         runs, its iteration budget: generations of differential evolution, or
-        Nelder-Mead iterations per estimate).
+        Nelder-Mead iterations per estimate; 0: no optimisation, the start is the result, to
+        profile or sample an earlier run's estimates).
     progress : callable(str), optional
         Called with a line after each evaluation batch.
     start : dict, optional
@@ -200,6 +201,7 @@ def calibrate(cal: Calibration, *, n=None, method=None, starts=None, maxiter=Non
     if method not in OPTIMISERS:
         raise CalibrationError(f"method must be one of {', '.join(OPTIMISERS)}, got {method!r}")
     starts = int(starts or cal.starts)
+    no_fit = maxiter == 0  # the start is the result (to profile or sample an earlier record)
     maxiter = maxiter or cal.maxiter
     t0 = time.perf_counter()
     joint = JointCohorts(cal, n=n, jobs=jobs)
@@ -222,10 +224,16 @@ def calibrate(cal: Calibration, *, n=None, method=None, starts=None, maxiter=Non
         return f
 
     k = len(cal.estimates)
-    starts_df, x, n_best = minimise_distance(
-        objective, lo, hi, x0, cal.labels, method=method, starts=starts, seed=cal.seed, popsize=cal.popsize,
-        maxiter=maxiter or 30, tol=1e-3, polish_maxiter=(maxiter or 60) * k if method == "nelder-mead" else 40 * k,
-        counter=counter)
+    if no_fit:
+        starts_df = pd.DataFrame([{"run": 0, "seed": cal.seed, "objective": float(terms0.sum()), "converged": False,
+                                   "n_evaluations": 0, **{f"start_{a}": math.exp(v) for a, v in zip(cal.labels, x0)},
+                                   **{a: math.exp(v) for a, v in zip(cal.labels, x0)}, "at_best": True}])
+        x, n_best = x0, 1
+    else:
+        starts_df, x, n_best = minimise_distance(
+            objective, lo, hi, x0, cal.labels, method=method, starts=starts, seed=cal.seed, popsize=cal.popsize,
+            maxiter=maxiter or 30, tol=1e-3,
+            polish_maxiter=(maxiter or 60) * k if method == "nelder-mead" else 40 * k, counter=counter)
     st, terms = joint.evaluate(x)
     t = cal.targets
     f0 = float(terms0.sum())

@@ -40,6 +40,8 @@ class CalibrationUncertainty:
     level: float
     scale: float
     n_evaluations: int
+    sampling: dict = None  # how the sample was drawn (method; for SIR its effective sample size)
+    profiles_from: str = None  # the folder whose profiles were read instead of recomputed
 
     def identifiability(self, labels) -> list:
         """What the data do not fix, as sentences (empty when nothing is flagged)."""
@@ -80,11 +82,14 @@ class CalibrationUncertainty:
                 "log_parameter_sd": {a: float(math.sqrt(self.covariance[i, i])) for i, a in enumerate(labels)},
                 "hessian_eigenvalues": [float(v) for v in self.eigenvalues],
                 "identifiability": self.identifiability(labels),
-                "sample_size": int(len(self.sample))}
+                "sample_size": int(len(self.sample)),
+                "sampling": dict(self.sampling or {"method": "normal approximation"}),
+                **({"profiles_from": self.profiles_from} if self.profiles_from else {})}
 
 
 def calibration_uncertainty(result, *, n=None, jobs=None, level=0.95, samples=200, step=0.1, max_points=6,
-                            maxiter=40, seed=None, progress=None) -> CalibrationUncertainty:
+                            maxiter=40, seed=None, proposals=0, profiles_from=None,
+                            progress=None) -> CalibrationUncertainty:
     """Profile intervals, identifiability and a parameter sample at a calibration's optimum.
 
     Parameters
@@ -95,7 +100,18 @@ def calibration_uncertainty(result, *, n=None, jobs=None, level=0.95, samples=20
     level : float
         Interval level.
     samples : int
-        Parameter sets drawn from the normal approximation.
+        Parameter sets in the sample.
+    proposals : int
+        With more than 0, the sample is drawn by sampling importance resampling from this many
+        proposals (:func:`carkinetics.fit.profile.sir_sample`; one objective evaluation each),
+        which follows the likelihood where it is not quadratic; with 0, from the normal
+        approximation (fast, but it spreads over the whole box along directions the Hessian
+        finds flat, even where a profile bounds the estimate).
+    profiles_from : path, optional
+        The folder of an earlier ``--uncertainty`` run of this calibration at the same optimum
+        (the same estimates, patients per scenario, seed and calibration file): its profiles
+        are read instead of recomputed (they are deterministic given those), e.g. to draw a
+        new sample. Refused (:class:`~carkinetics.studies.calibrate.CalibrationError`) otherwise.
     step, max_points, maxiter :
         First profile step (log scale, doubling), points per side, Nelder-Mead iterations over
         the other estimates at each profile point (:func:`carkinetics.fit.profile.profile_likelihood`).
@@ -108,7 +124,7 @@ def calibration_uncertainty(result, *, n=None, jobs=None, level=0.95, samples=20
     """
     import pandas as pd
 
-    from carkinetics.fit.profile import laplace_covariance, profile_likelihood, sample_parameter_sets
+    from carkinetics.fit.profile import laplace_covariance, profile_likelihood, sample_parameter_sets, sir_sample
     from carkinetics.studies.calibrate import JointCohorts
 
     cal = result.calibration
@@ -121,16 +137,77 @@ def calibration_uncertainty(result, *, n=None, jobs=None, level=0.95, samples=20
         return float(joint.objective(np.asarray(x, float)[None, :])[0])
 
     labels = cal.labels
-    intervals, points = profile_likelihood(f, result.x, lo, hi, labels, level=level, step=step,
-                                           max_points=max_points, maxiter=maxiter, scale=scale, progress=progress)
+    if profiles_from is not None:
+        intervals, points = read_profiles(profiles_from, result, level)
+    else:
+        intervals, points = profile_likelihood(f, result.x, lo, hi, labels, level=level, step=step,
+                                               max_points=max_points, maxiter=maxiter, scale=scale, progress=progress)
     cov, corr, eig = laplace_covariance(f, result.x, lo, hi, scale=scale)
-    draws = sample_parameter_sets(result.x, cov, lo, hi, samples, seed=cal.seed if seed is None else seed)
+    seed = cal.seed if seed is None else seed
+    if proposals:
+        draws, sampling = sir_sample(f, result.x, cov, lo, hi, samples, proposals, scale=scale, seed=seed,
+                                     progress=progress)
+    else:
+        draws, sampling = sample_parameter_sets(result.x, cov, lo, hi, samples, seed=seed), None
     sample = pd.DataFrame(np.exp(draws), columns=labels)
     sample.insert(0, "draw", np.arange(len(sample)))
     return CalibrationUncertainty(intervals=intervals.rename(columns={"name": "label"}),
                                   points=points.rename(columns={"name": "label"}), covariance=cov,
                                   correlation=corr, eigenvalues=eig, sample=sample, level=level, scale=scale,
-                                  n_evaluations=joint.n_evaluations)
+                                  n_evaluations=joint.n_evaluations, sampling=sampling,
+                                  profiles_from=None if profiles_from is None else str(profiles_from))
+
+
+def read_profiles(folder, result, level):
+    """The profiles (intervals.csv, profiles.csv) of an earlier run at this result's optimum.
+
+    Raises
+    ------
+    CalibrationError
+        Naming what differs: the estimates, the patients per scenario, the seed, the
+        calibration file, the level, or missing files.
+    """
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from carkinetics.io.provenance import file_sha256
+    from carkinetics.studies.calibrate import CalibrationError
+
+    folder = Path(folder)
+    files = [folder / x for x in ("calibration.json", "intervals.csv", "profiles.csv", "uncertainty.json")]
+    missing = [str(x) for x in files if not x.is_file()]
+    if missing:
+        raise CalibrationError(f"--profiles-from {folder}: no profiles there ({', '.join(missing)} missing)")
+    record = json.loads(files[0].read_text(encoding="utf-8"))
+    prov = record.get("provenance", {})
+    cal = result.calibration
+    problems = []
+    est = record.get("estimates", {})
+    for label, value in zip(cal.labels, np.exp(result.x)):
+        then = est.get(label)
+        if then is None or not math.isclose(float(then), float(value), rel_tol=1e-9):
+            problems.append(f"estimate {label} {then} there, {value} now")
+    if prov.get("patients_per_scenario") != result.n:
+        problems.append(f"{prov.get('patients_per_scenario')} patients per scenario there, {result.n} now")
+    if prov.get("seed") != cal.seed:
+        problems.append(f"seed {prov.get('seed')} there, {cal.seed} now")
+    if prov.get("calibration_sha256") != file_sha256(cal.path):
+        problems.append("the calibration file has changed")
+    unc = json.loads(files[3].read_text(encoding="utf-8"))
+    if unc.get("level") != level:
+        problems.append(f"level {unc.get('level')} there, {level} now")
+    if problems:
+        raise CalibrationError(f"--profiles-from {folder}: not the profiles of this optimum: " + "; ".join(problems))
+    intervals = pd.read_csv(files[1])
+    points = pd.read_csv(files[2])
+    for col in ("lower_flat", "upper_flat", "at_bound"):
+        intervals[col] = intervals[col].astype(str).str.lower().eq("true")
+    if list(intervals["label"]) != list(cal.labels):
+        raise CalibrationError(f"--profiles-from {folder}: intervals.csv lists {list(intervals['label'])}, "
+                               f"this calibration estimates {list(cal.labels)}")
+    return intervals, points
 
 
 def plot_profiles(unc: CalibrationUncertainty, title=""):

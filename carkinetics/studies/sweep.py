@@ -209,7 +209,7 @@ def run_point(scenario, point: GridPoint, *, n=None, seed=None, jobs=None, chunk
                         arms=[point.arm] if point.arm else None, keep_trajectories=False, bands=False,
                         progress=progress)
     patients = result.patients
-    kinds = _endpoint_kinds(scenario, result)
+    kinds = endpoint_kinds(scenario, result)
     summary = result.summary.rename(columns={"group": "arm"}).copy()
     summary.insert(0, "point", point.id)
     summary["arm"] = summary["arm"].astype(str)
@@ -223,7 +223,8 @@ def run_point(scenario, point: GridPoint, *, n=None, seed=None, jobs=None, chunk
     return out
 
 
-def _endpoint_kinds(scenario, result) -> dict:
+def endpoint_kinds(scenario, result) -> dict:
+    """Endpoint name -> kind (``time_to_event``, ``binary``, ...) of a cohort result, else of its scenario."""
     es = getattr(result, "endpoint_set", None) or getattr(result, "endpoints", None)
     kinds = getattr(es, "kinds", None)
     if kinds is None:
@@ -236,7 +237,8 @@ def sweep(scenario: Scenario | str | Path, output: str | Path | None = None, *, 
           seed: int | None = None, jobs: int | None = None, chunk_size: int | None = None,
           per_patient: bool | None = None, resume: bool = False, scheduler: str | None = None,
           dask_workers: int | None = None, progress: bool | Progress | None = None, points: Sequence[int] | None = None,
-          overrides: Mapping[str, float] | None = None, table_format: str = "csv") -> SweepResult:
+          overrides: Mapping[str, float] | None = None, table_format: str = "csv",
+          replicate: Mapping | None = None) -> SweepResult:
     """Run a virtual cohort at every point of the scenario's ``[sweep]`` grid.
 
     Parameters
@@ -279,6 +281,9 @@ def sweep(scenario: Scenario | str | Path, output: str | Path | None = None, *, 
     table_format : str, optional
         ``"csv"`` or ``"parquet"`` (needs pyarrow): the format of the summary, Kaplan-Meier
         and per-patient tables; recorded in ``sweep.json`` and part of what a resume must match.
+    replicate : dict, optional
+        One parameter draw's sweep (:func:`carkinetics.studies.replicates.sweep_replicates`):
+        ``draw``, ``parameter_sample_sha256`` (a resume must match), ``output``, ``resume_args``.
 
     Returns
     -------
@@ -296,36 +301,31 @@ def sweep(scenario: Scenario | str | Path, output: str | Path | None = None, *, 
 
     check_table_format(table_format, "table_format")
     out = check_output_folder(output) if output is not None else None  # before anything is computed
-    if isinstance(scenario, (str, Path)):
-        scenario = load_scenario(scenario)
     overrides = dict(overrides or {})
-    scenario = apply_overrides(scenario, overrides)
-    check_not_swept(scenario, overrides)
-    spec = scenario.sweep
-    if spec is None:
-        raise ScenarioError(scenario.path, ["sweep: this scenario has no [sweep] section (add [sweep.axes])"])
-    check_grid_size(spec)
+    scenario, spec = _swept_scenario(load_scenario(scenario) if isinstance(scenario, (str, Path)) else scenario,
+                                     overrides)
     todo_ids = _point_ids(points, spec.n_points)
     keep = spec.per_patient if per_patient is None else bool(per_patient)
     es = scenario.endpoints
-    report_days = [d for days in getattr(es, "report_at", {}).values() for d in (days or ())]
-    km_times = np.asarray(spec.km_times if spec.km_times is not None
-                          else km_time_grid(scenario.horizon, spec.km_step, report_days), float)
+    km_times = _km_days(scenario, spec)
 
     old = previous_sweep(out) if out is not None else None
     _check_resume(out, old, resume)
+    _check_replicate_folder(out, old, replicate)
     n = _resolve_n(scenario, spec, n)
     seed, seed_source = _resolve_seed(scenario, spec, seed, old)
     inputs = sweep_inputs(scenario)
-    settings = _checked_settings(out, old, inputs, _settings(scenario, spec, n, seed, keep, km_times), overrides,
-                                 table_format)
+    settings = _settings(scenario, spec, n, seed, keep, km_times)
+    if replicate is not None:  # the draw is part of what a resume must match
+        settings["replicate"] = {k: replicate[k] for k in ("draw", "parameter_sample_sha256")}
+    settings = _checked_settings(out, old, inputs, settings, overrides, table_format)
     info = _sweep_info(scenario, spec, es, inputs, settings, n=n, seed=seed, seed_source=seed_source, keep=keep,
                        km_times=km_times, points=points, todo_ids=todo_ids, scheduler=scheduler)
     info["overrides"] = overrides
     info["table_format"] = table_format
     if out is not None:
         _add_folder_info(info, old, scenario, output, n=n, seed=seed, keep=keep, points=points, todo_ids=todo_ids,
-                         chunk_size=chunk_size, overrides=overrides, table_format=table_format)
+                         chunk_size=chunk_size, overrides=overrides, table_format=table_format, replicate=replicate)
     done = set(info["finished"])
     todo = spec.points([i for i in todo_ids if i not in done])  # only the points asked for are built
     if out is not None:
@@ -363,6 +363,36 @@ def _check_resume(out, old, resume) -> None:
                          + (f" ({hint})" if hint else "") + " or choose another --output folder")
     if resume and out is not None and old is None and not holds_only_sweep_files(out):
         raise SweepError(f"{out}: nothing to resume (no sweep.json with a finished grid point)")
+
+
+def _swept_scenario(scenario, overrides) -> tuple:
+    """The scenario with the ``--set`` values (refused where the grid sets them) and its checked grid."""
+    scenario = apply_overrides(scenario, overrides)
+    check_not_swept(scenario, overrides)
+    spec = scenario.sweep
+    if spec is None:
+        raise ScenarioError(scenario.path, ["sweep: this scenario has no [sweep] section (add [sweep.axes])"])
+    check_grid_size(spec)
+    return scenario, spec
+
+
+def _km_days(scenario, spec) -> np.ndarray:
+    """The Kaplan-Meier summary days of a sweep: ``[sweep] km_times``, else the grid with the report days."""
+    report_days = [d for days in getattr(scenario.endpoints, "report_at", {}).values() for d in (days or ())]
+    return np.asarray(spec.km_times if spec.km_times is not None
+                      else km_time_grid(scenario.horizon, spec.km_step, report_days), float)
+
+
+def _check_replicate_folder(out, old, replicate) -> None:
+    """Refuse to run a plain sweep into a folder of ``--replicates`` results (the summary over the
+    draws, or one draw's sweep): its points would mix results with and without parameter draws."""
+    if old is None or replicate is not None:
+        return
+    if old.get("replicates") or (old.get("settings") or {}).get("replicate"):
+        hint = old.get("resume_command")
+        raise SweepError(f"{out} holds results of a sweep with --replicates; a sweep without it would mix results "
+                         f"with and without parameter draws there" + (f"; continue it with: {hint}" if hint else "")
+                         + ", or choose another --output folder")
 
 
 def _checked_settings(out, old, inputs, settings, overrides, table_format) -> dict:
@@ -405,11 +435,16 @@ def _sweep_info(scenario, spec, es, inputs, settings, *, n, seed, seed_source, k
 
 
 def _add_folder_info(info, old, scenario, output, *, n, seed, keep, points, todo_ids, chunk_size,
-                     overrides=None, table_format="csv") -> None:
-    """The resume command and provenance of a sweep written to a folder; what an earlier run there finished."""
-    info["resume_command"] = resume_command(scenario.path, output, n=n, seed=seed, per_patient=keep,
+                     overrides=None, table_format="csv", replicate=None) -> None:
+    """The resume command and provenance of a sweep written to a folder; what an earlier run there finished.
+
+    The sweep of one draw of a ``--replicates`` sweep records the command that resumes the whole.
+    """
+    info["resume_command"] = resume_command(scenario.path, output if replicate is None else replicate["output"],
+                                            n=n, seed=seed, per_patient=keep,
                                             points=None if points is None else todo_ids, chunk_size=chunk_size,
-                                            overrides=overrides, table_format=table_format)
+                                            overrides=overrides, table_format=table_format,
+                                            extra=() if replicate is None else replicate["resume_args"])
     info["provenance"] = provenance()
     info["created"] = info["provenance"]["created"]
     if old is not None:
@@ -538,7 +573,8 @@ def sweep_inputs(scenario) -> dict:
     """Every file a sweep's results depend on, with its SHA-256: role -> {path, sha256}.
 
     The scenario file, the model (the text it was read from), each parameter-set file the
-    scenario names (``[scenario] parameter_set`` and its arms' ``parameter_set``) and the
+    scenario names (``[scenario] parameter_set``, its arms' and its sweep options'
+    ``parameter_set``) and the
     ``[data]`` file. (The reference
     table of ``[targets]`` is not read by a sweep.)
     """
@@ -555,6 +591,12 @@ def sweep_inputs(scenario) -> dict:
         if getattr(arm, "parameter_set", None) is not None:
             inputs[f"parameter_set[arm {arm.name}]"] = {"path": str(arm.parameter_set),
                                                         "sha256": file_sha256(arm.parameter_set)}
+    spec = getattr(scenario, "sweep", None)
+    for axis in (spec.axes if spec is not None else ()):
+        for label, st in zip(axis.labels, axis.settings):
+            if st.get("parameter_set"):
+                inputs[f"parameter_set[option {axis.name}.{label}]"] = {"path": st["parameter_set"],
+                                                                       "sha256": file_sha256(st["parameter_set"])}
     data_file = scenario.data_file
     if data_file is not None and Path(data_file).is_file():
         inputs["data"] = {"path": str(data_file), "sha256": file_sha256(data_file)}
@@ -571,6 +613,7 @@ def _settings(scenario, spec, n, seed, keep, km_times) -> dict:
 
 
 _SETTING_NAMES = {"scenario_content": "the scenario's tables (as read)", "grid": "the grid (axes and their values)",
+                  "replicate": "the parameter draw (its number and the sample's sha256)",
                   "n": "n (virtual patients per point)",
                   "seed": "the seed", "per_patient": "per-patient tables", "km_times": "the Kaplan-Meier days",
                   "carkinetics": "the carkinetics version", "overrides": "the set of --set values",
@@ -624,7 +667,7 @@ def _fingerprint(inputs, settings) -> str:
 
 
 def resume_command(scenario_path, output, *, n, seed, per_patient, points=None, chunk_size=None,
-                   overrides=None, table_format="csv") -> str:
+                   overrides=None, table_format="csv", extra=()) -> str:
     """The command that continues a sweep: every option that fixes its results, shell-quoted.
 
     Parameters
@@ -639,6 +682,8 @@ def resume_command(scenario_path, output, *, n, seed, per_patient, points=None, 
         The ``--set`` values (repeated in the command).
     table_format : str, optional
         ``--format`` (given only when not ``"csv"``).
+    extra : sequence of str, optional
+        More arguments (e.g. ``--replicates K``), before ``--resume``.
 
     Returns
     -------
@@ -659,6 +704,7 @@ def resume_command(scenario_path, output, *, n, seed, per_patient, points=None, 
         parts += ["--set", f"{name}={value!r}"]
     if table_format != "csv":
         parts += ["--format", table_format]
+    parts += list(extra)
     parts.append("--resume")
     return shlex.join(parts)
 

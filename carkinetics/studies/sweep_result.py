@@ -305,7 +305,7 @@ def check_output_folder(output) -> Path:
 
 #: What a sweep writes in its folder (anything else there is not the sweep's).
 SWEEP_FILES = {"grid.csv", "summary.csv", "km.csv", "summary.parquet", "km.parquet", "sweep.json", "points",
-               "figures"}
+               "figures", "replicates", "draws.csv", "effects.csv"}
 
 
 def holds_only_sweep_files(out: Path) -> bool:

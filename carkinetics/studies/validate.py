@@ -72,13 +72,7 @@ def cohort_statistic(patients, spec: TargetSpec, statistic: str, time: float | N
     -------
     (value, lower, upper, n) : tuple
     """
-    df = patients
-    if "status" in df.columns:
-        df = df[df["status"] == 0]
-    if spec.arms is not None:
-        df = df[df["arm"].isin(spec.arms)]
-    if spec.among is not None:
-        df = df[df[spec.among].to_numpy() == 1]
+    df = target_patients(patients, spec)
     n = len(df)
     if n == 0:
         return math.nan, math.nan, math.nan, 0
@@ -118,6 +112,42 @@ def cohort_statistic(patients, spec: TargetSpec, statistic: str, time: float | N
         m, lo, hi = mean_interval(x[x > 0], geometric=True)
         return m, lo, hi, n
     raise ValueError(f"unknown statistic '{statistic}'")
+
+
+def target_patients(patients, spec):
+    """The patients a target is read from: solved, of its arms, and among its ``among`` group."""
+    df = patients
+    if "status" in df.columns:
+        df = df[df["status"] == 0]
+    if spec.arms is not None:
+        df = df[df["arm"].isin(spec.arms)]
+    if spec.among is not None:
+        df = df[df[spec.among].to_numpy() == 1]
+    return df
+
+
+#: Days per unit of a reported time (``unit`` column of the reference table); days are compared as they are.
+TIME_UNITS = {"week": 7.0, "weeks": 7.0, "month": 30.4375, "months": 30.4375, "year": 365.25, "years": 365.25}
+
+
+def time_unit_days(unit):
+    """Days per ``unit`` for a reported time in weeks, months or years (30.4375 days a month); None otherwise."""
+    return TIME_UNITS.get(str(unit).strip().lower()) if isinstance(unit, str) else None
+
+
+def median_not_reached_by(patients, spec):
+    """The last day a time-to-event target's cohort is followed, if its Kaplan-Meier median is not reached.
+
+    None when the endpoint is not time-to-event, or the median is reached.
+    """
+    event_col = f"{spec.endpoint}_event"
+    df = target_patients(patients, spec)
+    if event_col not in df.columns or df.empty:
+        return None
+    km = kaplan_meier(df[spec.endpoint].to_numpy(dtype=float), df[event_col].to_numpy(dtype=float))
+    if not math.isnan(km.median()[0]):
+        return None
+    return float(np.max(df[spec.endpoint].to_numpy(dtype=float)))
 
 
 # ----------------------------------------------------------------------------------------
@@ -195,14 +225,24 @@ def validate_scenario(scenario, reference, n=2000, seed=1, jobs=None, progress=N
         except ValueError as err:
             raise ScenarioError(scenario.path, [f"targets.{tid}: {err}"]) from None
         r_lo, r_hi = as_float(ref.get("lower")), as_float(ref.get("upper"))
+        days_per_unit = time_unit_days(ref.get("unit")) if statistic == "median" else None
+        note = spec.note
+        if days_per_unit is not None:  # a median time reported in weeks, months or years: compared in that unit
+            value, lo, hi = value / days_per_unit, lo / days_per_unit, hi / days_per_unit
         inside = (bool(r_lo - 1e-12 <= value <= r_hi + 1e-12)
                   if math.isfinite(r_lo) and math.isfinite(r_hi) and math.isfinite(value) else None)
+        if statistic == "median" and math.isnan(value) and math.isfinite(r_hi) and n_sim:
+            reached = median_not_reached_by(patients, spec)
+            if reached is not None and reached / (days_per_unit or 1.0) >= r_hi:  # still above 1/2 past the interval
+                inside = False
+                note = "; ".join(x for x in (note, f"median not reached by day {reached:g} (the last day followed): "
+                                             f"above the reported interval") if x)
         rows.append({
             "scenario": scenario.name, "target_id": tid, "arm": ref.get("arm"), "quantity": ref.get("quantity"),
             "role": spec.role, "basis": basis_of(spec, fitted), "hand_set": spec.hand_set, "statistic": statistic, "timepoint_days": time, "reported": as_float(ref["value"]),
             "reported_lower": r_lo, "reported_upper": r_hi, "simulated": value, "mc_lower": lo, "mc_upper": hi,
             "n_simulated": n_sim, "inside": inside, "evidence": ref.get("evidence"),
-            "note": spec.note, "n_reported": as_float(ref.get("n")),
+            "note": note, "n_reported": as_float(ref.get("n")),
             **dict(zip(("trial_lower", "trial_upper"), trial_interval(statistic, value, as_float(ref.get("n"))))),
         })
     return pd.DataFrame(rows, columns=_COLUMNS)

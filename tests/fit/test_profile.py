@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from carkinetics.fit.profile import laplace_covariance, profile_likelihood, rise, sample_parameter_sets
+from carkinetics.fit.profile import laplace_covariance, profile_likelihood, rise, sample_parameter_sets, sir_sample
 
 S = np.array([[0.04, -0.03, 0.0], [-0.03, 0.09, 0.01], [0.0, 0.01, 0.25]])  # correlation -0.5 between 0 and 1
 A = np.linalg.inv(S)
@@ -70,6 +70,55 @@ def test_laplace_covariance_and_samples_recover_the_normal():
     lo, hi = MU - 0.1, MU + 0.1
     y = sample_parameter_sets(MU, cov, lo, hi, 500, seed=4)
     assert np.all((y >= lo) & (y <= hi))
+
+
+def test_sir_sample_of_a_quadratic_recovers_the_normal():
+    x, info = sir_sample(f, MU, S, LO, HI, 2000, 20000, inflation=2.0, seed=5)
+    assert x.shape == (2000, 3) and info["proposals"] == 20000 and info["n_failed"] == 0
+    assert x.mean(axis=0) == pytest.approx(MU, abs=0.03)
+    assert np.cov(x.T) == pytest.approx(S, abs=0.02)
+    # an inflated normal proposal of a normal target keeps a large effective sample
+    assert info["effective_sample_size"] > 0.3 * 20000
+
+
+def test_sir_sample_follows_a_one_sided_likelihood_the_normal_approximation_misses():
+    """x0 ~ N(0, 0.2^2); x1 flat on [0, 1] and falling as exp(-50 x1^2) below 0, in the box [-1, 1].
+    At the optimum x1 = 0.5 the Hessian is flat in x1, so the normal approximation spreads x1 over
+    the whole box; the SIR sample must follow the exact marginal (computed by quadrature)."""
+    from scipy.integrate import quad
+
+    def g(x):
+        return float(0.5 * x[0] ** 2 / 0.04 + 50.0 * min(x[1], 0.0) ** 2)
+
+    lo, hi = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+    x_best = np.array([0.0, 0.5])
+    cov, _, _ = laplace_covariance(g, x_best, lo, hi, step=0.05)
+    x, info = sir_sample(g, x_best, cov, lo, hi, 1500, 15000, seed=7)
+
+    def dens(t):
+        return np.exp(-50.0 * min(t, 0.0) ** 2)
+
+    z = quad(dens, -1, 1, points=[0.0])[0]
+    mean = quad(lambda t: t * dens(t), -1, 1, points=[0.0])[0] / z
+    below = quad(dens, -1, -0.1)[0] / z  # exact P(x1 < -0.1), about 3 %
+    assert x[:, 1].mean() == pytest.approx(mean, abs=0.03)
+    assert np.mean(x[:, 1] < -0.1) == pytest.approx(below, abs=0.02)
+    assert np.std(x[:, 0]) == pytest.approx(0.2, rel=0.1)
+    normal = sample_parameter_sets(x_best, cov, lo, hi, 1500, seed=7)
+    assert np.mean(normal[:, 1] < -0.1) > 3 * below  # what SIR corrects
+
+
+def test_sir_needs_at_least_as_many_proposals_as_draws_and_resamples_with_replacement_when_the_weights_are_few():
+    from carkinetics.fit.errors import FitError
+
+    with pytest.raises(FitError, match="at least as many proposals"):
+        sir_sample(f, MU, S, LO, HI, 10, 5)
+    with pytest.raises(FitError, match="not finite at any"):
+        sir_sample(lambda x: np.inf if np.any(np.asarray(x) != MU) else 0.0, MU, S, LO, HI, 5, 20)
+    # a likelihood 10x narrower (in sd) than the proposal: few effective draws
+    x, info = sir_sample(f, MU, S, LO, HI, 200, 400, scale=100.0, inflation=1.0, seed=1)
+    assert info["effective_sample_size"] < 200 and info["with_replacement"] and "warning" in info
+    assert np.std(x[:, 0]) < 2 * np.sqrt(S[0, 0] / 100)  # not spread by forced distinct draws
 
 
 def test_a_fit_short_of_the_optimum_is_reported():

@@ -12,7 +12,7 @@ import scipy.stats
 from carkinetics.errors import ScenarioError
 from carkinetics.scenario.targets import TargetSpec
 from carkinetics.plots.validation import plot_validation
-from carkinetics.studies.validate import cohort_statistic, verdict_counts
+from carkinetics.studies.validate import cohort_statistic, median_not_reached_by, time_unit_days, verdict_counts
 from conftest import DATA
 
 
@@ -79,6 +79,18 @@ def test_median_time_to_event_and_geometric_mean(patients):
     g, glo, ghi, _ = cohort_statistic(patients, _spec("cmax"), "geometric_mean", None)
     assert g == pytest.approx(scipy.stats.gmean(patients.cmax))
     assert glo < 1e4 < ghi
+
+
+def test_months_and_a_median_not_reached(patients):
+    assert time_unit_days("months") == 30.4375 and time_unit_days("Weeks") == 7.0
+    assert time_unit_days("days") is None and time_unit_days(None) is None
+    # exponential deaths with mean 400 days followed to 730: the median (277 days) is reached
+    assert median_not_reached_by(patients, _spec("os")) is None
+    # a mean of 4000 days: survival at 730 is exp(-730/4000) = 0.83 > 1/2, not reached by day 730
+    late = patients.assign(os=np.minimum(patients.os * 10, 730.0), os_event=(patients.os * 10 < 730).astype(float))
+    assert median_not_reached_by(late, _spec("os")) == 730.0
+    assert math.isnan(cohort_statistic(late, _spec("os"), "median", None)[0])
+    assert median_not_reached_by(patients, _spec("cmax")) is None  # not time-to-event
 
 
 def test_mean_intervals_are_student_t(patients):
