@@ -200,8 +200,10 @@ def read_profiles(folder, result, level):
         problems.append(f"level {unc.get('level')} there, {level} now")
     if problems:
         raise CalibrationError(f"--profiles-from {folder}: not the profiles of this optimum: " + "; ".join(problems))
-    intervals = pd.read_csv(files[1])
-    points = pd.read_csv(files[2])
+    from carkinetics.io.results import exact_float_csv_kw
+
+    intervals = pd.read_csv(files[1], **exact_float_csv_kw())  # the numbers as written, to the last digit
+    points = pd.read_csv(files[2], **exact_float_csv_kw())
     for col in ("lower_flat", "upper_flat", "at_bound"):
         intervals[col] = intervals[col].astype(str).str.lower().eq("true")
     if list(intervals["label"]) != list(cal.labels):

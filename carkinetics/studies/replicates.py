@@ -149,7 +149,10 @@ def combine_replicates(frame, keys, *, value="value", lower="lower", upper="uppe
     if frame.empty:
         return pd.DataFrame(columns=list(keys) + [value, lower, upper, "draws_lower", "draws_upper", "replicates"])
     reps = sorted(frame["replicate"].unique())
-    wide = frame.set_index(list(keys) + ["replicate"])[[value, lower, upper]].unstack("replicate", sort=False)
+    # sorted unstack, then the groups in their order in ``frame`` (unstack(sort=False) mislabels rows
+    # on pandas 2.2)
+    wide = frame.set_index(list(keys) + ["replicate"])[[value, lower, upper]].unstack("replicate")
+    wide = wide.reindex(pd.MultiIndex.from_frame(frame[list(keys)].drop_duplicates()))
     v = wide[value].reindex(columns=reps).to_numpy(float)
     lo = wide[lower].reindex(columns=reps).to_numpy(float)
     hi = wide[upper].reindex(columns=reps).to_numpy(float)
