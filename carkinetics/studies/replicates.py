@@ -230,7 +230,7 @@ def run_replicates(scenario_path, output_dir, *, replicates, sample_path=None, n
     from carkinetics.io.results import write_json
     from carkinetics.scenario.load import load_scenario
     from carkinetics.scenario.overrides import apply_overrides
-    from carkinetics.studies.sweep import endpoint_kinds, km_summary, km_time_grid
+    from carkinetics.studies.sweep import endpoint_kinds, km_summary, km_time_grid, report_days
 
     from carkinetics.cohort.result import RUN_FILES
 
@@ -253,8 +253,7 @@ def run_replicates(scenario_path, output_dir, *, replicates, sample_path=None, n
         s.insert(0, "replicate", k)
         summaries.append(s)
         if times is None:
-            extra = [d for days in getattr(sc.endpoints, "report_at", {}).values() for d in (days or ())]
-            times = km_time_grid(sc.horizon, 7.0, extra)
+            times = km_time_grid(sc.horizon, 7.0, report_days(sc))
         km = km_summary(res.patients, endpoint_kinds(sc, res), times)
         km.insert(0, "replicate", k)
         kms.append(km)
@@ -336,14 +335,11 @@ def sweep_replicates(scenario_path, output, *, replicates, sample_path=None, n=N
     from carkinetics.io.tables import table_name, write_table
     from carkinetics.plots.studies import default_outcomes
     from carkinetics.scenario.load import load_scenario
-    from carkinetics.scenario.overrides import apply_overrides, check_not_swept
-    from carkinetics.studies.sweep import sweep
+    from carkinetics.studies.sweep import swept_scenario, sweep
     from carkinetics.studies.sweep_result import SweepResult, check_output_folder, load_sweep, write_combined
 
     out = check_output_folder(output)
-    base = load_scenario(scenario_path)
-    check_not_swept(base, overrides or {})
-    base = apply_overrides(base, overrides)
+    base, _ = swept_scenario(load_scenario(scenario_path), dict(overrides or {}))
     sample = find_parameter_sample(base, sample_path)
     check_replicates(sample, replicates, base.model)
     sha = file_sha256(sample.path)

@@ -302,7 +302,7 @@ def sweep(scenario: Scenario | str | Path, output: str | Path | None = None, *, 
     check_table_format(table_format, "table_format")
     out = check_output_folder(output) if output is not None else None  # before anything is computed
     overrides = dict(overrides or {})
-    scenario, spec = _swept_scenario(load_scenario(scenario) if isinstance(scenario, (str, Path)) else scenario,
+    scenario, spec = swept_scenario(load_scenario(scenario) if isinstance(scenario, (str, Path)) else scenario,
                                      overrides)
     todo_ids = _point_ids(points, spec.n_points)
     keep = spec.per_patient if per_patient is None else bool(per_patient)
@@ -365,7 +365,7 @@ def _check_resume(out, old, resume) -> None:
         raise SweepError(f"{out}: nothing to resume (no sweep.json with a finished grid point)")
 
 
-def _swept_scenario(scenario, overrides) -> tuple:
+def swept_scenario(scenario, overrides) -> tuple:
     """The scenario with the ``--set`` values (refused where the grid sets them) and its checked grid."""
     scenario = apply_overrides(scenario, overrides)
     check_not_swept(scenario, overrides)
@@ -376,11 +376,15 @@ def _swept_scenario(scenario, overrides) -> tuple:
     return scenario, spec
 
 
+def report_days(scenario) -> list:
+    """The days at which the scenario's outcomes are reported (their ``report_at``)."""
+    return [d for days in getattr(scenario.endpoints, "report_at", {}).values() for d in (days or ())]
+
+
 def _km_days(scenario, spec) -> np.ndarray:
     """The Kaplan-Meier summary days of a sweep: ``[sweep] km_times``, else the grid with the report days."""
-    report_days = [d for days in getattr(scenario.endpoints, "report_at", {}).values() for d in (days or ())]
     return np.asarray(spec.km_times if spec.km_times is not None
-                      else km_time_grid(scenario.horizon, spec.km_step, report_days), float)
+                      else km_time_grid(scenario.horizon, spec.km_step, report_days(scenario)), float)
 
 
 def _check_replicate_folder(out, old, replicate) -> None:
