@@ -21,11 +21,13 @@ from carkinetics.cli.common import PatientProgress, parse_settings, set_option
 @click.option("--reference", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="TABLE.csv",
               help="A reference target table (the format of carkinetics/reference/README.md) that replaces the "
                    "shipped one: the scenarios' target ids are looked up, and scored, in it.")
-@click.option("--cross-validate", "cross", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--cross-validate", "cross", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
               metavar="CALIBRATION.toml",
               help="Leave-one-trial-out: refit this calibration without each of its trials in turn and predict the "
                    "trial (and its other seed scenarios, e.g. a long-term follow-up) with the refit; every row is "
-                   "out of sample. Writes folds.csv too.")
+                   "out of sample. Writes folds.csv too. Repeat it for a calibration in stages (the kinetics, then "
+                   "the clinical outcome links): each fold refits every stage in order, a later one with the "
+                   "earlier ones' refitted values fixed.")
 @click.option("--fit-n", type=click.IntRange(2), default=None,
               help="With --cross-validate: virtual patients per scenario of each refit (default: the file's).")
 @click.option("--maxiter", type=click.IntRange(1), default=None,
@@ -47,11 +49,11 @@ def validate(scenarios, output, n, seed, jobs, reference, cross, fit_n, maxiter,
     from carkinetics.studies.validate import VALIDATION_FILES, run_validation, verdict_counts
 
     overrides = parse_settings(settings)
-    if cross is not None:
+    if cross:
         if scenarios or reference is not None or overrides:
             raise click.UsageError("--cross-validate takes the calibration's scenarios and reference table: give no "
                                    "scenario, --reference or --set with it")
-        _cross_validate(cross, output, n, seed, jobs, fit_n, maxiter, starts)
+        _cross_validate(list(cross), output, n, seed, jobs, fit_n, maxiter, starts)
         return
     if fit_n is not None or maxiter is not None or starts != 1:
         raise click.UsageError("--fit-n, --maxiter and --starts go with --cross-validate")

@@ -211,6 +211,7 @@ class ChunkSimulator:
         typical_env = scenario.default_env()
         typical_env.update(design.variables)
         self.arm_events = [ArmEvents(scenario, a.name, {**typical_env, **a.variables}) for a in design.arms]
+        self.endpoint_parameters = endpoint_parameters(scenario.endpoints, model)
         self.save_outputs = [x for x in outputs if x in model.output_names]
         self.save_states = [x for x in outputs if x not in model.output_names]
 
@@ -293,7 +294,8 @@ class ChunkSimulator:
     def patient_values(self, draws, sims, event_times) -> dict:
         """The patient-level names endpoints may read, for the simulated patients of a chunk.
 
-        Covariates and variables; ``arm.NAME`` (1 in that arm, else 0); ``fired.EVENT`` (1 if an
+        Covariates and variables; the parameters the endpoints read (each patient's value);
+        ``arm.NAME`` (1 in that arm, else 0); ``fired.EVENT`` (1 if an
         event of that name fired for the patient) and ``time_of.EVENT`` (the first time one did;
         NaN if none did), for the scenario's events and the model's own (triggered, random).
 
@@ -312,6 +314,8 @@ class ChunkSimulator:
         n = draws.arm.size
         values = {name: np.broadcast_to(np.asarray(v, dtype=float), (n,)).copy()
                   for name, v in {**draws.covariates, **draws.variables}.items()}
+        for name in self.endpoint_parameters:  # each patient's value of a parameter an endpoint reads
+            values[name] = np.array(draws.parameters[:, self.model.parameter_index(name)], dtype=float)
         for k, arm in enumerate(self.design.arms):
             if arm.name != DEFAULT_ARM:
                 values[f"arm.{arm.name}"] = (draws.arm == k).astype(float)
@@ -341,6 +345,19 @@ class ChunkSimulator:
         t0 = _time.perf_counter()
         draws, uniforms = self.draw(start, stop)
         return self.run(draws, uniforms, kernel_ready, _time.perf_counter() - t0)
+
+
+def endpoint_parameters(endpoints, model) -> tuple:
+    """The model parameters that the expressions of ``endpoints`` read (an endpoint of the same
+    name hides a parameter)."""
+    if not endpoints:
+        return ()
+    names = set()
+    for e in endpoints.endpoints:
+        for expr in (e.expr, e.among):
+            if expr is not None:
+                names |= expressions.names(expr)
+    return tuple(p for p in model.parameter_names if p in names and p not in endpoints.columns)
 
 
 def endpoint_values(chunk, endpoints, columns, times, horizon):

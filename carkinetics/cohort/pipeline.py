@@ -447,3 +447,63 @@ def _run_info(scenario, design, n, chunk_size, jobs, patients, n_clipped, band_n
         **_figure_info(scenario, n, band_names),
     }
     return info
+
+
+class OutcomeCohort:
+    """A scenario's virtual cohort simulated once, its patient table recomputed under other
+    values of the clinical outcome model's parameters (which only endpoints read).
+
+    The model's equations, outputs and events never read its outcome parameters
+    (``[model] outcome_parameters``), so changing them changes no trajectory: only the
+    endpoints. A calibration of the outcome links (kinetic parameters fixed) therefore
+    simulates each scenario once and recomputes the endpoints at each evaluation:
+    :meth:`patients` gives the table :func:`run_cohort` would give with the same ``n``,
+    ``seed`` and ``parameters`` (tests/cohort/test_outcome_cohort.py), in a fraction of the
+    time.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    n, seed : int
+        The cohort (common random numbers: the same patients at every call).
+    parameters : mapping of str to float, optional
+        Typical values of the first simulation (outcome parameters among them are free to change).
+    jobs : int, optional
+        Threads of the engine.
+    """
+
+    def __init__(self, scenario, n, seed, parameters=None, *, jobs=None):
+        self.scenario, self.seed = scenario, seed
+        design = cohort_design(scenario, seed, parameters=parameters)
+        self.n = _check_size(scenario, design, n, jobs)
+        self.endpoints = scenario.endpoints
+        _, _, needed = _saved_names(scenario, False, False, self.endpoints)
+        streams = tuple(getattr(self.endpoints, "uniform_streams", ())) if self.endpoints else ()
+        self.simulator = ChunkSimulator(scenario, design, needed, jobs=jobs, uniform_streams=streams)
+        self.chunk = self.simulator.chunk(0, self.n)
+        model = scenario.model
+        self._kinetic = np.array([i for i, p in enumerate(model.parameter_names)
+                                  if p not in model.outcome_parameters], dtype=np.int64)
+
+    def patients(self, parameters=None):
+        """The patient table with the typical values ``parameters`` (their outcome ones may differ
+        from the first simulation's; a kinetic one that differs raises :class:`CohortError`)."""
+        from dataclasses import replace
+
+        design = cohort_design(self.scenario, self.seed, parameters=parameters)
+        draws = design.draw(0, self.n)
+        old = self.chunk.draws
+        same = (np.array_equal(draws.arm, old.arm) and np.array_equal(
+            draws.parameters[:, self._kinetic], old.parameters[:, self._kinetic], equal_nan=True))
+        if not same:
+            raise CohortError(f"{self.scenario.path}: these parameter values change the simulated patients "
+                              f"(a kinetic parameter, or one the scenario computes from an outcome parameter): "
+                              f"simulate them with run_cohort")
+        patient = dict(self.chunk.patient)
+        model = self.scenario.model
+        for name in self.simulator.endpoint_parameters:
+            patient[name] = np.array(draws.parameters[:, model.parameter_index(name)], dtype=float)
+        chunk = replace(self.chunk, draws=draws, sims=list(self.chunk.sims), patient=patient)
+        reducer = _ChunkReducer(self.scenario, design, self.endpoints, [], [], False)
+        reducer.reduce(chunk, 0)
+        return _join_tables(reducer.tables)

@@ -125,4 +125,68 @@ def load_model(path: str | Path) -> Model:
     except OSError as err:  # a name too long for the file system, a loop of links, ...
         raise ModelFileError(str(path), [f"cannot open the model file: {err.strerror or err}"]) from None
     text = read_input_text(p, ModelFileError, "model file")
-    return model_from_dict(parse_toml(text, p, ModelFileError), p, text)
+    data = parse_toml(text, p, ModelFileError)
+    outcome, outcome_text, record = read_outcome_parameters(data, p)
+    if outcome_text:  # the model is its file and its outcome model: both key the kernel cache and provenance
+        text = f"{text}\n# ---- outcome parameters ----\n{outcome_text}"
+    model = model_from_dict(data, p, text, outcome_parameters=outcome)
+    model.outcome_calibration = record
+    return model
+
+
+#: Sections of an outcome-parameter file.
+_OUTCOME_FILE_KEYS = {"outcome_model", "parameters"}
+_OUTCOME_HEAD_KEYS = {"name", "description", "references", "notes", "calibration"}
+
+
+def read_outcome_parameters(data: dict, path: Path) -> tuple[dict | None, str, Path | None]:
+    """The ``[parameters]`` tables of the clinical outcome model a model file names.
+
+    A model file names it with ``[model] outcome_parameters = "outcomes/clinical.toml"``
+    (relative to the model file). The file (data, like a model file) has ``[outcome_model]``
+    (``name``, ``description``, ``references``, ``notes``, and ``calibration``: the folder of
+    the calibration that estimated the values, relative to the file) and ``[parameters.NAME]``
+    tables written as a model's parameters; they become parameters of the model that only
+    endpoints read (a scenario's clinical vocabulary, :mod:`carkinetics.scenario.vocabulary`).
+
+    Returns
+    -------
+    (dict or None, str, pathlib.Path or None)
+        The parameter tables (None without ``outcome_parameters``), the file's text, and the
+        folder of the calibration record of its values (``validate`` reads which targets
+        they were fitted to from its ``comparison.csv``).
+
+    Raises
+    ------
+    ModelFileError
+        Naming the model file, the key and what was expected.
+    """
+    meta = data.get("model")
+    ref = meta.get("outcome_parameters") if isinstance(meta, dict) else None
+    if ref is None:
+        return None, "", None
+    if not isinstance(ref, str) or not ref.strip():
+        raise ModelFileError(str(path), [f"model.outcome_parameters: expected the path of an outcome-parameter file "
+                                         f"(relative to the model file), got {ref!r}"])
+    file = (path.parent / ref)
+    if not file.is_file():
+        raise ModelFileError(str(path), [f"model.outcome_parameters: no file {file}"])
+    text = read_input_text(file, ModelFileError, "outcome-parameter file")
+    doc = parse_toml(text, file, ModelFileError)
+    problems = [f"{k}: not a section of an outcome-parameter file (expected {sorted(_OUTCOME_FILE_KEYS)})"
+                for k in doc if k not in _OUTCOME_FILE_KEYS]
+    head = doc.get("outcome_model", {})
+    if not isinstance(head, dict):
+        problems.append(f"outcome_model: expected a table, got {head!r}")
+    else:
+        problems += [f"outcome_model.{k}: not a key of [outcome_model] (expected {sorted(_OUTCOME_HEAD_KEYS)})"
+                     for k in head if k not in _OUTCOME_HEAD_KEYS]
+    params = doc.get("parameters")
+    if not isinstance(params, dict) or not params:
+        problems.append("parameters: expected [parameters.NAME] tables (value, unit, description, source, bounds)")
+    record = head.get("calibration") if isinstance(head, dict) else None
+    if record is not None and not isinstance(record, str):
+        problems.append(f"outcome_model.calibration: expected the path of a calibration's folder, got {record!r}")
+    if problems:
+        raise ModelFileError(str(file), problems)
+    return params, text, (file.parent / record if record else None)

@@ -38,7 +38,7 @@ MAX_MODEL_NAME_LENGTH = 200
 MAX_INTEGER = 2**63 - 1
 
 _MODEL_KEYS = {"name", "description", "time_unit", "references", "notes", "version", "breakpoints",
-               "after_terminal"}
+               "after_terminal", "outcome_parameters"}
 _STATE_KEYS = {"unit", "description", "initial", "extinction", "atol", "notes", "stochastic"}
 _PARAM_KEYS = {"value", "unit", "description", "symbol", "source", "bounds", "iiv_log_sd", "status", "notes"}
 _EXPR_KEYS = {"expression", "unit", "description", "notes"}
@@ -120,6 +120,11 @@ class Model:
     stochastic: dict = field(default_factory=dict)
     #: What saved values after a terminal event are: ``"nan"`` or ``"hold"``.
     after_terminal: str = "nan"
+    #: Parameters of the clinical outcome model (``[model] outcome_parameters``): read by
+    #: scenario endpoints only, never by the equations, outputs or events of the model.
+    outcome_parameters: tuple[str, ...] = ()
+    #: Folder of the calibration record of the outcome parameters' values (None: not calibrated).
+    outcome_calibration: Path | None = None
     source_text: str = field(repr=False, default="")
     _kernel: object = field(default=None, repr=False, compare=False)
 
@@ -390,7 +395,7 @@ def _check_integers(value, key, errs) -> None:
                         f"e.g. 1e30)")
 
 
-def model_from_dict(data: dict, path, text: str = "") -> Model:
+def model_from_dict(data: dict, path, text: str = "", outcome_parameters: dict | None = None) -> Model:
     """Validate a parsed model document and build the :class:`Model`.
 
     Parameters
@@ -401,6 +406,11 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         The file the document was read from (used in messages and as the default name).
     text : str, optional
         The file's text; its hash keys the kernel cache.
+    outcome_parameters : dict, optional
+        ``[parameters.NAME]`` tables of the clinical outcome model the file names in
+        ``[model] outcome_parameters`` (:func:`carkinetics.model.load.load_model` reads it):
+        appended to the model's parameters, and refused where the model's own equations,
+        outputs or events read them (they are for endpoints only).
 
     Returns
     -------
@@ -431,15 +441,17 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
                     "odes", errs, required=True)
     outs_t = _table(data.get("outputs", {}), "outputs", errs)
 
+    outcome_t = dict(outcome_parameters or {})
     _check_names((("states", states_t), ("parameters", params_t), ("expressions", exprs_t),
-                  ("outputs", outs_t)), errs)
+                  ("outputs", outs_t), ("outcome_parameters", outcome_t)), errs)
     state_names = list(states_t)
-    param_names = list(params_t)
+    param_names = list(params_t)  # the kinetic model's: its equations may not read the outcome parameters
     if not state_names and "states" in data:
         errs.add("states", "a model needs at least one state")
 
     n_problems = len(errs.problems)
     parameters = _parameters(params_t, errs)
+    outcome = _parameters(outcome_t, errs, section="outcome_parameters")
     # typical parameter values, to check breakpoints and initial values (None: a parameter is bad)
     typical = ({p.name: p.value for p in parameters} if len(errs.problems) == n_problems
                and len(parameters) == len(params_t) else None)
@@ -470,7 +482,8 @@ def model_from_dict(data: dict, path, text: str = "") -> Model:
         time_unit=str(time_unit),
         references=tuple(refs),
         states=tuple(states),
-        parameters=tuple(parameters),
+        parameters=tuple(parameters) + tuple(outcome),
+        outcome_parameters=tuple(p.name for p in outcome),
         expressions=expressions,
         odes=odes,
         outputs=tuple(outputs),
@@ -537,11 +550,11 @@ def _check_names(sections, errs) -> None:
                 seen[nm] = section
 
 
-def _parameters(params_t: dict, errs) -> list:
+def _parameters(params_t: dict, errs, section="parameters") -> list:
     """The ``[parameters]`` tables as :class:`Parameter` values (bad entries recorded and skipped)."""
     parameters = []
     for nm, spec in params_t.items():
-        key = f"parameters.{nm}"
+        key = f"{section}.{nm}"
         if not isinstance(spec, dict):
             errs.add(key, f"expected a table with value, unit, description, source; got {spec!r}")
             continue

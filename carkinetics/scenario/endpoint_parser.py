@@ -101,7 +101,7 @@ class _Parser:
             self.errs.add(key, f"'{name}' is already an output of model '{self.model.name}'; endpoint names "
                                f"must differ from output names (both can appear in expressions)")
             return False
-        return True
+        return True  # an endpoint named as a model parameter hides it from the endpoints' expressions
 
     # -- sections ---------------------------------------------------------------------
     def parse(self) -> EndpointSet:
@@ -150,7 +150,15 @@ class _Parser:
         by_name = {e.name: e for e in endpoints}
         self.check_references(by_name)
         ordered = self.order(by_name)
-        return EndpointSet(ordered, self.outputs, declared_order=[n for n in declared if n in by_name])
+        endpoint_set = EndpointSet(ordered, self.outputs, declared_order=[n for n in declared if n in by_name])
+        read = set()
+        for e in ordered:
+            for expr in (e.expr, e.among):
+                if expr is not None:
+                    read |= ex.names(expr)
+        endpoint_set.parameter_defaults = {p.name: p.value for p in self.model.parameters
+                                           if p.name in read and p.name not in endpoint_set.columns}
+        return endpoint_set
 
     def common(self, name, key, spec, allowed):
         self.errs.unknown_keys(key, spec, allowed, f"a key of {key}")
@@ -183,13 +191,13 @@ class _Parser:
             return None
         allowed = set(self.columns) | self.patient_names | ({"t"} | set(self.outputs) if allow_outputs else set())
         what = ("model outputs, t, other endpoints" if allow_outputs else "other endpoints") + (
-            ", covariates, variables, arm.ARM, fired.EVENT and time_of.EVENT")
+            ", model parameters, covariates, variables, arm.ARM, fired.EVENT and time_of.EVENT")
         ok = True
         for nm in sorted(ex.names(expr)):
             if nm not in allowed:
                 hint = ""
-                if nm in self.model.state_names or nm in self.model.parameter_names:
-                    hint = f"; '{nm}' is a state or parameter of the model: declare an output for it"
+                if nm in self.model.state_names:
+                    hint = f"; '{nm}' is a state of the model: declare an output for it"
                 self.errs.add(f"{key}.{k}", f"unknown name '{nm}' in '{text}'{suggestion(nm, allowed)} "
                                             f"(this expression may use {what}{hint})")
                 ok = False

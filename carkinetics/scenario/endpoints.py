@@ -234,6 +234,9 @@ class EndpointSet:
         self.descriptions = {e.name: e.description for e in self.declared}
         self._output_names = tuple(output_names)
         self.path = None  # the scenario file that declares them, named by errors in compute()
+        #: Model parameters the expressions read -> the model's value (used where ``compute`` is
+        #: not given each patient's; the cohort runner always gives them).
+        self.parameter_defaults = {}
 
     def __len__(self) -> int:
         return len(self.endpoints)
@@ -272,7 +275,8 @@ class EndpointSet:
             End of follow-up (day): the default end of every window and the
             censoring time of time-to-event endpoints without their own ``end``.
         patient : mapping of str to ndarray, shape (n,), optional
-            Patient-level names the expressions may read: covariates, variables,
+            Patient-level names the expressions may read: model parameters (default: the
+            model's values, :attr:`parameter_defaults`), covariates, variables,
             ``arm.NAME`` (1 in that arm), ``fired.EVENT`` (1 if the event fired) and
             ``time_of.EVENT`` (its time; NaN if it did not fire).
 
@@ -296,8 +300,9 @@ class EndpointSet:
         if u.ndim != 2 or u.shape[0] != n or u.shape[1] < self.n_uniforms:
             raise ValueError(f"uniforms has shape {u.shape}, the endpoints need ({n}, {self.n_uniforms})")
         horizon = min(float(horizon), float(times[-1]))
+        given = {**self.parameter_defaults, **(patient or {})}
         state = _State(times, arrays, u, horizon, n, self.uniform_columns,
-                       patient={k: np.broadcast_to(np.asarray(v, dtype=float), (n,)) for k, v in (patient or {}).items()})
+                       patient={k: np.broadcast_to(np.asarray(v, dtype=float), (n,)) for k, v in given.items()})
         row_nan = {}
 
         def nan_rows(o):

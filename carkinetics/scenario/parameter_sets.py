@@ -107,6 +107,8 @@ class ParameterSample:
     labels: tuple
     values: np.ndarray
     draws: np.ndarray
+    #: Other samples whose columns were joined, draw k to draw k (the clinical outcome links' own).
+    joined: tuple = ()
 
     @property
     def folder(self) -> Path:
@@ -158,6 +160,40 @@ class ParameterSample:
                 raise ScenarioError(self.path, [f"draw {int(self.draws[k])}: {name} = {value} is outside the "
                                                 f"model's bounds [{par.bounds[0]}, {par.bounds[1]}]"])
         return out
+
+
+def join_outcome_sample(sample: ParameterSample, model) -> ParameterSample:
+    """``sample`` with the draws of the model's clinical outcome links joined, draw k to draw k.
+
+    The links are calibrated apart from the kinetics (stage 2, kinetics fixed), so their
+    sample lies beside their own record (``[outcome_model] calibration`` of the outcome file,
+    :attr:`Model.outcome_calibration`); its shared columns apply to every parameter set, like
+    the kinetic sample's shared ones. The joint draw treats the two stages' uncertainties as
+    independent. Unchanged when the model has no calibrated outcome sample or ``sample``
+    already has outcome columns.
+    """
+    record = getattr(model, "outcome_calibration", None)
+    path = Path(record) / "parameter_sample.csv" if record is not None else None
+    outcome = set(getattr(model, "outcome_parameters", ()))
+    if path is None or not path.is_file() or any(lb.partition("[")[0] in outcome for lb in sample.labels):
+        return sample
+    other = read_parameter_sample(path, model)
+    cols = [j for j, lb in enumerate(other.labels) if lb in outcome]
+    n = min(len(sample), len(other))
+    return ParameterSample(path=sample.path, labels=sample.labels + tuple(other.labels[j] for j in cols),
+                           values=np.hstack([sample.values[:n], other.values[:n][:, cols]]), draws=sample.draws[:n],
+                           joined=sample.joined + (other.path,))
+
+
+def sample_sha256(sample: ParameterSample) -> str:
+    """SHA-256 of the sample's file, with those of the samples joined to it (a change of either is seen)."""
+    import hashlib
+
+    from carkinetics.io.provenance import file_sha256
+
+    if not sample.joined:
+        return file_sha256(sample.path)
+    return hashlib.sha256(" ".join(file_sha256(p) for p in (sample.path,) + sample.joined).encode()).hexdigest()
 
 
 def read_parameter_sample(path, model) -> ParameterSample:

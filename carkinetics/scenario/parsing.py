@@ -70,8 +70,10 @@ class SectionContext:
 
     def patient_names(self) -> set:
         """Names an endpoint expression may read besides outputs and endpoints: covariates,
-        variables, ``arm.NAME``, ``fired.EVENT`` and ``time_of.EVENT``."""
-        names = set(self.covariates) | set(self.variables) | {f"arm.{a}" for a in self.arm_names}
+        variables, the model's parameters (each patient's value; the clinical outcome
+        model's links among them), ``arm.NAME``, ``fired.EVENT`` and ``time_of.EVENT``."""
+        names = (set(self.covariates) | set(self.variables) | set(self.model.parameter_names)
+                 | {f"arm.{a}" for a in self.arm_names})
         for event in self.protocol_events:
             names |= {f"fired.{event}", f"time_of.{event}"}
         return names

@@ -38,6 +38,11 @@ class JointCohorts:
         self.n = int(n or cal.n)
         self.jobs = jobs if jobs is not None else cal.jobs
         self.n_evaluations = 0
+        # estimating only links of the clinical outcome model: each scenario is simulated
+        # once and only its endpoints are recomputed (OutcomeCohort; the same tables)
+        outcome = set(cal.model.outcome_parameters)
+        self.outcome_only = bool(cal.estimates) and all(e.parameter in outcome for e in cal.estimates)
+        self._cohorts = {}
 
     def patients(self, x):
         """The per-patient table of every scenario with a target, at log-parameters ``x``.
@@ -52,13 +57,18 @@ class JointCohorts:
         dict
             ``id(scenario)`` -> pandas.DataFrame.
         """
-        from carkinetics.cohort.pipeline import run_cohort
+        from carkinetics.cohort.pipeline import OutcomeCohort, run_cohort
 
         tables = {}
         for product, scenarios in self.cal.products.items():
             over = self.cal.overrides(x, product)
             for sc in scenarios:
                 if not any(t.scenario is sc for t in self.cal.targets):
+                    continue
+                if self.outcome_only:
+                    if id(sc) not in self._cohorts:
+                        self._cohorts[id(sc)] = OutcomeCohort(sc, self.n, self.cal.seed, over, jobs=self.jobs)
+                    tables[id(sc)] = self._cohorts[id(sc)].patients(over)
                     continue
                 res = run_cohort(sc, n=self.n, seed=self.cal.seed, jobs=self.jobs, parameters=over, bands=False)
                 tables[id(sc)] = res.patients

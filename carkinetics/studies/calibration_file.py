@@ -122,6 +122,9 @@ class Calibration:
     reference_path: Path | None = None
     jobs: int | None = None
     raw: dict = field(default_factory=dict, repr=False)
+    #: product -> parameter values held fixed under the estimates (an earlier stage's refit in a
+    #: staged cross-validation); empty: the values the scenarios read.
+    fixed_values: dict = field(default_factory=dict, repr=False)
 
     @property
     def labels(self) -> list:
@@ -129,8 +132,9 @@ class Calibration:
         return [e.label for e in self.estimates]
 
     def overrides(self, x, product) -> dict:
-        """Parameter values for one product at log-parameters ``x``."""
-        return {e.parameter: float(math.exp(v)) for e, v in zip(self.estimates, x) if e.applies_to(product)}
+        """Parameter values for one product at log-parameters ``x`` (over :attr:`fixed_values`)."""
+        return {**self.fixed_values.get(product, {}),
+                **{e.parameter: float(math.exp(v)) for e, v in zip(self.estimates, x) if e.applies_to(product)}}
 
     def initial_x(self) -> np.ndarray:
         """The starting point: the log of each estimate's initial value, clipped to its bounds."""

@@ -14,6 +14,11 @@ Each refit starts from the values the scenarios read, with the calibration's obj
 budget given here (``maxiter``, ``starts``): a left-out fit from the full fit's optimum, with a
 small budget, is biased towards that optimum, and so towards the left-out trial; the record says
 which budget was used.
+
+A calibration in stages (the T-ALL kinetics, then the clinical outcome links with the kinetics
+fixed) is cross-validated as a chain: in each fold every stage is refitted without the trial,
+each later stage with the earlier stages' refitted values fixed, so that no stage keeps what it
+learnt from the left-out trial.
 """
 
 from __future__ import annotations
@@ -90,7 +95,9 @@ def cross_validate(cal, reference, *, extra_scenarios=(), n=None, seed=1, jobs=N
 
     Parameters
     ----------
-    cal : Calibration
+    cal : Calibration or sequence of Calibration
+        One calibration, or its stages in order (each later stage fitted with the earlier
+        stages' values fixed; the folds are the trials of the last stage).
     reference : pandas.DataFrame
     extra_scenarios : sequence of Scenario
         Other seed scenarios (predicted with the refit of their trial, if it has one).
@@ -105,47 +112,63 @@ def cross_validate(cal, reference, *, extra_scenarios=(), n=None, seed=1, jobs=N
     -------
     (table, fits) : (pandas.DataFrame, pandas.DataFrame)
         ``table``: validation rows of every left-out trial (columns of ``validate`` plus
-        ``left_out``), scored against the naive baselines; ``fits``: one row per fold (trial,
-        scenarios, objective before and after, evaluations, seconds, estimates, estimates
-        dropped to the model file's value).
+        ``left_out``), scored against the naive baselines; ``fits``: one row per fold and stage
+        (trial, stage, scenarios, objective before and after, evaluations, seconds, estimates,
+        estimates dropped to the model file's value).
     """
     import pandas as pd
 
     from carkinetics.studies.baselines import score_rows
-    from carkinetics.studies.calibrate import CalibrationError, calibrate
     from carkinetics.studies.validate import validate_scenario
 
+    stages = list(cal) if isinstance(cal, (list, tuple)) else [cal]
+    last = stages[-1]
     tables, fit_rows = [], []
-    for trial, (scenarios, extra) in folds(cal, reference, extra_scenarios).items():
-        reduced, dropped = without_trial(cal, scenarios)
-        if not reduced.targets or not reduced.estimates:
-            raise CalibrationError(f"{cal.path}: leaving out trial {trial} ({', '.join(s.name for s in scenarios)}) "
-                                   f"leaves nothing to fit: cross-validation needs at least two trials")
-        if progress is not None:
-            progress(f"fold {trial}: refitting without {', '.join(s.name for s in scenarios)}")
-        res = calibrate(reduced, n=fit_n, starts=starts, maxiter=maxiter, jobs=jobs)
-        fit_rows.append({"left_out": trial, "scenarios": ",".join(s.name for s in scenarios + extra),
-                         "objective_initial": res.objective_initial, "objective": res.objective,
-                         "n_evaluations": res.n_evaluations, "seconds": res.seconds,
-                         **{f"estimate:{k}": v for k, v in res.estimates.items()},
-                         **{f"model_file:{k}": v for k, v in dropped.items()}})
+    for trial, (scenarios, extra) in folds(last, reference, extra_scenarios).items():
+        values = {}
+        for stage in stages:
+            fit_rows.append(_refit_stage(stage, values, trial, reference, fit_n, starts, maxiter, jobs, progress))
         for sc in scenarios + extra:
-            product = product_of(cal, sc) or product_of(cal, scenarios[0])
-            over = reduced.overrides(res.x, product) if product is not None else {}
-            for label, value in dropped.items():
-                e = next(e for e in cal.estimates if e.label == label)
-                if e.applies_to(product):
-                    over[e.parameter] = value
-            t = validate_scenario(sc, reference, n=n or 1000, seed=seed, jobs=jobs, parameters=over)
+            product = product_of(last, sc) or product_of(last, scenarios[0])
+            t = validate_scenario(sc, reference, n=n or 1000, seed=seed, jobs=jobs,
+                                  parameters=dict(values.get(product, {})))
             t.insert(1, "left_out", trial)
             # a row made by a constant set by hand against this very trial is not out of sample
             t["basis"] = np.where(t["role"] == "input", "input",
                                   np.where(t["hand_set"].fillna("") != "", "hand-set", "cross-validated"))
             tables.append(t)
     if not tables:
-        raise ValueError(f"{cal.path}: no trial to leave out (no scenario with targets)")
+        raise ValueError(f"{last.path}: no trial to leave out (no scenario with targets)")
     table = score_rows(pd.concat(tables, ignore_index=True), reference)
     return table, pd.DataFrame(fit_rows)
+
+
+def _refit_stage(stage, values, trial, reference, fit_n, starts, maxiter, jobs, progress) -> dict:
+    """Refit one stage without ``trial`` (earlier stages' ``values`` fixed); add its values to ``values``
+    (product -> parameter values, updated in place) and return its row of ``folds.csv``."""
+    from carkinetics.studies.calibrate import CalibrationError, calibrate
+
+    scenarios = folds(stage, reference).get(trial, ([], []))[0]
+    reduced, dropped = without_trial(dataclasses.replace(stage, fixed_values={p: dict(v) for p, v in values.items()}),
+                                     scenarios)
+    if not reduced.targets or not reduced.estimates:
+        raise CalibrationError(f"{stage.path}: leaving out trial {trial} ({', '.join(s.name for s in scenarios)}) "
+                               f"leaves nothing to fit: cross-validation needs at least two trials")
+    if progress is not None:
+        progress(f"fold {trial}, {stage.name}: refitting without {', '.join(s.name for s in scenarios) or 'none'}")
+    res = calibrate(reduced, n=fit_n, starts=starts, maxiter=maxiter, jobs=jobs)
+    for product in stage.products:
+        over = reduced.overrides(res.x, product)
+        for label, value in dropped.items():
+            e = next(e for e in stage.estimates if e.label == label)
+            if e.applies_to(product):
+                over[e.parameter] = value
+        values[product] = {**values.get(product, {}), **over}
+    return {"left_out": trial, "stage": stage.name, "scenarios": ",".join(s.name for s in scenarios),
+            "objective_initial": res.objective_initial, "objective": res.objective,
+            "n_evaluations": res.n_evaluations, "seconds": res.seconds,
+            **{f"estimate:{k}": v for k, v in res.estimates.items()},
+            **{f"model_file:{k}": v for k, v in dropped.items()}}
 
 
 def loto_summary(table):
@@ -166,8 +189,9 @@ def run_cross_validation(calibration, *, n=1000, seed=1, jobs=None, output=None,
 
     Parameters
     ----------
-    calibration : path
-        A calibration file (:func:`carkinetics.studies.calibration_file.load_calibration`).
+    calibration : path or sequence of paths
+        A calibration file (:func:`carkinetics.studies.calibration_file.load_calibration`), or the
+        files of its stages in order.
     n, seed, jobs, fit_n, maxiter, starts, progress :
         As :func:`cross_validate`.
     output : path, optional
@@ -192,11 +216,13 @@ def run_cross_validation(calibration, *, n=1000, seed=1, jobs=None, output=None,
 
     if output is not None:
         check_output_dir(output, clean=True, known=CROSS_VALIDATION_FILES)
-    cal = load_calibration(calibration)
+    paths = list(calibration) if isinstance(calibration, (list, tuple)) else [calibration]
+    stages = [load_calibration(p) for p in paths]
+    cal = stages[-1]
     reference = load_targets(cal.reference_path)
-    inside = {sc.path.resolve() for scs in cal.products.values() for sc in scs}
+    inside = {sc.path.resolve() for stage in stages for scs in stage.products.values() for sc in scs}
     extra = [load_scenario(p) for p in seed_scenarios() if Path(p).resolve() not in inside]
-    table, fits = cross_validate(cal, reference, extra_scenarios=extra, n=n, seed=seed, jobs=jobs, fit_n=fit_n,
+    table, fits = cross_validate(stages, reference, extra_scenarios=extra, n=n, seed=seed, jobs=jobs, fit_n=fit_n,
                                  maxiter=maxiter, starts=starts, progress=progress)
     if output is not None:
         with atomic_output_dir(output, clean=True, known=CROSS_VALIDATION_FILES) as staging:
@@ -207,6 +233,8 @@ def run_cross_validation(calibration, *, n=1000, seed=1, jobs=None, output=None,
             write_json(staging / "validation.json", {
                 "kind": "leave-one-trial-out cross-validation", "calibration_file": str(cal.path),
                 "calibration_sha256": file_sha256(cal.path), "objective": cal.objective, "n": n, "seed": seed,
+                "stages": [{"file": str(st.path), "sha256": file_sha256(st.path), "estimates": st.labels}
+                           for st in stages],
                 "refit": {"patients_per_scenario": fit_n or cal.n, "maxiter": maxiter or cal.maxiter,
                           "starts": starts},
                 "counts": verdict_counts(table),

@@ -74,10 +74,10 @@ def find_parameter_sample(scenario, sample_path=None):
         Naming the scenario: no parameter set, no sample beside them, or samples of two
         calibrations.
     """
-    from carkinetics.scenario.parameter_sets import read_parameter_sample
+    from carkinetics.scenario.parameter_sets import join_outcome_sample, read_parameter_sample
 
     if sample_path is not None:
-        return read_parameter_sample(sample_path, scenario.model)
+        return join_outcome_sample(read_parameter_sample(sample_path, scenario.model), scenario.model)
     sets = scenario_parameter_sets(scenario)
     if not sets:
         raise ScenarioError(scenario.path, ["scenario.parameter_set: --replicates draws the estimates of a "
@@ -92,7 +92,7 @@ def find_parameter_sample(scenario, sample_path=None):
         raise ScenarioError(scenario.path, [f"scenario.parameter_set: its parameter sets come from "
                                             f"{len(folders)} calibrations with a sample each "
                                             f"({', '.join(map(str, folders))}); give --parameter-sample FILE"])
-    return read_parameter_sample(folders[0] / SAMPLE_FILE, scenario.model)
+    return join_outcome_sample(read_parameter_sample(folders[0] / SAMPLE_FILE, scenario.model), scenario.model)
 
 
 def check_replicates(sample, replicates: int, model) -> None:
@@ -227,6 +227,7 @@ def run_replicates(scenario_path, output_dir, *, replicates, sample_path=None, n
     from carkinetics.cohort.pipeline import run_cohort
     from carkinetics.io.atomic import atomic_output_dir, check_output_dir
     from carkinetics.io.provenance import file_sha256, provenance
+    from carkinetics.scenario.parameter_sets import sample_sha256
     from carkinetics.io.results import write_json
     from carkinetics.scenario.load import load_scenario
     from carkinetics.scenario.overrides import apply_overrides
@@ -269,7 +270,8 @@ def run_replicates(scenario_path, output_dir, *, replicates, sample_path=None, n
         "model": str(base.model.path), "model_sha256": base.model.content_hash,
         "kind": "virtual cohort under parameter draws (carkinetics run --replicates)",
         "replicates": int(replicates), "parameter_sample": str(sample.path),
-        "parameter_sample_sha256": file_sha256(sample.path), "n_patients_per_replicate": n_patients,
+        "parameter_sample_sha256": sample_sha256(sample), "n_patients_per_replicate": n_patients,
+        "parameter_samples_joined": [str(p) for p in sample.joined],
         "seed": seed_used, "same_patients_in_every_replicate": True, "level": LEVEL,
         "interval": "lower/upper: normal mixture of the draws' estimates and their Monte Carlo errors; "
                     "draws_lower/draws_upper: quantiles of the draws' estimates; value: their median",
@@ -331,10 +333,10 @@ def sweep_replicates(scenario_path, output, *, replicates, sample_path=None, n=N
     import pandas as pd
 
     from carkinetics.io.atomic import atomic_output_dir, atomic_write_text
-    from carkinetics.io.provenance import file_sha256
     from carkinetics.io.tables import table_name, write_table
     from carkinetics.plots.studies import default_outcomes
     from carkinetics.scenario.load import load_scenario
+    from carkinetics.scenario.parameter_sets import sample_sha256
     from carkinetics.studies.sweep import swept_scenario, sweep
     from carkinetics.studies.sweep_result import SweepResult, check_output_folder, load_sweep, write_combined
 
@@ -342,7 +344,7 @@ def sweep_replicates(scenario_path, output, *, replicates, sample_path=None, n=N
     base, _ = swept_scenario(load_scenario(scenario_path), dict(overrides or {}))
     sample = find_parameter_sample(base, sample_path)
     check_replicates(sample, replicates, base.model)
-    sha = file_sha256(sample.path)
+    sha = sample_sha256(sample)
     _check_replicates_folder(out, replicates, sha, resume)
     resume_args = ["--replicates", str(replicates)] + (
         ["--parameter-sample", str(sample_path)] if sample_path is not None else [])

@@ -270,14 +270,19 @@ def fitted_target_ids(scenario) -> set:
     """Target ids the scenario's parameter sets were fitted to.
 
     A parameter set written by ``carkinetics calibrate`` lies beside the record of its fit;
-    ``comparison.csv`` there lists every target of the calibration with its weight. Targets of
+    ``comparison.csv`` there lists every target of the calibration with its weight; so does the
+    record of the calibration of the model's clinical outcome links (``[outcome_model]
+    calibration`` of its outcome-parameter file). Targets of
     weight 0 and parameter sets without that record count as not fitted.
     """
     import pandas as pd
 
     ids = set()
-    for path in getattr(scenario, "parameter_sets", ()):
-        record = Path(path).parent / "comparison.csv"
+    records = [Path(path).parent / "comparison.csv" for path in getattr(scenario, "parameter_sets", ())]
+    outcome_record = getattr(getattr(scenario, "model", None), "outcome_calibration", None)
+    if outcome_record is not None:  # the clinical outcome links' own calibration (its targets are fitted too)
+        records.append(Path(outcome_record) / "comparison.csv")
+    for record in records:
         if not record.is_file():
             continue
         try:

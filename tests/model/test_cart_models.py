@@ -50,6 +50,9 @@ def deterministic_twin(path, directory):
     """The model at ``path`` with every stochastic state replaced by its mean-field ODE
     ``gain - loss`` (the same rates, no discrete regime), written to ``directory``."""
     text = path.read_text()
+    outcomes = tomllib.loads(text)["model"].get("outcome_parameters")
+    if outcomes:  # the outcome model stays where it is
+        text = text.replace(f'"{outcomes}"', f'"{(path.parent / outcomes).as_posix()}"', 1)
     spec = tomllib.loads(text)
     odes = []
     for name, state in spec["states"].items():

@@ -48,7 +48,8 @@ def test_scenario_gets_the_vocabulary_endpoints(clinical):
     assert names == set(clinical.endpoints) | set(clinical.outcomes)
     assert sc.vocabulary.left_out == {}
     assert "os_cause" in sc.endpoints.columns
-    assert sc.endpoints.causes["os"] == ("infection_death", "other_nrm_death", "leukaemia_death")
+    assert sc.endpoints.causes["os"] == ("crs_death", "infection_death", "other_nrm_death", "leukaemia_death",
+                                         "gvhd_death")
     cr = sc.endpoints["cr"]
     assert cr.type == "condition" and cr.times == {"day": 28.0}  # the default response_day
     assert sc.endpoints["relapse"].options["threshold"] == 0.05
@@ -173,5 +174,9 @@ def test_clinical_cohort_end_to_end():
     assert (p.loc[transplanted, "time_to_transplant"] == 30.0).all()
     assert (p.loc[~transplanted, "time_to_transplant"] == 60.0).all()
     assert p.loc[~transplanted, ["lfs", "lfs_event", "lfs_cause"]].isna().all().all()
-    np.testing.assert_allclose(p.loc[transplanted, "lfs"], p.loc[transplanted, "efs"] - 30.0)
-    np.testing.assert_array_equal(p.loc[transplanted, "lfs_event"], p.loc[transplanted, "efs_event"])
+    # counted from the transplant; an event before it (a CRS death on day 10) leaves no LFS
+    before = transplanted & (p["efs"] < 30.0)
+    assert p.loc[before, "lfs"].isna().all()
+    after = transplanted & ~before
+    np.testing.assert_allclose(p.loc[after, "lfs"], p.loc[after, "efs"] - 30.0)
+    np.testing.assert_array_equal(p.loc[after, "lfs_event"], p.loc[after, "efs_event"])

@@ -436,3 +436,42 @@ def test_cross_validation_refits_without_each_trial_and_predicts_it(synthetic, t
     assert "Traceback" not in r.output
     r = CliRunner().invoke(main, ["validate", "--maxiter", "3"])
     assert r.exit_code == 2 and "go with --cross-validate" in r.output
+
+
+def test_cross_validation_in_stages_chains_the_refits(synthetic, monkeypatch):
+    """Two stages (alpha, then the per-product cmax with alpha fixed): in each fold both stages are
+    refitted without the left-out trial, and the second starts from the first's refitted alpha
+    (not from the value the scenarios read, which the full data made)."""
+    import dataclasses
+
+    import pandas as pd
+
+    import carkinetics.studies.calibrate as calibrate_module
+    from carkinetics.scenario.reference import load_targets
+    from carkinetics.studies.cross_validate import cross_validate
+
+    folder, path = synthetic
+    ref = folder / "reference.csv"
+    rows = pd.read_csv(ref)
+    rows["arm"] = ["S1" if t.startswith("a_") else "S2" for t in rows["target_id"]]
+    rows.to_csv(ref, index=False)
+    cal = load_calibration(path)
+    first = dataclasses.replace(cal, name="first", estimates=[e for e in cal.estimates if e.parameter == "alpha"])
+    second = dataclasses.replace(cal, name="second", estimates=[e for e in cal.estimates if e.parameter == "cmax"])
+    calls = []
+    real = calibrate_module.calibrate
+
+    def recording(c, **kw):
+        res = real(c, **kw)
+        calls.append((c.name, {t.target_id for t in c.targets}, c.fixed_values, res.estimates))
+        return res
+
+    monkeypatch.setattr(calibrate_module, "calibrate", recording)
+    table, fits = cross_validate([first, second], load_targets(ref), n=100, fit_n=100, maxiter=10, jobs=1)
+    assert [(f.left_out, f.stage) for f in fits.itertuples()] == [("S1", "first"), ("S1", "second"),
+                                                                   ("S2", "first"), ("S2", "second")]
+    for k, left_out in ((0, "a_"), (2, "b_")):
+        (_, targets1, fixed1, est1), (_, targets2, fixed2, _) = calls[k], calls[k + 1]
+        assert not any(t.startswith(left_out) for t in targets1 | targets2)  # the left-out trial is in neither
+        assert fixed1 == {} and all(v["alpha"] == est1["alpha"] for v in fixed2.values())
+    assert set(table["left_out"]) == {"S1", "S2"}
