@@ -348,16 +348,11 @@ class ChunkSimulator:
 
 
 def endpoint_parameters(endpoints, model) -> tuple:
-    """The model parameters that the expressions of ``endpoints`` read (an endpoint of the same
-    name hides a parameter)."""
-    if not endpoints:
-        return ()
-    names = set()
-    for e in endpoints.endpoints:
-        for expr in (e.expr, e.among):
-            if expr is not None:
-                names |= expressions.names(expr)
-    return tuple(p for p in model.parameter_names if p in names and p not in endpoints.columns)
+    """The model parameters that the expressions of ``endpoints`` read, in model order (an
+    endpoint of the same name hides a parameter): those of ``endpoints.parameter_defaults``,
+    which the endpoint parser collects."""
+    read = getattr(endpoints, "parameter_defaults", None) or {}
+    return tuple(p for p in model.parameter_names if p in read)
 
 
 def endpoint_values(chunk, endpoints, columns, times, horizon):
