@@ -291,6 +291,11 @@ class ChunkSimulator:
         patient = self.patient_values(draws, sims, {k: ev_times for k, _, ev_times, _ in inputs})
         return Chunk(draws, uniforms, sims, draw_seconds, simulate_seconds, patient)
 
+    def endpoint_parameter_values(self, draws) -> dict:
+        """Each drawn patient's value of every model parameter the endpoints read."""
+        return {name: np.array(draws.parameters[:, self.model.parameter_index(name)], dtype=float)
+                for name in self.endpoint_parameters}
+
     def patient_values(self, draws, sims, event_times) -> dict:
         """The patient-level names endpoints may read, for the simulated patients of a chunk.
 
@@ -314,8 +319,7 @@ class ChunkSimulator:
         n = draws.arm.size
         values = {name: np.broadcast_to(np.asarray(v, dtype=float), (n,)).copy()
                   for name, v in {**draws.covariates, **draws.variables}.items()}
-        for name in self.endpoint_parameters:  # each patient's value of a parameter an endpoint reads
-            values[name] = np.array(draws.parameters[:, self.model.parameter_index(name)], dtype=float)
+        values.update(self.endpoint_parameter_values(draws))
         for k, arm in enumerate(self.design.arms):
             if arm.name != DEFAULT_ARM:
                 values[f"arm.{arm.name}"] = (draws.arm == k).astype(float)

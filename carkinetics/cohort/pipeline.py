@@ -499,10 +499,7 @@ class OutcomeCohort:
             raise CohortError(f"{self.scenario.path}: these parameter values change the simulated patients "
                               f"(a kinetic parameter, or one the scenario computes from an outcome parameter): "
                               f"simulate them with run_cohort")
-        patient = dict(self.chunk.patient)
-        model = self.scenario.model
-        for name in self.simulator.endpoint_parameters:
-            patient[name] = np.array(draws.parameters[:, model.parameter_index(name)], dtype=float)
+        patient = {**self.chunk.patient, **self.simulator.endpoint_parameter_values(draws)}
         chunk = replace(self.chunk, draws=draws, sims=list(self.chunk.sims), patient=patient)
         reducer = _ChunkReducer(self.scenario, design, self.endpoints, [], [], False)
         reducer.reduce(chunk, 0)

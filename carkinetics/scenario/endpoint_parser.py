@@ -151,11 +151,7 @@ class _Parser:
         self.check_references(by_name)
         ordered = self.order(by_name)
         endpoint_set = EndpointSet(ordered, self.outputs, declared_order=[n for n in declared if n in by_name])
-        read = set()
-        for e in ordered:
-            for expr in (e.expr, e.among):
-                if expr is not None:
-                    read |= ex.names(expr)
+        read = set().union(*(e.names_read() for e in ordered))
         endpoint_set.parameter_defaults = {p.name: p.value for p in self.model.parameters
                                            if p.name in read and p.name not in endpoint_set.columns}
         return endpoint_set

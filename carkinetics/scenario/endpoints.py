@@ -134,12 +134,14 @@ class Endpoint:
             return (self.name, f"{self.name}_event", f"{self.name}_cause")
         return (self.name, f"{self.name}_event") if self.kind == "time" else (self.name,)
 
+    def names_read(self) -> set[str]:
+        """The names its expressions (``expr`` and ``among``) read."""
+        return set().union(*(ex.names(e) for e in (self.expr, self.among) if e is not None))
+
     def references(self) -> set[str]:
         """Names of the endpoints this one needs first."""
         refs = {v for v in self.times.values() if isinstance(v, str)}
-        for e in (self.expr, self.among):
-            if e is not None:
-                refs |= {base_name(n) for n in ex.names(e)}
+        refs |= {base_name(n) for n in self.names_read()}
         refs |= set(self.events)
         return refs
 
