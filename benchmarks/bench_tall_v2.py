@@ -71,18 +71,18 @@ PATH_KEYS = ("model", "parameter_set")  # [scenario] keys holding paths relative
 def _absolute(value, folder: Path, snapshot: Path | None = None):
     """A relative path (or list of them) made absolute against ``folder``; a model name stays.
 
-    With ``snapshot``, the file is copied into that folder and the copy is named instead (the
-    runs then see one version of a model that is being edited meanwhile).
+    With ``snapshot``, the repository's ``models/`` folder is copied into that folder once (the
+    files a model names beside it, such as its outcome file, come along) and the copy is named
+    instead: the runs then see one version of a model that is being edited meanwhile.
     """
     if isinstance(value, list):
         return [_absolute(v, folder, snapshot) for v in value]
     if isinstance(value, str) and (value.endswith(".toml") or "/" in value):
         path = (folder / value).resolve()
         if snapshot is not None:
-            copy = snapshot / path.name
-            if not copy.exists():
-                shutil.copyfile(path, copy)
-            path = copy
+            if not (snapshot / "models").exists():
+                shutil.copytree(ROOT / "models", snapshot / "models")
+            path = snapshot / path.relative_to(ROOT)
         return str(path)
     return value
 

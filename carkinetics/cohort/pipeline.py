@@ -29,7 +29,7 @@ import numpy as np
 
 from carkinetics.cohort.bands import BAND_RESOLUTION, BandHistogram, band_table
 from carkinetics.cohort.chunk import (QUEUE_BYTES, QUEUE_CHUNKS, ChunkSimulator, CohortError, EngineThread,
-                                      check_chunk_size, endpoint_values, saved_series)
+                                      check_chunk_size, endpoint_values, saved_planes, saved_series)
 from carkinetics.cohort.result import CohortResult
 from carkinetics.errors import ScenarioError, suggestion
 from carkinetics.io.csv import write_csv
@@ -203,8 +203,8 @@ class _ChunkReducer:
         traj = {name: np.empty((m, len(times))) for name in self.traj_names}
         for k, idx, res in chunk.sims:
             ok = res.status == 0
-            for name in self.band_names:
-                self.histograms[(k, name)].add(saved_series(res, name), ok)
+            for name, values in saved_planes(res, self.band_names).items():
+                self.histograms[(k, name)].add(values, ok)
             for name in self.traj_names:
                 traj[name][idx] = saved_series(res, name)
         chunk.sims = res = None  # free this chunk's outputs before the next one arrives

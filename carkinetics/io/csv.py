@@ -330,6 +330,15 @@ def _csv_column(col):
     return np.frombuffer(b"".join(encoded), dtype=np.uint8), starts, lens
 
 
+#: Rows formatted at a time by :func:`write_csv` (the bytes written do not depend on it).
+WRITE_BLOCK_ROWS = 1 << 17
+
+
+def _row_block(column, start, stop):
+    """Rows start..stop-1 of a column (numpy array, pandas Series or Categorical)."""
+    return column.iloc[start:stop] if hasattr(column, "iloc") else column[start:stop]
+
+
 def write_csv(table, file, header=True) -> None:
     """Write a table as ``table.to_csv(file, index=False)`` would, several times faster.
 
@@ -361,6 +370,13 @@ def write_csv(table, file, header=True) -> None:
         n_rows = len(columns[0]) if columns else 0
     else:
         names, columns, n_rows = [str(c) for c in table.columns], [table[c] for c in table.columns], len(table)
+    if n_rows > WRITE_BLOCK_ROWS and len(set(names)) == len(names):
+        # in blocks of rows: the cells of a block take about 3 times its text in memory, so a
+        # table of millions of rows (a Kaplan-Meier table of 10^6 patients) is not held as text whole
+        for start in range(0, n_rows, WRITE_BLOCK_ROWS):
+            write_csv({name: _row_block(col, start, start + WRITE_BLOCK_ROWS) for name, col in zip(names, columns)},
+                      file, header and start == 0)
+        return
     cols = []
     if _csv_text_cells(names) is not None and len(names) > 1 and len(set(names)) == len(names):
         for col in columns:

@@ -76,7 +76,9 @@ class FigureHelper:
             return False
         jobs = [(str(f), str(p), dict(kw)) for f, p, kw in jobs]
         try:
-            self._proc.stdin.write(pickle.dumps(jobs, protocol=pickle.HIGHEST_PROTOCOL))
+            # streamed into the pipe: the pickled tables (a Kaplan-Meier table of 10^6 patients
+            # has millions of rows) are never held whole as bytes in this process
+            pickle.dump(jobs, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self._proc.stdin.flush()
         except (OSError, ValueError):  # the helper is gone
             self._failed = True

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from carkinetics import simulate
 from carkinetics.cli.main import main
-from carkinetics.cohort.bands import QUANTILE_COLUMNS, QUANTILES, BandHistogram
+from carkinetics.cohort.bands import QUANTILE_COLUMNS, QUANTILES, BandHistogram, output_planes
 from carkinetics.cohort.chunk import CohortError
 from carkinetics.cohort.pipeline import run_cohort
 from carkinetics.cohort.result import load_cohort_result
@@ -102,6 +102,25 @@ def test_histogram_memory_is_bounded_whatever_the_values():
     assert h.nbytes <= 2 * (170 * 64 + 2) * 10 * 4 + 2 * 10 * 8
     q = h.quantiles((0.0, 1.0))
     assert q[0, 0] == -(2.0 ** 100) and q[0, 1] == 2.0 ** 100
+
+
+def test_output_planes_are_the_columns_of_the_block():
+    # against numpy's own indexing of the (patient, time, output) block, columns in any order
+    rng = np.random.default_rng(5)
+    block = rng.normal(size=(13, 11, 7))
+    block[2, 3, 4] = np.nan
+    planes = output_planes(block, [4, 0, 6, 4])
+    assert planes.shape == (4, 13, 11) and planes[0].flags.c_contiguous
+    for c, j in enumerate([4, 0, 6, 4]):
+        np.testing.assert_array_equal(planes[c], block[:, :, j])
+    assert output_planes(block, []).shape == (0, 13, 11)
+    # a histogram of a plane is the histogram of the strided column it replaces
+    by_plane, by_view = BandHistogram(11), BandHistogram(11)
+    ok = np.ones(13, dtype=bool)
+    by_plane.add(planes[0], ok)
+    by_view.add(block[:, :, 4], ok)
+    np.testing.assert_array_equal(by_plane.pos, by_view.pos)
+    np.testing.assert_array_equal(by_plane.nans, by_view.nans)
 
 
 # ---------------------------------------------------------------------------------------
@@ -407,6 +426,28 @@ def test_patient_table_as_a_mapping_writes_the_bytes_of_to_csv():
         out = io.StringIO()
         write_csv(cols, out, header=header)
         assert out.getvalue() == pd.DataFrame(cols).to_csv(index=False, header=header)
+
+
+def test_a_table_written_in_blocks_of_rows_has_the_bytes_of_to_csv(monkeypatch):
+    # blocks of 7 rows (the default is 2^17): the same bytes as pandas, header once, every
+    # column type, text that needs quoting included (pandas writes those blocks)
+    import io
+
+    from carkinetics.io import csv as csv_module
+
+    monkeypatch.setattr(csv_module, "WRITE_BLOCK_ROWS", 7)
+    rng = np.random.default_rng(4)
+    n = 30
+    table = pd.DataFrame({"t": rng.lognormal(0, 3, n), "k": np.arange(n, dtype=np.int64) - 3,
+                          "arm": pd.Categorical.from_codes(rng.integers(0, 2, n), ["a", "b"]),
+                          "ok": rng.random(n) < 0.5, "x": np.where(rng.random(n) < 0.2, np.nan, rng.random(n))},
+                         index=np.arange(n) * 3)  # not a 0..n-1 index: rows are taken by position
+    quoted = table.assign(note=["a,b" if i % 4 == 0 else "c" for i in range(n)])
+    for t in (table, quoted, {c: table[c].to_numpy() for c in ("t", "k", "x")}):
+        for header in (True, False):
+            out = io.StringIO()
+            write_csv(t, out, header=header)
+            assert out.getvalue() == pd.DataFrame(t).reset_index(drop=True).to_csv(index=False, header=header)
 
 
 def _pixels(fig):
