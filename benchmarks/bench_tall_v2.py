@@ -133,8 +133,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_cohort import _WRAPPER  # noqa: E402
 
 
-def _tree_rss_kib(root_pid: int) -> int:
-    """Sum of VmRSS (KiB) over ``root_pid`` and its descendants, read from /proc."""
+def _tree_rss_kib(root_pid: int, per_process: dict | None = None) -> int:
+    """Sum of VmRSS (KiB) over ``root_pid`` and its descendants, read from /proc; with
+    ``per_process``, each process's largest VmRSS so far is kept there under its role
+    (``main``: the ``carkinetics run`` process; ``figures``: its figure helper)."""
     children, rss = {}, {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -152,7 +154,23 @@ def _tree_rss_kib(root_pid: int) -> int:
         pid = todo.pop()
         total += rss.get(pid, 0)
         todo.extend(children.get(pid, ()))
+        if per_process is not None and pid != root_pid:
+            role = _role(pid)
+            if role:
+                per_process[role] = max(per_process.get(role, 0), rss.get(pid, 0))
     return total
+
+
+def _role(pid: int) -> str:
+    """``main`` for the ``carkinetics run`` process, ``figures`` for its figure helper, else ''."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ")
+    except OSError:
+        return ""
+    if b"carkinetics run" in cmd or b"-m carkinetics" in cmd:
+        return "main"
+    return "figures" if b"serve()" in cmd else ""
 
 
 def cli_run(scenario: Path, n: int, jobs: int, seed: int, out: Path, env: dict) -> dict:
@@ -162,11 +180,12 @@ def cli_run(scenario: Path, n: int, jobs: int, seed: int, out: Path, env: dict) 
     load0 = os.getloadavg()[0]
     proc = subprocess.Popen([sys.executable, "-c", _WRAPPER, *cmd], stdout=subprocess.PIPE, text=True, env=env)
     peak = [0]
+    per_process = {}
     stop = threading.Event()
 
     def sample():
         while not stop.wait(0.1):
-            peak[0] = max(peak[0], _tree_rss_kib(proc.pid))
+            peak[0] = max(peak[0], _tree_rss_kib(proc.pid, per_process))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -180,6 +199,8 @@ def cli_run(scenario: Path, n: int, jobs: int, seed: int, out: Path, env: dict) 
     t = info["timings"]
     return {"n": n, "jobs": jobs, "wall_s": float(wall), "patients_per_s": n / float(wall),
             "peak_rss_mib": int(maxrss_kib) / 1024, "peak_tree_rss_mib": peak[0] / 1024,
+            "peak_main_rss_mib": per_process.get("main", 0) / 1024,
+            "peak_figures_rss_mib": per_process.get("figures", 0) / 1024,
             "run_total_s": t["total_s"], "draw_s": t["draw_s"], "simulate_s": t["simulate_s"],
             "reduce_s": t["reduce_s"], "finalise_s": t["finalise_s"], "chunk_size": info["chunk_size"],
             "n_failed": info["n_failed"], "status": info["status"],
@@ -253,13 +274,14 @@ def profile_run(scenario: Path, n: int, jobs: int, seed: int, out: Path, top: in
 
 def table(rows: list, sample: dict | None) -> str:
     """The markdown table of the CLI rows (and the engine sample's counters)."""
-    lines = ["| N | wall (s) | patients/s | peak RSS, largest process (MiB) | peak RSS, process tree (MiB) | "
-             "run_cohort (s) | engine (s) | reduce (s) | finalise (s) | start-up + files (s) | files (MiB) "
-             "| chunk | failed | load avg before / after |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| N | wall (s) | patients/s | peak RSS, largest process (MiB) | main / figure helper (MiB) | "
+             "peak RSS, process tree (MiB) | run_cohort (s) | engine (s) | reduce (s) | finalise (s) | "
+             "start-up + files (s) | files (MiB) | chunk | failed | load avg before / after |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['n']:,} | {r['wall_s']:.1f} | {r['patients_per_s']:,.0f} | {r['peak_rss_mib']:,.0f} | "
+            f"{r.get('peak_main_rss_mib', 0):,.0f} / {r.get('peak_figures_rss_mib', 0):,.0f} | "
             f"{r['peak_tree_rss_mib']:,.0f} | {r['run_total_s']:.1f} | {r['simulate_s']:.1f} | "
             f"{r['reduce_s']:.1f} | {r['finalise_s']:.1f} | {r['wall_s'] - r['run_total_s']:.1f} | "
             f"{r['files_mib']:,.0f} | {r['chunk_size']:,} | {r['n_failed']} | "

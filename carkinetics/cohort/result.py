@@ -44,7 +44,8 @@ class CohortResult:
         whole cohort (listed separately only when there are several arms).
     km : pandas.DataFrame
         Kaplan-Meier curves ``arm, endpoint, time, survival, lower, upper, n_at_risk``
-        of each time-to-event endpoint, per arm.
+        of each time-to-event endpoint, per arm (``arm`` and ``endpoint`` categorical: at
+        10^6 patients the table has millions of rows).
     info : dict
         Provenance and run facts (seed, n, chunk size, threads, timings, failures,
         clipped parameter draws, units), written as ``run.json``.
@@ -73,7 +74,7 @@ class CohortResult:
     @staticmethod
     def _table(t, plain):
         """``t``, or with ``plain`` its columns as numpy arrays (for :mod:`carkinetics.plots.render`)."""
-        return None if t is None else ({str(c): t[c].to_numpy() for c in t.columns} if plain else t)
+        return None if t is None else ({str(c): _plain_column(t[c]) for c in t.columns} if plain else t)
 
     def _bands_kwargs(self, plain=False) -> dict:
         """Arguments of :func:`~carkinetics.plots.cohort.plot_cohort_bands` for this result."""
@@ -251,7 +252,32 @@ def load_cohort_result(directory: str | Path) -> CohortResult:
     km = read("km.csv")
     if km is None:
         km = pd.DataFrame(columns=["arm", "endpoint", "time", "survival", "lower", "upper", "n_at_risk"])
+    elif len(km):  # categorical, in the order the curves come, as run_cohort makes them
+        for name in ("arm", "endpoint"):
+            text = km[name].astype(str)
+            km[name] = pd.Categorical(text, categories=list(dict.fromkeys(text)))
     observed = read("observed.csv")
     summary = read("summary.csv")
     return CohortResult(patients, summary if summary is not None else pd.DataFrame(), bands, km, info,
                         observed=observed, files=sorted(p for p in d.iterdir() if not p.name.startswith(".")))
+
+
+def _plain_column(col):
+    """A column as a numpy array; text as an object array whose equal values are one object.
+
+    ``Series.to_numpy`` of a text column (Arrow-backed strings, pandas >= 3) makes a new Python
+    string per row, and pickling those for the figure helper memoises each one: the arm and
+    endpoint columns of a Kaplan-Meier table with 4.6 million rows (10^6 patients) cost about
+    1 GB that way. Factorised, the array holds references to a few strings.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if col.dtype.kind in "biufcmM":
+        return col.to_numpy()
+    if isinstance(col.dtype, pd.CategoricalDtype) and not col.isna().any():
+        codes, uniques = col.cat.codes.to_numpy(), col.cat.categories
+    else:
+        codes, uniques = pd.factorize(col, use_na_sentinel=False)
+    return np.asarray(uniques, dtype=object)[codes]
+

@@ -34,6 +34,9 @@ LINESTYLES = ("-", "--", "-.", ":")
 MAX_BANDS = 4
 #: Most censoring marks per curve; more distinct censoring times are thinned (:func:`censor_marks`).
 MAX_CENSOR_MARKS = 60
+#: A curve with more steps than twice this is drawn through its value at the end of each of
+#: this many equal stretches of the time axis (:func:`drawn_steps`)
+DRAWN_STEPS = 2000
 #: Label of the table under each panel (also the ``label`` of its axes).
 AT_RISK = "numbers at risk"
 
@@ -357,10 +360,11 @@ def plot_kaplan_meier(km, endpoints=None, time_unit="", title=None, descriptions
             time, s, lo, hi, n = curves[arm]
             colour, style = curve_style(k)
             label = _arm_label(arm, arms)
-            t = np.concatenate([[0.0], time])
-            ax.fill_between(t, np.concatenate([[1.0], lo]), np.concatenate([[1.0], hi]), step="post",
-                            color=colour, alpha=0.15, lw=0)
-            ax.step(t, np.concatenate([[1.0], s]), where="post", color=colour, ls=style, lw=2, label=label)
+            t, s_drawn, lo_drawn, hi_drawn = drawn_steps(np.concatenate([[0.0], time]), t_max,
+                                                         np.concatenate([[1.0], s]), np.concatenate([[1.0], lo]),
+                                                         np.concatenate([[1.0], hi]))
+            ax.fill_between(t, lo_drawn, hi_drawn, step="post", color=colour, alpha=0.15, lw=0)
+            ax.step(t, s_drawn, where="post", color=colour, ls=style, lw=2, label=label)
             if n is not None:
                 _, c = events_and_censored(s, n)
                 tc, sc = time[c > 0], s[c > 0]
@@ -381,6 +385,40 @@ def plot_kaplan_meier(km, endpoints=None, time_unit="", title=None, descriptions
         ax.set_visible(False)
         ax_t.set_visible(False)
     return fig
+
+
+def drawn_steps(t, t_max, *curves, steps=DRAWN_STEPS):
+    """The points of step curves (right-continuous, ``where="post"``) that a figure draws.
+
+    A curve of a large cohort has a step at every distinct event time (about a million at
+    10^6 patients): far more than a figure has pixels, and matplotlib's paths for it take
+    gigabytes. With more than ``2 * steps`` points, the curves keep their first and last point
+    and, in each of ``steps`` equal stretches of [0, ``t_max``], the last point in it; so the
+    drawn curve has the exact value at the end of every stretch, and a step inside a stretch
+    is drawn at most one stretch (1/``steps`` of the axis, under a pixel) late. The numbers at
+    risk, censoring marks and log-rank test are computed from the whole curve, not these points.
+
+    Parameters
+    ----------
+    t : ndarray
+        Increasing times of the steps.
+    t_max : float
+        The end of the time axis.
+    *curves : ndarray
+        Values at ``t``, one array per curve (estimate, lower, upper).
+
+    Returns
+    -------
+    tuple of ndarray
+        ``t`` and each curve at the kept points.
+    """
+    t = np.asarray(t, dtype=float)
+    if t.size <= 2 * steps or not t_max > 0:
+        return (t, *curves)
+    ends = np.linspace(0.0, float(t_max), steps + 1)[1:]
+    last = np.searchsorted(t, ends, side="right") - 1
+    keep = np.unique(np.concatenate([[0], last[last >= 0], [t.size - 1]]))
+    return (t[keep], *(np.asarray(c)[keep] for c in curves))
 
 
 def _cif_panel(plt, ax, data, outcome, causes, arms, arm_of, time_unit):
@@ -408,11 +446,12 @@ def _cif_panel(plt, ax, data, outcome, causes, arms, arm_of, time_unit):
             else:
                 colour, style = curve_style(a * len(causes) + j)
             label = words(cause) if len(arms) == 1 else f"{words(cause)}, {arm_label}"
+            td, cif, lower, upper = drawn_steps(t, t_max, np.concatenate([[0.0], ci.cif[j]]),
+                                                np.concatenate([[0.0], ci.lower[j]]),
+                                                np.concatenate([[0.0], ci.upper[j]]))
             if bands:
-                ax.fill_between(t, np.concatenate([[0.0], ci.lower[j]]), np.concatenate([[0.0], ci.upper[j]]),
-                                step="post", color=colour, alpha=0.12, lw=0)
-            ax.step(t, np.concatenate([[0.0], ci.cif[j]]), where="post", color=colour, ls=style, lw=2,
-                    label=label)
+                ax.fill_between(td, lower, upper, step="post", color=colour, alpha=0.12, lw=0)
+            ax.step(td, cif, where="post", color=colour, ls=style, lw=2, label=label)
             ax.plot(ci.times[censored], ci.cif[j][censored], ls="none", marker="+", ms=6, mew=1.1, color=colour,
                     gid="censored", clip_on=False)
         colour = "black" if by_cause else curve_style(a * len(causes))[0]

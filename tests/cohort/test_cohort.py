@@ -501,24 +501,87 @@ def test_figures_drawn_by_the_helper_process_or_here_when_it_fails(tmp_path, ref
     assert proc.poll() is not None
 
 
-def test_kept_patient_columns_do_not_hold_the_chunks_arrays(scenario, monkeypatch):
-    """The per-chunk columns kept until the end of a run own their data: a column that is a
-    view of the chunk's parameter matrix (or of a larger endpoint array) would keep that whole
-    array alive, which at 10^6 patients is gigabytes."""
-    import carkinetics.cohort.pipeline as pipeline
+def test_patient_table_is_the_chunks_in_order_whatever_the_chunk_size(scenario):
+    """The patient table is filled chunk by chunk into columns allocated once
+    (carkinetics.cohort.table.PatientColumns): chunks of 100, 64 (a last partial chunk) and a
+    single chunk of 300 give the same table, value for value and type for type, and each of
+    its numeric columns owns its data (a view would keep a larger array alive)."""
+    whole = run_cohort(scenario, n=300, chunk_size=300, bands=False).patients
+    for size in (100, 64):
+        chunked = run_cohort(scenario, n=300, chunk_size=size, bands=False).patients
+        pd.testing.assert_frame_equal(chunked, whole)
+    assert any(c.startswith("param_") for c in whole.columns)
+    for name in whole.columns:
+        values = whole[name].to_numpy()
+        if values.dtype.kind in "biuf":
+            assert values.base is None or values.base.size == values.size, name
 
-    seen = []
-    join = pipeline._join_tables
 
-    def checked(tables):
-        for table in tables:
-            for name, col in table.items():
-                if isinstance(col, np.ndarray):
-                    seen.append(name)
-                    assert col.base is None, f"column {name} is a view of a {col.base.shape} array"
-        return join(tables)
+def test_patient_columns_widen_a_column_and_refuse_a_mismatch():
+    """A later chunk that needs a wider type widens the column (no value is cast down); the
+    arm stays categorical codes until the frame is made; chunks with other columns or other
+    categories, or a table not filled, are refused."""
+    from carkinetics.cohort.table import PatientColumns
 
-    monkeypatch.setattr(pipeline, "_join_tables", checked)
+    t = PatientColumns(5)
+    arm = pd.Categorical.from_codes([0, 1], categories=["a", "b"])
+    t.add({"arm": arm, "k": np.array([1, 2], dtype=np.int64), "flag": np.array([True, False])}, 0)
+    t.add({"arm": pd.Categorical.from_codes([1, 1, 0], categories=["a", "b"]),
+           "k": np.array([0.25, np.nan, 7.0]), "flag": np.array([True, True, False])}, 2)
+    frame = t.frame()
+    assert frame["arm"].tolist() == ["a", "b", "b", "b", "a"]
+    assert frame["k"].dtype == np.float64
+    np.testing.assert_array_equal(frame["k"].to_numpy(), [1.0, 2.0, 0.25, np.nan, 7.0])
+    assert frame["flag"].tolist() == [True, False, True, True, False]
+    t = PatientColumns(4)
+    t.add({"k": np.array([1.0, 2.0])}, 0)
+    with pytest.raises(ValueError, match="differ"):
+        t.add({"j": np.array([1.0, 2.0])}, 2)
+    with pytest.raises(ValueError, match="2 of 4 rows"):
+        t.frame()
+    t = PatientColumns(4)
+    t.add({"arm": pd.Categorical.from_codes([0, 0], categories=["a", "b"])}, 0)
+    with pytest.raises(ValueError, match="categories"):
+        t.add({"arm": pd.Categorical.from_codes([0, 0], categories=["b", "a"])}, 2)
+
+
+def test_km_table_has_a_row_per_event_time_of_each_curve(scenario):
+    """The Kaplan-Meier table, built column by column, against the curves computed one by one
+    with carkinetics.stats.km.kaplan_meier and stacked with pandas (arm, endpoint and values)."""
+    from carkinetics.stats.km import kaplan_meier
+
     res = run_cohort(scenario, n=300, chunk_size=100, bands=False)
-    assert any(name.startswith("param_") for name in seen)  # the varying parameters were checked
-    assert len(res.patients) == 300
+    km, patients = res.km, res.patients
+    assert len(km) > 0
+    pieces = []
+    assert isinstance(km["arm"].dtype, pd.CategoricalDtype) and isinstance(km["endpoint"].dtype, pd.CategoricalDtype)
+    for (arm, endpoint), _ in km.groupby(["arm", "endpoint"], sort=False, observed=True):
+        rows = patients if arm not in set(patients["arm"]) else patients[patients["arm"] == arm]
+        rows = rows[rows["status"] == 0]
+        t = rows[endpoint].to_numpy(float)
+        e = rows[f"{endpoint}_event"].to_numpy(float)
+        keep = np.isfinite(t)
+        curve = kaplan_meier(t[keep], e[keep])
+        pieces.append(pd.DataFrame({"arm": arm, "endpoint": endpoint, "time": curve.time,
+                                    "survival": curve.survival, "lower": curve.lower, "upper": curve.upper,
+                                    "n_at_risk": curve.n_at_risk.astype(float)}))
+    expected = pd.concat(pieces, ignore_index=True)
+    got = km.set_index(["arm", "endpoint"]).loc[list(dict.fromkeys(zip(expected.arm, expected.endpoint)))]
+    got = got.reset_index().astype({"arm": str, "endpoint": str})
+    pd.testing.assert_frame_equal(got, expected.astype({"arm": str, "endpoint": str}), check_dtype=False)
+
+
+def test_figure_tables_share_one_object_per_text_value(scenario):
+    """The tables handed to the figure helper: text columns as object arrays with the values of
+    the table, equal values one Python object (so pickling them stays small), numbers as they are."""
+    res = run_cohort(scenario, n=200, chunk_size=100)
+    for _, _, kwargs in res.figure_args(plain=True):
+        for key in ("km", "bands", "patients"):
+            table = kwargs.get(key)
+            if not isinstance(table, dict):
+                continue
+            source = {"km": res.km, "bands": res.bands, "patients": res.patients}[key]
+            for name, values in table.items():
+                np.testing.assert_array_equal(values, source[name].to_numpy())
+                if values.dtype == object:
+                    assert len({id(v) for v in values}) == len(set(values.tolist())), (key, name)

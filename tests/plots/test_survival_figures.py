@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from carkinetics.plots.survival import (AT_RISK, MAX_CENSOR_MARKS, censor_marks, curve_style, events_and_censored,
-                                        plot_cumulative_incidence, plot_kaplan_meier, time_label)
+from carkinetics.plots.survival import (AT_RISK, DRAWN_STEPS, MAX_CENSOR_MARKS, censor_marks, curve_style,
+                                        drawn_steps, events_and_censored, plot_cumulative_incidence,
+                                        plot_kaplan_meier, time_label)
 from carkinetics.stats.km import kaplan_meier
 
 # two arms of 12 patients: (time, event); ties, censorings inside the follow-up and at the horizon 100
@@ -228,3 +229,49 @@ def test_thousands_of_censoring_times_are_thinned_and_the_horizon_kept():
     assert np.unique(stretch).size == stretch.size
     # a few censoring times are all marked
     np.testing.assert_array_equal(censor_marks([1.0, 2.0, 3.0], 10.0), [0, 1, 2])
+
+
+def test_a_curve_of_a_large_cohort_is_drawn_through_its_value_at_each_stretch_end():
+    """A step curve with more points than 2 x DRAWN_STEPS is drawn through a subset of its
+    points: its value at the end of every stretch of the axis is the exact Kaplan-Meier value
+    (checked against the whole curve evaluated there), a step is drawn at most one stretch
+    late, and the numbers at risk (read from the whole curve) are unchanged."""
+    rng = np.random.default_rng(11)
+    n = 60_000
+    t = rng.exponential(200.0, n)
+    e = (t < 700).astype(int)
+    t = np.minimum(t, 700.0)
+    km = kaplan_meier(t, e)
+    assert km.time.size > 2 * DRAWN_STEPS
+    fig = plot_kaplan_meier(_km_table({"only_arm": (t, e)}), time_unit="day")
+    line = next(ln for ln in fig.axes[0].get_lines() if ln.get_gid() != "censored")
+    x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+    assert x.size <= DRAWN_STEPS + 2
+    whole_t, whole_s = np.concatenate([[0.0], km.time]), np.concatenate([[1.0], km.survival])
+    assert np.isin(x, whole_t).all()
+
+    def step(tt, ss, at):  # right-continuous step function
+        return ss[np.searchsorted(tt, at, side="right") - 1]
+
+    ends = np.linspace(0.0, km.time.max(), DRAWN_STEPS + 1)[1:]
+    np.testing.assert_array_equal(step(x, y, ends), step(whole_t, whole_s, ends))
+    stretch = km.time.max() / DRAWN_STEPS
+    fine = np.linspace(0.0, km.time.max(), 20_001)
+    drawn, exact = step(x, y, fine), step(whole_t, whole_s, fine)
+    earlier = step(whole_t, whole_s, np.maximum(fine - stretch, 0.0))
+    # a step is drawn late by at most a stretch: exact(t) <= drawn(t) <= exact(t - stretch)
+    assert np.all(drawn >= exact) and np.all(drawn <= earlier)
+    assert np.any(drawn != exact)  # the curve was thinned
+    # the at-risk numbers come from the whole curve
+    full = plot_kaplan_meier(_km_table({"only_arm": (t[:2 * DRAWN_STEPS], e[:2 * DRAWN_STEPS])}), time_unit="day")
+    assert _at_risk(fig.axes[1]) and _at_risk(full.axes[1])
+    ticks = sorted(next(iter(_at_risk(fig.axes[1]).values())))
+    expected = {d: int(np.sum(t >= d)) for d in ticks}
+    assert next(iter(_at_risk(fig.axes[1]).values())) == expected
+
+
+def test_drawn_steps_leaves_small_curves_alone():
+    t = np.arange(10.0)
+    out = drawn_steps(t, 9.0, t * 2)
+    assert out[0] is t or np.array_equal(out[0], t)
+    np.testing.assert_array_equal(out[1], t * 2)
