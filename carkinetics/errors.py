@@ -196,6 +196,28 @@ def read_input_text(path, error_class=None, what: str = "file", max_bytes: int =
     at most ``max_bytes + 1`` bytes are ever read (a file growing meanwhile cannot
     exhaust memory).
     """
+    error_class = error_class or FileError
+    p = check_input_file(path, error_class, what, max_bytes)
+    try:
+        with open(p, "rb") as fh:
+            raw = fh.read(max_bytes + 1)
+    except OSError as err:
+        raise error_class(p, [f"cannot read the {what}: {err.strerror or err}"]) from None
+    if len(raw) > max_bytes:
+        raise error_class(p, [f"is larger than {max_bytes:,} bytes, the limit for a {what}"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise error_class(p, [f"not UTF-8 text (byte 0x{raw[err.start]:02x} at line {line}); "
+                              f"save the {what} as UTF-8"]) from None
+    return text.removeprefix("\ufeff")
+
+
+def check_input_file(path, error_class=None, what: str = "file", max_bytes: int = MAX_INPUT_BYTES):
+    """``path`` as a :class:`pathlib.Path` if it is a regular file of at most ``max_bytes``,
+    else ``error_class(path, [reason])``: the checks of :func:`read_input_text`, for a reader
+    that reads the file itself (a results table of a large cohort is read by pandas from disk)."""
     import os
     import stat
     from pathlib import Path
@@ -214,20 +236,7 @@ def read_input_text(path, error_class=None, what: str = "file", max_bytes: int =
         raise error_class(p, [f"is not a regular file (a device, pipe or socket), expected a {what}"])
     if st.st_size > max_bytes:
         raise error_class(p, [f"is {st.st_size:,} bytes; a {what} may be at most {max_bytes:,} bytes"])
-    try:
-        with open(p, "rb") as fh:
-            raw = fh.read(max_bytes + 1)
-    except OSError as err:
-        raise error_class(p, [f"cannot read the {what}: {err.strerror or err}"]) from None
-    if len(raw) > max_bytes:
-        raise error_class(p, [f"is larger than {max_bytes:,} bytes, the limit for a {what}"])
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise error_class(p, [f"not UTF-8 text (byte 0x{raw[err.start]:02x} at line {line}); "
-                              f"save the {what} as UTF-8"]) from None
-    return text.removeprefix("\ufeff")
+    return p
 
 
 def parse_toml(text: str, path, error_class=None) -> dict:

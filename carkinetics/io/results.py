@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from carkinetics.errors import FileError, read_input_text
+from carkinetics.errors import FileError, check_input_file, read_input_text
 from carkinetics.io.atomic import atomic_write_text
+
+#: Largest results table read back (a patient table of 10^6 patients is about 1.3 GB of CSV);
+#: the limit keeps a wrong path to a disk image from being parsed.
+MAX_RESULT_BYTES = 64 * 1024 ** 3
 
 
 def write_json(path, obj) -> None:
@@ -108,14 +112,19 @@ def read_result_csv(path, **read_csv_kw):
     carkinetics.errors.FileError
         One ``Error: FILE: ...`` if it cannot be read.
     """
-    import io as _io
-
     import pandas as pd
 
-    text = read_input_text(path, FileError, "results table (CSV)")
+    # read by pandas from disk, not as one string first: the patient table of 10^6 patients
+    # is over a gigabyte (input files, read whole, are limited to MAX_INPUT_BYTES)
+    p = check_input_file(path, FileError, "results table (CSV)", MAX_RESULT_BYTES)
     try:
-        return pd.read_csv(_io.StringIO(text), **{**exact_float_csv_kw(), **read_csv_kw})
+        return pd.read_csv(p, encoding="utf-8-sig", **{**exact_float_csv_kw(), **read_csv_kw})
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
+    except UnicodeDecodeError as err:
+        raise FileError(p, [f"not UTF-8 text ({err.reason} at byte {err.start} of a block); "
+                            f"a results table is written as UTF-8"]) from None
+    except OSError as err:
+        raise FileError(p, [f"cannot read the results table: {err.strerror or err}"]) from None
     except (pd.errors.ParserError, ValueError) as err:
-        raise FileError(path, [f"not a readable results table: {str(err).strip()}"]) from None
+        raise FileError(p, [f"not a readable results table: {str(err).strip()}"]) from None

@@ -111,3 +111,29 @@ def test_cohort_result_written_as_parquet_reads_back_equal(tmp_path):
     pd.testing.assert_frame_equal(b.patients, result.patients, check_exact=True)
     pd.testing.assert_frame_equal(b.bands, a.bands, check_exact=True)
     assert b.info["table_format"] == "parquet" and a.info["table_format"] == "csv"
+
+
+def test_a_results_table_larger_than_an_input_file_is_read_back(tmp_path):
+    """Results tables are read by pandas from disk, not under the 64 MiB limit of input files:
+    carkinetics writes a patients.csv of about 1.3 GB at 10^6 patients and must read it back
+    (``load_cohort_result``). A file just over MAX_INPUT_BYTES is read whole, floats exactly;
+    bad bytes, a folder and a missing file each give one message naming the file."""
+    from carkinetics.errors import MAX_INPUT_BYTES, FileError
+    from carkinetics.io.results import read_result_csv
+
+    rows = MAX_INPUT_BYTES // 50 + 1000
+    x = np.arange(rows, dtype=float) / 3.0
+    path = tmp_path / "patients.csv"
+    pd.DataFrame({"arm": "a" * 40, "x": x}).to_csv(path, index=False, float_format="%.17g")
+    assert path.stat().st_size > MAX_INPUT_BYTES
+    table = read_result_csv(path)
+    assert len(table) == rows and np.array_equal(table["x"].to_numpy(), x)
+    path.unlink()
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"a,b\n1,\xff\n")
+    with pytest.raises(FileError, match="bad.csv.*UTF-8"):
+        read_result_csv(bad)
+    with pytest.raises(FileError, match="folder"):
+        read_result_csv(tmp_path)
+    with pytest.raises(FileError, match="not found"):
+        read_result_csv(tmp_path / "none.csv")
