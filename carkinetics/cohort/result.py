@@ -255,7 +255,7 @@ def load_cohort_result(directory: str | Path) -> CohortResult:
     elif len(km):  # categorical, in the order the curves come, as run_cohort makes them
         for name in ("arm", "endpoint"):
             text = km[name].astype(str)
-            km[name] = pd.Categorical(text, categories=list(dict.fromkeys(text)))
+            km[name] = pd.Categorical(text, categories=pd.unique(text))
     observed = read("observed.csv")
     summary = read("summary.csv")
     return CohortResult(patients, summary if summary is not None else pd.DataFrame(), bands, km, info,
@@ -275,9 +275,6 @@ def _plain_column(col):
 
     if col.dtype.kind in "biufcmM":
         return col.to_numpy()
-    if isinstance(col.dtype, pd.CategoricalDtype) and not col.isna().any():
-        codes, uniques = col.cat.codes.to_numpy(), col.cat.categories
-    else:
-        codes, uniques = pd.factorize(col, use_na_sentinel=False)
+    codes, uniques = pd.factorize(col, use_na_sentinel=False)  # a categorical: from its codes
     return np.asarray(uniques, dtype=object)[codes]
 
