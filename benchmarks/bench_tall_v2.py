@@ -21,8 +21,8 @@ largest process, from ``getrusage(RUSAGE_CHILDREN)`` in a wrapper process, and t
 over the process tree, sampled from ``/proc`` every 0.1 s: the command and its figure helper),
 ``run.json``'s timings (``run_cohort`` total, engine time, reduction: endpoints, histograms,
 CSV), the size of the files written, and the load average before and after. Engine counters per
-patient (accepted and rejected steps, right-hand-side evaluations, RODAS steps; a step ends
-at every birth or death of a stochastic state, so steps bound the jumps) come from one
+patient (accepted and rejected steps, right-hand-side evaluations, RODAS steps, births and
+deaths of the stochastic states, several of which may fire inside one step) come from one
 ``simulate_batch`` call on the first ``--sample`` patients of the same cohort, in this process.
 
 Usage::
@@ -238,7 +238,7 @@ def engine_sample(scenario: Path, n: int, jobs: int, seed: int) -> dict:
     seconds = time.perf_counter() - t0
     row = {"sample_n": n, "raw_patients_per_s": n / seconds, "n_times": len(sc.times),
            "n_states": sc.model.n_states}
-    for name in ("n_steps", "n_rejected", "n_rhs_evals", "n_stiff_steps"):
+    for name in ("n_steps", "n_rejected", "n_rhs_evals", "n_stiff_steps", "n_jumps"):
         if name in COUNTER_NAMES:
             c = res.counter(name)
             row[name] = float(c.mean())
@@ -291,7 +291,8 @@ def table(rows: list, sample: dict | None) -> str:
                       f"{sample['n_times']} output times, one simulate_batch call): "
                       f"{sample['raw_patients_per_s']:,.0f} patients/s; per patient "
                       + ", ".join(f"{k} {sample[k]:,.0f} (p99 {sample[k + '_p99']:,.0f})"
-                                  for k in ("n_steps", "n_rejected", "n_rhs_evals", "n_stiff_steps") if k in sample)
+                                  for k in ("n_steps", "n_rejected", "n_rhs_evals", "n_stiff_steps", "n_jumps")
+                                  if k in sample)
                       + "."]
     big = [r for r in rows if r["n"] >= 1_000_000]
     for r in big:

@@ -42,6 +42,10 @@ ENGINE = _table(
     ("ROOT_TIME_TOL", 1e-12, "a root (triggered event, random event, jump) is located to this relative time"),
     ("RETURN_FRACTION", 0.5, "a continuous stochastic state becomes discrete again at this fraction of its threshold"),
     ("MAX_CASCADE", 16, "rounds of triggered events that the actions of others (or a jump) set off at one time"),
+    ("JUMPS_PER_STEP", 64, "births and deaths of small clones fired inside one accepted step at most (the step "
+                           "ends at the next one)"),
+    ("JUMP_RATE_TOL", 1e-4, "inside a step, a clone's propensity follows a cubic that must match its midpoint "
+                            "value to this fraction of its largest value (else the step ends at the jump)"),
 )
 
 #: Outcome of a patient's integration; the description is the message users see.
@@ -79,7 +83,8 @@ COUNTERS = _table(
     ("C_LU", 4, "n_lu"),
     ("C_STIFF_SWITCHES", 5, "n_stiff_switches"),
     ("C_STIFF_STEPS", 6, "n_stiff_steps"),
-    ("N_COUNTERS", 7, "number of counters"),
+    ("C_JUMPS", 7, "n_jumps"),
+    ("N_COUNTERS", 8, "number of counters"),
 )
 
 #: Kinds of event actions; the description is the kind's name in a schedule.

@@ -96,6 +96,7 @@ def _run_range(start, stop, prob, res):
     g1, g2, g3, g4, g5, g6, ft, tmp1 = work.g1, work.g2, work.g3, work.g4, work.g5, work.g6, work.ft, work.tmp1
     cont3, cont4, v, w, LU, piv, otmp = work.cont3, work.cont4, work.v, work.w, work.LU, work.piv, work.otmp
     GL, RHIT, gnew, gtmp, mev_count = lanes.GL, lanes.RHIT, work.gnew, work.gtmp, res.mev_count
+    quad, jumps, jn = work.quad, work.jumps, work.jn
     next_pat = start
     while True:
         active = 0
@@ -183,12 +184,18 @@ def _run_range(start, stop, prob, res):
             if N_ROOTS > 0:
                 # a root crossed in the step: the lane stops there (the outputs up to it are
                 # still interpolated from this step)
-                for j in range(n_par):
-                    p1[j] = PL[j, li]
-                for i in range(n):
-                    ynew1[i] = YNEW[i, li]
-                s_root = _lane_roots(TSIT5, li, t, h, t_new, p1, ynew1, Y, K, y1, cont3, cont4, GL, RHIT, gnew,
-                                     gtmp, tmp1, mev_count, i_pat)
+                # the lane's parameters and new state are read in place (columns of PL and YNEW):
+                # copied out only when a root was crossed
+                s_root = _lane_roots(TSIT5, li, t, h, t_new, PL[:, li], YNEW[:, li], Y, K, y1, cont3, cont4, GL,
+                                     RHIT, gnew, gtmp, tmp1, mev_count, i_pat, 0.0, False, quad)
+                jn[0] = 0
+                if N_STOCH > 0 and s_root >= 0.0:  # births and deaths of small clones inside the step
+                    for j in range(n_par):
+                        p1[j] = PL[j, li]
+                    s_root = _jumps_in_step(li, t, h, t_new, s_root, lanes, work, prob, res)
+                if jn[0] > 0 and not (0.0 <= s_root < (t_new - t) / h):
+                    for i in range(n):
+                        YNEW[i, li] = ynew1[i]  # the end of the step with the counts its jumps left
                 if s_root >= 0.0:
                     LI[li, I_ROOT] = 1
                     if s_root < (t_new - t) / h:
@@ -198,6 +205,9 @@ def _run_range(start, stop, prob, res):
             TNEW[li] = t_new
             # dense output for output times inside the step (strictly before the segment end)
             kout = LI[li, I_KOUT]
+            if n_save_outputs > 0 and kout < n_times and times[kout] <= t_new and times[kout] < tend:
+                for j in range(n_par):
+                    p1[j] = PL[j, li]
             while kout < n_times and times[kout] <= t_new and times[kout] < tend:
                 tau = times[kout]
                 if tau == t_new:
@@ -209,6 +219,10 @@ def _run_range(start, stop, prob, res):
                         interp[i] = Y[i, li] + h * (b1 * K[0, i, li] + b2 * K[1, i, li] + b3 * K[2, i, li]
                                                     + b4 * K[3, i, li] + b5 * K[4, i, li] + b6 * K[5, i, li]
                                                     + b7 * K[6, i, li])
+                if N_ROOTS > 0 and jn[0] > 0 and tau != t_new:  # each count from its jump on
+                    for k in range(jn[0]):
+                        if jumps[k, 0] < (tau - t) / h:
+                            interp[int(jumps[k, 1])] = jumps[k, 2]
                 for i in range(n):
                     if thr[i] > 0.0 and interp[i] < thr[i] and (EXT[i, li] == EXTINCT or (
                             EXT[i, li] == ALIVE and YNEW[i, li] < thr[i])):
@@ -216,8 +230,6 @@ def _run_range(start, stop, prob, res):
                 for j in range(n_save_states):
                     out_states[i_pat, kout, j] = interp[state_idx[j]]
                 if n_save_outputs > 0:
-                    for j in range(n_par):
-                        p1[j] = PL[j, li]
                     model_outputs(tau, interp, p1, otmp)
                     for j in range(n_save_outputs):
                         out_outputs[i_pat, kout, j] = otmp[output_idx[j]]

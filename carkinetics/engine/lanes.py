@@ -46,6 +46,8 @@ Work = namedtuple("Work", [
     "cond",  # conditions of the events due now
     "gnew", "gtmp",  # root functions at the end of a step and inside it
     "rdone",  # roots that acted at the current time (each acts once per time)
+    "quad", "qa",  # (N_STOCH, 9) counts and clocks tracked inside a step, (N_STOCH, 5) propensities (see jumps)
+    "jumps", "jn",  # (JUMPS_PER_STEP, 3) jumps fired inside the step: fraction, state, count; (1,) their number
 ])
 
 LOGFAC0 = 0.04 * math.log(1e-4)  # PI controller memory at the start of a segment
@@ -65,7 +67,9 @@ def _work_new(n_par, n_ev):
         np.zeros(max(N_OUTPUTS, 1)),
         np.zeros(64),
         np.zeros(max(n_ev, 1), dtype=np.bool_),
-        np.zeros(max(N_ROOTS, 1)), np.zeros(max(N_ROOTS, 1)), np.zeros(max(N_ROOTS, 1), dtype=np.bool_))
+        np.zeros(max(N_ROOTS, 1)), np.zeros(max(N_ROOTS, 1)), np.zeros(max(N_ROOTS, 1), dtype=np.bool_),
+        np.zeros((max(N_STOCH, 1), 9)), np.zeros((max(N_STOCH, 1), 5)),
+        np.zeros((JUMPS_PER_STEP, 3)), np.zeros(1, dtype=np.int64))
 
 
 @njit(**_JIT)

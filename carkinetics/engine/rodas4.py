@@ -170,7 +170,7 @@ def _lane_rodas(li, Y, K, PL, EXT, T, LF, LI, JL, DFL, y1, p1, ext1, f0, g1, g2,
     s_root = -1.0
     if N_ROOTS > 0:
         s_root = _lane_roots(RODAS, li, t, h, t_new, p1, ynew1, Y, K, y1, cont3, cont4, GL, RHIT, gnew, gtmp, tmp1,
-                             mev_count, i_pat)
+                             mev_count, i_pat, 0.0, False, GL)
         if s_root >= 0.0:
             LI[li, I_ROOT] = 1
             if s_root < (t_new - t) / h:

@@ -8,7 +8,8 @@ threshold. After every accepted step the engine evaluates them at the new point;
 whose sign changed in its direction is located on the step's dense output (Illinois
 regula falsi, Dahlquist & Bjorck 1974; Hairer, Norsett & Wanner, sec. II.6), the lane stops
 at the earliest one, and every root crossed by then acts, in root order (model events in
-file order, then stochastic states). A model without events or stochastic states has
+file order, then stochastic states); births and deaths of discrete states may instead fire
+inside the step (jumps.py). A model without events or stochastic states has
 N_ROOTS = 0 and none of this code is compiled into its loops.
 
 Random numbers: patient i's stream is SplitMix64 (Steele, Lea & Flood, OOPSLA 2014) started
@@ -83,8 +84,11 @@ def _root_active(r, i_pat, count):
 
 
 @njit(**_JIT)
-def _lane_roots(mode, li, t, h, t_new, p, ynew, Y, K, y0, cont3, cont4, GL, RHIT, gnew, gtmp, out, count, i_pat):
-    """The first root crossed in the accepted step from t to t_new.
+def _lane_roots(mode, li, t, h, t_new, p, ynew, Y, K, y0, cont3, cont4, GL, RHIT, gnew, gtmp, out, count, i_pat, s0, corr,
+                quad):
+    """The first root crossed in the accepted step from t to t_new (after fraction s0 of it:
+    GL then holds the root functions there; ``corr``: the dense state with the counts and
+    clocks tracked in ``quad``, see :mod:`jumps`).
 
     Returns the fraction s of the step (0 < s <= s_end = (t_new - t) / h) at which the lane
     stops (exactly s_end when the root is within ROOT_TIME_TOL of the end of the step),
@@ -102,9 +106,11 @@ def _lane_roots(mode, li, t, h, t_new, p, ynew, Y, K, y0, cont3, cont4, GL, RHIT
         d = ROOT_DIR[r]
         if not _root_active(r, i_pat, count) or not _crossed(d, GL[r, li], gnew[r]):
             continue
-        lo, glo, hi, ghi = 0.0, GL[r, li], s_end, gnew[r]
+        lo, glo, hi, ghi = s0, GL[r, li], s_end, gnew[r]
         if s_best > 0.0:  # only a root before the earliest found so far matters
             _dense_state(mode, li, s_best, h, Y, K, y0, ynew, cont3, cont4, out)
+            if corr:
+                _apply_quad(s_best, h, quad, out)
             model_roots(t + s_best * h, out, p, gtmp)
             if not _crossed(d, glo, gtmp[r]):
                 continue
@@ -119,6 +125,8 @@ def _lane_roots(mode, li, t, h, t_new, p, ynew, Y, K, y0, cont3, cont4, GL, RHIT
                 if lo < sf < hi:
                     sm = sf
             _dense_state(mode, li, sm, h, Y, K, y0, ynew, cont3, cont4, out)
+            if corr:
+                _apply_quad(sm, h, quad, out)
             model_roots(t + sm * h, out, p, gtmp)
             gm = gtmp[r]
             if _crossed(d, glo, gm):
@@ -145,6 +153,8 @@ def _lane_roots(mode, li, t, h, t_new, p, ynew, Y, K, y0, cont3, cont4, GL, RHIT
             gtmp[r] = gnew[r]
     else:
         _dense_state(mode, li, s_best, h, Y, K, y0, ynew, cont3, cont4, out)
+        if corr:
+            _apply_quad(s_best, h, quad, out)
         model_roots(t + s_best * h, out, p, gtmp)
     for r in range(N_ROOTS):
         RHIT[li, r] = _root_active(r, i_pat, count) and _crossed(ROOT_DIR[r], GL[r, li], gtmp[r])
@@ -201,6 +211,22 @@ def _regimes(li, y, p, LI, key):
 
 
 @njit(**_JIT)
+def _jump(li, q, t, y, p, LI, key):
+    """A birth or death of stochastic state q at time t (a birth with probability
+    gain / (gain + loss), one uniform draw), then its clock restarted with a fresh Exp(1) draw."""
+    j = STOCH_STATE[q]
+    gain, loss = model_propensities(q, t, y, p)
+    u = _lane_draw(li, LI, key)
+    if gain + loss > 0.0:
+        if u * (gain + loss) < gain:
+            y[j] = y[j] + 1.0
+        else:
+            y[j] = max(0.0, y[j] - 1.0)
+    y[STOCH_CLOCK[q]] = 0.0
+    p[STOCH_DRAW[q]] = -math.log(_lane_draw(li, LI, key))
+
+
+@njit(**_JIT)
 def _fire_roots(li, i_pat, t, y, p, ext, LI, RHIT, key, count, tfirst, thr):
     """Actions of the roots marked in RHIT, in root order; returns True if one is terminal."""
     terminal = False
@@ -222,18 +248,9 @@ def _fire_roots(li, i_pat, t, y, p, ext, LI, RHIT, key, count, tfirst, thr):
             if EVENT_TERMINAL[q] == 1:
                 terminal = True
         elif kind == R_JUMP:
-            j = STOCH_STATE[q]
-            gain, loss = model_propensities(q, t, y, p)
-            u = _lane_draw(li, LI, key)
-            if gain + loss > 0.0:
-                if u * (gain + loss) < gain:
-                    y[j] = y[j] + 1.0
-                else:
-                    y[j] = max(0.0, y[j] - 1.0)
-            if y[j] >= STOCH_BELOW[q]:
+            _jump(li, q, t, y, p, LI, key)
+            if y[STOCH_STATE[q]] >= STOCH_BELOW[q]:
                 p[STOCH_MODE[q]] = 0.0
-            y[STOCH_CLOCK[q]] = 0.0
-            p[STOCH_DRAW[q]] = -math.log(_lane_draw(li, LI, key))
         else:  # R_RETURN
             j = STOCH_STATE[q]
             y[j] = _stochastic_round(y[j], _lane_draw(li, LI, key))
@@ -341,6 +358,8 @@ def _lane_at_root(li, lanes, work, prob, res):
     done = work.rdone
     for r in range(N_ROOTS):
         done[r] = lanes.RHIT[li, r]
+        if done[r] and ROOT_KIND[r] == R_JUMP:
+            res.counters[i_pat, C_JUMPS] += 1
     terminal = _fire_roots(li, i_pat, t, y1, p1, ext1, LI, lanes.RHIT, key, res.mev_count, res.mev_time, prob.thr)
     if not terminal:
         terminal = _after_jump(li, i_pat, t, y1, p1, ext1, LI, lanes.RHIT, key, res.mev_count, res.mev_time,

@@ -29,8 +29,8 @@ from carkinetics.model import expressions as ex
 _ENGINE_DIR = Path(__file__).resolve().parent.parent / "engine"
 #: Source files of the engine, in the order the kernel module concatenates them (after the
 #: model's functions and the constants of :mod:`carkinetics.engine.constants`).
-ENGINE_FILES = ("jit.py", "vmath.py", "linalg.py", "system.py", "tsit5.py", "rodas4.py", "roots.py", "events.py",
-                "lanes.py", "driver.py")
+ENGINE_FILES = ("jit.py", "vmath.py", "linalg.py", "system.py", "tsit5.py", "rodas4.py", "roots.py", "jumps.py",
+                "events.py", "lanes.py", "driver.py")
 _ENGINE_MARK = "# ---------------------------------------------------------------------- engine"
 _lock = threading.Lock()
 _loaded: dict[str, object] = {}
