@@ -183,7 +183,7 @@ def _run_range(start, stop, prob, res):
             t_new = tend if LI[li, I_HIT] == 1 else t + h
             if N_ROOTS > 0:
                 # a root crossed in the step: the lane stops there (the outputs up to it are
-                # still interpolated from this step)
+                # still interpolated from this step), unless the roots are jumps that fire inside it
                 # the lane's parameters and new state are read in place (columns of PL and YNEW):
                 # copied out only when a root was crossed
                 s_root = _lane_roots(TSIT5, li, t, h, t_new, PL[:, li], YNEW[:, li], Y, K, y1, cont3, cont4, GL,

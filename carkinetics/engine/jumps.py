@@ -62,17 +62,17 @@ def _apply_quad(s, h, quad, out):
 
 
 @njit(**_JIT)
-def _fit_rates(li, t, h, s, s_end, Y, K, p, ynode, quad, qa):
-    """Cubics of every discrete state's propensity over [s, s_end] with the counts in ``quad``
-    (written to ``qa``: a0 and its forward differences); False if one misses its midpoint
-    value by more than JUMP_RATE_TOL of its largest value."""
+def _fit_rates(li, t, h, s, s_end, Y, K, p, y, ynode, quad, qa):
+    """Cubics of every tracked state's propensity over [s, s_end] with the counts of ``y`` (the
+    state at s after its jumps), written to ``qa`` (a0 and its forward differences); False if
+    one misses its midpoint value by more than JUMP_RATE_TOL of its largest value."""
     for k in range(5):
         x = (0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0, 0.5)[k]
         sk = s + x * (s_end - s)
         _dense_state(TSIT5, li, sk, h, Y, K, ynode, ynode, ynode, ynode, ynode)
         for q in range(N_STOCH):
             if quad[q, Q_ON] > 0.5:
-                ynode[STOCH_STATE[q]] = quad[q, Q_COUNT]
+                ynode[STOCH_STATE[q]] = y[STOCH_STATE[q]]
         for q in range(N_STOCH):
             if quad[q, Q_ON] > 0.5:
                 gain, loss = model_propensities(q, t + sk * h, ynode, p)
@@ -91,18 +91,14 @@ def _fit_rates(li, t, h, s, s_end, Y, K, p, ynode, quad, qa):
 
 
 @njit(**_JIT)
-def _fire_in_step(li, i_pat, ts, y, p, LI, RHIT, key, count, thr, gb, ga, ysave, dsave):
-    """The jumps marked in RHIT at time ts, on ``y`` and ``p``; False (and ``y``, ``p`` and the
-    stream as they were) when one of them must end the step instead: a root that is not a
-    jump, a state with an extinction threshold, ``below`` reached, a trigger carried across."""
+def _fire_in_step(li, i_pat, ts, y, p, LI, RHIT, key, count, thr, gb, ga):
+    """The jumps marked in RHIT at time ts, on ``y`` and ``p`` (``ga``: the root functions after
+    them); False when one of them must end the step instead (the caller takes back what was
+    fired): a root that is not a jump, a state with an extinction threshold, ``below`` reached,
+    a trigger carried across."""
     for r in range(N_ROOTS):
         if RHIT[li, r] and (ROOT_KIND[r] != R_JUMP or thr[STOCH_STATE[ROOT_REF[r]]] > 0.0):
             return False
-    rng0 = LI[li, I_RNG]
-    for i in range(N_STATES):
-        ysave[i] = y[i]
-    for q in range(N_STOCH):
-        dsave[q] = p[STOCH_DRAW[q]]
     model_roots(ts, y, p, gb)
     ok = True
     for r in range(N_ROOTS):
@@ -116,12 +112,6 @@ def _fire_in_step(li, i_pat, ts, y, p, LI, RHIT, key, count, thr, gb, ga, ysave,
         for r in range(N_ROOTS):
             if ROOT_KIND[r] == R_TRIGGER and _root_active(r, i_pat, count) and _crossed(ROOT_DIR[r], gb[r], ga[r]):
                 ok = False
-    if not ok:
-        LI[li, I_RNG] = rng0
-        for i in range(N_STATES):
-            y[i] = ysave[i]
-        for q in range(N_STOCH):
-            p[STOCH_DRAW[q]] = dsave[q]
     return ok
 
 
@@ -158,7 +148,7 @@ def _jumps_in_step(li, t, h, t_new, s1, lanes, work, prob, res):
     number; the lane's parameters (the new draws) and, at the end, its first stage are updated."""
     Y, K, PL, EXT, GL, RHIT, LI = lanes.Y, lanes.K, lanes.PL, lanes.EXT, lanes.GL, lanes.RHIT, lanes.LI
     p, ext, out, yend, quad, qa = work.p1, work.ext1, work.tmp1, work.ynew1, work.quad, work.qa
-    jumps = work.jumps
+    jumps, ysave, dsave = work.jumps, work.g2, work.g3
     i_pat = LI[li, I_PAT]
     key = prob.rng_key[i_pat]
     counters = res.counters
@@ -182,20 +172,18 @@ def _jumps_in_step(li, t, h, t_new, s1, lanes, work, prob, res):
         if s >= s_end or jn + n_hit > JUMPS_PER_STEP:
             break
         rng_before = LI[li, I_RNG]
-        if not _fire_in_step(li, i_pat, t + s * h, out, p, LI, RHIT, key, res.mev_count, prob.thr, work.gnew,
-                             work.gtmp, work.g2, work.g3):
-            break
+        for i in range(N_STATES):
+            ysave[i] = out[i]
         for q in range(N_STOCH):
-            if quad[q, Q_ON] > 0.5:
-                quad[q, Q_COUNT] = out[STOCH_STATE[q]]
-        if not _fit_rates(li, t, h, s, s_end, Y, K, p, work.interp, quad, qa):
-            LI[li, I_RNG] = rng_before  # the jumps just fired are taken back: the step ends before them
+            dsave[q] = p[STOCH_DRAW[q]]
+        if not (_fire_in_step(li, i_pat, t + s * h, out, p, LI, RHIT, key, res.mev_count, prob.thr, work.gnew,
+                              work.gtmp)
+                and _fit_rates(li, t, h, s, s_end, Y, K, p, out, work.interp, quad, qa)):
+            LI[li, I_RNG] = rng_before  # what was fired is taken back: the step ends before these jumps
             for i in range(N_STATES):
-                out[i] = work.g2[i]
+                out[i] = ysave[i]
             for q in range(N_STOCH):
-                p[STOCH_DRAW[q]] = work.g3[q]
-                if quad[q, Q_ON] > 0.5:
-                    quad[q, Q_COUNT] = out[STOCH_STATE[q]]
+                p[STOCH_DRAW[q]] = dsave[q]
             break
         for r in range(N_ROOTS):
             if RHIT[li, r]:
@@ -204,9 +192,9 @@ def _jumps_in_step(li, t, h, t_new, s1, lanes, work, prob, res):
                 jumps[jn, 1] = STOCH_STATE[q]
                 jumps[jn, 2] = out[STOCH_STATE[q]]
                 jn += 1
-                counters[i_pat, C_JUMPS] += 1
         for q in range(N_STOCH):
             if quad[q, Q_ON] > 0.5:
+                quad[q, Q_COUNT] = out[STOCH_STATE[q]]
                 quad[q, Q_BASE] = out[STOCH_CLOCK[q]]
                 quad[q, Q_S0] = s
                 quad[q, Q_SPAN] = (s_end - s) * h
@@ -228,7 +216,6 @@ def _jumps_in_step(li, t, h, t_new, s1, lanes, work, prob, res):
     if not _coupling_ok(li, t, h, s1, s_stop, s_end, y_stop, p, ext, Y, K, prob.atol, prob.rtol, quad, work.f0,
                         work.g1, work.g4):
         # taken back to the first jump, which the lane stops at: the same random numbers follow
-        counters[i_pat, C_JUMPS] -= jn
         work.jn[0] = 0
         LI[li, I_RNG] = rng0
         for j in range(p.shape[0]):
@@ -237,6 +224,7 @@ def _jumps_in_step(li, t, h, t_new, s1, lanes, work, prob, res):
             RHIT[li, r] = work.rdone[r]
         _dense_state(TSIT5, li, s1, h, Y, K, out, out, out, out, out)
         return s1
+    counters[i_pat, C_JUMPS] += jn
     for j in range(p.shape[0]):
         PL[j, li] = p[j]
     if s < 0.0:

@@ -169,6 +169,7 @@ def _lane_rodas(li, Y, K, PL, EXT, T, LF, LI, JL, DFL, y1, p1, ext1, f0, g1, g2,
     t_step = t_new  # the end of the step taken (outputs interpolate in it even when a root stops the lane earlier)
     s_root = -1.0
     if N_ROOTS > 0:
+        # no jumps fire inside a RODAS step: no tracked counts (corr False; GL stands for the unused quad)
         s_root = _lane_roots(RODAS, li, t, h, t_new, p1, ynew1, Y, K, y1, cont3, cont4, GL, RHIT, gnew, gtmp, tmp1,
                              mev_count, i_pat, 0.0, False, GL)
         if s_root >= 0.0:

@@ -64,6 +64,15 @@ def _dense_state(mode, li, s, h, Y, K, y0, ynew, cont3, cont4, out):
 
 
 @njit(**_JIT)
+def _root_state(mode, li, s, h, Y, K, y0, ynew, cont3, cont4, out, corr, quad):
+    """The state the roots are searched on at fraction s: the dense output, with the counts and
+    clocks of jumps fired inside the step when ``corr`` (see jumps.py)."""
+    _dense_state(mode, li, s, h, Y, K, y0, ynew, cont3, cont4, out)
+    if corr:
+        _apply_quad(s, h, quad, out)
+
+
+@njit(**_JIT)
 def _crossed(direction, g0, g1):
     """Whether g went from g0 to g1 across zero in ``direction`` (+1 up, -1 down, 0 either)."""
     up = g0 < 0.0 and g1 >= 0.0
@@ -108,9 +117,7 @@ def _lane_roots(mode, li, t, h, t_new, p, ynew, Y, K, y0, cont3, cont4, GL, RHIT
             continue
         lo, glo, hi, ghi = s0, GL[r, li], s_end, gnew[r]
         if s_best > 0.0:  # only a root before the earliest found so far matters
-            _dense_state(mode, li, s_best, h, Y, K, y0, ynew, cont3, cont4, out)
-            if corr:
-                _apply_quad(s_best, h, quad, out)
+            _root_state(mode, li, s_best, h, Y, K, y0, ynew, cont3, cont4, out, corr, quad)
             model_roots(t + s_best * h, out, p, gtmp)
             if not _crossed(d, glo, gtmp[r]):
                 continue
@@ -124,9 +131,7 @@ def _lane_roots(mode, li, t, h, t_new, p, ynew, Y, K, y0, cont3, cont4, GL, RHIT
                 sf = (lo * ghi - hi * glo) / (ghi - glo)
                 if lo < sf < hi:
                     sm = sf
-            _dense_state(mode, li, sm, h, Y, K, y0, ynew, cont3, cont4, out)
-            if corr:
-                _apply_quad(sm, h, quad, out)
+            _root_state(mode, li, sm, h, Y, K, y0, ynew, cont3, cont4, out, corr, quad)
             model_roots(t + sm * h, out, p, gtmp)
             gm = gtmp[r]
             if _crossed(d, glo, gm):
@@ -152,9 +157,7 @@ def _lane_roots(mode, li, t, h, t_new, p, ynew, Y, K, y0, cont3, cont4, GL, RHIT
         for r in range(N_ROOTS):
             gtmp[r] = gnew[r]
     else:
-        _dense_state(mode, li, s_best, h, Y, K, y0, ynew, cont3, cont4, out)
-        if corr:
-            _apply_quad(s_best, h, quad, out)
+        _root_state(mode, li, s_best, h, Y, K, y0, ynew, cont3, cont4, out, corr, quad)
         model_roots(t + s_best * h, out, p, gtmp)
     for r in range(N_ROOTS):
         RHIT[li, r] = _root_active(r, i_pat, count) and _crossed(ROOT_DIR[r], GL[r, li], gtmp[r])
