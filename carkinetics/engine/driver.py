@@ -36,7 +36,7 @@ before calling the kernels.
 """
 
 
-@njit(**_JIT)
+@njit(**_ALLOC)
 def _run_range(start, stop, prob, res):
     """Simulate patients start..stop-1, LANES at a time, in the calling thread."""
     times = prob.times
@@ -299,7 +299,7 @@ def _run_range(start, stop, prob, res):
                 _lane_at_time(li, lanes, work, prob, res)
 
 
-@njit(**_JIT)
+@njit(**_ALLOC)
 def run_serial(prob, res):
     """Simulate all patients in the calling thread."""
     _run_range(0, prob.params.shape[0], prob, res)

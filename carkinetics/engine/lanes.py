@@ -53,7 +53,7 @@ Work = namedtuple("Work", [
 LOGFAC0 = 0.04 * math.log(1e-4)  # PI controller memory at the start of a segment
 
 
-@njit(**_JIT)
+@njit(**_ALLOC)
 def _work_new(n_par, n_ev):
     """Zeroed scratch vectors for the lane being handled."""
     n = N_STATES

@@ -31,6 +31,9 @@ _ENGINE_DIR = Path(__file__).resolve().parent.parent / "engine"
 #: model's functions and the constants of :mod:`carkinetics.engine.constants`).
 ENGINE_FILES = ("jit.py", "vmath.py", "linalg.py", "system.py", "tsit5.py", "rodas4.py", "roots.py", "jumps.py",
                 "events.py", "lanes.py", "driver.py")
+# numba options of the model's functions: like the engine's leaf functions (engine/jit.py),
+# they neither allocate nor return arrays, so they borrow their arrays without reference counting
+_MODEL_JIT = 'cache=True, error_model="numpy", nogil=True, _nrt=False'
 _ENGINE_MARK = "# ---------------------------------------------------------------------- engine"
 _lock = threading.Lock()
 _loaded: dict[str, object] = {}
@@ -242,7 +245,7 @@ def _header(model, uses_t) -> list[str]:
 
 
 def _write_rhs(out, model, rename, rhs_exprs, used) -> None:
-    out.add('@njit(cache=True, error_model="numpy", nogil=True, inline="always")',
+    out.add(f'@njit({_MODEL_JIT}, inline="always")',
             "def model_rhs(t, y, p, dy):")
     out.add(*_preamble(model, rename, used))
     for n in rhs_exprs:
@@ -258,7 +261,7 @@ def _write_rhs_lanes(out, model, rename, deps, rhs_exprs, used) -> None:
     def rename_lanes(name):
         return "t_lane" if name == "t" else rename(name)
 
-    out.add('@njit(cache=True, error_model="numpy", nogil=True, inline="always")',
+    out.add(f'@njit({_MODEL_JIT}, inline="always")',
             "def model_rhs_lanes(t, y, p, out, s, nl):",
             "    for lane in range(nl):")
     if "t" in used or any("t" in deps[n] for n in rhs_exprs):
@@ -327,7 +330,7 @@ def _write_jacobian(out, model, rename, deps, rhs_exprs, used, uses_t) -> None:
             return jac_locals[name]
         return rename(name)
 
-    out.add('@njit(cache=True, error_model="numpy", nogil=True)',
+    out.add(f'@njit({_MODEL_JIT})',
             "def model_jac(t, y, p, jac, dfdt):",
             "    # entries not assigned here are zero (the caller clears jac and dfdt)")
     out.add(*_preamble(model, rename, jac_used))
@@ -341,7 +344,7 @@ def _write_jacobian(out, model, rename, deps, rhs_exprs, used, uses_t) -> None:
 
 
 def _write_initial(out, model, rename) -> None:
-    out.add('@njit(cache=True, error_model="numpy", nogil=True)', "def model_initial(p, y):")
+    out.add(f'@njit({_MODEL_JIT})', "def model_initial(p, y):")
     out.add(*_preamble(model, rename, _names_of([s.initial for s in model.states])))
     for i, s in enumerate(model.states):
         out.put(f"    y[{i}] = {_scalar_source(s.initial, rename)}  # {s.name}", f"states.{s.name}.initial")
@@ -349,7 +352,7 @@ def _write_initial(out, model, rename) -> None:
 
 
 def _write_outputs(out, model, rename) -> None:
-    out.add('@njit(cache=True, error_model="numpy", nogil=True)', "def model_outputs(t, y, p, out):")
+    out.add(f'@njit({_MODEL_JIT})', "def model_outputs(t, y, p, out):")
     out_exprs = _needed({n for o in model.outputs for n in ex.names(o.expression)}, model)
     out_used = _names_of([o.expression for o in model.outputs] + [model.expressions[n] for n in out_exprs])
     out.add(*_preamble(model, rename, out_used))
@@ -391,7 +394,7 @@ def _write_dynamics(out, model, ks, rename) -> None:
             f"STOCH_MODE = {_int_array(q[2] for q in stoch)}", f"STOCH_CLOCK = {_int_array(q[3] for q in stoch)}",
             f"STOCH_DRAW = {_int_array(q[4] for q in stoch)}", "")
     # roots
-    out.add('@njit(cache=True, error_model="numpy", nogil=True)', "def model_roots(t, y, p, g):")
+    out.add(f'@njit({_MODEL_JIT})', "def model_roots(t, y, p, g):")
     root_exprs = [r[3] for r in roots]
     need = _needed(_names_of(root_exprs), model)
     out.add(*_preamble(model, rename, _names_of(root_exprs + [model.expressions[n] for n in need])))
@@ -401,7 +404,7 @@ def _write_dynamics(out, model, ks, rename) -> None:
         out.add(f"    g[{r}] = {_scalar_source(e, rename)}")
     out.add("    return", "")
     # actions of model events
-    out.add('@njit(cache=True, error_model="numpy", nogil=True)', "def model_apply_event(k, t, y, p):",
+    out.add(f'@njit({_MODEL_JIT})', "def model_apply_event(k, t, y, p):",
             "    # action values are evaluated on the state before the event, then applied in order")
     state_index = {n: i for i, n in enumerate(model.state_names)}
     param_index = {n: i for i, n in enumerate(model.parameter_names)}
@@ -425,7 +428,7 @@ def _write_dynamics(out, model, ks, rename) -> None:
                 out.add(f"        y[{i}] = {op}")
     out.add("    return", "")
     # jump propensities of stochastic states
-    out.add('@njit(cache=True, error_model="numpy", nogil=True)', "def model_propensities(q, t, y, p):")
+    out.add(f'@njit({_MODEL_JIT})', "def model_propensities(q, t, y, p):")
     for q, st in enumerate(model.stochastic.values() if ks is not None else []):
         exprs = [st.gain, st.loss]
         need = _needed(_names_of(exprs), model)
