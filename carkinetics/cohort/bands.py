@@ -10,7 +10,9 @@ bounded whatever N. A quantile is the inverted-CDF order statistic ``k = ceil(q 
 placed inside its bin by linear interpolation of the rank: within one bin of
 ``numpy.quantile(x, q, method="inverted_cdf")``. Memory is 4 bytes per (arm, output,
 output time, bin between the smallest and largest value seen). Histogram counts are sums,
-so the bands do not depend on how the patients were split into chunks.
+so the bands do not depend on how the patients were split into chunks. The outputs of one arm
+are counted together (:class:`BandHistograms`), straight from the engine's (patient, time,
+output) blocks.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import math
 
 import numpy as np
 from numba import njit
+from numba.typed import List
 
 BAND_BITS = 6
 _SHIFT = 52 - BAND_BITS
@@ -31,7 +34,6 @@ _KEY_OVER = int(np.array(BAND_CEILING).view(np.int64)) >> _SHIFT
 _GROW_MARGIN = 4 << BAND_BITS  # bins added beyond the values seen when a histogram grows (4 octaves)
 _SAMPLE_ROWS = 256  # patients whose values size an empty histogram
 _MISSED_BUFFER = 1 << 16  # values outside the range recorded for a second, short pass
-_NO_KEY = 1 << 40  # first key of an empty side's dummy row: above every key of a float64
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 QUANTILE_COLUMNS = ("q05", "q25", "q50", "q75", "q95")
 BAND_RESOLUTION = (f"log-linear histogram: 2^{BAND_BITS} = {2 ** BAND_BITS} equal bins per octave (a bin is at most "
@@ -53,97 +55,120 @@ def _key(bits):
 
 
 @njit(cache=True, nogil=True)
-def _accumulate(bits, vals, ok, pos, pos_lo, neg, neg_lo, zeros, nans, missed, buffer):
-    """Count values whose bin lies in the current range; note the others.
+def _accumulate(bits, vals, columns, slots, ok, pos, pos_lo, neg, neg_lo, zeros, nans, missed, buffer):
+    """Count the listed columns of a (patient, time, output) block, each in its histogram.
 
-    ``pos``/``neg`` have shape (n_bins, n_times), bin ``k`` in row ``k - lo``.
-    ``missed`` = (min, max) key of positive, then negative values outside the
-    current ranges (min > max when none), then their number; the flat indices
-    ``i * n_times + t`` of the first ``len(buffer)`` of them go to ``buffer``.
+    Column ``columns[c]`` of the block goes to histogram ``slots[c]``: ``pos[s]``/``neg[s]``
+    (lists) are its (n_bins, n_times) counts of positive/negative values, bin ``k`` in row
+    ``k - pos_lo[s]`` (``neg_lo[s]``); ``zeros``, ``nans``: (n_histograms, n_times). Values
+    whose bin lies outside the current range are noted for a second, short pass once the
+    ranges have grown: ``missed[s]`` = (min, max) key of positive, then negative values, their
+    number; the flat indices ``(i * n_times + t) * n_columns + c`` of the first ``len(buffer)``
+    of them go to ``buffer``. Returns the number of values noted.
+
+    The block is read where it lies, one output of one patient at a time: its bins at
+    successive times are mostly in the same or the next cache line (a (bin, time) layout).
+    Reading each output of all patients as a contiguous plane needed a copy of the block first
+    (a gather that cost about a quarter of the counting).
     """
-    n, n_t = vals.shape
-    pos_hi = pos_lo + pos.shape[0] - 1
-    neg_hi = neg_lo + neg.shape[0] - 1
+    n, n_t = vals.shape[0], vals.shape[1]
+    n_c = columns.shape[0]
     big = np.int64(1) << 62
-    pmin, pmax, nmin, nmax = big, -big, big, -big
+    for s in range(missed.shape[0]):
+        missed[s, 0] = big
+        missed[s, 1] = -big
+        missed[s, 2] = big
+        missed[s, 3] = -big
+        missed[s, 4] = 0
     n_missed = 0
     cap = buffer.shape[0]
-    # Fast path: a positive value whose raw key lies in the positive range (one unsigned
-    # comparison; zero, negative, NaN, infinite values and keys outside the range fail it and
-    # take the full test below, which clamps keys as _key does: same counts, ~2x faster).
-    flat = pos.reshape(-1)
-    n_pos = np.uint64(pos.shape[0])
     u_t = np.uint64(n_t)
     for i in range(n):
         if not ok[i]:
             continue
-        for t in range(n_t):
-            j = np.uint64((bits[i, t] >> _SHIFT) - pos_lo)
-            if j < n_pos:
-                flat[j * u_t + np.uint64(t)] += np.uint32(1)
-                continue
-            x = vals[i, t]
-            if x > 0:
-                k = _key(bits[i, t])
-                if k >= pos_lo and k <= pos_hi:
-                    pos[k - pos_lo, t] += 1
+        for c in range(n_c):
+            col = columns[c]
+            s = slots[c]
+            P = pos[s]
+            N = neg[s]
+            p_lo, n_lo = pos_lo[s], neg_lo[s]
+            p_nb = P.shape[0]
+            flat = P.reshape(-1)
+            for t in range(n_t):
+                b = bits[i, t, col]
+                # fast path: a positive value whose raw key lies in the positive range (one unsigned
+                # comparison; zero, negative, NaN, infinite values and keys outside the range fail it
+                # and take the full test below, which clamps keys as _key does: same counts, ~2x faster)
+                j = np.uint64((b >> _SHIFT) - p_lo)
+                if j < np.uint64(p_nb):
+                    flat[j * u_t + np.uint64(t)] += np.uint32(1)
+                    continue
+                x = vals[i, t, col]
+                if x > 0:
+                    side = 0
+                    k = _key(b)
+                    if k >= p_lo and k < p_lo + p_nb:
+                        P[k - p_lo, t] += 1
+                        continue
+                elif x < 0:
+                    side = 1
+                    k = _key(b & _MAG)
+                    if k >= n_lo and k < n_lo + N.shape[0]:
+                        N[k - n_lo, t] += 1
+                        continue
+                elif x == 0:
+                    zeros[s, t] += 1
+                    continue
                 else:
-                    pmin = min(pmin, k)
-                    pmax = max(pmax, k)
-                    if n_missed < cap:
-                        buffer[n_missed] = i * n_t + t
-                    n_missed += 1
-            elif x < 0:
-                k = _key(bits[i, t] & _MAG)
-                if k >= neg_lo and k <= neg_hi:
-                    neg[k - neg_lo, t] += 1
-                else:
-                    nmin = min(nmin, k)
-                    nmax = max(nmax, k)
-                    if n_missed < cap:
-                        buffer[n_missed] = i * n_t + t
-                    n_missed += 1
-            elif x == 0:
-                zeros[t] += 1
-            else:
-                nans[t] += 1
-    missed[0] = pmin
-    missed[1] = pmax
-    missed[2] = nmin
-    missed[3] = nmax
-    missed[4] = n_missed
+                    nans[s, t] += 1
+                    continue
+                missed[s, 2 * side] = min(missed[s, 2 * side], k)
+                missed[s, 2 * side + 1] = max(missed[s, 2 * side + 1], k)
+                missed[s, 4] += 1
+                if n_missed < cap:
+                    buffer[n_missed] = (i * n_t + t) * n_c + c
+                n_missed += 1
+    return n_missed
 
 
 @njit(cache=True, nogil=True)
-def _accumulate_listed(bits, vals, buffer, n_listed, pos, pos_lo, neg, neg_lo):
-    """Count the values at the flat indices ``buffer[:n_listed]`` (after the histograms grew)."""
+def _accumulate_listed(bits, vals, columns, slots, buffer, n_listed, pos, pos_lo, neg, neg_lo):
+    """Count the block's values at the flat indices ``buffer[:n_listed]`` (after the histograms grew)."""
     n_t = vals.shape[1]
-    for j in range(n_listed):
-        i = buffer[j] // n_t
-        t = buffer[j] - i * n_t
-        if vals[i, t] > 0:
-            pos[_key(bits[i, t]) - pos_lo, t] += 1
+    n_c = columns.shape[0]
+    for m in range(n_listed):
+        c = buffer[m] % n_c
+        i = (buffer[m] // n_c) // n_t
+        t = (buffer[m] // n_c) - i * n_t
+        s = slots[c]
+        b = bits[i, t, columns[c]]
+        if vals[i, t, columns[c]] > 0:
+            pos[s][_key(b) - pos_lo[s], t] += 1
         else:
-            neg[_key(bits[i, t] & _MAG) - neg_lo, t] += 1
+            neg[s][_key(b & _MAG) - neg_lo[s], t] += 1
 
 
 @njit(cache=True, nogil=True)
-def _accumulate_outside(bits, vals, ok, pos, pos_lo, old_pos_lo, old_pos_hi, neg, neg_lo, old_neg_lo, old_neg_hi):
-    """Count the values that fell outside the old ranges, once the histograms have grown."""
-    n, n_t = vals.shape
+def _accumulate_outside(bits, vals, columns, slots, ok, pos, pos_lo, neg, neg_lo, old):
+    """Count the block's values that fell outside the old ranges (``old[s]``: first and last key,
+    positive then negative), once the histograms have grown."""
+    n, n_t = vals.shape[0], vals.shape[1]
     for i in range(n):
         if not ok[i]:
             continue
-        for t in range(n_t):
-            x = vals[i, t]
-            if x > 0:
-                k = _key(bits[i, t])
-                if k < old_pos_lo or k > old_pos_hi:
-                    pos[k - pos_lo, t] += 1
-            elif x < 0:
-                k = _key(bits[i, t] & _MAG)
-                if k < old_neg_lo or k > old_neg_hi:
-                    neg[k - neg_lo, t] += 1
+        for c in range(columns.shape[0]):
+            s = slots[c]
+            for t in range(n_t):
+                x = vals[i, t, columns[c]]
+                b = bits[i, t, columns[c]]
+                if x > 0:
+                    k = _key(b)
+                    if k < old[s, 0] or k > old[s, 1]:
+                        pos[s][k - pos_lo[s], t] += 1
+                elif x < 0:
+                    k = _key(b & _MAG)
+                    if k < old[s, 2] or k > old[s, 3]:
+                        neg[s][k - neg_lo[s], t] += 1
 
 
 @njit(cache=True, nogil=True)
@@ -213,46 +238,12 @@ class BandHistogram:
         return out, new_lo
 
     @staticmethod
-    def _bounds(arr, lo):
-        return (lo, lo + arr.shape[0] - 1) if arr.shape[0] else (1, 0)  # empty: lo > hi
-
-    @staticmethod
     def _nonempty(arr):
         return arr if arr.shape[0] else np.zeros((1, arr.shape[1]), dtype=np.uint32)
 
     def add(self, values: np.ndarray, ok: np.ndarray) -> None:
         """Count ``values`` (n_patients, n_times) of the patients where ``ok`` is true."""
-        vals = np.ascontiguousarray(values, dtype=np.float64)
-        ok = np.ascontiguousarray(ok, dtype=np.bool_)
-        bits = vals.view(np.int64)
-        if self.pos.shape[0] == 0 and self.neg.shape[0] == 0:
-            # size the ranges from the first patients, so most values fit in one pass
-            sample = vals[np.flatnonzero(ok)[:_SAMPLE_ROWS]]
-            keys = np.minimum(np.maximum(np.abs(sample).view(np.int64) >> _SHIFT, _KEY_UNDER), _KEY_OVER)
-            for side, sel in (("pos", sample > 0), ("neg", sample < 0)):
-                if sel.any():
-                    arr, lo = self._grow(getattr(self, side), 0, int(keys[sel].min()), int(keys[sel].max()))
-                    setattr(self, side, arr)
-                    setattr(self, side + "_lo", lo)
-        missed = np.empty(5, dtype=np.int64)
-        buffer = np.empty(_MISSED_BUFFER, dtype=np.int64)
-        p_old, n_old = self._bounds(self.pos, self.pos_lo), self._bounds(self.neg, self.neg_lo)
-        # an empty side gets a dummy row at a key no value has, so nothing lands in it
-        _accumulate(bits, vals, ok, self._nonempty(self.pos), np.int64(self.pos_lo if self.pos.shape[0] else _NO_KEY),
-                    self._nonempty(self.neg), np.int64(self.neg_lo if self.neg.shape[0] else _NO_KEY), self.zeros,
-                    self.nans, missed, buffer)
-        pmin, pmax, nmin, nmax, n_missed = (int(x) for x in missed)
-        if n_missed:
-            self.pos, self.pos_lo = self._grow(self.pos, self.pos_lo, pmin, pmax)
-            self.neg, self.neg_lo = self._grow(self.neg, self.neg_lo, nmin, nmax)
-            pos, neg = self._nonempty(self.pos), self._nonempty(self.neg)
-            if n_missed <= len(buffer):
-                _accumulate_listed(bits, vals, buffer, n_missed, pos, np.int64(self.pos_lo), neg,
-                                   np.int64(self.neg_lo))
-            else:
-                _accumulate_outside(bits, vals, ok, pos, np.int64(self.pos_lo), np.int64(p_old[0]),
-                                    np.int64(p_old[1]), neg, np.int64(self.neg_lo), np.int64(n_old[0]),
-                                    np.int64(n_old[1]))
+        BandHistograms.of(self).add(np.asarray(values, dtype=np.float64)[:, :, None], [0], [0], ok)
 
     def merged(self, other: "BandHistogram") -> "BandHistogram":
         """The sum of two histograms (e.g. of the arms of a cohort)."""
@@ -291,6 +282,92 @@ class BandHistogram:
                    self._nonempty(self.neg), n_lo if len(n_lo) else np.zeros(1),
                    n_hi if len(n_hi) else np.zeros(1), self.zeros, np.asarray(qs, dtype=np.float64), out)
         return out
+
+
+class BandHistograms:
+    """The band histograms of several outputs (of one arm), counted together from the engine's
+    (patient, time, output) blocks.
+
+    Histogram ``s`` is a :class:`BandHistogram` (:meth:`histogram`); one pass over a block
+    counts every listed output of every patient in it (:func:`_accumulate`).
+
+    Parameters
+    ----------
+    n_times : int
+        Output times.
+    n_histograms : int
+        Histograms (outputs) in the set.
+    """
+
+    def __init__(self, n_times: int, n_histograms: int):
+        self.zeros = np.zeros((n_histograms, n_times), dtype=np.int64)
+        self.nans = np.zeros((n_histograms, n_times), dtype=np.int64)
+        self.hists = []
+        for s in range(n_histograms):
+            h = BandHistogram(n_times)
+            h.zeros, h.nans = self.zeros[s], self.nans[s]  # views: the kernel counts into them
+            self.hists.append(h)
+
+    @classmethod
+    def of(cls, h: BandHistogram) -> "BandHistograms":
+        """A set of one histogram that counts into ``h``."""
+        one = cls.__new__(cls)
+        one.zeros, one.nans, one.hists = h.zeros[None, :], h.nans[None, :], [h]
+        return one
+
+    def histogram(self, s: int) -> BandHistogram:
+        """Histogram ``s``."""
+        return self.hists[s]
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the counts (bytes)."""
+        return sum(h.nbytes for h in self.hists)
+
+    def _lists(self):
+        pos, neg = List(), List()
+        for h in self.hists:
+            pos.append(h.pos)
+            neg.append(h.neg)
+        return (pos, np.array([h.pos_lo for h in self.hists], dtype=np.int64), neg,
+                np.array([h.neg_lo for h in self.hists], dtype=np.int64))
+
+    def add(self, block: np.ndarray, columns, slots, ok: np.ndarray) -> None:
+        """Count ``block[:, :, columns[c]]`` (a (patient, time, output) block) in histogram
+        ``slots[c]``, for the patients where ``ok`` is true."""
+        vals = np.ascontiguousarray(block, dtype=np.float64)
+        ok = np.ascontiguousarray(ok, dtype=np.bool_)
+        columns = np.asarray(columns, dtype=np.int64)
+        slots = np.asarray(slots, dtype=np.int64)
+        bits = vals.view(np.int64)
+        rows = None
+        for c, s in enumerate(slots):
+            h = self.hists[s]
+            if h.pos.shape[0] or h.neg.shape[0]:
+                continue
+            # size an empty histogram's ranges from the first patients, so most values fit in one pass
+            rows = np.flatnonzero(ok)[:_SAMPLE_ROWS] if rows is None else rows
+            sample = vals[rows, :, columns[c]]
+            keys = np.minimum(np.maximum(np.abs(sample).view(np.int64) >> _SHIFT, _KEY_UNDER), _KEY_OVER)
+            for side, sel in (("pos", sample > 0), ("neg", sample < 0)):
+                if sel.any():
+                    arr, lo = h._grow(getattr(h, side), 0, int(keys[sel].min()), int(keys[sel].max()))
+                    setattr(h, side, arr)
+                    setattr(h, side + "_lo", lo)
+        missed = np.empty((len(self.hists), 5), dtype=np.int64)
+        buffer = np.empty(_MISSED_BUFFER, dtype=np.int64)
+        old = np.array([[h.pos_lo, h.pos_lo + h.pos.shape[0] - 1, h.neg_lo, h.neg_lo + h.neg.shape[0] - 1]
+                        for h in self.hists], dtype=np.int64)  # an empty side: last < first, all outside
+        n_missed = _accumulate(bits, vals, columns, slots, ok, *self._lists(), self.zeros, self.nans, missed, buffer)
+        if n_missed:
+            for s in np.flatnonzero(missed[:, 4]):
+                h = self.hists[s]
+                h.pos, h.pos_lo = h._grow(h.pos, h.pos_lo, int(missed[s, 0]), int(missed[s, 1]))
+                h.neg, h.neg_lo = h._grow(h.neg, h.neg_lo, int(missed[s, 2]), int(missed[s, 3]))
+            if n_missed <= len(buffer):
+                _accumulate_listed(bits, vals, columns, slots, buffer, n_missed, *self._lists())
+            else:
+                _accumulate_outside(bits, vals, columns, slots, ok, *self._lists(), old)
 
 
 @njit(cache=True, nogil=True)

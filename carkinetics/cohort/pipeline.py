@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from carkinetics.cohort.bands import BAND_RESOLUTION, BandHistogram, band_table
+from carkinetics.cohort.bands import BAND_RESOLUTION, BandHistograms, band_table
 from carkinetics.cohort.chunk import (QUEUE_BYTES, QUEUE_CHUNKS, ChunkSimulator, CohortError, EngineThread,
-                                      check_chunk_size, endpoint_values, saved_planes, saved_series)
+                                      check_chunk_size, endpoint_values, saved_series)
 from carkinetics.cohort.result import CohortResult
 from carkinetics.cohort.table import PatientColumns
 from carkinetics.errors import ScenarioError, suggestion
@@ -120,6 +120,7 @@ def run_cohort(scenario: Scenario, n: int | None = None, seed: int | None = None
     t_post = _time.perf_counter()
     bands_table = (band_table(reducer.histograms, band_names, design.arm_names, scenario.times, DEFAULT_ARM)
                    if band_names else None)
+    reducer.band_sets = None  # the histograms (190 MB for the 24 outputs of the two-year T-ALL scenario) go now
     observed, data_file = _observations(scenario)
     if on_bands is not None and bands_table is not None:
         on_bands(CohortResult(None, None, bands_table, None, _figure_info(scenario, n, band_names), None, observed))
@@ -174,7 +175,7 @@ class _ChunkReducer:
         self.band_names = band_names
         self.traj_names = traj_names
         n_times = len(scenario.times)
-        self.histograms = {(k, name): BandHistogram(n_times) for k in range(len(design.arms)) for name in band_names}
+        self.band_sets = [BandHistograms(n_times, len(band_names)) for _ in design.arms]  # per arm
         self.columns = list(endpoints.columns) if endpoints else []
         taken = {"patient", "arm", "status", *design.covariate_names, *(f"param_{p}" for p in design.varying)}
         clash = [c for c in self.columns if c in taken]
@@ -205,8 +206,8 @@ class _ChunkReducer:
         traj = {name: np.empty((m, len(times))) for name in self.traj_names}
         for k, idx, res in chunk.sims:
             ok = res.status == 0
-            for name, values in saved_planes(res, self.band_names).items():
-                self.histograms[(k, name)].add(values, ok)
+            for block, columns, slots in self._band_columns(res):
+                self.band_sets[k].add(block, columns, slots, ok)
             for name in self.traj_names:
                 traj[name][idx] = saved_series(res, name)
         chunk.sims = res = None  # free this chunk's outputs before the next one arrives
@@ -220,6 +221,20 @@ class _ChunkReducer:
         if self.traj_names:
             self._add_trajectories(draws, traj, start, m)
         self.t_reduce += _time.perf_counter() - tb
+
+    def _band_columns(self, res):
+        """``(block, columns, slots)``: the band outputs saved in ``res.outputs``, then those saved in
+        ``res.states`` (plotted states), their columns in that block and their histograms."""
+        for block, saved in ((res.outputs, res.output_names), (res.states, res.state_names)):
+            slots = [s for s, name in enumerate(self.band_names) if name in saved]
+            if slots:
+                yield block, [saved.index(self.band_names[s]) for s in slots], slots
+
+    @property
+    def histograms(self):
+        """The band histograms by (arm index, output name)."""
+        return {(k, name): hs.histogram(s) for k, hs in enumerate(self.band_sets)
+                for s, name in enumerate(self.band_names)}
 
     def _add_trajectories(self, draws, traj, start, m):
         import pandas as pd

@@ -186,8 +186,8 @@ def _run_range(start, stop, prob, res):
                 # still interpolated from this step), unless the roots are jumps that fire inside it
                 # the lane's parameters and new state are read in place (columns of PL and YNEW):
                 # copied out only when a root was crossed
-                s_root = _lane_roots(TSIT5, li, t, h, t_new, PL[:, li], YNEW[:, li], Y, K, y1, cont3, cont4, GL,
-                                     RHIT, gnew, gtmp, tmp1, mev_count, i_pat, 0.0, False, quad)
+                s_root = _lane_roots_tsit5(li, t, h, t_new, PL, YNEW, Y, K, y1, cont3, cont4, GL, RHIT, gnew, gtmp,
+                                           tmp1, mev_count, i_pat, quad)
                 jn[0] = 0
                 if N_STOCH > 0 and s_root >= 0.0:  # births and deaths of small clones inside the step
                     for j in range(n_par):

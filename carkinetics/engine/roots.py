@@ -93,6 +93,16 @@ def _root_active(r, i_pat, count):
 
 
 @njit(**_JIT)
+def _lane_roots_tsit5(li, t, h, t_new, PL, YNEW, Y, K, y0, cont3, cont4, GL, RHIT, gnew, gtmp, out, count, i_pat,
+                      quad):
+    """:func:`_lane_roots` after a Tsit5 step of lane li, its parameters and new state read in
+    place. The column views are made here, where no reference to them is counted: made in the
+    driver, which counts them, they cost four atomic instructions per step."""
+    return _lane_roots(TSIT5, li, t, h, t_new, PL[:, li], YNEW[:, li], Y, K, y0, cont3, cont4, GL, RHIT, gnew, gtmp,
+                       out, count, i_pat, 0.0, False, quad)
+
+
+@njit(**_JIT)
 def _lane_roots(mode, li, t, h, t_new, p, ynew, Y, K, y0, cont3, cont4, GL, RHIT, gnew, gtmp, out, count, i_pat, s0, corr,
                 quad):
     """The first root crossed in the accepted step from t to t_new (after fraction s0 of it:

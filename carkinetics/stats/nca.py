@@ -16,6 +16,7 @@ between quantifiable values are dropped.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -431,15 +432,64 @@ def time_beyond(times, values, threshold, direction, start=None, end=None, metho
     return _out(np.where(np.isnan(vw).any(axis=1), np.nan, total), single)
 
 
-def _cumulative_at(times, hazard, cumulative, at):
-    """Cumulative hazard at per-patient times ``at`` (piecewise-linear hazard)."""
-    n, n_t = hazard.shape
-    k = np.clip(np.searchsorted(times, np.nan_to_num(at, nan=times[0]), side="right") - 1, 0, n_t - 2)
-    rows = np.arange(n)
-    x = at - times[k]
-    dt = times[k + 1] - times[k]
-    h0, h1 = hazard[rows, k], hazard[rows, k + 1]
-    return cumulative[rows, k] + h0 * x + (h1 - h0) * x * x / (2.0 * dt)
+@njit(cache=True, nogil=True)
+def _hazard_rows(times, h, log_u, start, end, time, event):
+    """Each row's event time: where the trapezoid-rule cumulative hazard from ``start`` reaches
+    ``-log_u`` (see :func:`hazard_event_times`), in one pass over the row.
+
+    The arithmetic is that of the array expressions it replaced (the same operations in the same
+    order), so the times are the same to the bit. ``time``/``event`` get NaN for a row with a NaN
+    hazard, start or uniform.
+    """
+    n, n_t = h.shape
+    cum = np.empty(n_t)
+    half_dt = np.empty(n_t)
+    for k in range(1, n_t):
+        half_dt[k] = 0.5 * (times[k] - times[k - 1])
+    for i in range(n):
+        n_nan = 0
+        prev = h[i, 0]
+        n_nan += prev != prev
+        prev = max(prev, 0.0)
+        c = 0.0
+        cum[0] = 0.0
+        for k in range(1, n_t):
+            hk = h[i, k]
+            n_nan += hk != hk
+            hk = max(hk, 0.0)
+            c += (prev + hk) * half_dt[k]
+            cum[k] = c
+            prev = hk
+        if n_nan > 0 or start[i] != start[i] or log_u[i] != log_u[i]:
+            time[i] = np.nan
+            event[i] = np.nan
+            continue
+        # cumulative hazard at the start (piecewise-linear hazard within its interval)
+        k = np.searchsorted(times, start[i], side="right") - 1
+        k = min(max(k, 0), n_t - 2)
+        x = start[i] - times[k]
+        h0, h1 = max(h[i, k], 0.0), max(h[i, k + 1], 0.0)
+        target = cum[k] + h0 * x + (h1 - h0) * x * x / (2.0 * (times[k + 1] - times[k])) - log_u[i]
+        reach = 0
+        while reach < n_t and not cum[reach] >= target:
+            reach += 1
+        t_event = np.inf
+        if reach < n_t:
+            k = max(reach, 1)
+            h0, h1 = max(h[i, k - 1], 0.0), max(h[i, k], 0.0)
+            seg_dt = times[k] - times[k - 1]
+            remaining = max(target - cum[k - 1], 0.0)
+            slope_half = (h1 - h0) / (2.0 * seg_dt)
+            # root of slope_half x^2 + h0 x - remaining = 0 in the stable form (no cancellation)
+            x = 2.0 * remaining / (h0 + math.sqrt(max(h0 * h0 + 4.0 * slope_half * remaining, 0.0)))
+            x = 0.0 if x != x else min(max(x, 0.0), seg_dt)
+            t_event = max(times[k - 1] + x, start[i])
+        if t_event <= end[i]:
+            time[i] = t_event
+            event[i] = 1.0
+        else:
+            time[i] = end[i]
+            event[i] = 0.0
 
 
 def hazard_event_times(times, hazard, uniforms, start=None, end=None):
@@ -471,40 +521,17 @@ def hazard_event_times(times, hazard, uniforms, start=None, end=None):
     times = np.asarray(times, dtype=float)
     h, single = _rows(hazard)
     n, n_t = h.shape
+    if n_t < 2:
+        raise ValueError("a hazard needs at least two output times")
     u = np.broadcast_to(np.asarray(uniforms, dtype=float), (n,))
     start = np.broadcast_to(np.asarray(times[0] if start is None else start, dtype=float), (n,))
     end_arr = np.broadcast_to(np.asarray(times[-1] if end is None else end, dtype=float), (n,))
     end_arr = np.minimum(end_arr, times[-1])
-    if n_t < 2:
-        raise ValueError("a hazard needs at least two output times")
-    h = np.maximum(h, 0.0)
-    dt = np.diff(times)
-    cumulative = np.empty((n, n_t))  # trapezoid rule, built in place (large arrays)
-    cumulative[:, 0] = 0.0
-    inc = cumulative[:, 1:]
-    np.add(h[:, :-1], h[:, 1:], out=inc)
-    inc *= 0.5 * dt
-    np.cumsum(inc, axis=1, out=inc)
     with np.errstate(all="ignore"):
-        target = _cumulative_at(times, h, cumulative, start) - np.log(u)
-    reach = cumulative >= target[:, None]
-    has = reach.any(axis=1)
-    k = np.maximum(reach.argmax(axis=1), 1)
-    rows = np.arange(n)
-    h0, h1 = h[rows, k - 1], h[rows, k]
-    seg_dt = times[k] - times[k - 1]
-    remaining = np.maximum(target - cumulative[rows, k - 1], 0.0)
-    slope_half = (h1 - h0) / (2.0 * seg_dt)
-    with np.errstate(all="ignore"):
-        # root of slope_half x^2 + h0 x - remaining = 0 in the stable form (no cancellation)
-        x = 2.0 * remaining / (h0 + np.sqrt(np.maximum(h0 * h0 + 4.0 * slope_half * remaining, 0.0)))
-    x = np.clip(np.nan_to_num(x, nan=0.0), 0.0, seg_dt)
-    t_event = np.where(has, np.maximum(times[k - 1] + x, start), np.inf)
-    event = t_event <= end_arr
-    time = np.where(event, t_event, end_arr)
-    bad = np.isnan(h).any(axis=1) | np.isnan(start) | np.isnan(u)
-    time = np.where(bad, np.nan, time)
-    event = np.where(bad, np.nan, event.astype(float))
+        log_u = np.log(u)  # numpy's log, as before (numba's may differ in the last bit)
+    time, event = np.empty(n), np.empty(n)
+    _hazard_rows(times, h, np.ascontiguousarray(log_u), np.ascontiguousarray(start, dtype=float),
+                 np.ascontiguousarray(end_arr, dtype=float), time, event)
     return _out(time, single), _out(event, single)
 
 

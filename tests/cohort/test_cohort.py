@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from carkinetics import simulate
 from carkinetics.cli.main import main
-from carkinetics.cohort.bands import QUANTILE_COLUMNS, QUANTILES, BandHistogram, output_planes
+from carkinetics.cohort.bands import QUANTILE_COLUMNS, QUANTILES, BandHistogram, BandHistograms, output_planes
 from carkinetics.cohort.chunk import CohortError
 from carkinetics.cohort.pipeline import run_cohort
 from carkinetics.cohort.result import load_cohort_result
@@ -93,6 +93,47 @@ def test_histograms_do_not_depend_on_how_values_are_split(monkeypatch, buffer):
     for t in range(5):
         k, c = np.unique(keys[ok, t], return_counts=True)
         np.testing.assert_array_equal(whole.pos[k - whole.pos_lo, t], c)
+
+
+@pytest.mark.parametrize("buffer", [1 << 16, 5])  # 5: values outside the ranges overflow the list
+def test_a_set_of_histograms_counts_each_column_of_the_block_as_numpy_does(monkeypatch, buffer):
+    # columns in any order, a column counted twice, two blocks (outputs and states) into one set,
+    # chunks of any size: each histogram's counts are numpy's on the same bins, and its quantiles
+    # those of a BandHistogram of that column alone
+    import carkinetics.cohort.bands as bands
+
+    monkeypatch.setattr(bands, "_MISSED_BUFFER", buffer)
+    rng = np.random.default_rng(4)
+    n, n_t = 900, 6
+    block = np.exp(rng.normal(0, 12, size=(n, n_t, 5)))  # ranges grow as the chunks arrive
+    block[:, :, 1] *= np.where(rng.random((n, n_t)) < 0.3, -1.0, 1.0)  # both signs
+    block[rng.random((n, n_t)) < 0.1, 2] = 0.0
+    block[5, 3, 2] = np.nan
+    block[7, 1, 4] = 1e-300  # below the floor
+    states = rng.normal(size=(n, n_t, 2))
+    ok = rng.random(n) > 0.05
+    columns, slots = [3, 0, 1, 2, 4, 3], [0, 1, 2, 3, 4, 6]
+    hs = BandHistograms(n_t, 7)
+    for a, b in ((0, 1), (1, 250), (250, 251), (251, 900)):
+        hs.add(block[a:b], columns, slots, ok[a:b])
+        hs.add(states[a:b], [1], [5], ok[a:b])
+    planes = {s: block[:, :, c] for c, s in zip(columns, slots)} | {5: states[:, :, 1]}
+    for s, x in planes.items():
+        h = hs.histogram(s)
+        x = x[ok]
+        for side, arr, lo, sel in ((1, h.pos, h.pos_lo, x > 0), (-1, h.neg, h.neg_lo, x < 0)):
+            keys = np.clip((np.abs(x).view(np.int64) >> (52 - 6)), bands._KEY_UNDER, bands._KEY_OVER)
+            for t in range(n_t):
+                k, c = np.unique(keys[sel[:, t], t], return_counts=True)
+                got = np.zeros(len(k), dtype=np.int64) if arr.shape[0] == 0 else arr[k - lo, t]
+                np.testing.assert_array_equal(got, c)
+                assert arr[:, t].sum() == sel[:, t].sum() if arr.shape[0] else not sel[:, t].any()
+        np.testing.assert_array_equal(h.zeros, (x == 0).sum(axis=0))
+        np.testing.assert_array_equal(h.nans, np.isnan(x).sum(axis=0))
+        alone = BandHistogram(n_t)
+        alone.add(planes[s], ok)
+        np.testing.assert_array_equal(h.quantiles(), alone.quantiles())
+    assert hs.nbytes > 0
 
 
 def test_histogram_memory_is_bounded_whatever_the_values():

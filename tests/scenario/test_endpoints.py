@@ -220,6 +220,32 @@ def test_linear_hazard_is_integrated_exactly():
     np.testing.assert_allclose(t[ok], expected[ok], rtol=1e-10)
 
 
+def test_hazard_from_a_start_inside_an_interval_to_a_censoring_time_per_patient():
+    # h(t) = a + b t from a start s between grid times: H(t) - H(s) = target inverted in closed
+    # form; each patient censored at its own end; a negative hazard counts as 0 (no event, the
+    # end is the time) and a NaN hazard, start or uniform gives NaN
+    times = np.arange(0.0, 301.0, 10.0)
+    a, b = 0.002, 1e-4
+    rng = np.random.default_rng(11)
+    n = 4000
+    u, s, end = rng.uniform(size=n), rng.uniform(0.0, 100.0, n), rng.uniform(50.0, 400.0, n)
+    h = np.repeat((a + b * times)[None, :], n, axis=0)
+    h[:100] = -1.0
+    h[100, 7] = np.nan
+    s[101], u[102] = np.nan, np.nan
+    t, e = nca.hazard_event_times(times, h, u, start=s, end=end)
+    target = -np.log(u) + a * s + b * s * s / 2.0
+    expected = (-a + np.sqrt(a * a + 2 * b * target)) / b
+    event = expected <= np.minimum(end, 300.0)
+    rows = np.arange(n) > 102
+    np.testing.assert_allclose(t[rows & event], expected[rows & event], rtol=1e-10)
+    np.testing.assert_array_equal(t[rows & ~event], np.minimum(end, 300.0)[rows & ~event])
+    np.testing.assert_array_equal(e[rows], event[rows].astype(float))
+    assert np.all(e[:100] == 0) and np.array_equal(t[:100], np.minimum(end[:100], 300.0))
+    assert np.isnan(t[100:103]).all() and np.isnan(e[100:103]).all()
+    assert 1000 < event[rows].sum() < n - 1000
+
+
 def test_hazard_driven_by_time_below_a_threshold():
     # T cells below 50/uL for the first 20 days: hazard 0.02/day then, 0 after; on a 1-day
     # grid the trapezoid adds half a day of risk at the step (documented resolution)

@@ -232,6 +232,15 @@ def test_any_split_of_the_patients_gives_the_same_draws(inline_scenario):
     np.testing.assert_array_equal(np.concatenate([p.covariates["weight"] for p in parts]), whole.covariates["weight"])
     np.testing.assert_array_equal(np.concatenate([design.uniforms(a, b, 3) for a, b in zip(cuts[:-1], cuts[1:])]),
                                   design.uniforms(0, n, 3))
+    # a design keeps the last block of each stream: chunks asked for out of order, one block
+    # twice, by a fresh design, are still the same patients (nothing drawn changes a kept block)
+    fresh = cohort_design(sc, 123)
+    for k in (4, 0, 1, 5, 2, 3, 2):
+        a, b = cuts[k], cuts[k + 1]
+        drawn = fresh.draw(a, b)
+        drawn.parameters *= 2.0  # a caller changing its draws in place
+        np.testing.assert_array_equal(fresh.draw(a, b).parameters, whole.parameters[a:b])
+        np.testing.assert_array_equal(fresh.uniforms(a, b, 3), design.uniforms(0, n, 3)[a:b])
     # another seed, other patients
     other = cohort_design(sc, 124).draw(0, 100)
     assert not np.array_equal(other.parameters, whole.parameters[:100])
