@@ -103,7 +103,7 @@ def _run(scenario, output, n, seed, jobs, chunk_size, trajectories, figures, ove
     try:
         result = run_population(sc, output, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size,
                                 trajectories=trajectories, progress=progress, figures=figures,
-                                overrides=overrides, table_format=table_format)
+                                overrides=overrides, table_format=table_format, keep_parameters=False)
     finally:
         progress.close()
     info = result.info

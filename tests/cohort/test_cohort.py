@@ -558,6 +558,24 @@ def test_patient_table_is_the_chunks_in_order_whatever_the_chunk_size(scenario):
             assert values.base is None or values.base.size == values.size, name
 
 
+def test_run_without_the_parameters_in_memory_writes_them_to_the_file(scenario, tmp_path):
+    """run_population(keep_parameters=False), what ``carkinetics run`` does: the returned table
+    lacks the varying parameters' columns, patients.csv has them, value for value those of a
+    run that keeps them, and the other files are the same bytes."""
+    from carkinetics.studies.run import run_population
+
+    kept = run_population(scenario, tmp_path / "kept", n=150, seed=4, plots=False)
+    lean = run_population(scenario, tmp_path / "lean", n=150, seed=4, plots=False, keep_parameters=False)
+    params = [c for c in kept.patients.columns if c.startswith("param_")]
+    assert params and not any(c.startswith("param_") for c in lean.patients.columns)
+    pd.testing.assert_frame_equal(lean.patients, kept.patients.drop(columns=params))
+    for name in ("patients.csv", "summary.csv", "bands.csv", "km.csv"):
+        if (tmp_path / "kept" / name).exists():
+            assert (tmp_path / "lean" / name).read_bytes() == (tmp_path / "kept" / name).read_bytes(), name
+    written = pd.read_csv(tmp_path / "lean" / "patients.csv")
+    np.testing.assert_allclose(written[params].to_numpy(), kept.patients[params].to_numpy(), rtol=1e-15)
+
+
 def test_patient_columns_widen_a_column_and_refuse_a_mismatch():
     """A later chunk that needs a wider type widens the column (no value is cast down); the
     arm stays categorical codes until the frame is made; chunks with other columns or other

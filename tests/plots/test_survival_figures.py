@@ -275,3 +275,18 @@ def test_drawn_steps_leaves_small_curves_alone():
     out = drawn_steps(t, 9.0, t * 2)
     assert out[0] is t or np.array_equal(out[0], t)
     np.testing.assert_array_equal(out[1], t * 2)
+
+
+def test_text_columns_are_factorised_as_their_text():
+    # the codes of a column (runs of one value, as a Kaplan-Meier table lists its curves, or
+    # values in any order; text, numbers, an object column) index labels in order of first
+    # appearance, the same as numpy's text of each value
+    from carkinetics.plots.survival import _factorized
+
+    rng = np.random.default_rng(2)
+    for values in (np.array(["os", "os", "efs", "efs", "efs", "os", "nrm"], dtype=object),
+                   np.array(["b", "a", "b", "c", "a"]), rng.integers(0, 4, 50), np.array([], dtype=object)):
+        codes, labels = _factorized(values)
+        text = np.asarray(values).astype(str)
+        assert labels == list(dict.fromkeys(text.tolist()))
+        np.testing.assert_array_equal(np.asarray(labels, dtype=object)[codes] if len(codes) else text, text)
