@@ -92,10 +92,10 @@ def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_
         instead of ``patients.csv`` and ``bands.csv``.
     keep_parameters : bool
         False: the returned ``result.patients`` does without the varying parameters'
-        columns (``param_NAME``), which ``patients.csv`` has (it is written while simulating);
-        they are dropped before the figures and the other tables are made, the end of a run,
-        when its memory peaks (8 bytes per patient and parameter: 248 MB at 10^6 patients of
-        the T-ALL model). What ``carkinetics run`` does. Only with ``table_format="csv"``.
+        columns (``param_NAME``), which ``patients.csv`` has (it is written while simulating,
+        chunk by chunk): they are never held (8 bytes per patient and parameter: 248 MB at
+        10^6 patients of the T-ALL model). What ``carkinetics run`` does. Only with
+        ``table_format="csv"``.
 
     Returns
     -------
@@ -126,12 +126,9 @@ def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_
                                 keep_trajectories=(staging / "trajectories.csv") if trajectories else False,
                                 progress=progress, while_simulating=prepare,
                                 patients_csv=staging / "patients.csv" if table_format == "csv" else None,
-                                on_bands=draw_bands if plots and figures is not None else None)
+                                on_bands=draw_bands if plots and figures is not None else None,
+                                keep_parameters=keep_parameters or table_format != "csv")
             result.info["overrides"] = dict(overrides or {})
-            if not keep_parameters and table_format == "csv":
-                for name in result.info.get("varying_parameters", ()):  # one column each: freed as it goes
-                    if f"param_{name}" in result.patients.columns:
-                        del result.patients[f"param_{name}"]
             names = result.write_into(staging, plots=plots, figures=figures, table_format=table_format)
             names = list(names) + scenario_vpc(scenario, staging, seed=result.info.get("seed"), jobs=jobs)
         except BaseException:
