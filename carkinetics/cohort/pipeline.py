@@ -119,9 +119,8 @@ def run_cohort(scenario: Scenario, n: int | None = None, seed: int | None = None
     simulator = ChunkSimulator(scenario, design, needed, jobs=jobs, uniform_streams=streams)
     if not keep_parameters and patients_csv is None:
         raise CohortError("keep_parameters=False needs patients_csv: the parameters would be written nowhere")
-    reducer = _ChunkReducer(scenario, design, endpoints, band_names, traj_names, keep_trajectories, n)
-    if not keep_parameters:
-        reducer.held = {f"param_{p}" for p in design.varying}
+    reducer = _ChunkReducer(scenario, design, endpoints, band_names, traj_names, keep_trajectories, n,
+                            keep_parameters)
     _simulate_and_reduce(simulator, reducer, n, chunk_size, len(needed), progress=progress,
                          patients_csv=patients_csv, while_simulating=while_simulating, endpoints=endpoints)
 
@@ -176,7 +175,8 @@ def _saved_names(scenario, bands, keep_trajectories, endpoints):
 class _ChunkReducer:
     """What is kept of the simulated chunks: the patient table, band histograms, trajectories, counters."""
 
-    def __init__(self, scenario, design, endpoints, band_names, traj_names, keep_trajectories, n):
+    def __init__(self, scenario, design, endpoints, band_names, traj_names, keep_trajectories, n,
+                 keep_parameters=True):
         self.scenario = scenario
         self.design = design
         self.endpoints = endpoints
@@ -198,7 +198,8 @@ class _ChunkReducer:
             self.traj_path.parent.mkdir(parents=True, exist_ok=True)
             self.traj_path.write_text("")
         self.table = PatientColumns(n)
-        self.held = None  # names of the columns written to patients.csv but not held (None: all are held)
+        # the columns written to patients.csv but not held in the table (none: all are held)
+        self.not_held = set() if keep_parameters else {f"param_{p}" for p in design.varying}
         self.n_clipped = np.zeros(scenario.model.n_parameters, dtype=np.int64)
         self.t_draw = self.t_sim = self.t_reduce = 0.0
 
@@ -226,7 +227,7 @@ class _ChunkReducer:
             table[col] = ep_values[col]
         if csv_file is not None:
             write_csv(table, csv_file, header=(start == 0))
-        self.table.add(table if self.held is None else {k: v for k, v in table.items() if k not in self.held}, start)
+        self.table.add({k: v for k, v in table.items() if k not in self.not_held}, start)
         if self.traj_names:
             self._add_trajectories(draws, traj, start, m)
         self.t_reduce += _time.perf_counter() - tb
