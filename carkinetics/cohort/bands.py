@@ -8,8 +8,10 @@ out; magnitudes below ``BAND_FLOOR`` (2^-70, about 8.5e-22) share one bin and th
 above ``BAND_CEILING`` (2^100, about 1.3e30) another, so the range, and the memory, is
 bounded whatever N. A quantile is the inverted-CDF order statistic ``k = ceil(q n)``
 placed inside its bin by linear interpolation of the rank: within one bin of
-``numpy.quantile(x, q, method="inverted_cdf")``. Memory is 4 bytes per (arm, output,
-output time, bin between the smallest and largest value seen). Histogram counts are sums,
+``numpy.quantile(x, q, method="inverted_cdf")``. Memory is 3 bytes per (arm, output,
+output time, bin between the smallest and largest value seen): a count is held as an 8-bit low
+and a 16-bit high part (:class:`_Counts`), so that the counting, bound by the cache misses of
+its scattered increments, touches one byte per value. Histogram counts are sums,
 so the bands do not depend on how the patients were split into chunks. The outputs of one arm
 are counted together (:class:`BandHistograms`), straight from the engine's (patient, time,
 output) blocks.
@@ -34,6 +36,10 @@ _KEY_OVER = int(np.array(BAND_CEILING).view(np.int64)) >> _SHIFT
 _GROW_MARGIN = 4 << BAND_BITS  # bins added beyond the values seen when a histogram grows (4 octaves)
 _SAMPLE_ROWS = 256  # patients whose values size an empty histogram
 _MISSED_BUFFER = 1 << 16  # values outside the range recorded for a second, short pass
+#: Values a (bin, time) cell can take in its 8 + 16 bits; each value adds one to one cell of its
+#: time, so a histogram folds its parts into 64-bit counts before it could count more values
+#: per time than this (more than 16.7 million patients in one arm)
+_FOLD_AT = (1 << 24) - 1
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 QUANTILE_COLUMNS = ("q05", "q25", "q50", "q75", "q95")
 BAND_RESOLUTION = (f"log-linear histogram: 2^{BAND_BITS} = {2 ** BAND_BITS} equal bins per octave (a bin is at most "
@@ -54,13 +60,23 @@ def _key(bits):
     return k
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _bump(low, high, r, t):
+    """Add one to cell (r, t) of the counts held as ``low + 256 * high`` (uint8, uint16)."""
+    v = np.uint8(low[r, t] + np.uint8(1))
+    low[r, t] = v
+    if v == 0:
+        high[r, t] += np.uint16(1)
+
+
 @njit(cache=True, nogil=True)
-def _accumulate(bits, vals, columns, slots, ok, pos, pos_lo, neg, neg_lo, zeros, nans, missed, buffer):
+def _accumulate(bits, vals, columns, slots, ok, pos8, pos16, pos_lo, neg8, neg16, neg_lo, zeros, nans, missed, buffer):
     """Count the listed columns of a (patient, time, output) block, each in its histogram.
 
-    Column ``columns[c]`` of the block goes to histogram ``slots[c]``: ``pos[s]``/``neg[s]``
-    (lists) are its (n_bins, n_times) counts of positive/negative values, bin ``k`` in row
-    ``k - pos_lo[s]`` (``neg_lo[s]``); ``zeros``, ``nans``: (n_histograms, n_times). Values
+    Column ``columns[c]`` of the block goes to histogram ``slots[c]``: ``pos8[s]``, ``pos16[s]``
+    (``neg8``, ``neg16``; lists) are the low and high parts of its (n_bins, n_times) counts of
+    positive (negative) values (:func:`_bump`), bin ``k`` in row ``k - pos_lo[s]``
+    (``neg_lo[s]``); ``zeros``, ``nans``: (n_histograms, n_times). Values
     whose bin lies outside the current range are noted for a second, short pass once the
     ranges have grown: ``missed[s]`` = (min, max) key of positive, then negative values, their
     number; the flat indices ``(i * n_times + t) * n_columns + c`` of the first ``len(buffer)``
@@ -89,11 +105,11 @@ def _accumulate(bits, vals, columns, slots, ok, pos, pos_lo, neg, neg_lo, zeros,
         for c in range(n_c):
             col = columns[c]
             s = slots[c]
-            P = pos[s]
-            N = neg[s]
+            P8, P16, N8, N16 = pos8[s], pos16[s], neg8[s], neg16[s]
             p_lo, n_lo = pos_lo[s], neg_lo[s]
-            p_nb = P.shape[0]
-            flat = P.reshape(-1)
+            p_nb = P8.shape[0]
+            flat8 = P8.reshape(-1)
+            flat16 = P16.reshape(-1)
             for t in range(n_t):
                 b = bits[i, t, col]
                 # fast path: a positive value whose raw key lies in the positive range (one unsigned
@@ -101,20 +117,24 @@ def _accumulate(bits, vals, columns, slots, ok, pos, pos_lo, neg, neg_lo, zeros,
                 # and take the full test below, which clamps keys as _key does: same counts, ~2x faster)
                 j = np.uint64((b >> _SHIFT) - p_lo)
                 if j < np.uint64(p_nb):
-                    flat[j * u_t + np.uint64(t)] += np.uint32(1)
+                    f = j * u_t + np.uint64(t)
+                    v = np.uint8(flat8[f] + np.uint8(1))
+                    flat8[f] = v
+                    if v == 0:
+                        flat16[f] += np.uint16(1)
                     continue
                 x = vals[i, t, col]
                 if x > 0:
                     side = 0
                     k = _key(b)
                     if k >= p_lo and k < p_lo + p_nb:
-                        P[k - p_lo, t] += 1
+                        _bump(P8, P16, k - p_lo, t)
                         continue
                 elif x < 0:
                     side = 1
                     k = _key(b & _MAG)
-                    if k >= n_lo and k < n_lo + N.shape[0]:
-                        N[k - n_lo, t] += 1
+                    if k >= n_lo and k < n_lo + N8.shape[0]:
+                        _bump(N8, N16, k - n_lo, t)
                         continue
                 elif x == 0:
                     zeros[s, t] += 1
@@ -132,7 +152,7 @@ def _accumulate(bits, vals, columns, slots, ok, pos, pos_lo, neg, neg_lo, zeros,
 
 
 @njit(cache=True, nogil=True)
-def _accumulate_listed(bits, vals, columns, slots, buffer, n_listed, pos, pos_lo, neg, neg_lo):
+def _accumulate_listed(bits, vals, columns, slots, buffer, n_listed, pos8, pos16, pos_lo, neg8, neg16, neg_lo):
     """Count the block's values at the flat indices ``buffer[:n_listed]`` (after the histograms grew)."""
     n_t = vals.shape[1]
     n_c = columns.shape[0]
@@ -143,13 +163,13 @@ def _accumulate_listed(bits, vals, columns, slots, buffer, n_listed, pos, pos_lo
         s = slots[c]
         b = bits[i, t, columns[c]]
         if vals[i, t, columns[c]] > 0:
-            pos[s][_key(b) - pos_lo[s], t] += 1
+            _bump(pos8[s], pos16[s], _key(b) - pos_lo[s], t)
         else:
-            neg[s][_key(b & _MAG) - neg_lo[s], t] += 1
+            _bump(neg8[s], neg16[s], _key(b & _MAG) - neg_lo[s], t)
 
 
 @njit(cache=True, nogil=True)
-def _accumulate_outside(bits, vals, columns, slots, ok, pos, pos_lo, neg, neg_lo, old):
+def _accumulate_outside(bits, vals, columns, slots, ok, pos8, pos16, pos_lo, neg8, neg16, neg_lo, old):
     """Count the block's values that fell outside the old ranges (``old[s]``: first and last key,
     positive then negative), once the histograms have grown."""
     n, n_t = vals.shape[0], vals.shape[1]
@@ -164,11 +184,11 @@ def _accumulate_outside(bits, vals, columns, slots, ok, pos, pos_lo, neg, neg_lo
                 if x > 0:
                     k = _key(b)
                     if k < old[s, 0] or k > old[s, 1]:
-                        pos[s][k - pos_lo[s], t] += 1
+                        _bump(pos8[s], pos16[s], k - pos_lo[s], t)
                 elif x < 0:
                     k = _key(b & _MAG)
                     if k < old[s, 2] or k > old[s, 3]:
-                        neg[s][k - neg_lo[s], t] += 1
+                        _bump(neg8[s], neg16[s], k - neg_lo[s], t)
 
 
 @njit(cache=True, nogil=True)
@@ -203,43 +223,125 @@ def _key_edges(keys: np.ndarray):
     return lo, hi
 
 
+class _Counts:
+    """Counts of the values of one sign of a histogram: (n_bins, n_times), bin ``k`` in row
+    ``k - lo``, the range grown as values arrive.
+
+    A count is ``low + 256 * high`` (uint8, uint16) and, once the histogram has folded
+    (:meth:`fold`), plus ``base`` (uint64). Each value adds one to one cell of its time, so 24
+    bits hold the counts of :data:`_FOLD_AT` values per time; the kernel's increment touches one
+    byte and carries into ``high`` once in 256.
+    """
+
+    __slots__ = ("low", "high", "base", "lo")
+
+    def __init__(self, n_times: int):
+        self.low = np.zeros((0, n_times), dtype=np.uint8)
+        self.high = np.zeros((0, n_times), dtype=np.uint16)
+        self.base = None
+        self.lo = 0
+
+    @classmethod
+    def of_total(cls, total: np.ndarray, lo: int) -> "_Counts":
+        """Counts holding ``total`` (non-negative integers, rows from bin ``lo``)."""
+        out = cls(total.shape[1])
+        total = np.asarray(total, dtype=np.uint64)
+        out.lo = lo
+        if total.size and total.max() > _FOLD_AT:
+            out.low = np.zeros(total.shape, dtype=np.uint8)
+            out.high = np.zeros(total.shape, dtype=np.uint16)
+            out.base = total.copy()
+        else:
+            out.low = (total & np.uint64(0xFF)).astype(np.uint8)
+            out.high = (total >> np.uint64(8)).astype(np.uint16)
+        return out
+
+    @property
+    def n_bins(self) -> int:
+        return self.low.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.low.nbytes + self.high.nbytes + (0 if self.base is None else self.base.nbytes))
+
+    def total(self, dtype=None) -> np.ndarray:
+        """The counts (uint32, or uint64 once folded, unless ``dtype`` says otherwise)."""
+        dtype = dtype or (np.uint32 if self.base is None else np.uint64)
+        out = self.high.astype(dtype)
+        out <<= 8
+        out += self.low
+        if self.base is not None:
+            out += self.base
+        return out
+
+    def fold(self) -> None:
+        """Move the low and high parts into ``base``, so that 2^24 - 1 more values fit in them."""
+        if self.n_bins:
+            self.base = self.total().astype(np.uint64)
+            self.low[:] = 0
+            self.high[:] = 0
+
+    def grow(self, kmin: int, kmax: int) -> None:
+        """Extend the rows to hold keys kmin..kmax, with a margin so that they rarely grow again."""
+        if kmin > kmax or (self.n_bins and kmin >= self.lo and kmax <= self.lo + self.n_bins - 1):
+            return
+        new_lo = max(_KEY_UNDER, kmin - _GROW_MARGIN)
+        new_hi = min(_KEY_OVER, kmax + _GROW_MARGIN)
+        if self.n_bins:
+            new_lo, new_hi = min(self.lo, new_lo), max(self.lo + self.n_bins - 1, new_hi)
+        at = self.lo - new_lo
+        for name in ("low", "high", "base"):
+            arr = getattr(self, name)
+            if arr is None:
+                continue
+            out = np.zeros((new_hi - new_lo + 1, arr.shape[1]), dtype=arr.dtype)
+            out[at:at + arr.shape[0]] = arr
+            setattr(self, name, out)
+        self.lo = new_lo
+
+
 class BandHistogram:
     """Counts of one output's values at each output time, in log-linear bins.
 
     See the module documentation for the bins. The bin range grows as values
-    arrive (rows of ``pos``/``neg``, shape (n_bins, n_times)); counts are unsigned
-    32-bit. Sums of histograms are histograms, so the counts do not depend on how
-    the values were split into chunks.
+    arrive (rows of ``pos``/``neg``, shape (n_bins, n_times), from bins ``pos_lo``/``neg_lo``);
+    the counts are held in 3 bytes per cell (:class:`_Counts`). Sums of histograms are
+    histograms, so the counts do not depend on how the values were split into chunks.
     """
 
     def __init__(self, n_times: int):
         self.n_times = n_times
-        self.pos = np.zeros((0, n_times), dtype=np.uint32)
-        self.pos_lo = 0
-        self.neg = np.zeros((0, n_times), dtype=np.uint32)
-        self.neg_lo = 0
+        self._pos = _Counts(n_times)
+        self._neg = _Counts(n_times)
         self.zeros = np.zeros(n_times, dtype=np.int64)
         self.nans = np.zeros(n_times, dtype=np.int64)
+        self.n_unfolded = 0  # values per time counted in the low and high parts since the last fold
 
-    @staticmethod
-    def _grow(arr, lo, kmin, kmax):
-        """``arr`` extended to hold keys kmin..kmax, with a margin so that it rarely grows again."""
-        if kmin > kmax:
-            return arr, lo
-        if arr.shape[0] and kmin >= lo and kmax <= lo + arr.shape[0] - 1:
-            return arr, lo
-        new_lo = max(_KEY_UNDER, kmin - _GROW_MARGIN)
-        new_hi = min(_KEY_OVER, kmax + _GROW_MARGIN)
-        if arr.shape[0] == 0:
-            return np.zeros((new_hi - new_lo + 1, arr.shape[1]), dtype=np.uint32), new_lo
-        new_lo, new_hi = min(lo, new_lo), max(lo + arr.shape[0] - 1, new_hi)
-        out = np.zeros((new_hi - new_lo + 1, arr.shape[1]), dtype=np.uint32)
-        out[lo - new_lo:lo - new_lo + arr.shape[0]] = arr
-        return out, new_lo
+    @property
+    def pos(self) -> np.ndarray:
+        """Counts of the positive values (n_bins, n_times), bin ``pos_lo + row``."""
+        return self._pos.total()
 
-    @staticmethod
-    def _nonempty(arr):
-        return arr if arr.shape[0] else np.zeros((1, arr.shape[1]), dtype=np.uint32)
+    @property
+    def neg(self) -> np.ndarray:
+        """Counts of the negative values by magnitude (n_bins, n_times), bin ``neg_lo + row``."""
+        return self._neg.total()
+
+    @property
+    def pos_lo(self) -> int:
+        return self._pos.lo
+
+    @property
+    def neg_lo(self) -> int:
+        return self._neg.lo
+
+    def _reserve(self, n_values: int) -> None:
+        """Fold the parts first if ``n_values`` more values per time might not fit in them."""
+        if self.n_unfolded + n_values > _FOLD_AT:
+            self._pos.fold()
+            self._neg.fold()
+            self.n_unfolded = 0
+        self.n_unfolded += n_values
 
     def add(self, values: np.ndarray, ok: np.ndarray) -> None:
         """Count ``values`` (n_patients, n_times) of the patients where ``ok`` is true."""
@@ -248,25 +350,25 @@ class BandHistogram:
     def merged(self, other: "BandHistogram") -> "BandHistogram":
         """The sum of two histograms (e.g. of the arms of a cohort)."""
         out = BandHistogram(self.n_times)
-        for side in ("pos", "neg"):
-            arrs = [(getattr(h, side), getattr(h, side + "_lo")) for h in (self, other) if getattr(h, side).shape[0]]
+        for side in ("_pos", "_neg"):
+            arrs = [(c.total(), c.lo) for c in (getattr(self, side), getattr(other, side)) if c.n_bins]
             if not arrs:
                 continue
             lo = min(a_lo for _, a_lo in arrs)
             hi = max(a_lo + a.shape[0] - 1 for a, a_lo in arrs)
-            acc = np.zeros((hi - lo + 1, self.n_times), dtype=np.uint32)
+            acc = np.zeros((hi - lo + 1, self.n_times), dtype=np.uint64)
             for a, a_lo in arrs:
                 acc[a_lo - lo:a_lo - lo + a.shape[0]] += a
-            setattr(out, side, acc)
-            setattr(out, side + "_lo", lo)
+            setattr(out, side, _Counts.of_total(acc, lo))
         out.zeros = self.zeros + other.zeros
         out.nans = self.nans + other.nans
+        out.n_unfolded = _FOLD_AT  # fold before counting more values into a sum
         return out
 
     @property
     def nbytes(self) -> int:
         """Memory held by the counts (bytes)."""
-        return int(self.pos.nbytes + self.neg.nbytes + self.zeros.nbytes + self.nans.nbytes)
+        return int(self._pos.nbytes + self._neg.nbytes + self.zeros.nbytes + self.nans.nbytes)
 
     @property
     def counts(self) -> np.ndarray:
@@ -275,12 +377,15 @@ class BandHistogram:
 
     def quantiles(self, qs=QUANTILES) -> np.ndarray:
         """Quantiles (n_times, len(qs)); NaN where no value was counted."""
-        n_lo, n_hi = _key_edges(self.neg_lo + np.arange(self.neg.shape[0]))
-        p_lo, p_hi = _key_edges(self.pos_lo + np.arange(self.pos.shape[0]))
+        pos, neg = self._pos.total(np.int64), self._neg.total(np.int64)
+        n_lo, n_hi = _key_edges(self.neg_lo + np.arange(neg.shape[0]))
+        p_lo, p_hi = _key_edges(self.pos_lo + np.arange(pos.shape[0]))
         out = np.full((self.n_times, len(qs)), np.nan)
-        _quantiles(self._nonempty(self.pos), p_lo if len(p_lo) else np.zeros(1), p_hi if len(p_hi) else np.zeros(1),
-                   self._nonempty(self.neg), n_lo if len(n_lo) else np.zeros(1),
-                   n_hi if len(n_hi) else np.zeros(1), self.zeros, np.asarray(qs, dtype=np.float64), out)
+        empty = np.zeros((1, self.n_times), dtype=np.int64)
+        _quantiles(pos if pos.shape[0] else empty, p_lo if len(p_lo) else np.zeros(1),
+                   p_hi if len(p_hi) else np.zeros(1), neg if neg.shape[0] else empty,
+                   n_lo if len(n_lo) else np.zeros(1), n_hi if len(n_hi) else np.zeros(1), self.zeros,
+                   np.asarray(qs, dtype=np.float64), out)
         return out
 
 
@@ -325,11 +430,13 @@ class BandHistograms:
         return sum(h.nbytes for h in self.hists)
 
     def _lists(self):
-        pos, neg = List(), List()
+        pos8, pos16, neg8, neg16 = List(), List(), List(), List()
         for h in self.hists:
-            pos.append(h.pos)
-            neg.append(h.neg)
-        return (pos, np.array([h.pos_lo for h in self.hists], dtype=np.int64), neg,
+            pos8.append(h._pos.low)
+            pos16.append(h._pos.high)
+            neg8.append(h._neg.low)
+            neg16.append(h._neg.high)
+        return (pos8, pos16, np.array([h.pos_lo for h in self.hists], dtype=np.int64), neg8, neg16,
                 np.array([h.neg_lo for h in self.hists], dtype=np.int64))
 
     def add(self, block: np.ndarray, columns, slots, ok: np.ndarray) -> None:
@@ -339,31 +446,40 @@ class BandHistograms:
         ok = np.ascontiguousarray(ok, dtype=np.bool_)
         columns = np.asarray(columns, dtype=np.int64)
         slots = np.asarray(slots, dtype=np.int64)
+        # each patient adds one value per time to a histogram per column counted into it: a block
+        # that could carry a cell past its 24 bits is counted in parts
+        per_patient = np.bincount(slots, minlength=len(self.hists)) if len(slots) else np.zeros(1, dtype=np.int64)
+        rows = max(1, _FOLD_AT // max(1, int(per_patient.max())))
+        for a in range(0, vals.shape[0], rows):
+            n_ok = int(np.count_nonzero(ok[a:a + rows]))
+            for s in np.flatnonzero(per_patient):
+                self.hists[s]._reserve(n_ok * int(per_patient[s]))
+            self._add(vals[a:a + rows], columns, slots, ok[a:a + rows])
+
+    def _add(self, vals, columns, slots, ok):
         bits = vals.view(np.int64)
         rows = None
         for c, s in enumerate(slots):
             h = self.hists[s]
-            if h.pos.shape[0] or h.neg.shape[0]:
+            if h._pos.n_bins or h._neg.n_bins:
                 continue
             # size an empty histogram's ranges from the first patients, so most values fit in one pass
             rows = np.flatnonzero(ok)[:_SAMPLE_ROWS] if rows is None else rows
             sample = vals[rows, :, columns[c]]
             keys = np.minimum(np.maximum(np.abs(sample).view(np.int64) >> _SHIFT, _KEY_UNDER), _KEY_OVER)
-            for side, sel in (("pos", sample > 0), ("neg", sample < 0)):
+            for side, sel in ((h._pos, sample > 0), (h._neg, sample < 0)):
                 if sel.any():
-                    arr, lo = h._grow(getattr(h, side), 0, int(keys[sel].min()), int(keys[sel].max()))
-                    setattr(h, side, arr)
-                    setattr(h, side + "_lo", lo)
+                    side.grow(int(keys[sel].min()), int(keys[sel].max()))
         missed = np.empty((len(self.hists), 5), dtype=np.int64)
         buffer = np.empty(_MISSED_BUFFER, dtype=np.int64)
-        old = np.array([[h.pos_lo, h.pos_lo + h.pos.shape[0] - 1, h.neg_lo, h.neg_lo + h.neg.shape[0] - 1]
+        old = np.array([[h.pos_lo, h.pos_lo + h._pos.n_bins - 1, h.neg_lo, h.neg_lo + h._neg.n_bins - 1]
                         for h in self.hists], dtype=np.int64)  # an empty side: last < first, all outside
         n_missed = _accumulate(bits, vals, columns, slots, ok, *self._lists(), self.zeros, self.nans, missed, buffer)
         if n_missed:
             for s in np.flatnonzero(missed[:, 4]):
                 h = self.hists[s]
-                h.pos, h.pos_lo = h._grow(h.pos, h.pos_lo, int(missed[s, 0]), int(missed[s, 1]))
-                h.neg, h.neg_lo = h._grow(h.neg, h.neg_lo, int(missed[s, 2]), int(missed[s, 3]))
+                h._pos.grow(int(missed[s, 0]), int(missed[s, 1]))
+                h._neg.grow(int(missed[s, 2]), int(missed[s, 3]))
             if n_missed <= len(buffer):
                 _accumulate_listed(bits, vals, columns, slots, buffer, n_missed, *self._lists())
             else:

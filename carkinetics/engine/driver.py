@@ -205,9 +205,6 @@ def _run_range(start, stop, prob, res):
             TNEW[li] = t_new
             # dense output for output times inside the step (strictly before the segment end)
             kout = LI[li, I_KOUT]
-            if n_save_outputs > 0 and kout < n_times and times[kout] <= t_new and times[kout] < tend:
-                for j in range(n_par):
-                    p1[j] = PL[j, li]
             while kout < n_times and times[kout] <= t_new and times[kout] < tend:
                 tau = times[kout]
                 if tau == t_new:
@@ -230,7 +227,7 @@ def _run_range(start, stop, prob, res):
                 for j in range(n_save_states):
                     out_states[i_pat, kout, j] = interp[state_idx[j]]
                 if n_save_outputs > 0:
-                    model_outputs(tau, interp, p1, otmp)
+                    _lane_outputs(tau, interp, PL, li, otmp)
                     for j in range(n_save_outputs):
                         out_outputs[i_pat, kout, j] = otmp[output_idx[j]]
                 kout += 1

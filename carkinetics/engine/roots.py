@@ -64,10 +64,27 @@ def _dense_state(mode, li, s, h, Y, K, y0, ynew, cont3, cont4, out):
 
 
 @njit(**_JIT)
-def _root_state(mode, li, s, h, Y, K, y0, ynew, cont3, cont4, out, corr, quad):
+def _dense_states(li, s, h, Y, K, idx, lo, hi, out):
+    """Tsit5 dense output at fraction ``s`` of the step of the states ``idx[lo:hi]`` only (each
+    the same operations as in :func:`_dense_state`: the same bits)."""
+    b1, b2, b3, b4, b5, b6, b7 = _tsit5_interp_weights(s)
+    for m in range(lo, hi):
+        i = idx[m]
+        out[i] = Y[i, li] + h * (b1 * K[0, i, li] + b2 * K[1, i, li] + b3 * K[2, i, li] + b4 * K[3, i, li]
+                                 + b5 * K[4, i, li] + b6 * K[5, i, li] + b7 * K[6, i, li])
+
+
+@njit(**_JIT)
+def _root_state(mode, li, s, h, Y, K, y0, ynew, cont3, cont4, out, corr, quad, r):
     """The state the roots are searched on at fraction s: the dense output, with the counts and
-    clocks of jumps fired inside the step when ``corr`` (see jumps.py)."""
-    _dense_state(mode, li, s, h, Y, K, y0, ynew, cont3, cont4, out)
+    clocks of jumps fired inside the step when ``corr`` (see jumps.py). For a root ``r >= 0`` of a
+    Tsit5 step, only the states root function r reads (``ROOT_DEPS``) are made, the others of
+    ``out`` are left as they were: a search for root r evaluates it a dozen times and needs the
+    whole state once, where it ends (``r = -1``)."""
+    if mode == TSIT5 and r >= 0:
+        _dense_states(li, s, h, Y, K, ROOT_DEPS, ROOT_DEPS_AT[r], ROOT_DEPS_AT[r + 1], out)
+    else:
+        _dense_state(mode, li, s, h, Y, K, y0, ynew, cont3, cont4, out)
     if corr:
         _apply_quad(s, h, quad, out)
 
@@ -127,7 +144,7 @@ def _lane_roots(mode, li, t, h, t_new, p, ynew, Y, K, y0, cont3, cont4, GL, RHIT
             continue
         lo, glo, hi, ghi = s0, GL[r, li], s_end, gnew[r]
         if s_best > 0.0:  # only a root before the earliest found so far matters
-            _root_state(mode, li, s_best, h, Y, K, y0, ynew, cont3, cont4, out, corr, quad)
+            _root_state(mode, li, s_best, h, Y, K, y0, ynew, cont3, cont4, out, corr, quad, r)
             model_roots(t + s_best * h, out, p, gtmp)
             if not _crossed(d, glo, gtmp[r]):
                 continue
@@ -141,7 +158,7 @@ def _lane_roots(mode, li, t, h, t_new, p, ynew, Y, K, y0, cont3, cont4, GL, RHIT
                 sf = (lo * ghi - hi * glo) / (ghi - glo)
                 if lo < sf < hi:
                     sm = sf
-            _root_state(mode, li, sm, h, Y, K, y0, ynew, cont3, cont4, out, corr, quad)
+            _root_state(mode, li, sm, h, Y, K, y0, ynew, cont3, cont4, out, corr, quad, r)
             model_roots(t + sm * h, out, p, gtmp)
             gm = gtmp[r]
             if _crossed(d, glo, gm):
@@ -167,7 +184,7 @@ def _lane_roots(mode, li, t, h, t_new, p, ynew, Y, K, y0, cont3, cont4, GL, RHIT
         for r in range(N_ROOTS):
             gtmp[r] = gnew[r]
     else:
-        _root_state(mode, li, s_best, h, Y, K, y0, ynew, cont3, cont4, out, corr, quad)
+        _root_state(mode, li, s_best, h, Y, K, y0, ynew, cont3, cont4, out, corr, quad, -1)
         model_roots(t + s_best * h, out, p, gtmp)
     for r in range(N_ROOTS):
         RHIT[li, r] = _root_active(r, i_pat, count) and _crossed(ROOT_DIR[r], GL[r, li], gtmp[r])

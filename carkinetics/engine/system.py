@@ -99,6 +99,14 @@ def _initial_step(t, t_end, y, f0, p, ext, rtol, atol, ytmp, f1, order):
 
 
 @njit(**_JIT)
+def _lane_outputs(tau, ystate, PL, li, otmp):
+    """The model's outputs at ``ystate`` with lane li's parameters, read in place (its column of
+    PL): the view is made here, where no reference to it is counted; a copy of the parameters
+    for each step with an output time cost as much as the outputs."""
+    model_outputs(tau, ystate, PL[:, li], otmp)
+
+
+@njit(**_JIT)
 def _record(tau, ystate, p, i_pat, k, state_idx, output_idx, out_states, out_outputs, otmp):
     """Store the state (and outputs) of patient i_pat at output time index k."""
     for j in range(state_idx.shape[0]):

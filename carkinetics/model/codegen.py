@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import os
 import sys
 import tempfile
@@ -215,6 +216,12 @@ def _names_of(exprs) -> set:
     return out
 
 
+def _state_indices(model, exprs) -> list[int]:
+    """Indices of the states that ``exprs`` read, directly or through the model's expressions."""
+    used = _names_of(list(exprs) + [model.expressions[n] for n in _needed(_names_of(exprs), model)])
+    return [i for i, n in enumerate(model.state_names) if n in used]
+
+
 def _scalar_source(e, rename) -> str:
     """Per-patient scalar code: libm, helpers not inlined."""
     return ex.to_source(e, rename, vector_math=False)
@@ -392,12 +399,21 @@ def _write_dynamics(out, model, ks, rename) -> None:
             f"EVENT_CLOCK_PARAM = {_int_array(c[1] for c in clocks)}",
             f"STOCH_STATE = {_int_array(q[0] for q in stoch)}", f"STOCH_BELOW = {_float_array(q[1] for q in stoch)}",
             f"STOCH_MODE = {_int_array(q[2] for q in stoch)}", f"STOCH_CLOCK = {_int_array(q[3] for q in stoch)}",
-            f"STOCH_DRAW = {_int_array(q[4] for q in stoch)}", "")
-    # roots
-    out.add(f'@njit({_MODEL_JIT})', "def model_roots(t, y, p, g):")
+            f"STOCH_DRAW = {_int_array(q[4] for q in stoch)}")
+    # the states each root function reads (root r: ROOT_DEPS[ROOT_DEPS_AT[r]:ROOT_DEPS_AT[r + 1]])
+    # and those the propensities read: a root search and the jumps' propensity fits interpolate
+    # only these
     root_exprs = [r[3] for r in roots]
     need = _needed(_names_of(root_exprs), model)
-    out.add(*_preamble(model, rename, _names_of(root_exprs + [model.expressions[n] for n in need])))
+    root_used = _names_of(root_exprs + [model.expressions[n] for n in need])
+    deps = [_state_indices(model, [e]) for e in root_exprs]
+    prop_exprs = [e for st in (model.stochastic.values() if ks is not None else []) for e in (st.gain, st.loss)]
+    out.add(f"ROOT_DEPS = {_int_array(i for d in deps for i in d)}",
+            f"ROOT_DEPS_AT = {_int_array(itertools.accumulate([0] + [len(d) for d in deps]))}",
+            f"PROP_STATES = {_int_array(_state_indices(model, prop_exprs))}", "")
+    # roots
+    out.add(f'@njit({_MODEL_JIT})', "def model_roots(t, y, p, g):")
+    out.add(*_preamble(model, rename, root_used))
     for n in need:
         out.put(f"    {rename(n)} = {_scalar_source(model.expressions[n], rename)}", f"expressions.{n}")
     for r, e in enumerate(root_exprs):

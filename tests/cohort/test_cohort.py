@@ -136,6 +136,37 @@ def test_a_set_of_histograms_counts_each_column_of_the_block_as_numpy_does(monke
     assert hs.nbytes > 0
 
 
+@pytest.mark.parametrize("fold_at", [None, 700])  # 700: the parts fold into 64-bit counts, blocks split
+def test_counts_carry_past_a_byte_and_fold_as_numpy_counts(monkeypatch, fold_at):
+    # cells far past 255 (a constant column, rounded values that share bins), a column counted
+    # twice into one histogram, both signs: the counts are numpy's, whether or not they fold
+    import carkinetics.cohort.bands as bands
+
+    if fold_at is not None:
+        monkeypatch.setattr(bands, "_FOLD_AT", fold_at)
+    rng = np.random.default_rng(8)
+    n, n_t = 3000, 4
+    block = np.stack([np.full((n, n_t), 2.5), np.round(rng.normal(0, 3, size=(n, n_t)), 1),
+                      np.exp(rng.normal(0, 5, size=(n, n_t)))], axis=2)
+    ok = rng.random(n) > 0.02
+    hs = BandHistograms(n_t, 2)
+    for a, b in ((0, 999), (999, 1000), (1000, n)):
+        hs.add(block[a:b], [0, 1, 2, 1], [0, 1, 1, 1], ok[a:b])
+    for s, x in ((0, block[ok][:, :, 0]), (1, np.concatenate([block[ok][:, :, c] for c in (1, 2, 1)]))):
+        h = hs.histogram(s)
+        keys = np.abs(x).view(np.int64) >> (52 - 6)
+        for arr, lo, sel in ((h.pos, h.pos_lo, x > 0), (h.neg, h.neg_lo, x < 0)):
+            for t in range(n_t):
+                k, c = np.unique(keys[sel[:, t], t], return_counts=True)
+                np.testing.assert_array_equal(arr[k - lo, t], c)
+                assert arr[:, t].sum() == sel[:, t].sum()
+        np.testing.assert_array_equal(h.zeros, (x == 0).sum(axis=0))
+    assert hs.histogram(0).pos.max() == ok.sum() > 2 * 255
+    if fold_at is None:  # 3 bytes per (bin, time) cell, plus the zeros and NaNs
+        h = hs.histogram(1)
+        assert h.nbytes == 3 * (h.pos.size + h.neg.size) + 2 * 8 * n_t
+
+
 def test_histogram_memory_is_bounded_whatever_the_values():
     h = BandHistogram(10)
     h.add(np.array([[1e-300] * 10, [1e300] * 10, [-1e-300] * 10, [-1e300] * 10]), np.ones(4, dtype=bool))
