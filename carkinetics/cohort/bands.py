@@ -70,7 +70,8 @@ def _bump(low, high, r, t):
 
 
 @njit(cache=True, nogil=True)
-def _accumulate(bits, vals, columns, slots, ok, pos8, pos16, pos_lo, neg8, neg16, neg_lo, zeros, nans, missed, buffer):
+def _accumulate(bits, vals, columns, slots, ok, pos8, pos16, pos_lo, neg8, neg16, neg_lo, zeros, nans, missed, buffer,
+                planes, plane_of):
     """Count the listed columns of a (patient, time, output) block, each in its histogram.
 
     Column ``columns[c]`` of the block goes to histogram ``slots[c]``: ``pos8[s]``, ``pos16[s]``
@@ -80,7 +81,9 @@ def _accumulate(bits, vals, columns, slots, ok, pos8, pos16, pos_lo, neg8, neg16
     whose bin lies outside the current range are noted for a second, short pass once the
     ranges have grown: ``missed[s]`` = (min, max) key of positive, then negative values, their
     number; the flat indices ``(i * n_times + t) * n_columns + c`` of the first ``len(buffer)``
-    of them go to ``buffer``. Returns the number of values noted.
+    of them go to ``buffer``. Returns the number of values noted. Column c is also copied to
+    ``planes[plane_of[c]]`` (a (patient, time) plane, every patient's) where ``plane_of[c] >= 0``:
+    the endpoints' outputs, read in the same pass.
 
     The block is read where it lies, one output of one patient at a time: its bins at
     successive times are mostly in the same or the next cache line (a (bin, time) layout).
@@ -101,10 +104,18 @@ def _accumulate(bits, vals, columns, slots, ok, pos8, pos16, pos_lo, neg8, neg16
     u_t = np.uint64(n_t)
     for i in range(n):
         if not ok[i]:
+            for c in range(n_c):
+                if plane_of[c] >= 0:
+                    for t in range(n_t):
+                        planes[plane_of[c], i, t] = vals[i, t, columns[c]]
             continue
         for c in range(n_c):
             col = columns[c]
             s = slots[c]
+            pc = plane_of[c]
+            if pc >= 0:
+                for t in range(n_t):
+                    planes[pc, i, t] = vals[i, t, col]
             P8, P16, N8, N16 = pos8[s], pos16[s], neg8[s], neg16[s]
             p_lo, n_lo = pos_lo[s], neg_lo[s]
             p_nb = P8.shape[0]
@@ -439,13 +450,17 @@ class BandHistograms:
         return (pos8, pos16, np.array([h.pos_lo for h in self.hists], dtype=np.int64), neg8, neg16,
                 np.array([h.neg_lo for h in self.hists], dtype=np.int64))
 
-    def add(self, block: np.ndarray, columns, slots, ok: np.ndarray) -> None:
+    def add(self, block: np.ndarray, columns, slots, ok: np.ndarray, planes=None, plane_of=None) -> None:
         """Count ``block[:, :, columns[c]]`` (a (patient, time, output) block) in histogram
-        ``slots[c]``, for the patients where ``ok`` is true."""
+        ``slots[c]``, for the patients where ``ok`` is true; and copy it, for every patient, to
+        ``planes[plane_of[c]]`` where ``plane_of[c] >= 0`` (``planes``: (k, patients, times))."""
         vals = np.ascontiguousarray(block, dtype=np.float64)
         ok = np.ascontiguousarray(ok, dtype=np.bool_)
         columns = np.asarray(columns, dtype=np.int64)
         slots = np.asarray(slots, dtype=np.int64)
+        if planes is None:
+            planes, plane_of = np.zeros((0, 0, 0)), np.full(len(columns), -1, dtype=np.int64)
+        plane_of = np.asarray(plane_of, dtype=np.int64)
         # each patient adds one value per time to a histogram per column counted into it: a block
         # that could carry a cell past its 24 bits is counted in parts
         per_patient = np.bincount(slots, minlength=len(self.hists)) if len(slots) else np.zeros(1, dtype=np.int64)
@@ -454,9 +469,9 @@ class BandHistograms:
             n_ok = int(np.count_nonzero(ok[a:a + rows]))
             for s in np.flatnonzero(per_patient):
                 self.hists[s]._reserve(n_ok * int(per_patient[s]))
-            self._add(vals[a:a + rows], columns, slots, ok[a:a + rows])
+            self._add(vals[a:a + rows], columns, slots, ok[a:a + rows], planes[:, a:a + rows], plane_of)
 
-    def _add(self, vals, columns, slots, ok):
+    def _add(self, vals, columns, slots, ok, planes, plane_of):
         bits = vals.view(np.int64)
         rows = None
         for c, s in enumerate(slots):
@@ -474,7 +489,8 @@ class BandHistograms:
         buffer = np.empty(_MISSED_BUFFER, dtype=np.int64)
         old = np.array([[h.pos_lo, h.pos_lo + h._pos.n_bins - 1, h.neg_lo, h.neg_lo + h._neg.n_bins - 1]
                         for h in self.hists], dtype=np.int64)  # an empty side: last < first, all outside
-        n_missed = _accumulate(bits, vals, columns, slots, ok, *self._lists(), self.zeros, self.nans, missed, buffer)
+        n_missed = _accumulate(bits, vals, columns, slots, ok, *self._lists(), self.zeros, self.nans, missed, buffer,
+                               planes, plane_of)
         if n_missed:
             for s in np.flatnonzero(missed[:, 4]):
                 h = self.hists[s]

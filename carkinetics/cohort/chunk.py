@@ -372,7 +372,7 @@ def endpoint_parameters(endpoints, model) -> tuple:
     return tuple(p for p in model.parameter_names if p in read)
 
 
-def endpoint_values(chunk, endpoints, columns, times, horizon):
+def endpoint_values(chunk, endpoints, columns, times, horizon, planes=None):
     """Status and endpoint values of a simulated chunk's patients (NaN for failed patients).
 
     Parameters
@@ -386,6 +386,9 @@ def endpoint_values(chunk, endpoints, columns, times, horizon):
         Output times (model time unit).
     horizon : float
         The scenario's horizon (model time unit).
+    planes : list of dict, optional
+        Per simulation of ``chunk.sims``, the (n, n_times) values of the outputs the endpoints
+        read (default: gathered here, :func:`saved_planes`).
 
     Returns
     -------
@@ -395,11 +398,12 @@ def endpoint_values(chunk, endpoints, columns, times, horizon):
     m = chunk.uniforms.shape[0]
     status = np.zeros(m, dtype=np.int64)
     values = {col: np.full(m, np.nan) for col in columns}
-    for k, idx, res in chunk.sims:
+    for j, (_, idx, res) in enumerate(chunk.sims):
         status[idx] = res.status
         ok = res.status == 0
         if endpoints:
-            vals = endpoints.compute(times, saved_planes(res, endpoints.outputs_needed), chunk.uniforms[idx], horizon,
+            saved = planes[j] if planes is not None else saved_planes(res, endpoints.outputs_needed)
+            vals = endpoints.compute(times, saved, chunk.uniforms[idx], horizon,
                                      patient={name: v[idx] for name, v in chunk.patient.items()})
             for col in columns:
                 values[col][idx] = np.where(ok, np.asarray(vals[col], dtype=float), np.nan)

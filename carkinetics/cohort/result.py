@@ -113,13 +113,18 @@ class CohortResult:
         """``(function name, file name, kwargs)`` of each figure of :meth:`write_into` whose
         function is not in ``skip``; with ``plain``, tables as mappings of numpy arrays (what
         the figure helper process of :mod:`carkinetics.plots.render` is sent)."""
+        return [(function, file, kwargs(plain)) for function, file, kwargs in self._figures(skip)]
+
+    def _figures(self, skip: Collection[str] = ()) -> list:
+        """``(function name, file name, kwargs maker)`` of each figure not in ``skip``: what to
+        draw, without making the arguments (the cumulative incidence's copy the patients' columns)."""
         figures = []
         if self.bands is not None and len(self.bands) and "plot_cohort_bands" not in skip:
-            figures.append(("plot_cohort_bands", "bands.png", self._bands_kwargs(plain)))
+            figures.append(("plot_cohort_bands", "bands.png", self._bands_kwargs))
         if self.km is not None and len(self.km) and "plot_kaplan_meier" not in skip:
-            figures.append(("plot_kaplan_meier", "km.png", self._km_kwargs(plain)))
+            figures.append(("plot_kaplan_meier", "km.png", self._km_kwargs))
         if self._competing_causes() and "plot_cumulative_incidence" not in skip:
-            figures.append(("plot_cumulative_incidence", "cif.png", self._cif_kwargs(plain)))
+            figures.append(("plot_cumulative_incidence", "cif.png", self._cif_kwargs))
         return figures
 
     def plot_bands(self, outputs: Sequence[str] | None = None) -> Figure:
@@ -157,7 +162,7 @@ class CohortResult:
         folder = Path(folder)
         patients_file = table_name("patients", table_format)
         names = [patients_file, "summary.csv"]
-        to_draw = self.figure_args() if plots else []
+        to_draw = self._figures() if plots else []  # their arguments made only to draw them here
         if figures is not None and to_draw:  # the figures not handed over yet (see run_cohort's on_bands)
             figures.send([(f, folder / file, kw) for f, file, kw in self.figure_args(plain=True, skip=figures.sent)])
         streamed = self.streamed_csv is not None and Path(self.streamed_csv) == folder / "patients.csv"
@@ -185,7 +190,7 @@ class CohortResult:
             names.append("trajectories.csv")
         # fixed margins and one draw per figure (no tight bounding box): cheap at any N
         if to_draw and not (figures is not None and figures.wait()):
-            for function, file, kwargs in to_draw:
+            for function, file, kwargs in self.figure_args():
                 plotting.save_figure(getattr(plotting, function)(**kwargs), folder / file, ("png",), tight=False,
                                      dpi=120)
         names += [file for _, file, _ in to_draw]
@@ -275,6 +280,9 @@ def _plain_column(col):
 
     if col.dtype.kind in "biufcmM":
         return col.to_numpy()
-    codes, uniques = pd.factorize(col, use_na_sentinel=False)  # a categorical: from its codes
+    if isinstance(col.dtype, pd.CategoricalDtype):  # its own codes (a byte a row), a missing value last
+        labels = np.append(np.asarray(col.cat.categories, dtype=object), np.nan)
+        return labels[col.cat.codes.to_numpy()]
+    codes, uniques = pd.factorize(col, use_na_sentinel=False)
     return np.asarray(uniques, dtype=object)[codes]
 

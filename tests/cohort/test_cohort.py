@@ -167,6 +167,32 @@ def test_counts_carry_past_a_byte_and_fold_as_numpy_counts(monkeypatch, fold_at)
         assert h.nbytes == 3 * (h.pos.size + h.neg.size) + 2 * 8 * n_t
 
 
+@pytest.mark.parametrize("fold_at", [None, 50])  # 50: the block is counted in parts of 25 rows
+def test_the_counting_pass_copies_the_endpoint_columns_of_every_patient(monkeypatch, fold_at):
+    # the planes are numpy's columns of the block for every patient, failed ones included, and
+    # the counts are those of a pass that copies nothing
+    import carkinetics.cohort.bands as bands
+
+    if fold_at is not None:
+        monkeypatch.setattr(bands, "_FOLD_AT", fold_at)
+    rng = np.random.default_rng(9)
+    n, n_t = 301, 7
+    block = np.exp(rng.normal(0, 4, size=(n, n_t, 5)))
+    block[rng.random((n, n_t)) < 0.2, 2] = 0.0
+    ok = rng.random(n) > 0.2
+    planes = np.full((2, n, n_t), np.nan)
+    with_planes, without = BandHistograms(n_t, 5), BandHistograms(n_t, 5)
+    with_planes.add(block, [0, 1, 2, 3, 4], [4, 3, 2, 1, 0], ok, planes, [-1, 1, 0, -1, -1])
+    without.add(block, [0, 1, 2, 3, 4], [4, 3, 2, 1, 0], ok)
+    np.testing.assert_array_equal(planes[0], block[:, :, 2])
+    np.testing.assert_array_equal(planes[1], block[:, :, 1])
+    for s in range(5):
+        a, b = with_planes.histogram(s), without.histogram(s)
+        np.testing.assert_array_equal(a.pos, b.pos)
+        np.testing.assert_array_equal(a.zeros, b.zeros)
+        assert a.pos[:, 0].sum() + a.zeros[0] == ok.sum()
+
+
 def test_histogram_memory_is_bounded_whatever_the_values():
     h = BandHistogram(10)
     h.add(np.array([[1e-300] * 10, [1e300] * 10, [-1e-300] * 10, [-1e300] * 10]), np.ones(4, dtype=bool))
