@@ -220,7 +220,7 @@ class _ChunkReducer:
             for name in self.traj_names:
                 traj[name][idx] = saved_series(res, name)
         status, ep_values = endpoint_values(chunk, self.endpoints, self.columns, times, self.scenario.horizon,
-                                            planes=planes if self.endpoints else None)
+                                            planes=planes)
         chunk.sims = res = planes = None  # free this chunk's outputs before the next one arrives
         table = self.design.columns(draws)  # a DataFrame per chunk would cost ~3 ms
         table["status"] = status

@@ -216,9 +216,14 @@ def _names_of(exprs) -> set:
     return out
 
 
+def _names_read(model, exprs) -> set:
+    """The names ``exprs`` read, directly or through the model's expressions they need."""
+    return _names_of(list(exprs) + [model.expressions[n] for n in _needed(_names_of(exprs), model)])
+
+
 def _state_indices(model, exprs) -> list[int]:
     """Indices of the states that ``exprs`` read, directly or through the model's expressions."""
-    used = _names_of(list(exprs) + [model.expressions[n] for n in _needed(_names_of(exprs), model)])
+    used = _names_read(model, exprs)
     return [i for i, n in enumerate(model.state_names) if n in used]
 
 
@@ -405,7 +410,6 @@ def _write_dynamics(out, model, ks, rename) -> None:
     # only these
     root_exprs = [r[3] for r in roots]
     need = _needed(_names_of(root_exprs), model)
-    root_used = _names_of(root_exprs + [model.expressions[n] for n in need])
     deps = [_state_indices(model, [e]) for e in root_exprs]
     prop_exprs = [e for st in (model.stochastic.values() if ks is not None else []) for e in (st.gain, st.loss)]
     out.add(f"ROOT_DEPS = {_int_array(i for d in deps for i in d)}",
@@ -413,7 +417,7 @@ def _write_dynamics(out, model, ks, rename) -> None:
             f"PROP_STATES = {_int_array(_state_indices(model, prop_exprs))}", "")
     # roots
     out.add(f'@njit({_MODEL_JIT})', "def model_roots(t, y, p, g):")
-    out.add(*_preamble(model, rename, root_used))
+    out.add(*_preamble(model, rename, _names_read(model, root_exprs)))
     for n in need:
         out.put(f"    {rename(n)} = {_scalar_source(model.expressions[n], rename)}", f"expressions.{n}")
     for r, e in enumerate(root_exprs):
