@@ -4,8 +4,8 @@
 them arm by arm with :func:`~carkinetics.simulation.simulate.simulate_batch`;
 :func:`endpoint_values` reduces a simulated chunk to its status and endpoint columns. Both are
 shared by :func:`carkinetics.cohort.pipeline.run_cohort` and the typical patients of
-:mod:`carkinetics.studies.typical_patients`. :class:`EngineThread` runs the chunks in a thread, so that
-their reduction overlaps the simulation.
+:mod:`carkinetics.studies.typical_patients`. :class:`EngineThreads` simulates the chunks in threads of
+their own, so that their reduction overlaps the simulation.
 
 Every result is independent of the chunk size and of the number of threads: the patients'
 random numbers depend only on the seed and the patient index, and the engine's arithmetic
@@ -14,7 +14,6 @@ per patient is the same in any batch.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time as _time
 from dataclasses import dataclass, field
@@ -246,19 +245,21 @@ class ChunkSimulator:
                 inputs.append((k, idx, *arm_ev.arrays(draws.env(names, mask), idx.size)))
         return inputs
 
-    def simulate(self, draws, inputs, kernel_ready=None):
+    def simulate(self, draws, inputs, kernel_ready=None, n_threads=None):
         """Simulate the patients of ``draws`` arm by arm; return ``(sims, seconds)`` (see :class:`Chunk`).
 
         ``kernel_ready``: a :class:`threading.Event` set once the compiled kernel is loaded; while
         it is not set, two patients are simulated first (loading the kernel is ~0.4 s of
         interpreter work, done before the calling thread's imports compete with it for the
-        interpreter lock).
+        interpreter lock). ``n_threads``: the engine's threads for this chunk (default: the
+        simulator's ``jobs``).
         """
         simulate_batch = self._simulate_batch
         times = self.scenario.times
         # the engine's random streams (random events, stochastic states) are keyed by the
         # run's seed and each patient's index in the cohort
-        kwargs = dict(options=self.scenario.solver, t0=self.scenario.t0, n_threads=self.jobs,
+        kwargs = dict(options=self.scenario.solver, t0=self.scenario.t0,
+                      n_threads=self.jobs if n_threads is None else n_threads,
                       save_states=self.save_states, save_outputs=self.save_outputs, seed=self.design.seed)
         index = np.asarray(draws.index, dtype=np.int64)
         sims = []
@@ -282,8 +283,8 @@ class ChunkSimulator:
             sims.append((k, idx, res))
         return sims, seconds
 
-    def run(self, draws, uniforms, kernel_ready=None, draw_seconds=0.0) -> Chunk:
-        """Simulate drawn patients (see :meth:`simulate` for ``kernel_ready``).
+    def run(self, draws, uniforms, kernel_ready=None, draw_seconds=0.0, n_threads=None) -> Chunk:
+        """Simulate drawn patients (see :meth:`simulate` for ``kernel_ready`` and ``n_threads``).
 
         Parameters
         ----------
@@ -292,6 +293,8 @@ class ChunkSimulator:
         kernel_ready : threading.Event, optional
         draw_seconds : float
             Time spent drawing them (s), added to the time of the event arrays.
+        n_threads : int, optional
+            The engine's threads (default: the simulator's ``jobs``).
 
         Returns
         -------
@@ -300,7 +303,7 @@ class ChunkSimulator:
         t0 = _time.perf_counter()
         inputs = self.arm_inputs(draws)
         draw_seconds += _time.perf_counter() - t0
-        sims, simulate_seconds = self.simulate(draws, inputs, kernel_ready)
+        sims, simulate_seconds = self.simulate(draws, inputs, kernel_ready, n_threads)
         patient = self.patient_values(draws, sims, {k: ev_times for k, _, ev_times, _ in inputs})
         return Chunk(draws, uniforms, sims, draw_seconds, simulate_seconds, patient)
 
@@ -410,65 +413,117 @@ def endpoint_values(chunk, endpoints, columns, times, horizon, planes=None):
     return status, values
 
 
-class EngineThread:
-    """Runs ``simulate(start)`` for each chunk start, in order, in a thread.
+class EngineThreads:
+    """Draws and simulates the chunks in ``workers`` threads; :meth:`get` returns them in order.
 
-    :meth:`get` returns the results in the same order. At most ``depth`` finished chunks
-    wait in the queue (the thread blocks until one is taken); an exception in the thread
-    is raised by :meth:`get`.
+    Each thread takes the next chunk start and draws its patients (``draw(start)``, in patient
+    order, one thread at a time: the draws share the design's random-number blocks), then
+    simulates them (``simulate(drawn)``; the engine releases the interpreter lock) while the
+    other threads simulate theirs. Independent threads, each simulating a whole chunk in its
+    own lanes, keep the cores busy where one chunk split between threads waits at its end for
+    the slower half (and a thread sharing its core with the reductions is the slower half).
+    At most ``depth + 1`` chunks are being simulated or wait to be taken (a thread waits for
+    :meth:`get` before it takes another), as with one thread and a queue of ``depth``. An
+    exception in a thread is raised by :meth:`get` when that chunk's turn comes; the threads
+    take no new chunk after one.
 
     Parameters
     ----------
-    simulate : callable(int)
-        Simulates the chunk starting at a patient index.
+    draw : callable(int)
+        Draws the chunk starting at a patient index (called in order, one at a time).
+    simulate : callable(object)
+        Simulates what ``draw`` returned.
     starts : iterable of int
         The chunks' first patients.
     depth : int
         Finished chunks that may wait.
+    workers : int
+        Threads.
+    ready : threading.Event, optional
+        Set once the engine is loaded: the threads but the first wait for it before they
+        simulate (the first chunk loads it).
     """
 
-    def __init__(self, simulate, starts, depth):
-        self._queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(simulate, list(starts)),
-                                        name="carkinetics-engine", daemon=True)
+    def __init__(self, draw, simulate, starts, depth, workers=1, ready=None):
+        self._draw, self._simulate, self._ready = draw, simulate, ready
+        self._starts = list(starts)
+        self._limit = max(1, int(depth)) + 1
+        self._next = 0  # the next chunk a thread takes
+        self._taken = 0  # the next chunk get() returns
+        self._done = {}  # chunk -> (ok, chunk or exception)
+        self._failed = False
+        self._stop = False
+        self._cond = threading.Condition()
+        self._threads = [threading.Thread(target=self._run, args=(w,), name="carkinetics-engine", daemon=True)
+                         for w in range(max(1, min(int(workers), len(self._starts))))]
 
     def start(self):
         """Start simulating."""
-        self._thread.start()
+        for t in self._threads:
+            t.start()
 
     def is_alive(self):
-        """Whether the thread is still running."""
-        return self._thread.is_alive()
+        """Whether a thread is still running."""
+        return any(t.is_alive() for t in self._threads)
 
-    def _put(self, item):
-        while not self._stop.is_set():
+    def _take(self):
+        """The next chunk's index and its draws, or None when there is none to take."""
+        with self._cond:
+            while not (self._stop or self._failed) and self._next < len(self._starts) \
+                    and self._next - self._taken >= self._limit:
+                self._cond.wait()
+            if self._stop or self._failed or self._next >= len(self._starts):
+                return None
+            i = self._next
+            self._next += 1
             try:
-                self._queue.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
+                return i, True, self._draw(self._starts[i])
+            except BaseException as err:  # handed to get() in this chunk's turn
+                self._failed = True
+                return i, False, err
 
-    def _run(self, simulate, starts):
-        try:
-            for start in starts:
-                if self._stop.is_set() or not self._put((True, simulate(start))):
-                    return
-        except BaseException as err:  # handed to the calling thread
-            self._put((False, err))
+    def _run(self, w):
+        while True:
+            taken = self._take()
+            if taken is None:
+                return
+            i, ok, item = taken
+            if ok:
+                try:
+                    if w > 0 and self._ready is not None:
+                        while not self._ready.wait(0.05):
+                            if self._stop:
+                                return
+                    item = self._simulate(item)
+                except BaseException as err:  # handed to get() in this chunk's turn
+                    ok, item = False, err
+            with self._cond:
+                self._done[i] = (ok, item)
+                self._failed = self._failed or not ok
+                self._cond.notify_all()
+            item = None
 
     def get(self):
-        """The next chunk's result (waits for it), or the exception raised in the thread."""
-        ok, item = self._queue.get()
+        """The next chunk (waits for it), or the exception raised while making it."""
+        with self._cond:
+            i = self._taken
+            while i not in self._done:
+                if not self.is_alive():
+                    raise RuntimeError(f"the engine threads ended before chunk {i}")
+                self._cond.wait(0.05)
+            ok, item = self._done.pop(i)
+            self._taken += 1
+            self._cond.notify_all()
         if not ok:
             raise item
         return item
 
     def close(self):
-        """Stop after the chunk being simulated (if any) and wait for the thread."""
-        self._stop.set()
-        while self._thread.is_alive():
-            self._thread.join(0.05)
-        while not self._queue.empty():  # free the outputs of chunks nobody took
-            self._queue.get_nowait()
+        """Stop after the chunks being simulated (if any) and wait for the threads."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        for t in self._threads:
+            while t.is_alive():
+                t.join(0.05)
+        self._done.clear()  # free the outputs of chunks nobody took

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from carkinetics.cohort.bands import BAND_RESOLUTION, BandHistograms, band_table
-from carkinetics.cohort.chunk import (QUEUE_BYTES, QUEUE_CHUNKS, ChunkSimulator, CohortError, EngineThread,
+from carkinetics.cohort.chunk import (QUEUE_BYTES, QUEUE_CHUNKS, ChunkSimulator, CohortError, EngineThreads,
                                       check_chunk_size, endpoint_values, saved_planes, saved_series)
 from carkinetics.cohort.result import CohortResult
 from carkinetics.cohort.table import PatientColumns
@@ -286,17 +286,39 @@ class _ChunkReducer:
         return pd.concat(self.traj_frames, ignore_index=True) if self.traj_frames else None
 
 
+def _engine_threads(simulator, n, chunk_size, starts, kernel_ready, depth):
+    """The threads that draw and simulate the chunks: one per engine thread (``jobs``), each
+    simulating whole chunks on one core, or one thread on all of them when there is one chunk."""
+    import numba
+
+    jobs = simulator.jobs if simulator.jobs is not None else numba.config.NUMBA_NUM_THREADS
+    workers = max(1, min(int(jobs), numba.config.NUMBA_NUM_THREADS, len(starts)))
+    n_threads = 1 if workers > 1 else None
+
+    def draw(start):
+        t0 = _time.perf_counter()
+        draws, uniforms = simulator.draw(start, min(n, start + chunk_size))
+        return draws, uniforms, _time.perf_counter() - t0
+
+    def simulate(drawn):
+        draws, uniforms, seconds = drawn
+        return simulator.run(draws, uniforms, kernel_ready, seconds, n_threads=n_threads)
+
+    return EngineThreads(draw, simulate, starts, depth, workers=workers, ready=kernel_ready)
+
+
 def _simulate_and_reduce(simulator, reducer, n, chunk_size, n_saved, *, progress, patients_csv, while_simulating,
                          endpoints):
     """Simulate the chunks of ``n`` patients and reduce them in patient order.
 
-    An engine thread draws and simulates the chunks in patient order (the engine releases
-    the GIL) and hands them over through a bounded queue; this thread reduces them in the
-    same order (endpoints, histograms, the patient table and its CSV lines). The engine
-    waits only when ``depth`` finished chunks (about 100 MB of outputs) are queued. Chunks
-    are drawn, simulated and reduced in patient order, so the results do not depend on the
-    timing; at most depth + 2 chunks of outputs are alive (queued, being simulated, being
-    reduced). With jobs=1 everything runs in this thread, one chunk at a time.
+    Engine threads (one per core of ``jobs``; :class:`~carkinetics.cohort.chunk.EngineThreads`)
+    draw the chunks in patient order and simulate them side by side, each chunk on one core
+    (the engine releases the GIL); this thread takes them in the same order and reduces them
+    (endpoints, histograms, the patient table and its CSV lines). A thread takes a new chunk
+    only while fewer than ``depth + 1`` are being simulated or wait (about 100 MB of outputs),
+    so at most depth + 2 chunks of outputs are alive. Chunks are drawn and reduced in patient
+    order and each patient's arithmetic is the same in any thread, so the results do not
+    depend on the timing. With jobs=1 everything runs in this thread, one chunk at a time.
     """
     jobs = simulator.jobs
     starts = list(range(0, n, chunk_size))
@@ -304,8 +326,8 @@ def _simulate_and_reduce(simulator, reducer, n, chunk_size, n_saved, *, progress
     engine = None
     if (len(starts) > 1 or while_simulating is not None) and (jobs is None or jobs > 1):
         chunk_bytes = 8.0 * chunk_size * len(simulator.scenario.times) * max(1, n_saved)
-        engine = EngineThread(lambda start: simulator.chunk(start, min(n, start + chunk_size), kernel_ready),
-                              starts, depth=max(1, min(QUEUE_CHUNKS, int(QUEUE_BYTES // chunk_bytes))))
+        engine = _engine_threads(simulator, n, chunk_size, starts, kernel_ready,
+                                 depth=max(1, min(QUEUE_CHUNKS, int(QUEUE_BYTES // chunk_bytes))))
     csv_file = None
     importer = None
     import_errors = []

@@ -510,7 +510,55 @@ def test_an_error_in_the_engine_thread_is_raised_and_the_thread_ends(scenario, m
     with pytest.raises(RuntimeError, match="engine failure in chunk 2"):
         run_cohort(scenario, n=500, chunk_size=100, jobs=2)
     assert not [t for t in threading.enumerate() if t.name == "carkinetics-engine"]
-    assert calls[0] == 2 and len(calls) == 4  # stopped: nothing simulated after the failure
+    # the other engine thread finishes the chunks it had taken (each simulated arm by arm) and takes no more
+    assert calls[0] == 2 and len(calls) < 1 + 2 * 5
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_engine_threads_hand_over_the_chunks_in_order_and_bound_those_alive(workers):
+    import random
+    import threading
+    import time
+
+    from carkinetics.cohort.chunk import EngineThreads
+
+    depth, n_chunks, fail_at = 2, 40, 29
+    lock = threading.Lock()
+    alive, peak, drawn = [0], [0], []
+    rng = random.Random(workers)
+    delays = [rng.uniform(0, 0.004) for _ in range(n_chunks)]
+
+    def draw(start):
+        drawn.append(start)  # one thread at a time, in order
+        with lock:
+            alive[0] += 1
+            peak[0] = max(peak[0], alive[0])
+        return start
+
+    def simulate(start):
+        time.sleep(delays[start // 10])
+        if start // 10 == fail_at:
+            raise ValueError(f"chunk {fail_at}")
+        return start * 2
+
+    engine = EngineThreads(draw, simulate, range(0, 10 * n_chunks, 10), depth, workers=workers)
+    engine.start()
+    got = []
+    try:
+        with pytest.raises(ValueError, match=f"chunk {fail_at}"):
+            while True:
+                item = engine.get()
+                with lock:
+                    alive[0] -= 1
+                got.append(item)
+                time.sleep(0.002 * (len(got) % 3))  # a reduction that is sometimes slower than the threads
+    finally:
+        engine.close()
+    assert got == [20 * i for i in range(fail_at)]  # every chunk before the failure, in order
+    assert drawn == sorted(drawn) and drawn == list(range(0, 10 * len(drawn), 10))
+    assert peak[0] <= depth + 2  # drawn, not yet handed over (simulated or waiting), + the one handed over
+    assert len(drawn) <= fail_at + depth + 1  # no chunk taken once the failure was recorded, but those in flight
+    assert not any(t.name == "carkinetics-engine" and t.is_alive() for t in threading.enumerate())
 
 
 def test_patient_table_as_a_mapping_writes_the_bytes_of_to_csv():
