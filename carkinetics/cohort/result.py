@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -115,6 +116,13 @@ class CohortResult:
         the figure helper process of :mod:`carkinetics.plots.render` is sent)."""
         return [(function, file, kwargs(plain)) for function, file, kwargs in self._figures(skip)]
 
+    def figure_jobs(self, folder: Path, skip: Collection[str] = ()) -> list:
+        """``(function name, path in folder, kwargs maker)`` of each figure not in ``skip``, with
+        plain tables: what :meth:`FigureHelper.send <carkinetics.plots.render.FigureHelper.send>`
+        takes, each figure's arguments made only when it is sent."""
+        return [(function, Path(folder) / file, functools.partial(kwargs, True))
+                for function, file, kwargs in self._figures(skip)]
+
     def _figures(self, skip: Collection[str] = ()) -> list:
         """``(function name, file name, kwargs maker)`` of each figure not in ``skip``: what to
         draw, without making the arguments (the cumulative incidence's copy the patients' columns)."""
@@ -164,7 +172,7 @@ class CohortResult:
         names = [patients_file, "summary.csv"]
         to_draw = self._figures() if plots else []  # their arguments made only to draw them here
         if figures is not None and to_draw:  # the figures not handed over yet (see run_cohort's on_bands)
-            figures.send([(f, folder / file, kw) for f, file, kw in self.figure_args(plain=True, skip=figures.sent)])
+            figures.send(self.figure_jobs(folder, skip=figures.sent))
         streamed = self.streamed_csv is not None and Path(self.streamed_csv) == folder / "patients.csv"
         if table_format != "csv":
             if streamed:  # streamed while simulating, but the table is written in another format

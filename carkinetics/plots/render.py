@@ -68,22 +68,27 @@ class FigureHelper:
         return self._proc is not None and not self._failed and not self._proc.stdin.closed
 
     def send(self, jobs) -> bool:
-        """Hand over figures to draw: a list of ``(function, path, kwargs)`` with ``function``
-        in :data:`FIGURES`, ``path`` the PNG file (written by the helper) and ``kwargs`` its
-        arguments (numpy arrays, mappings, strings, numbers). Returns once the helper has read
-        them; False when there is no helper to take them."""
+        """Hand over figures to draw: ``(function, path, kwargs)`` with ``function`` in
+        :data:`FIGURES`, ``path`` the PNG file (written by the helper) and ``kwargs`` its
+        arguments (numpy arrays, mappings, strings, numbers), or a callable that makes them.
+        Each figure is pickled on its own, its arguments made just before and dropped after, and
+        the helper draws it and drops its arguments before it reads the next: neither process
+        holds the tables of all figures at once (at 10^6 patients the Kaplan-Meier table has
+        millions of rows, the cumulative incidence a million patients' outcomes). Returns once
+        the helper has read them; False when there is no helper to take them."""
         if not self.available:
             return False
-        jobs = [(str(f), str(p), dict(kw)) for f, p, kw in jobs]
-        try:
-            # streamed into the pipe: the pickled tables (a Kaplan-Meier table of 10^6 patients
-            # has millions of rows) are never held whole as bytes in this process
-            pickle.dump(jobs, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            self._proc.stdin.flush()
-        except (OSError, ValueError):  # the helper is gone
-            self._failed = True
-            return False
-        self.sent += [f for f, _, _ in jobs]
+        for function, path, kwargs in jobs:
+            try:
+                # streamed into the pipe: the pickled tables are never held whole as bytes here
+                job = (str(function), str(path), dict(kwargs() if callable(kwargs) else kwargs))
+                pickle.dump(job, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                self._proc.stdin.flush()
+            except (OSError, ValueError):  # the helper is gone
+                self._failed = True
+                return False
+            job = kwargs = None
+            self.sent.append(str(function))
         return True
 
     def wait(self) -> bool:
@@ -151,13 +156,13 @@ def serve() -> None:
     _warm_up(plots)
     while True:
         try:
-            jobs = pickle.load(sys.stdin.buffer)
+            function, path, kwargs = pickle.load(sys.stdin.buffer)
         except EOFError:
             break
-        for function, path, kwargs in jobs:
-            if function not in FIGURES:
-                raise ValueError(f"unknown figure function {function!r}")
-            plots.save_figure(getattr(plots, function)(**kwargs), path, ("png",), tight=False, dpi=120)
+        if function not in FIGURES:
+            raise ValueError(f"unknown figure function {function!r}")
+        plots.save_figure(getattr(plots, function)(**kwargs), path, ("png",), tight=False, dpi=120)
+        kwargs = None  # this figure's tables, freed before the next figure's are read
     # the files are written and closed: end now, without the interpreter's clean-up of
     # matplotlib's modules (~0.05 s the main process would wait for)
     sys.stderr.flush()

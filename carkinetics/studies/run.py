@@ -119,7 +119,7 @@ def run_population(scenario, output_dir, *, n=None, seed=None, jobs=None, chunk_
     # the folder is checked (and files of others in it refused) before anything is simulated
     with atomic_output_dir(output_dir, clean=True, known=RUN_FILES) as staging:
         def draw_bands(partial):  # the helper draws the bands while the summaries are computed here
-            figures.send([(f, staging / file, kw) for f, file, kw in partial.figure_args(plain=True)])
+            figures.send(partial.figure_jobs(staging))
 
         try:
             result = run_cohort(scenario, n=n, seed=seed, jobs=jobs, chunk_size=chunk_size,
