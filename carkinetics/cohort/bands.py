@@ -419,6 +419,7 @@ class BandHistograms:
         self.zeros = np.zeros((n_histograms, n_times), dtype=np.int64)
         self.nans = np.zeros((n_histograms, n_times), dtype=np.int64)
         self.hists = []
+        self._listed = (None, None)  # (key, typed lists): see _lists
         for s in range(n_histograms):
             h = BandHistogram(n_times)
             h.zeros, h.nans = self.zeros[s], self.nans[s]  # views: the kernel counts into them
@@ -428,7 +429,7 @@ class BandHistograms:
     def of(cls, h: BandHistogram) -> "BandHistograms":
         """A set of one histogram that counts into ``h``."""
         one = cls.__new__(cls)
-        one.zeros, one.nans, one.hists = h.zeros[None, :], h.nans[None, :], [h]
+        one.zeros, one.nans, one.hists, one._listed = h.zeros[None, :], h.nans[None, :], [h], (None, None)
         return one
 
     def histogram(self, s: int) -> BandHistogram:
@@ -441,14 +442,22 @@ class BandHistograms:
         return sum(h.nbytes for h in self.hists)
 
     def _lists(self):
-        pos8, pos16, neg8, neg16 = List(), List(), List(), List()
-        for h in self.hists:
-            pos8.append(h._pos.low)
-            pos16.append(h._pos.high)
-            neg8.append(h._neg.low)
-            neg16.append(h._neg.high)
-        return (pos8, pos16, np.array([h.pos_lo for h in self.hists], dtype=np.int64), neg8, neg16,
-                np.array([h.neg_lo for h in self.hists], dtype=np.int64))
+        """The histograms' count arrays as the kernels' typed lists, and their first bins. Kept
+        between blocks while no histogram grows or folds (a list holds its arrays, so an array's
+        ``id`` names it while it is listed): making 4 typed lists of 24 arrays for each block
+        cost 7 us per patient."""
+        key = tuple((id(h._pos.low), id(h._pos.high), id(h._neg.low), id(h._neg.high), h.pos_lo, h.neg_lo)
+                    for h in self.hists)
+        if self._listed[0] != key:
+            pos8, pos16, neg8, neg16 = List(), List(), List(), List()
+            for h in self.hists:
+                pos8.append(h._pos.low)
+                pos16.append(h._pos.high)
+                neg8.append(h._neg.low)
+                neg16.append(h._neg.high)
+            self._listed = (key, (pos8, pos16, np.array([h.pos_lo for h in self.hists], dtype=np.int64), neg8, neg16,
+                                  np.array([h.neg_lo for h in self.hists], dtype=np.int64)))
+        return self._listed[1]
 
     def add(self, block: np.ndarray, columns, slots, ok: np.ndarray, planes=None, plane_of=None) -> None:
         """Count ``block[:, :, columns[c]]`` (a (patient, time, output) block) in histogram

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass, field
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -24,6 +25,28 @@ if TYPE_CHECKING:
 RUN_FILES = ("trajectory.csv", "outputs.png", "run.json", "patients.csv", "summary.csv", "bands.csv", "km.csv",
              "observed.csv", "trajectories.csv", "bands.png", "km.png", "cif.png", "patients.parquet", "bands.parquet",
              "vpc.csv", "vpc.png", "vpc.json")
+
+
+class _Sender:
+    """Hands figures over to a :class:`~carkinetics.plots.render.FigureHelper` from a thread;
+    :meth:`join` waits and raises what the thread raised (making a figure's arguments)."""
+
+    def __init__(self, figures, jobs):
+        self._error = None
+        self._thread = threading.Thread(target=self._send, args=(figures, jobs), name="carkinetics-figures",
+                                        daemon=True)
+        self._thread.start()
+
+    def _send(self, figures, jobs):
+        try:
+            figures.send(jobs)
+        except BaseException as err:  # raised by join() in the calling thread
+            self._error = err
+
+    def join(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 @dataclass
@@ -171,8 +194,11 @@ class CohortResult:
         patients_file = table_name("patients", table_format)
         names = [patients_file, "summary.csv"]
         to_draw = self._figures() if plots else []  # their arguments made only to draw them here
+        sender = None
         if figures is not None and to_draw:  # the figures not handed over yet (see run_cohort's on_bands)
-            figures.send(self.figure_jobs(folder, skip=figures.sent))
+            # handed over from a thread while the tables are written here: the helper reads a figure's
+            # tables only once it has drawn the one before (the bands, sent while the summaries were made)
+            sender = _Sender(figures, self.figure_jobs(folder, skip=figures.sent))
         streamed = self.streamed_csv is not None and Path(self.streamed_csv) == folder / "patients.csv"
         if table_format != "csv":
             if streamed:  # streamed while simulating, but the table is written in another format
@@ -196,6 +222,8 @@ class CohortResult:
             names.append("trajectories.csv")
         elif (folder / "trajectories.csv").exists():
             names.append("trajectories.csv")
+        if sender is not None:
+            sender.join()  # raises what making a figure's arguments raised
         # fixed margins and one draw per figure (no tight bounding box): cheap at any N
         if to_draw and not (figures is not None and figures.wait()):
             for function, file, kwargs in self.figure_args():
