@@ -14,11 +14,11 @@ from carkinetics.io.tables import TABLE_FORMATS, TableFormatError, check_table_f
 def _engine_threads_sleep_when_idle():
     """Let the engine's OpenMP threads sleep between chunks, unless the user chose otherwise.
 
-    ``carkinetics run`` simulates cohorts chunk by chunk: the threads sleep as soon as a chunk
-    is done instead of spinning for the next one (``OMP_WAIT_POLICY=PASSIVE``), which leaves
-    the core to the thread that reduces the finished chunks meanwhile (about 0.25 core-seconds
-    per 100,000 patients of the two-state reference model). Read when the OpenMP runtime
-    loads: before the first batch.
+    A batch that the engine's OpenMP threads share (a run of a single chunk: a run of several
+    has an engine thread per core, each simulating whole chunks) leaves its threads waiting
+    when it is done: they sleep at once instead of spinning (``OMP_WAIT_POLICY=PASSIVE``),
+    which leaves the core to the thread that reduces the results meanwhile. Read when the
+    OpenMP runtime loads: before the first batch.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

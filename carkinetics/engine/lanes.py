@@ -50,7 +50,8 @@ Work = namedtuple("Work", [
     "jumps", "jn",  # (JUMPS_PER_STEP, 3) jumps fired inside the step: fraction, state, count; (1,) their number
 ])
 
-LOGFAC0 = 0.04 * math.log(1e-4)  # PI controller memory at the start of a segment
+LOG_1E4 = -9.210340371976182  # log(1e-4), as _vlog gives it (the PI controller's floor: tested)
+LOGFAC0 = 0.04 * LOG_1E4  # PI controller memory at the start of a segment
 
 
 @njit(**_ALLOC)

@@ -107,9 +107,14 @@ def _rodas_step(t, h, t_end, y, p, ext, rtol, atol, f0, dfdt, g1, g2, g3, g4, g5
 
 @njit(**_JIT)
 def _rodas_interp(s, y, ynew, cont3, cont4, out):
+    """RODAS4's dense output (1 - s) y + s ynew + s (1 - s) (cont3 + s cont4), written as
+    y + s ((ynew - y) + (1 - s)(cont3 + s cont4)): a state that the step left unchanged (a
+    counter of events, a population held at zero) is read back exactly, where the first form
+    gives y (1 - s) + s y, off by an ulp for some s (an event counted inside a RODAS step then
+    added one to 73.99999999999997)."""
     s1 = 1.0 - s
     for i in range(N_STATES):
-        out[i] = y[i] * s1 + s * (ynew[i] + s1 * (cont3[i] + s * cont4[i]))
+        out[i] = y[i] + s * ((ynew[i] - y[i]) + s1 * (cont3[i] + s * cont4[i]))
 
 
 

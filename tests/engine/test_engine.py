@@ -182,3 +182,23 @@ def test_batch_is_independent_of_threads_and_equals_single_runs(linear_model):
         single = simulate(linear_model, own, times, parameters=p[i])
         np.testing.assert_array_equal(single.states, one.states[i])
         assert list(single.events_applied) == list(one.events_applied[i])
+
+
+def test_rodas_dense_output_reads_unchanged_states_back_exactly(linear_model):
+    # a state a RODAS4 step left unchanged (an event counter, a population at zero) must be read
+    # back exactly anywhere inside the step: a root located there acts on it (the form
+    # (1 - s) y + s y is off by an ulp for some s, and the event count 74 came out 74.00000000000003)
+    kernel = linear_model.kernel
+    n = linear_model.n_states
+    rng = np.random.default_rng(5)
+    out = np.empty(n)
+    for s in np.concatenate([rng.random(2000), [0.0, 1.0, 0.5, 1 / 3]]):
+        y = np.round(rng.lognormal(3, 2, n)) * rng.choice([1.0, 0.1, 1e-3], n)
+        zeros = np.zeros(n)
+        kernel._rodas_interp(s, y, y.copy(), zeros, zeros, out)
+        assert np.array_equal(out, y), s
+    # and the interpolant is still RODAS4's: (1 - s) y + s ynew + s (1 - s)(c3 + s c4), to rounding
+    y, ynew, c3, c4 = (rng.normal(0, 1, n) for _ in range(4))
+    for s in (0.0, 0.25, 0.7, 1.0):
+        kernel._rodas_interp(s, y, ynew, c3, c4, out)
+        np.testing.assert_allclose(out, (1 - s) * y + s * ynew + s * (1 - s) * (c3 + s * c4), rtol=1e-14, atol=1e-14)

@@ -75,3 +75,8 @@ def test_hill_derivatives_against_finite_differences(kernel, prefix):
     assert getattr(kernel, prefix + "hill_dx")(x, k, n) == pytest.approx(dx, rel=1e-8)
     assert getattr(kernel, prefix + "hill_dk")(x, k, n) == pytest.approx(dk, rel=1e-8)
     assert getattr(kernel, prefix + "hill_dn")(x, k, n) == pytest.approx(dn, rel=1e-8)
+
+
+def test_the_step_size_controls_floor_is_the_kernels_log_of_1e_4(kernel):
+    # the PI controller's memory takes log(max(err, 1e-4)) as LOG_1E4 below the floor, vlog(err) above
+    assert kernel.LOG_1E4 == kernel._vlog(1e-4) == np.log(1e-4)
