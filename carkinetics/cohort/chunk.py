@@ -360,11 +360,16 @@ class ChunkSimulator:
                 values[f"fired.{name}"][idx] = np.maximum(values[f"fired.{name}"][idx], fired)
         return values
 
-    def chunk(self, start, stop, kernel_ready=None) -> Chunk:
-        """Draw and simulate the patients ``start..stop-1`` (see :meth:`simulate` for ``kernel_ready``)."""
+    def timed_draw(self, start, stop):
+        """``(draws, uniforms, seconds)`` of the patients ``start..stop-1``: :meth:`draw` and its time."""
         t0 = _time.perf_counter()
         draws, uniforms = self.draw(start, stop)
-        return self.run(draws, uniforms, kernel_ready, _time.perf_counter() - t0)
+        return draws, uniforms, _time.perf_counter() - t0
+
+    def chunk(self, start, stop, kernel_ready=None) -> Chunk:
+        """Draw and simulate the patients ``start..stop-1`` (see :meth:`simulate` for ``kernel_ready``)."""
+        draws, uniforms, seconds = self.timed_draw(start, stop)
+        return self.run(draws, uniforms, kernel_ready, seconds)
 
 
 def endpoint_parameters(endpoints, model) -> tuple:

@@ -296,9 +296,7 @@ def _engine_threads(simulator, n, chunk_size, starts, kernel_ready, depth):
     n_threads = 1 if workers > 1 else None
 
     def draw(start):
-        t0 = _time.perf_counter()
-        draws, uniforms = simulator.draw(start, min(n, start + chunk_size))
-        return draws, uniforms, _time.perf_counter() - t0
+        return simulator.timed_draw(start, min(n, start + chunk_size))
 
     def simulate(drawn):
         draws, uniforms, seconds = drawn

@@ -87,7 +87,7 @@ class FigureHelper:
             except (OSError, ValueError):  # the helper is gone
                 self._failed = True
                 return False
-            job = kwargs = None
+            job = None  # this figure's arguments, dropped before the next figure's are made
             self.sent.append(str(function))
         return True
 
