@@ -168,6 +168,9 @@ class Chunk:
         Time spent drawing (with the event arrays) and simulating (s).
     patient : dict of str to ndarray, shape (n,)
         What endpoints may read of each patient besides outputs (:meth:`ChunkSimulator.patient_values`).
+    blocks : (ndarray, ndarray) or None
+        The reused arrays the simulations' saved values lie in (:class:`OutputBlocks`), handed
+        back by :meth:`ChunkSimulator.release`; None when the chunk has arrays of its own.
     """
 
     draws: object
@@ -176,6 +179,43 @@ class Chunk:
     draw_seconds: float = 0.0
     simulate_seconds: float = 0.0
     patient: dict = field(default_factory=dict)
+    blocks: tuple | None = None
+
+
+class OutputBlocks:
+    """Arrays for the chunks' saved states and outputs, handed out again once a chunk is reduced.
+
+    A chunk's saved values (a few tens of MB) are above the size glibc's ``malloc`` keeps in
+    its heap (32 MB at most), so each fresh array was memory newly mapped by the kernel,
+    cleared page by page on first touch and unmapped after the chunk: measured on the two-year
+    T-ALL cohort, ``clear_page_erms`` alone took 3 % of the run's CPU and system time 8 %.
+    :meth:`take` returns a free pair of (rows, n_times, saved states) and (rows, n_times, saved
+    outputs) arrays or makes one; :meth:`give` returns it. The arrays alive are those of the
+    chunks being simulated or waiting, as without reuse. Thread-safe.
+    """
+
+    def __init__(self, n_times: int, n_states: int, n_outputs: int):
+        self.shape = (int(n_times), int(n_states), int(n_outputs))
+        self._free = []
+        self._lock = threading.Lock()
+        self.n_made = 0
+
+    def take(self, rows: int):
+        """A pair of arrays with ``rows`` patients (views of the first rows of a larger free pair)."""
+        n_t, n_s, n_o = self.shape
+        with self._lock:
+            while self._free:
+                pair = self._free.pop()
+                if pair[0].shape[0] >= rows:
+                    return pair[0][:rows], pair[1][:rows], pair
+            self.n_made += 1
+        pair = (np.empty((rows, n_t, n_s)), np.empty((rows, n_t, n_o)))
+        return pair[0], pair[1], pair
+
+    def give(self, pair) -> None:
+        """Hand a pair from :meth:`take` back (its third item), to be written over."""
+        with self._lock:
+            self._free.append(pair)
 
 
 def saved_series(result, name):
@@ -208,9 +248,13 @@ class ChunkSimulator:
         Threads of the engine (default: all cores).
     uniform_streams : sequence of int
         The random-number streams of the endpoints' random events (one uniform per patient each).
+    reuse_outputs : bool
+        Simulate into arrays that :meth:`release` hands back for later chunks (:class:`OutputBlocks`):
+        for a caller that reduces each chunk and drops it (a chunk's results are written over
+        once it is released).
     """
 
-    def __init__(self, scenario, design, outputs, *, jobs=None, uniform_streams=()):
+    def __init__(self, scenario, design, outputs, *, jobs=None, uniform_streams=(), reuse_outputs=False):
         from carkinetics.simulation.simulate import simulate_batch  # looked up per run (tests replace it)
 
         model = scenario.model
@@ -226,6 +270,8 @@ class ChunkSimulator:
         self.endpoint_parameters = endpoint_parameters(scenario.endpoints, model)
         self.save_outputs = [x for x in outputs if x in model.output_names]
         self.save_states = [x for x in outputs if x not in model.output_names]
+        self.blocks = (OutputBlocks(len(scenario.times), len(self.save_states), len(self.save_outputs))
+                       if reuse_outputs else None)
 
     def draw(self, start, stop):
         """Draws and uniforms of the patients ``start..stop-1``."""
@@ -245,14 +291,15 @@ class ChunkSimulator:
                 inputs.append((k, idx, *arm_ev.arrays(draws.env(names, mask), idx.size)))
         return inputs
 
-    def simulate(self, draws, inputs, kernel_ready=None, n_threads=None):
+    def simulate(self, draws, inputs, kernel_ready=None, n_threads=None, blocks=None):
         """Simulate the patients of ``draws`` arm by arm; return ``(sims, seconds)`` (see :class:`Chunk`).
 
         ``kernel_ready``: a :class:`threading.Event` set once the compiled kernel is loaded; while
         it is not set, two patients are simulated first (loading the kernel is ~0.4 s of
         interpreter work, done before the calling thread's imports compete with it for the
         interpreter lock). ``n_threads``: the engine's threads for this chunk (default: the
-        simulator's ``jobs``).
+        simulator's ``jobs``). ``blocks``: (states, outputs) arrays with a row per patient of the
+        chunk to simulate into (each arm's patients in consecutive rows), or None.
         """
         simulate_batch = self._simulate_batch
         times = self.scenario.times
@@ -264,7 +311,12 @@ class ChunkSimulator:
         index = np.asarray(draws.index, dtype=np.int64)
         sims = []
         seconds = 0.0
+        row = 0
         for k, idx, ev_times, act_values in inputs:
+            out = None
+            if blocks is not None:
+                out = (blocks[0][row:row + idx.size], blocks[1][row:row + idx.size])
+                row += idx.size
             ta = _time.perf_counter()
             schedule = self.arm_events[k].schedule
             if kernel_ready is not None and not kernel_ready.is_set() and idx.size > 2:
@@ -276,7 +328,7 @@ class ChunkSimulator:
                 finally:
                     kernel_ready.set()
             res = simulate_batch(self.model, schedule, times, draws.parameters[idx], event_times=ev_times,
-                                 action_values=act_values, patient_index=index[idx], **kwargs)
+                                 action_values=act_values, patient_index=index[idx], out=out, **kwargs)
             if kernel_ready is not None:
                 kernel_ready.set()
             seconds += _time.perf_counter() - ta
@@ -303,9 +355,26 @@ class ChunkSimulator:
         t0 = _time.perf_counter()
         inputs = self.arm_inputs(draws)
         draw_seconds += _time.perf_counter() - t0
-        sims, simulate_seconds = self.simulate(draws, inputs, kernel_ready, n_threads)
-        patient = self.patient_values(draws, sims, {k: ev_times for k, _, ev_times, _ in inputs})
-        return Chunk(draws, uniforms, sims, draw_seconds, simulate_seconds, patient)
+        pair = None
+        if self.blocks is not None:
+            *views, pair = self.blocks.take(uniforms.shape[0])
+        try:
+            sims, simulate_seconds = self.simulate(draws, inputs, kernel_ready, n_threads,
+                                                   None if pair is None else views)
+            patient = self.patient_values(draws, sims, {k: ev_times for k, _, ev_times, _ in inputs})
+        except BaseException:
+            if pair is not None:
+                self.blocks.give(pair)
+            raise
+        return Chunk(draws, uniforms, sims, draw_seconds, simulate_seconds, patient, pair)
+
+    def release(self, chunk: Chunk) -> None:
+        """Drop a reduced chunk's simulations and hand its arrays back to be written over (with
+        ``reuse_outputs``; nothing may refer to its saved values any more)."""
+        chunk.sims = None
+        if chunk.blocks is not None and self.blocks is not None:
+            self.blocks.give(chunk.blocks)
+        chunk.blocks = None
 
     def endpoint_parameter_values(self, draws) -> dict:
         """Each drawn patient's value of every model parameter the endpoints read."""

@@ -116,7 +116,7 @@ def run_cohort(scenario: Scenario, n: int | None = None, seed: int | None = None
     band_names, traj_names, needed = _saved_names(scenario, bands, keep_trajectories, endpoints)
     chunk_size = check_chunk_size(chunk_size, len(scenario.times), len(needed), scenario.path)
     streams = tuple(getattr(endpoints, "uniform_streams", ())) if endpoints else ()
-    simulator = ChunkSimulator(scenario, design, needed, jobs=jobs, uniform_streams=streams)
+    simulator = ChunkSimulator(scenario, design, needed, jobs=jobs, uniform_streams=streams, reuse_outputs=True)
     if not keep_parameters and patients_csv is None:
         raise CohortError("keep_parameters=False needs patients_csv: the parameters would be written nowhere")
     reducer = _ChunkReducer(scenario, design, endpoints, band_names, traj_names, keep_trajectories, n,
@@ -364,6 +364,7 @@ def _simulate_and_reduce(simulator, reducer, n, chunk_size, n_saved, *, progress
             stop = min(n, start + chunk_size)
             chunk = simulator.chunk(start, stop) if engine is None else engine.get()
             reducer.reduce(chunk, start, csv_file)
+            simulator.release(chunk)  # its arrays are written over by a later chunk
             chunk = None
             if progress is not None:
                 progress(stop, n)

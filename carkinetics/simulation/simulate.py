@@ -208,7 +208,8 @@ def simulate_batch(model: Model, events: Schedule | Event | Iterable[Event] | No
                    action_values: ArrayLike | None = None, options: SolverOptions | None = None,
                    t0: float | None = None, n_threads: int | None = None,
                    save_states: bool | Sequence[str] = True, save_outputs: bool | Sequence[str] = True,
-                   block: int | None = None, seed: int = 0, patient_index: ArrayLike | None = None) -> BatchResult:
+                   block: int | None = None, seed: int = 0, patient_index: ArrayLike | None = None,
+                   out: tuple[np.ndarray, np.ndarray] | None = None) -> BatchResult:
     """Simulate N patients in parallel on all cores.
 
     Parameters
@@ -282,8 +283,9 @@ def simulate_batch(model: Model, events: Schedule | Event | Iterable[Event] | No
         thr=thr, atol=atol, rtol=float(options.rtol), method=int(options.method_code),
         hmax=float(options.max_step if math.isfinite(options.max_step) else 1e300),
         max_steps=int(options.max_steps), state_idx=s_idx, output_idx=o_idx, rng_key=keys)
+    out_states, out_outputs = _out_arrays(out, (n_pat, len(times)), len(s_idx), len(o_idx))
     res = kernel.Results(
-        out_states=np.empty((n_pat, len(times), len(s_idx))), out_outputs=np.empty((n_pat, len(times), len(o_idx))),
+        out_states=out_states, out_outputs=out_outputs,
         status=np.zeros(n_pat, dtype=np.int64), counters=np.zeros((n_pat, len(COUNTER_NAMES)), dtype=np.int64),
         applied=np.zeros((n_pat, ev_time.shape[1]), dtype=np.int8), final=np.zeros((n_pat, system.n_states)),
         mev_count=np.zeros((n_pat, max(n_mev, 1)), dtype=np.int64), mev_time=np.full((n_pat, max(n_mev, 1)), np.nan))
@@ -437,6 +439,27 @@ def _with_breakpoints(model, table, params, ev_time, t0) -> np.ndarray:
         table.act_start = np.concatenate([table.act_start,
                                           np.full(n_bp, table.act_start[-1], dtype=np.int64)])
     return np.ascontiguousarray(ev_time, dtype=float)
+
+
+def _out_arrays(out, shape, n_states, n_outputs):
+    """The arrays the saved states and outputs are written into: ``out``'s, checked, or new ones."""
+    if out is None:
+        return np.empty((*shape, n_states)), np.empty((*shape, n_outputs))
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise SimulationInputError("`out` must be a pair of arrays (saved states, saved outputs)")
+    arrays = []
+    for what, a, n in (("states", out[0], n_states), ("outputs", out[1], n_outputs)):
+        want = (*shape, n)
+        if not (isinstance(a, np.ndarray) and a.dtype == np.float64 and a.shape == want
+                and a.flags.c_contiguous and a.flags.writeable):
+            got = (f"{a.dtype} array of shape {a.shape}" + ("" if a.flags.c_contiguous else ", not C-contiguous")
+                   + ("" if a.flags.writeable else ", read-only")) if isinstance(a, np.ndarray) else type(a).__name__
+            raise SimulationInputError(f"`out` {what}: expected a writeable C-contiguous float64 array of shape "
+                                       f"{want} (patients, output times, saved {what}), got {got}")
+        arrays.append(a)
+    if arrays[0].size and arrays[1].size and np.shares_memory(arrays[0], arrays[1]):
+        raise SimulationInputError("`out`: the states' and the outputs' arrays share memory; give two separate arrays")
+    return arrays
 
 
 def _check_result_size(n_pat, n_times, n_saved) -> None:

@@ -647,6 +647,63 @@ def test_figures_drawn_by_the_helper_process_or_here_when_it_fails(tmp_path, ref
     assert proc.poll() is not None
 
 
+def test_reused_output_arrays_give_the_tables_of_fresh_ones(scenario, reference, monkeypatch):
+    """run_cohort simulates the chunks into arrays handed back once a chunk is reduced
+    (carkinetics.cohort.chunk.OutputBlocks). Chunks of 37 (11 chunks, the last partial, each
+    arm's patients in consecutive rows) on two engine threads, the reduction slowed so that
+    chunks wait: the tables are those of the same run with a fresh pair of arrays per chunk, and
+    the reference's, value for value; fewer pairs were made than chunks."""
+    import time
+
+    from carkinetics.cohort import chunk as chunk_module
+    from carkinetics.cohort import pipeline
+
+    made = []
+    real_take, real_reduce = chunk_module.OutputBlocks.take, pipeline._ChunkReducer.reduce
+
+    def take(self, rows):
+        views = real_take(self, rows)
+        made.append(views[2])  # kept, so that no two pairs share an id
+        return views
+
+    def slow_reduce(self, *args, **kwargs):
+        time.sleep(0.01)
+        return real_reduce(self, *args, **kwargs)
+
+    monkeypatch.setattr(chunk_module.OutputBlocks, "take", take)
+    monkeypatch.setattr(pipeline._ChunkReducer, "reduce", slow_reduce)
+    with monkeypatch.context() as m:
+        m.setattr(chunk_module.OutputBlocks, "give", lambda self, pair: None)  # never handed back: fresh arrays
+        fresh = run_cohort(scenario, n=400, jobs=2, chunk_size=37, keep_trajectories=True)
+    assert len(made) == len({id(p) for p in made}) == 11
+    made.clear()
+    res = run_cohort(scenario, n=400, jobs=2, chunk_size=37, keep_trajectories=True)
+    assert len(made) == 11 and len({id(p) for p in made}) < 11
+    for got in (res, fresh):
+        pd.testing.assert_frame_equal(got.patients, reference.patients)
+        pd.testing.assert_frame_equal(got.bands, reference.bands)
+        pd.testing.assert_frame_equal(got.trajectories, reference.trajectories)
+
+
+def test_output_blocks_hand_out_views_of_a_larger_free_pair_and_make_a_pair_when_none_fits():
+    from carkinetics.cohort.chunk import OutputBlocks
+
+    blocks = OutputBlocks(n_times=5, n_states=2, n_outputs=3)
+    s, o, pair = blocks.take(10)
+    assert s.shape == (10, 5, 2) and o.shape == (10, 5, 3) and blocks.n_made == 1
+    blocks.give(pair)
+    s2, o2, pair2 = blocks.take(4)  # the last, partial chunk: the first rows of the free pair
+    assert pair2 is pair and s2.shape == (4, 5, 2) and np.shares_memory(s2, pair[0]) and s2.flags.c_contiguous
+    assert o2.flags.c_contiguous and blocks.n_made == 1
+    s3, _, pair3 = blocks.take(10)  # none free: a new pair
+    assert pair3 is not pair and blocks.n_made == 2
+    blocks.give(pair2)
+    blocks.give(pair3)
+    small = OutputBlocks(n_times=5, n_states=2, n_outputs=3)
+    small.give(small.take(3)[2])
+    assert small.take(8)[0].shape == (8, 5, 2) and small.n_made == 2  # too small a pair is dropped
+
+
 def test_patient_table_is_the_chunks_in_order_whatever_the_chunk_size(scenario):
     """The patient table is filled chunk by chunk into columns allocated once
     (carkinetics.cohort.table.PatientColumns): chunks of 100, 64 (a last partial chunk) and a

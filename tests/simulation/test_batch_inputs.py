@@ -47,3 +47,42 @@ def test_output_and_state_lookups_say_what_is_wrong(model):
         res.state("b")
     with pytest.raises(KeyError, match="not an output"):
         res.output("nope")
+
+
+def test_out_arrays_are_written_whole_and_give_the_results_of_fresh_arrays(model):
+    """``out=``: every value of the given arrays is written (a sentinel left in them would show),
+    failed patients' values from their failure on included, and the result is that of fresh
+    arrays, value for value; the result refers to the given arrays."""
+    from carkinetics.simulation.options import SolverOptions
+
+    rng = np.random.default_rng(5)
+    params = np.tile(model.default_parameters(), (40, 1))
+    params[:, model.parameter_index("k_ab")] = rng.lognormal(0.0, 2.0, 40)  # the fastest need the most steps
+    options = SolverOptions(max_steps=30)
+    schedule = [Dose(0.0, "a", 5.0)]
+    fresh = simulate_batch(model, schedule, TIMES, params, options=options, save_states=["b"])
+    assert 0 < (fresh.status != 0).sum() < 40  # some patients fail part way
+    states = np.full((40, TIMES.size, 1), 7.0e300)
+    outputs = np.full((40, TIMES.size, len(model.output_names)), -7.0e300)
+    into = simulate_batch(model, schedule, TIMES, params, options=options, save_states=["b"], out=(states, outputs))
+    assert into.states is states and into.outputs is outputs
+    assert not np.isin(states, [7.0e300]).any() and not np.isin(outputs, [-7.0e300]).any()
+    np.testing.assert_array_equal(into.states, fresh.states)
+    np.testing.assert_array_equal(into.outputs, fresh.outputs)
+    np.testing.assert_array_equal(into.status, fresh.status)
+    assert np.isnan(into.states[fresh.status != 0, -1]).all()
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda s, o: (s[:2], o), r"`out` states: expected .* shape \(3, 11, 1\).*got float64 array of shape \(2, 11, 1\)"),
+    (lambda s, o: (s, o.astype(np.float32)), r"`out` outputs: expected .*float64.*got float32"),
+    (lambda s, o: (s, np.asfortranarray(o)), r"`out` outputs: .*not C-contiguous"),
+    (lambda s, o: (s,), r"`out` must be a pair of arrays"),
+    (lambda s, o: (s, [0.0]), r"`out` outputs: expected .*got list"),
+    (lambda s, o: (s, s), r"share memory"),
+])
+def test_bad_out_arrays_are_refused_saying_what_was_expected(model, bad, message):
+    states, outputs = np.zeros((3, TIMES.size, 1)), np.zeros((3, TIMES.size, len(model.output_names)))
+    with pytest.raises(SimulationInputError, match=message):
+        simulate_batch(model, [Dose(0.0, "a", 5.0)], TIMES, np.tile(model.default_parameters(), (3, 1)),
+                       save_states=["b"], out=bad(states, outputs))
