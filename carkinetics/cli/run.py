@@ -37,7 +37,7 @@ def _engine_threads_sleep_when_idle():
               help="Engine threads (default: all cores); with more than one, finished chunks are reduced and "
                    "written alongside. Results are identical for any number.")
 @click.option("--chunk-size", type=click.IntRange(1), default=None,
-              help="Patients simulated at once (default: about 32 MB of outputs per chunk).")
+              help="Patients simulated at once (default: about 64 MB of outputs per chunk).")
 @click.option("--trajectories", is_flag=True, default=False,
               help="Also write every patient's trajectory (trajectories.csv; large).")
 @click.option("--format", "table_format", type=click.Choice(TABLE_FORMATS), default="csv", show_default=True,

@@ -69,7 +69,7 @@ def run_cohort(scenario: Scenario, n: int | None = None, seed: int | None = None
     jobs : int, optional
         Threads of the engine (default: all cores).
     chunk_size : int, optional
-        Patients simulated at once (default: about 32 MB of saved outputs per chunk, at most 16,384).
+        Patients simulated at once (default: about 64 MB of saved outputs per chunk, at most 16,384).
     variables : mapping of str to float, optional
         Overrides of the scenario's ``[variables]``.
     parameters : mapping of str to float, optional

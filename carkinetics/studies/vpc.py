@@ -113,7 +113,7 @@ def _simulate_arm(scenario, arm, obs, seed, start, replicates, jobs):
     tidx = np.searchsorted(times, obs["time"].to_numpy(float))
     names = obs["observable"].to_numpy()
     simulator = ChunkSimulator(sc, design, outputs, jobs=jobs)
-    # whole replicate trials per chunk, about 32 MB of saved values; only the sampled values are kept
+    # whole replicate trials per chunk, about 64 MB of saved values; only the sampled values are kept
     per_chunk = max(1, default_chunk_size(times.size, len(outputs)) // n_subjects)
     sim = np.full((replicates, len(obs)), np.nan)
     for r0 in range(0, replicates, per_chunk):
