@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
 from carkinetics.cli.common import PatientProgress, apply_settings, parse_settings, replicates_options, set_option
 from carkinetics.io.tables import TABLE_FORMATS, TableFormatError, check_table_format
-
-
-def _engine_threads_sleep_when_idle():
-    """Let the engine's OpenMP threads sleep between chunks, unless the user chose otherwise.
-
-    A batch that the engine's OpenMP threads share (a run of a single chunk: a run of several
-    has an engine thread per core, each simulating whole chunks) leaves its threads waiting
-    when it is done: they sleep at once instead of spinning (``OMP_WAIT_POLICY=PASSIVE``),
-    which leaves the core to the thread that reduces the results meanwhile. Read when the
-    OpenMP runtime loads: before the first batch.
-    """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @click.command()
@@ -50,7 +37,6 @@ def run(scenario, output, n, seed, jobs, chunk_size, trajectories, table_format,
     """Simulate a scenario (its typical patient, or a virtual cohort) and write results and plots to OUTPUT."""
     import gc
 
-    _engine_threads_sleep_when_idle()
     # No garbage collections during the run: each full pass walks every object of numba, pandas
     # and matplotlib (~0.2 s of a 3 s run), and a run makes little cyclic garbage (a few objects
     # per chunk). Afterwards the objects alive are frozen (kept out of later collections; garbage

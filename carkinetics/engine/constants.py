@@ -221,8 +221,8 @@ def kernel_source() -> str:
         for c in table:
             lines.append(f"{c.name} = {c.value!r}  # {c.description}")
         lines.append("")
-    lines += _tuple_source("Problem", PROBLEM_FIELDS, "inputs of run_serial and run_parallel")
+    lines += _tuple_source("Problem", PROBLEM_FIELDS, "inputs of run_range")
     lines.append("")
-    lines += _tuple_source("Results", RESULTS_FIELDS, "outputs of run_serial and run_parallel, filled in place")
+    lines += _tuple_source("Results", RESULTS_FIELDS, "outputs of run_range, filled in place")
     lines.append("")
     return "\n".join(lines) + "\n"

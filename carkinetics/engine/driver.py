@@ -1,5 +1,4 @@
-"""The lane driver: patients integrated side by side, and the entry points run_serial and
-run_parallel.
+"""The lane driver: patients integrated side by side, and the kernel's entry point run_range.
 
 Patients in SIMD lanes. Each thread integrates up to LANES patients side by side.
 Every lane has its own time, step size, events, outputs and method; the Tsit5 stages
@@ -37,8 +36,17 @@ before calling the kernels.
 
 
 @njit(**_ALLOC)
-def _run_range(start, stop, prob, res):
-    """Simulate patients start..stop-1, LANES at a time, in the calling thread."""
+def run_range(start, stop, prob, res):
+    """Simulate patients start..stop-1, LANES at a time, in the calling thread.
+
+    The kernel's one entry point. It releases the interpreter lock (``nogil``), so Python
+    threads each running a range of patients run in parallel
+    (carkinetics.simulation.simulate._run_kernel). One entry point called only from Python
+    is compiled once per model: the numba ``prange`` loop of parallel runs had its own
+    compilation (about 20 s of a kernel's 110 s on the T-ALL model), and a serial wrapper
+    passing a constant start another (numba compiles a function anew for a literal
+    argument).
+    """
     times = prob.times
     thr = prob.thr
     rtol = prob.rtol
@@ -183,7 +191,7 @@ def _run_range(start, stop, prob, res):
                 LI[li, I_REJECT] = 1
                 continue
             if FIN[li] == 0.0:  # inf or NaN in an accepted state
-                _lane_finish(li, NON_FINITE, Y, LI, out_states, out_outputs, status, final)
+                _lane_finish(li, np.int64(NON_FINITE), Y, LI, out_states, out_outputs, status, final)
                 continue
             ACPT[li] = 1.0
             t_new = tend if LI[li, I_HIT] == 1 else t + h
@@ -300,23 +308,3 @@ def _run_range(start, stop, prob, res):
                     continue
             if T[li] >= LF[li, F_TEND]:
                 _lane_at_time(li, lanes, work, prob, res)
-
-
-@njit(**_ALLOC)
-def run_serial(prob, res):
-    """Simulate all patients in the calling thread."""
-    _run_range(0, prob.params.shape[0], prob, res)
-
-
-@njit(cache=True, error_model="numpy", nogil=True, parallel=True)
-def run_parallel(prob, res, block):
-    """Simulate patients in parallel, in blocks of ``block`` patients.
-
-    Each patient's arithmetic is independent of the others', so results do not
-    depend on the number of threads or on how blocks are scheduled.
-    """
-    n_pat = prob.params.shape[0]
-    n_blocks = (n_pat + block - 1) // block
-    for b in prange(n_blocks):
-        start = b * block
-        _run_range(start, min(n_pat, start + block), prob, res)

@@ -121,7 +121,7 @@ def _lane_at_time(li, lanes, work, prob, res):
     _lane_get(li, Y, PL, EXT, y1, p1, ext1)
     n_ev = ev_time.shape[1]
     je = LI[li, I_JE]
-    st = OK
+    st = np.int64(OK)
     terminal = False
     # events closer than a few rounding errors to t happen now: a segment that short
     # would end the patient with STEP_TOO_SMALL (two event times meant to coincide,
@@ -198,7 +198,7 @@ def _lane_at_time(li, lanes, work, prob, res):
     LI[li, I_KOUT] = kout
     t_final = times[times.shape[0] - 1]
     if t >= t_final:
-        _lane_finish(li, OK, Y, LI, res.out_states, res.out_outputs, res.status, res.final)
+        _lane_finish(li, np.int64(OK), Y, LI, res.out_states, res.out_outputs, res.status, res.final)
         return
     tend = t_final
     if je < n_ev and ev_time[i_pat, ORDER[li, je]] < tend:

@@ -12,7 +12,7 @@ _JIT = dict(_ALLOC, _nrt=False)
 _HOT = dict(_JIT, inline="always")  # small functions of the hot loops, inlined
 
 # With NUMBA_DISABLE_JIT=1 the engine runs as plain Python (njit returns the function
-# itself, prange is range), to debug it. Only the bitcast intrinsics below need a Python
+# itself), to debug it. Only the bitcast intrinsics below need a Python
 # version, and ``math`` becomes _PythonMath: numba's math with error_model="numpy"
 # returns inf or nan where Python's raises, and floor of a non-finite number is the
 # int64 minimum (x86) where Python's raises; _vexp and _vpow rely on both. The compiled

@@ -69,7 +69,7 @@ def _fit_rates(li, t, h, s, s_end, Y, K, p, y, ynode, quad, qa):
     for k in range(5):
         x = (0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0, 0.5)[k]
         sk = s + x * (s_end - s)
-        _dense_states(li, sk, h, Y, K, PROP_STATES, 0, PROP_STATES.shape[0], ynode)  # the states the propensities read
+        _dense_states(li, sk, h, Y, K, PROP_STATES, np.int64(0), PROP_STATES.shape[0], ynode)  # the states the propensities read
         for q in range(N_STOCH):
             if quad[q, Q_ON] > 0.5:
                 ynode[STOCH_STATE[q]] = y[STOCH_STATE[q]]

@@ -168,7 +168,7 @@ def _lane_rodas(li, Y, K, PL, EXT, T, LF, LI, JL, DFL, y1, p1, ext1, f0, g1, g2,
         return
     for i in range(n):
         if not (ynew1[i] - ynew1[i] == 0.0):
-            _lane_finish(li, NON_FINITE, Y, LI, out_states, out_outputs, status, final)
+            _lane_finish(li, np.int64(NON_FINITE), Y, LI, out_states, out_outputs, status, final)
             return
     t_new = tend if LI[li, I_HIT] == 1 else t + h
     t_step = t_new  # the end of the step taken (outputs interpolate in it even when a root stops the lane earlier)

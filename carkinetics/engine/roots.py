@@ -184,7 +184,7 @@ def _lane_roots(mode, li, t, h, t_new, p, ynew, Y, K, y0, cont3, cont4, GL, RHIT
         for r in range(N_ROOTS):
             gtmp[r] = gnew[r]
     else:
-        _root_state(mode, li, s_best, h, Y, K, y0, ynew, cont3, cont4, out, corr, quad, -1)
+        _root_state(mode, li, s_best, h, Y, K, y0, ynew, cont3, cont4, out, corr, quad, np.int64(-1))
         model_roots(t + s_best * h, out, p, gtmp)
     for r in range(N_ROOTS):
         RHIT[li, r] = _root_active(r, i_pat, count) and _crossed(ROOT_DIR[r], GL[r, li], gtmp[r])
@@ -347,7 +347,7 @@ def _lane_terminate(li, t, y1, p1, lanes, work, prob, res):
             for j in range(out_outputs.shape[2]):
                 out_outputs[i_pat, k, j] = np.nan
     LI[li, I_KOUT] = times.shape[0]
-    _lane_finish(li, OK, lanes.Y, LI, out_states, out_outputs, res.status, res.final)
+    _lane_finish(li, np.int64(OK), lanes.Y, LI, out_states, out_outputs, res.status, res.final)
 
 
 @njit(**_JIT)
@@ -397,7 +397,7 @@ def _lane_at_root(li, lanes, work, prob, res):
     _lane_put(li, Y, PL, EXT, y1, p1, ext1)
     for i in range(N_STATES):
         if not (y1[i] - y1[i] == 0.0):
-            _lane_finish(li, NON_FINITE, Y, LI, res.out_states, res.out_outputs, res.status, res.final)
+            _lane_finish(li, np.int64(NON_FINITE), Y, LI, res.out_states, res.out_outputs, res.status, res.final)
             return
     if terminal:
         _lane_terminate(li, t, y1, p1, lanes, work, prob, res)

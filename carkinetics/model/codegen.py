@@ -245,7 +245,7 @@ def _header(model, uses_t) -> list[str]:
         "import math",
         "",
         "import numpy as np",
-        "from numba import njit, prange, types",
+        "from numba import njit, types",
         "from numba.extending import intrinsic",
         "",
         f"N_STATES = {model.n_states}",

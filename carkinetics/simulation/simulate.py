@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -127,17 +128,17 @@ def _select(names_all, request, what) -> np.ndarray:
     return np.array(idx, dtype=np.int64)
 
 
-def _set_threads(n_threads):
+def _thread_count(n_threads) -> int:
+    """Threads for a batch: ``n_threads``, checked, at most ``numba.config.NUMBA_NUM_THREADS``
+    (the cores, or the environment's ``NUMBA_NUM_THREADS``); all of them when None."""
     import numba
 
     if n_threads is None:
-        return numba.config.NUMBA_NUM_THREADS
+        return int(numba.config.NUMBA_NUM_THREADS)
     n = int(n_threads)
     if n < 1:
         raise SimulationInputError(f"`n_threads` must be >= 1, got {n_threads}")
-    n = min(n, numba.config.NUMBA_NUM_THREADS)
-    numba.set_num_threads(n)
-    return n
+    return min(n, int(numba.config.NUMBA_NUM_THREADS))
 
 
 def simulate(model: Model, events: Schedule | Event | Iterable[Event] | None = None, times: ArrayLike | None = None,
@@ -275,14 +276,14 @@ def simulate_batch(model: Model, events: Schedule | Event | Iterable[Event] | No
         kparams = np.zeros((n_pat, system.n_parameters))
         kparams[:, :model.n_parameters] = params
     n_mev = len(model.events)
-    prob = kernel.Problem(
+    prob = kernel.Problem(**_read_only(dict(
         t0=float(t0), times=times, params=kparams, ev_time=ev_time, ev_cond=table.cond,
         act_start=table.act_start, act_kind=table.act_kind, act_target=table.act_target,
         act_value=np.ascontiguousarray(act_value, dtype=float), prog_code=table.prog_code,
         prog_const=table.prog_const, prog_start=table.prog_start, prog_cstart=table.prog_cstart,
         thr=thr, atol=atol, rtol=float(options.rtol), method=int(options.method_code),
         hmax=float(options.max_step if math.isfinite(options.max_step) else 1e300),
-        max_steps=int(options.max_steps), state_idx=s_idx, output_idx=o_idx, rng_key=keys)
+        max_steps=int(options.max_steps), state_idx=s_idx, output_idx=o_idx, rng_key=keys)))
     out_states, out_outputs = _out_arrays(out, (n_pat, len(times)), len(s_idx), len(o_idx))
     res = kernel.Results(
         out_states=out_states, out_outputs=out_outputs,
@@ -441,6 +442,24 @@ def _with_breakpoints(model, table, params, ev_time, t0) -> np.ndarray:
     return np.ascontiguousarray(ev_time, dtype=float)
 
 
+def _read_only(fields: dict) -> dict:
+    """The kernel's inputs with every array as a read-only view (the arrays themselves untouched).
+
+    numba compiles a function once per combination of argument types, and a read-only array
+    is a type of its own: the broadcast event times of a single patient are read-only, a
+    cohort's are not, and so every function of the engine was compiled twice (about 40 s of
+    a kernel's 110 s on the T-ALL model). Read-only views always give one type, and the engine
+    cannot write into its inputs (a write would not compile).
+    """
+    out = {}
+    for name, value in fields.items():
+        if isinstance(value, np.ndarray):
+            value = value.view()
+            value.flags.writeable = False
+        out[name] = value
+    return out
+
+
 def _out_arrays(out, shape, n_states, n_outputs):
     """The arrays the saved states and outputs are written into: ``out``'s, checked, or new ones."""
     if out is None:
@@ -472,14 +491,17 @@ def _check_result_size(n_pat, n_times, n_saved) -> None:
 
 
 def _run_kernel(kernel, prob, res, n_threads, block) -> None:
-    """Run the kernel in this thread (one thread or one patient) or on ``n_threads`` threads."""
-    n_pat = prob.params.shape[0]
-    if n_threads == 1 or n_pat == 1:
-        kernel.run_serial(prob, res)
-        return
-    import numba
+    """Run the kernel in this thread (one thread or one patient) or on ``n_threads`` threads.
 
-    n = _set_threads(n_threads)
+    The kernel's ``run_range`` releases the interpreter lock, so Python threads, each taking
+    the next block of patients when done with one, run in parallel; a patient's results do
+    not depend on its block or thread.
+    """
+    n_pat = prob.params.shape[0]
+    n = _thread_count(n_threads)
+    if n == 1 or n_pat == 1:
+        kernel.run_range(0, n_pat, prob, res)
+        return
     if block is None:
         # as few blocks as the balance between threads allows: every block ends with its lanes
         # emptying one by one, so one block per thread for a small batch (a cohort chunk of 226
@@ -487,5 +509,28 @@ def _run_kernel(kernel, prob, res, n_threads, block) -> None:
         # the time), else blocks of at most 16 lane-fulls, as many for each thread
         n_blocks = n * -(-n_pat // (n * 16 * kernel.LANES))
         block = max(kernel.LANES, -(-n_pat // n_blocks))
-    with numba.parallel_chunksize(1):
-        kernel.run_parallel(prob, res, int(block))
+    block = int(block)
+    starts = iter(range(0, n_pat, block))
+    lock = threading.Lock()
+    errors = []
+
+    def work():
+        try:
+            while not errors:
+                with lock:
+                    start = next(starts, None)
+                if start is None:
+                    return
+                kernel.run_range(start, min(n_pat, start + block), prob, res)
+        except BaseException as err:  # noqa: BLE001 (raised again in the calling thread)
+            errors.append(err)
+
+    helpers = [threading.Thread(target=work, name="carkinetics-batch", daemon=True)
+               for _ in range(min(n, -(-n_pat // block)) - 1)]
+    for t in helpers:
+        t.start()
+    work()
+    for t in helpers:
+        t.join()
+    if errors:
+        raise errors[0]

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from scipy.linalg import expm
 
-from carkinetics import Action, Dose, Event, SolverError, SolverOptions, simulate, simulate_batch
+from carkinetics import Action, Dose, Event, SolverError, SolverOptions, load_model, simulate, simulate_batch
 
+from conftest import ROOT
 from reference import reference_solve, scaled_error
 
 METHODS = ["tsit5", "rodas4", "auto"]
@@ -182,6 +183,33 @@ def test_batch_is_independent_of_threads_and_equals_single_runs(linear_model):
         single = simulate(linear_model, own, times, parameters=p[i])
         np.testing.assert_array_equal(single.states, one.states[i])
         assert list(single.events_applied) == list(one.events_applied[i])
+
+
+# Functions numba compiles more than once by design, and how often at most: the dense-output
+# and root functions once per method (Tsit5 or RODAS4, a constant argument) and on a lane's
+# column or a contiguous copy; the model's outputs and triggers on either of those.
+_SPECIALISED = {"_dense_state": 3, "_lane_roots": 3, "_root_state": 3, "_rodas_interp": 3, "model_outputs": 2,
+                "model_roots": 3}
+
+
+def test_the_engine_is_compiled_once_whatever_the_path(linear_model):
+    # numba compiles a function anew for each combination of argument types, and a read-only
+    # array or a literal constant is a type of its own: a single patient (whose broadcast event
+    # times were read-only) and a batch on one or two threads (a serial wrapper passing the
+    # constant 0, a prange loop) compiled the engine up to three times over
+    times = np.linspace(0, 30, 7)
+    birth_death = load_model(ROOT / "models" / "examples" / "birth_death.toml")  # stochastic: roots and jumps
+    for model in (linear_model, birth_death):
+        sched = [Dose(2.0, model.state_names[0], 10.0)]
+        p = np.tile(model.default_parameters(), (5, 1))
+        simulate(model, sched, times)
+        simulate_batch(model, sched, times, p, n_threads=1)
+        simulate_batch(model, sched, times, p, n_threads=2, block=2)
+        kernel = model.kernel
+        counts = {name: len(getattr(kernel, name).signatures) for name in dir(kernel)
+                  if hasattr(getattr(kernel, name), "signatures")}
+        assert counts["run_range"] == 1
+        assert {name: n for name, n in counts.items() if n > _SPECIALISED.get(name, 1)} == {}
 
 
 def test_rodas_dense_output_reads_unchanged_states_back_exactly(linear_model):

@@ -46,7 +46,7 @@ def cases(root):
             out[f"{name}/{method}"] = {
                 "states": tr.states.tolist(), "outputs": tr.outputs.tolist(),
                 "status": int(tr.status), "counters": tr.counters.tolist(),
-                "kernel": type(model.kernel.run_serial).__name__,
+                "kernel": type(model.kernel.run_range).__name__,
             }
     # several patients side by side in the SIMD lanes (one thread)
     params = np.outer(np.linspace(0.8, 1.2, 20), multiphasic.parameter_vector(None))
@@ -54,7 +54,7 @@ def cases(root):
     out["multiphasic/batch"] = {
         "states": batch.states.tolist(), "outputs": batch.outputs.tolist(),
         "status": batch.status.tolist(), "counters": batch.counters.tolist(),
-        "kernel": type(multiphasic.kernel.run_serial).__name__,
+        "kernel": type(multiphasic.kernel.run_range).__name__,
     }
     # random jumps (a stochastic state), a triggered event: the same random numbers and roots
     bd = load_model(f"{root}/models/examples/birth_death.toml")
@@ -63,7 +63,7 @@ def cases(root):
     out["birth_death/batch"] = {
         "states": batch.states.tolist(), "outputs": batch.outputs.tolist(),
         "status": batch.status.tolist(), "counters": batch.counters.tolist(),
-        "kernel": type(bd.kernel.run_serial).__name__,
+        "kernel": type(bd.kernel.run_range).__name__,
     }
     return out
 '''
