@@ -236,6 +236,9 @@ def simulate_batch(model: Model, events: Schedule | Event | Iterable[Event] | No
     n_threads : int, optional
         Number of threads (default: all cores). Results are identical for any
         number of threads.
+    block : int, optional
+        Patients a thread takes at a time (default: as few blocks as keep the threads
+        evenly busy). Results are identical for any block size.
     save_states, save_outputs : bool or sequence of str
         Which states and outputs to keep at the output times (all by default).
         Memory is N x n_times x (saved variables) doubles; nothing else grows with
@@ -499,6 +502,8 @@ def _run_kernel(kernel, prob, res, n_threads, block) -> None:
     """
     n_pat = prob.params.shape[0]
     n = _thread_count(n_threads)
+    if block is not None and (isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1):
+        raise SimulationInputError(f"`block` must be a whole number of patients >= 1, got {block!r}")
     if n == 1 or n_pat == 1:
         kernel.run_range(0, n_pat, prob, res)
         return

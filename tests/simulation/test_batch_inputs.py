@@ -86,3 +86,44 @@ def test_bad_out_arrays_are_refused_saying_what_was_expected(model, bad, message
     with pytest.raises(SimulationInputError, match=message):
         simulate_batch(model, [Dose(0.0, "a", 5.0)], TIMES, np.tile(model.default_parameters(), (3, 1)),
                        save_states=["b"], out=bad(states, outputs))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n_threads": 0}, "`n_threads` must be >= 1, got 0"),
+    ({"n_threads": -2}, "`n_threads` must be >= 1, got -2"),
+    ({"block": 0}, "`block` must be a whole number of patients >= 1, got 0"),
+    ({"block": 2.5}, "`block` must be a whole number of patients >= 1, got 2.5"),
+    ({"block": True}, "`block` must be a whole number of patients >= 1, got True"),
+])
+def test_bad_thread_counts_and_block_sizes_are_refused(model, kwargs, message):
+    p = np.tile(model.default_parameters(), (4, 1))
+    with pytest.raises(SimulationInputError) as err:
+        simulate_batch(model, [Dose(0.0, "a", 5.0)], TIMES, p, **kwargs)
+    assert str(err.value) == message
+
+
+def test_an_error_in_a_batch_thread_is_raised_in_the_caller_after_the_threads_end(model, monkeypatch):
+    # the kernel's run_range fails for the block starting at patient 4 (of 12, blocks of 2 on
+    # two threads): simulate_batch raises that error, and no thread is left running
+    import threading
+
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one core: simulate_batch runs the batch in the calling thread")
+    kernel = model.kernel
+    real = kernel.run_range
+    calls = []
+
+    def failing(start, stop, prob, res):
+        calls.append(start)
+        if start == 4:
+            raise RuntimeError("block 4 failed")
+        return real(start, stop, prob, res)
+
+    monkeypatch.setattr(kernel, "run_range", failing)
+    p = np.tile(model.default_parameters(), (12, 1))
+    with pytest.raises(RuntimeError, match="block 4 failed"):
+        simulate_batch(model, [Dose(0.0, "a", 5.0)], TIMES, p, n_threads=2, block=2)
+    assert 4 in calls and len(calls) < 6  # the threads stop taking blocks after the failure
+    assert not [t for t in threading.enumerate() if t.name == "carkinetics-batch"]
