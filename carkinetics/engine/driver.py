@@ -43,9 +43,9 @@ def run_range(start, stop, prob, res):
     threads each running a range of patients run in parallel
     (carkinetics.simulation.simulate._run_kernel). One entry point called only from Python
     is compiled once per model: the numba ``prange`` loop of parallel runs had its own
-    compilation (about 20 s of a kernel's 110 s on the T-ALL model), and a serial wrapper
-    passing a constant start another (numba compiles a function anew for a literal
-    argument).
+    compilation (about 22 s on the T-ALL model, which numba links and optimises again), and a
+    serial wrapper passing a constant start made numba compile this function and its callees
+    twice (a literal argument is a type of its own). benchmarks/bench_compile.py measures it.
     """
     times = prob.times
     thr = prob.thr

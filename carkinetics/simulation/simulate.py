@@ -450,9 +450,9 @@ def _read_only(fields: dict) -> dict:
 
     numba compiles a function once per combination of argument types, and a read-only array
     is a type of its own: the broadcast event times of a single patient are read-only, a
-    cohort's are not, and so every function of the engine was compiled twice (about 40 s of
-    a kernel's 110 s on the T-ALL model). Read-only views always give one type, and the engine
-    cannot write into its inputs (a write would not compile).
+    cohort's are not, and so a process that ran both compiled every engine function that
+    takes the inputs twice. Read-only views always give one type, and the engine cannot write
+    into its inputs (a write would not compile).
     """
     out = {}
     for name, value in fields.items():
