@@ -121,7 +121,10 @@ LANE_INTS = _table(
     ("I_JACFRESH", 11, "the Jacobian in the lane's scratch is taken at the lane's (t, y)"),
     ("I_ROOT", 12, "1: the last accepted step stopped at a root (model event, jump); its actions are due"),
     ("I_RNG", 13, "random numbers the patient has drawn so far (the counter of its stream)"),
-    ("N_LI", 14, "number of integer fields"),
+    ("I_STIFF_WAIT", 14, "steps flagged stiff in a row before the Jacobian decides (doubles after each RODAS "
+                         "episode that did not pay, back to STIFF_WAIT0 after one that did)"),
+    ("I_EPISODE", 15, "the patient's RODAS steps when its current RODAS episode began"),
+    ("N_LI", 16, "number of integer fields"),
 )
 
 #: Kinds of root functions (model events and stochastic states, :mod:`carkinetics.model.model_events`).

@@ -256,7 +256,8 @@ def run_range(start, stop, prob, res):
                 else:
                     LI[li, I_NSTIFF] = 0
                 LI[li, I_NCHECK] += 1
-                if LI[li, I_NSTIFF] >= 3 or LI[li, I_NCHECK] >= 100:
+                wait = LI[li, I_STIFF_WAIT]
+                if LI[li, I_NSTIFF] >= wait or LI[li, I_NCHECK] >= (STIFF_CHECK_EVERY // STIFF_WAIT0) * wait:
                     LI[li, I_NSTIFF] = 0
                     LI[li, I_NCHECK] = 0
                     _lane_stiff_check(li, t_new, h, YNEW, PL, EXT, LI, JL, DFL, y1, p1, ext1, v, w, counters)

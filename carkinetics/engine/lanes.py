@@ -146,6 +146,7 @@ def _lane_start(li, i_pat, lanes, work, prob, res):
     LI[li, I_KOUT] = 0
     LI[li, I_JE] = 0
     LI[li, I_MODE] = RODAS if prob.method == RODAS else TSIT5
+    LI[li, I_STIFF_WAIT] = STIFF_WAIT0
     _lane_put(li, lanes.Y, lanes.PL, lanes.EXT, y1, p1, ext1)
     _lane_at_time(li, lanes, work, prob, res)
 
@@ -232,6 +233,7 @@ def _lane_stiff_check(li, t_new, h, YNEW, PL, EXT, LI, JL, DFL, y1, p1, ext1, v,
     LI[li, I_JACFRESH] = 0
     if h * _spectral_radius(J, v, w) > STIFF_ON * T_STAB:
         LI[li, I_MODE] = RODAS
+        LI[li, I_EPISODE] = counters[i_pat, C_STIFF_STEPS]
         counters[i_pat, C_STIFF_SWITCHES] += 1
         LI[li, I_FIRST_RODAS] = 1
         LI[li, I_NNONSTIFF] = 0

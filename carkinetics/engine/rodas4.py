@@ -231,11 +231,14 @@ def _lane_rodas(li, Y, K, PL, EXT, T, LF, LI, JL, DFL, y1, p1, ext1, f0, g1, g2,
     if method == AUTO:
         # back to Tsit5 when the RODAS step the accuracy allows is below STIFF_OFF times
         # Tsit5's stable step, NONSTIFF_STEPS steps in a row: a RODAS step (Jacobian, LU,
-        # six stages, one lane at a time) costs about five Tsit5 lane steps, so a RODAS
-        # step less than twice the stable explicit step is not worth taking
+        # six stages, one lane at a time) costs several Tsit5 lane steps (see STIFF_OFF)
         if hnew * _spectral_radius(J, v, w) < STIFF_OFF * T_STAB:
             LI[li, I_NNONSTIFF] += 1
             if LI[li, I_NNONSTIFF] >= NONSTIFF_STEPS:
+                # an episode whose RODAS steps were none of them worth their cost: the lane
+                # waits twice as long before the next check
+                paid = counters[i_pat, C_STIFF_STEPS] - LI[li, I_EPISODE] > NONSTIFF_STEPS
+                LI[li, I_STIFF_WAIT] = STIFF_WAIT0 if paid else min(2 * LI[li, I_STIFF_WAIT], STIFF_WAIT_MAX)
                 LI[li, I_MODE] = TSIT5
                 LI[li, I_NNONSTIFF] = 0
                 LI[li, I_NCHECK] = 0

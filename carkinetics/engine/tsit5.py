@@ -40,13 +40,26 @@ T_C = (0.0, T_C2, T_C3, T_C4, T_C5, 1.0, 1.0)
 T_STAB = 3.5
 # automatic switching: to RODAS when h * rho(J) > STIFF_ON * T_STAB, back to Tsit5 when
 # the RODAS step satisfies h * rho(J) < STIFF_OFF * T_STAB for NONSTIFF_STEPS steps in a row.
-# STIFF_OFF > 1: a RODAS step costs about five Tsit5 lane steps (measured on the T-ALL model,
-# benchmarks/README.md), so RODAS is kept only while its step is well beyond the explicit
-# stability limit (was 0.5 and 10 steps: marginally stiff patients then spent most of their
-# time in RODAS: 0.62x the speed of Tsit5 alone on the two-year T-ALL cohort, 0.89x now)
+# STIFF_OFF > 1: RODAS is kept only while its step is well beyond the explicit stability limit.
+# On the T-ALL model a RODAS step (Jacobian, LU, six stages, one lane at a time) costs about
+# 12 Tsit5 lane steps of a batch (6.9 against 0.55 us, benchmarks/README.md, stop 37) and
+# RODAS at rtol 1e-6 takes more steps than Tsit5 where neither is limited by stability; at
+# STIFF_OFF = 2 the marginally stiff patients of a two-year cohort spent 10 RODAS steps each
+# for nothing (0.86x the speed of Tsit5 alone); 4 keeps the switch for problems whose RODAS
+# step grows far beyond the explicit limit (tests/engine/test_engine.py) and costs the T-ALL
+# cohort 0.92-0.97x of Tsit5 alone. (Was 0.5 and 10 steps before stop 24: 0.62x.)
 STIFF_ON = 0.7
-STIFF_OFF = 2.0
+STIFF_OFF = 4.0
 NONSTIFF_STEPS = 3
+# Back-off of the switch: a lane that is only marginally stiff (its stable explicit step close
+# to the step the accuracy allows) is flagged by every stability-limited Tsit5 step, switched
+# to RODAS, and switched back after NONSTIFF_STEPS RODAS steps that were not worth their cost.
+# After each such episode the lane waits twice as many flagged steps (and twice as long between
+# periodic checks, STIFF_CHECK_EVERY at first) before the Jacobian decides again, up to
+# STIFF_WAIT_MAX; an episode that paid (a RODAS step well beyond the explicit limit) resets it.
+STIFF_WAIT0 = 3
+STIFF_WAIT_MAX = 96
+STIFF_CHECK_EVERY = 100
 
 
 

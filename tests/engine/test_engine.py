@@ -95,6 +95,24 @@ def test_stiff_problem_needs_the_automatic_switch(fast_exchange_model):
     np.testing.assert_allclose(stiff.states, exact, rtol=2e-6)
 
 
+def test_a_marginally_stiff_lane_backs_off_from_the_switch(fast_exchange_model):
+    # exchange 2.3/day: Tsit5's step is held by stability (h ~ 3.5 / 4.6 day) but RODAS4's
+    # step at rtol 1e-6 is not 4 times longer, so each switch is an episode that does not pay.
+    # Without the back-off the lane switched 41 times in 2,000 days (a check every 3 flagged
+    # steps); with it the wait doubles after each episode (3, 6, ..., 96 flagged steps): 10.
+    p = fast_exchange_model.default_parameters().copy()
+    p[0] = 2.3
+    exchange, growth, decay = p
+    A = np.array([[growth - exchange, exchange], [exchange, -exchange - decay]])
+    y0 = fast_exchange_model.initial_state(p)
+    times = np.linspace(0, 2000, 5)
+    traj = simulate(fast_exchange_model, None, times, p,
+                    options=SolverOptions(method="auto", rtol=1e-6, extinction=False))
+    assert 1 <= traj.n_stiff_switches <= 12
+    exact = np.array([expm(A * t) @ y0 for t in times])
+    np.testing.assert_allclose(traj.states, exact, rtol=1e-4, atol=1e-6)
+
+
 def test_robertson_against_radau(robertson_model):
     times = np.array([0, 0.4, 4, 40, 400, 4e3, 4e4, 4e5])
     ref = reference_solve(robertson_model, [], times, rtol=1e-11, atol=1e-16)
