@@ -31,6 +31,7 @@ Usage::
     python benchmarks/bench_tall_v2.py --quick                # N = 10^4 only, smoke test
     python benchmarks/bench_tall_v2.py --n 10000 100000 --json tall.json
     python benchmarks/bench_tall_v2.py --profile 100000       # cProfile of run_cohort's reducing thread
+    python benchmarks/bench_tall_v2.py --cpu 100000           # run_cohort's CPU per patient, reducing thread apart
 
 The script is not collected by pytest. The bar: 10^6 patients in under 300 s and 2 GiB on 2 cores.
 """
@@ -267,6 +268,35 @@ def profile_run(scenario: Path, n: int, jobs: int, seed: int, out: Path, top: in
     return f"run_cohort, {n:,} patients, {wall:.1f} s; timings {res.info['timings']}\n" + buf.getvalue()
 
 
+def cpu_run(scenario: Path, n: int, jobs: int, seed: int, out: Path) -> str:
+    """run_cohort of ``n`` patients in this process (warm kernel): wall time, CPU per patient, and
+    the reducing thread's share (``time.thread_time`` around each chunk's reduction)."""
+    from carkinetics.cohort import pipeline
+
+    sc = _load(scenario)
+    pipeline.run_cohort(sc, 500, seed, jobs=jobs)  # load the kernel
+    spent = [0.0]
+    reduce = pipeline._ChunkReducer.reduce
+
+    def timed(self, *args, **kwargs):
+        t = time.thread_time()
+        try:
+            return reduce(self, *args, **kwargs)
+        finally:
+            spent[0] += time.thread_time() - t
+
+    pipeline._ChunkReducer.reduce = timed
+    try:
+        c0, w0 = time.process_time(), time.perf_counter()
+        pipeline.run_cohort(sc, n, seed, jobs=jobs, patients_csv=out / "patients.csv")
+        cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    finally:
+        pipeline._ChunkReducer.reduce = reduce
+    return (f"run_cohort, {n:,} patients: wall {wall:.1f} s, CPU {cpu:.1f} s ({cpu / n * 1e3:.3f} ms per patient), "
+            f"reducing thread {spent[0]:.1f} s ({spent[0] / n * 1e3:.3f} ms per patient), "
+            f"the rest {(cpu - spent[0]) / n * 1e3:.3f} ms per patient")
+
+
 # ----------------------------------------------------------------------------------------
 # report
 # ----------------------------------------------------------------------------------------
@@ -315,6 +345,9 @@ def main(argv=None):
                     help="name the repository's model and parameter set files (default: copies made at the start)")
     ap.add_argument("--profile", type=int, default=None, metavar="N",
                     help="instead of the table: cProfile of run_cohort on N patients in this process")
+    ap.add_argument("--cpu", type=int, default=None, metavar="N",
+                    help="instead of the table: run_cohort of N patients in this process, CPU per patient and "
+                         "the reducing thread's share")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     ns = [10_000] if args.quick else args.n
@@ -337,6 +370,10 @@ def main(argv=None):
         if args.profile:
             (tmp / "prof").mkdir()
             print(profile_run(scenario, args.profile, args.jobs, args.seed, tmp / "prof"))
+            return
+        if args.cpu:
+            (tmp / "cpu").mkdir()
+            print(cpu_run(scenario, args.cpu, args.jobs, args.seed, tmp / "cpu"))
             return
         sample = engine_sample(scenario, args.sample, args.jobs, args.seed) if args.sample else None
         if sample:
