@@ -235,8 +235,9 @@ def _lane_rodas(li, Y, K, PL, EXT, T, LF, LI, JL, DFL, y1, p1, ext1, f0, g1, g2,
         if hnew * _spectral_radius(J, v, w) < STIFF_OFF * T_STAB:
             LI[li, I_NNONSTIFF] += 1
             if LI[li, I_NNONSTIFF] >= NONSTIFF_STEPS:
-                # an episode whose RODAS steps were none of them worth their cost: the lane
-                # waits twice as long before the next check
+                # the episode paid if any of its steps was worth its cost (it lasted longer than
+                # the NONSTIFF_STEPS steps that end it): the next check waits STIFF_WAIT0 flagged
+                # steps again; otherwise twice as many as this one did (up to STIFF_WAIT_MAX)
                 paid = counters[i_pat, C_STIFF_STEPS] - LI[li, I_EPISODE] > NONSTIFF_STEPS
                 LI[li, I_STIFF_WAIT] = STIFF_WAIT0 if paid else min(2 * LI[li, I_STIFF_WAIT], STIFF_WAIT_MAX)
                 LI[li, I_MODE] = TSIT5
